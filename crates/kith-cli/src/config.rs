@@ -1,0 +1,126 @@
+//! Settings: defaults, then a TOML file, then `KITH_*` environment variables, then flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kith_store::sqlite::Durability;
+use serde::Deserialize;
+
+/// Everything `kith` can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Folder of the SQLite database (`kith.db`).
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    pub database_url: Option<Secret>,
+    /// `full` (fsync every commit) or `normal` (survives a killed process, not a power cut).
+    pub durability: Durability,
+    /// `text` or `json` logs.
+    pub log_format: String,
+    /// Events that may wait for the writer before kith answers 503.
+    pub queue_events: usize,
+    /// The most events one transaction applies.
+    pub max_batch_events: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("kith-data"),
+            database_url: None,
+            durability: Durability::Full,
+            log_format: "text".into(),
+            queue_events: 50_000,
+            max_batch_events: 10_000,
+        }
+    }
+}
+
+/// A secret setting: never printed by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl Settings {
+    /// Loads the file (the one given, else `./kith.toml` if present), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let default_file = Path::new("kith.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("{} is not valid kith configuration", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        Ok(settings)
+    }
+
+    /// Overrides from `KITH_*` variables.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(listen) = var("KITH_LISTEN") {
+            self.listen = listen;
+        }
+        if let Some(dir) = var("KITH_DATA_DIR") {
+            self.data_dir = dir.into();
+        }
+        if let Some(url) = var("KITH_DATABASE_URL").filter(|url| !url.is_empty()) {
+            self.database_url = Some(Secret(url));
+        }
+        if let Some(durability) = var("KITH_DURABILITY") {
+            self.durability = match durability.as_str() {
+                "full" => Durability::Full,
+                "normal" => Durability::Normal,
+                other => anyhow::bail!("KITH_DURABILITY is {other:?}; use full or normal"),
+            };
+        }
+        if let Some(format) = var("KITH_LOG_FORMAT") {
+            self.log_format = format;
+        }
+        for (name, field) in
+            [("KITH_QUEUE_EVENTS", &mut self.queue_events), ("KITH_MAX_BATCH_EVENTS", &mut self.max_batch_events)]
+        {
+            if let Some(value) = var(name) {
+                *field = value.parse().with_context(|| format!("{name} must be a whole number"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("kith.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let mut settings: Settings = toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/kith\"").unwrap();
+        assert_eq!(settings.listen, "0.0.0.0:9000");
+        settings.apply_env(|name| (name == "KITH_LISTEN").then(|| "127.0.0.1:7000".to_owned())).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:7000");
+        assert_eq!(settings.database_path(), PathBuf::from("/var/lib/kith/kith.db"));
+        assert!(toml::from_str::<Settings>("lisen = 1").is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = Settings { database_url: Some(Secret("postgres://u:pw@h/db".into())), ..Settings::default() };
+        assert!(!format!("{settings:?}").contains("pw"));
+    }
+}

@@ -1,0 +1,319 @@
+//! `kith`: serve, migrate, manage keys and workspaces.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use kith_server::auth::generate_key;
+use kith_server::{App, AppConfig, Clock};
+use kith_store::pipeline::PipelineConfig;
+use kith_store::sqlite::{SqliteOptions, SqliteStore};
+use kith_store::{KeyKind, Store, WorkspaceId, WorkspacePatch};
+
+use crate::config::Settings;
+
+/// kith: a relationship CRM that listens to your product's Segment events.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML configuration file (default: ./kith.toml if it exists).
+    #[arg(long, global = true, env = "KITH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Folder of the SQLite database.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage workspaces.
+    Workspaces {
+        #[command(subcommand)]
+        command: Option<WorkspacesCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown once).
+    Create {
+        /// `write` (ingest only, safe in a web page) or `secret` (ingest and the read API).
+        #[arg(long, default_value = "write")]
+        kind: String,
+        /// A label.
+        #[arg(long)]
+        name: Option<String>,
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
+    /// List keys.
+    List {
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
+    /// Revoke a key by id; it stops working at once.
+    Revoke {
+        /// The key's id (see `kith keys list`).
+        id: i64,
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspacesCommand {
+    /// List workspaces.
+    List,
+    /// Create a workspace with a secret and a write key.
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Change a workspace's settings.
+    Set {
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone in which days are counted, e.g. Europe/Paris.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Closeness half-life in days.
+        #[arg(long)]
+        half_life_days: Option<f64>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    if let Command::Serve { listen: Some(listen) } = &cli.command {
+        settings.listen = listen.clone();
+    }
+    init_logging(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli.command, settings))
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &settings.database_url {
+        if !url.0.starts_with("postgres://") && !url.0.starts_with("postgresql://") {
+            bail!("database_url must be a postgres:// URL; leave it unset for the embedded SQLite");
+        }
+        bail!("PostgreSQL is not available in this build yet; remove database_url to use the embedded SQLite");
+    }
+    let path = settings.database_path();
+    let mut options = SqliteOptions::new(&path);
+    options.durability = settings.durability;
+    let store = SqliteStore::open(&options).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } => serve(settings).await,
+        Command::Migrate => {
+            let path = settings.database_path();
+            let applied = SqliteStore::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
+            match applied.as_slice() {
+                [] => println!("{} is up to date", path.display()),
+                versions => println!("applied migrations {versions:?} to {}", path.display()),
+            }
+            Ok(())
+        }
+        Command::Keys { command } => keys(open_store(&settings)?.as_ref(), command).await,
+        Command::Workspaces { command } => workspaces(open_store(&settings)?.as_ref(), command).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings)?;
+    if store.workspaces().await?.is_empty() {
+        let (write, secret) = create_workspace(store.as_ref(), "Default").await?;
+        print_first_start(&settings.listen, &write, &secret);
+    }
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let config = AppConfig {
+        pipeline: PipelineConfig { queue_events: settings.queue_events, max_batch_events: settings.max_batch_events },
+    };
+    tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "kith is listening");
+    App::new(store, config, Clock::system()).serve(listener, shutdown_signal()).await?;
+    tracing::info!("kith stopped; everything acknowledged is committed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: answering requests in flight, then committing the queue");
+}
+
+async fn create_workspace(store: &dyn Store, name: &str) -> anyhow::Result<(String, String)> {
+    let workspace = store.create_workspace(name).await?;
+    let write = generate_key(KeyKind::Write);
+    let secret = generate_key(KeyKind::Secret);
+    store.create_key(workspace.id, KeyKind::Write, "default write key", &write).await?;
+    store.create_key(workspace.id, KeyKind::Secret, "default secret key", &secret).await?;
+    Ok((write, secret))
+}
+
+fn print_first_start(listen: &str, write: &str, secret: &str) {
+    let host = listen.replace("0.0.0.0", "127.0.0.1");
+    println!(
+        "\nkith created its database and a workspace. These keys are shown once:\n\n  \
+         write key  (ingest only, safe in a web page): {write}\n  \
+         secret key (ingest and the read API):        {secret}\n\n\
+         Send your first event:\n\n  \
+         curl -u '{write}:' http://{host}/v1/identify \\\n    \
+         -d '{{\"userId\":\"u1\",\"traits\":{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}},\"timestamp\":\"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'\"}}'\n\n\
+         and see the contact:\n\n  \
+         curl -H 'Authorization: Bearer {secret}' http://{host}/api/contacts\n"
+    );
+}
+
+async fn workspace_id(store: &dyn Store, given: Option<WorkspaceId>) -> anyhow::Result<WorkspaceId> {
+    match given {
+        Some(id) => {
+            store.workspace(id).await?.with_context(|| format!("there is no workspace {id}"))?;
+            Ok(id)
+        }
+        None => store
+            .workspaces()
+            .await?
+            .first()
+            .map(|workspace| workspace.id)
+            .context("there is no workspace yet: run `kith serve` once or `kith workspaces create NAME`"),
+    }
+}
+
+async fn keys(store: &dyn Store, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { kind, name, workspace } => {
+            let kind = KeyKind::parse(&kind).context("--kind is `write` or `secret`")?;
+            let workspace = workspace_id(store, workspace).await?;
+            let text = generate_key(kind);
+            let name = name.unwrap_or_else(|| format!("{} key", kind.as_str()));
+            let key = store.create_key(workspace, kind, &name, &text).await?;
+            println!("created {} key {} ({name}); it is shown once:\n{text}", kind.as_str(), key.id);
+        }
+        KeysCommand::List { workspace } => {
+            let workspace = workspace_id(store, workspace).await?;
+            println!("{:>4}  {:<6}  {:<14}  {:<25}  {:<25}  name", "id", "kind", "prefix", "created", "revoked");
+            for key in store.keys(workspace).await? {
+                println!(
+                    "{:>4}  {:<6}  {:<14}  {:<25}  {:<25}  {}",
+                    key.id,
+                    key.kind.as_str(),
+                    format!("{}…", key.prefix),
+                    key.created_at.to_string(),
+                    key.revoked_at.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+                    key.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id, workspace } => {
+            let workspace = workspace_id(store, workspace).await?;
+            if !store.revoke_key(workspace, id).await? {
+                bail!("there is no key {id} in workspace {workspace}");
+            }
+            println!("revoked key {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn workspaces(store: &dyn Store, command: Option<WorkspacesCommand>) -> anyhow::Result<()> {
+    match command.unwrap_or(WorkspacesCommand::List) {
+        WorkspacesCommand::List => {
+            println!("{:>4}  {:<24}  {:<20}  half-life", "id", "name", "time zone");
+            for workspace in store.workspaces().await? {
+                println!(
+                    "{:>4}  {:<24}  {:<20}  {} days",
+                    workspace.id, workspace.name, workspace.time_zone, workspace.half_life_days
+                );
+            }
+        }
+        WorkspacesCommand::Create { name } => {
+            let (write, secret) = create_workspace(store, &name).await?;
+            println!(
+                "created workspace {name:?}; these keys are shown once:\nwrite key:  {write}\nsecret key: {secret}"
+            );
+        }
+        WorkspacesCommand::Set { workspace, name, time_zone, half_life_days } => {
+            let id = workspace_id(store, workspace).await?;
+            if let Some(zone) = &time_zone {
+                if kith_core::time::time_zone(zone).is_none() {
+                    bail!("{zone:?} is not an IANA time zone; use a name like Europe/Paris");
+                }
+            }
+            if let Some(days) = half_life_days {
+                if !(1.0..=3650.0).contains(&days) {
+                    bail!("the half-life is 1 to 3650 days");
+                }
+            }
+            let patch = WorkspacePatch { name, time_zone, half_life_days, ..WorkspacePatch::default() };
+            let workspace = store.update_workspace(id, patch).await?;
+            println!(
+                "workspace {} {:?}: time zone {}, half-life {} days",
+                workspace.id, workspace.name, workspace.time_zone, workspace.half_life_days
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Turning a request body into the events it carries.
+//!
+//! A body is one event, a Segment batch `{"batch": [...], "context"?, "integrations"?,
+//! "sentAt"?, "writeKey"?}`, or a bare JSON array of events (Segment's Actions webhook
+//! batching). Batch-level `context`, `integrations` and `sentAt` are merged into each item,
+//! the item's own values winning.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Code, Rejection};
+
+/// Segment's per-event size limit.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// Segment's per-request size limit (after decompression).
+pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
+/// Segment's limit on events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 2_500;
+
+/// What a route expects its body to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyShape {
+    /// `/v1/identify`, `/v1/track`, …: one event (a batch is still understood).
+    Single,
+    /// `/v1/batch`, `/v1/import`, `/v1/b`: a Segment batch (an array or one event is still understood).
+    Batch,
+}
+
+/// The events of one request, before each is read.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Each item with the batch-level fields merged in; non-objects are kept to be refused by index.
+    pub items: Vec<Value>,
+    /// The write key given in the body (the batch's, or the first event's).
+    pub write_key: Option<String>,
+    /// Whether the body was a batch or an array (the answer then lists rejections by index).
+    pub is_batch: bool,
+    /// Whether the body was a bare JSON array (Segment signs only its first element).
+    pub is_array: bool,
+}
+
+/// Parses a body into its events.
+pub fn split(body: &[u8], _shape: BodyShape) -> Result<Envelope, Rejection> {
+    let value: Value = serde_json::from_slice(body).map_err(json_error)?;
+    match value {
+        Value::Array(items) => {
+            check_count(items.len())?;
+            let write_key = items.first().and_then(|item| string_field(item, "writeKey"));
+            Ok(Envelope { items, write_key, is_batch: true, is_array: true })
+        }
+        Value::Object(mut object) if object.contains_key("batch") => {
+            let items = match object.remove("batch") {
+                Some(Value::Array(items)) => items,
+                _ => return Err(Rejection::new(Code::InvalidJson, "batch", "`batch` must be an array of events")),
+            };
+            check_count(items.len())?;
+            let write_key = object
+                .get("writeKey")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| items.first().and_then(|item| string_field(item, "writeKey")));
+            let items = items.into_iter().map(|item| merge_batch_fields(item, &object)).collect();
+            Ok(Envelope { items, write_key, is_batch: true, is_array: false })
+        }
+        Value::Object(object) => {
+            let write_key = object.get("writeKey").and_then(Value::as_str).map(str::to_owned);
+            Ok(Envelope { items: vec![Value::Object(object)], write_key, is_batch: false, is_array: false })
+        }
+        other => Err(Rejection::new(
+            Code::InvalidJson,
+            None,
+            format!("expected a JSON object (one event or a batch), got {}", kind_of(&other)),
+        )),
+    }
+}
+
+/// The `invalid_json` refusal, naming where the parser stopped.
+pub fn json_error(error: serde_json::Error) -> Rejection {
+    Rejection::new(
+        Code::InvalidJson,
+        None,
+        format!(
+            "the body is not valid JSON: {} (line {}, column {})",
+            describe_json_error(&error),
+            error.line(),
+            error.column()
+        ),
+    )
+}
+
+fn describe_json_error(error: &serde_json::Error) -> String {
+    // serde_json appends " at line L column C" to its message; the position is given separately.
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn check_count(count: usize) -> Result<(), Rejection> {
+    if count == 0 {
+        return Err(Rejection::new(Code::EmptyBatch, "batch", "the batch holds no events; send at least one"));
+    }
+    if count > MAX_BATCH_EVENTS {
+        return Err(Rejection::new(
+            Code::BatchTooLarge,
+            "batch",
+            format!("the batch holds {count} events; split it into batches of at most {MAX_BATCH_EVENTS}"),
+        ));
+    }
+    Ok(())
+}
+
+fn merge_batch_fields(item: Value, batch: &Map<String, Value>) -> Value {
+    let Value::Object(mut item) = item else { return item };
+    for field in ["context", "integrations"] {
+        let Some(Value::Object(shared)) = batch.get(field) else { continue };
+        match item.get_mut(field) {
+            Some(Value::Object(own)) => {
+                for (key, value) in shared {
+                    own.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            Some(Value::Null) | None => {
+                item.insert(field.to_owned(), Value::Object(shared.clone()));
+            }
+            Some(_) => {}
+        }
+    }
+    if matches!(item.get("sentAt"), None | Some(Value::Null)) {
+        if let Some(sent_at) = batch.get("sentAt").filter(|value| !value.is_null()) {
+            item.insert("sentAt".to_owned(), sent_at.clone());
+        }
+    }
+    Value::Object(item)
+}
+
+fn string_field(item: &Value, field: &str) -> Option<String> {
+    item.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A word for a JSON value's kind, for messages.
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_merges_its_shared_fields_into_items() {
+        let body = br#"{"batch":[{"type":"track","context":{"ip":"1.2.3.4"}},{"type":"page","sentAt":"2024-01-01T00:00:00Z"}],
+            "context":{"library":{"name":"x"},"ip":"9.9.9.9"},"integrations":{"Kith":true},"sentAt":"2024-06-05T09:08:01Z","writeKey":"wk"}"#;
+        let envelope = split(body, BodyShape::Batch).unwrap();
+        assert!(envelope.is_batch && !envelope.is_array);
+        assert_eq!(envelope.write_key.as_deref(), Some("wk"));
+        assert_eq!(envelope.items[0]["context"]["ip"], "1.2.3.4", "the item's own value wins");
+        assert_eq!(envelope.items[0]["context"]["library"]["name"], "x");
+        assert_eq!(envelope.items[0]["integrations"]["Kith"], true);
+        assert_eq!(envelope.items[0]["sentAt"], "2024-06-05T09:08:01Z");
+        assert_eq!(envelope.items[1]["sentAt"], "2024-01-01T00:00:00Z", "per-message sentAt wins");
+    }
+
+    #[test]
+    fn arrays_and_single_events_are_understood() {
+        let envelope = split(br#"[{"type":"track","writeKey":"k"},{"type":"page"}]"#, BodyShape::Single).unwrap();
+        assert!(envelope.is_array && envelope.is_batch);
+        assert_eq!(envelope.items.len(), 2);
+        assert_eq!(envelope.write_key.as_deref(), Some("k"));
+        let envelope = split(br#"{"type":"identify"}"#, BodyShape::Batch).unwrap();
+        assert!(!envelope.is_batch);
+    }
+
+    #[test]
+    fn broken_json_names_line_and_column() {
+        let body = b"{\n  \"type\": \"identify\",\n\n  },\n}";
+        let rejection = split(body, BodyShape::Single).unwrap_err();
+        assert_eq!(rejection.code, Code::InvalidJson);
+        assert!(rejection.message.contains("line 4, column 3"), "{}", rejection.message);
+        assert_eq!(split(b"null", BodyShape::Single).unwrap_err().code, Code::InvalidJson);
+        assert_eq!(split(&[0xff, 0xfe, b'{', b'}'], BodyShape::Single).unwrap_err().code, Code::InvalidJson);
+        let deep = "[".repeat(500);
+        assert_eq!(split(deep.as_bytes(), BodyShape::Single).unwrap_err().code, Code::InvalidJson);
+    }
+
+    #[test]
+    fn batch_sizes_are_bounded() {
+        assert_eq!(split(br#"{"batch":[]}"#, BodyShape::Batch).unwrap_err().code, Code::EmptyBatch);
+        assert_eq!(split(b"[]", BodyShape::Batch).unwrap_err().code, Code::EmptyBatch);
+        let items = vec![r#"{"type":"track"}"#; MAX_BATCH_EVENTS + 1].join(",");
+        let body = format!(r#"{{"batch":[{items}]}}"#);
+        assert_eq!(split(body.as_bytes(), BodyShape::Batch).unwrap_err().code, Code::BatchTooLarge);
+    }
+}

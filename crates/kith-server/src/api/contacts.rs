@@ -1,0 +1,419 @@
+//! `/api/contacts`: list, search, filter and sort; one contact; its timeline and events;
+//! manual interactions, cadence, merge and deletion.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use jiff::{SignedDuration, Timestamp};
+use kith_core::closeness::{days_of_millis, Bucket, InteractionKind};
+use kith_core::identity::normalize_email;
+use kith_core::profile::merge_traits;
+use kith_store::{Contact, ContactKey, ContactQuery, ContactSort, NewInteraction, Workspace};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::views::*;
+use super::workspace_of;
+use crate::auth::SecretKey;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// Days in the window of "was close or warm" for losing touch (SPEC §3.1).
+const LOSING_TOUCH_WINDOW_DAYS: i64 = 90;
+
+/// Contact list parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Substring of the email, name or a trait value.
+    pub search: Option<String>,
+    /// `last_seen` (default), `closeness`, `closeness_asc` or `due`.
+    pub sort: Option<String>,
+    /// Only this bucket: `close`, `warm`, `cooling` or `cold`.
+    pub bucket: Option<String>,
+    /// Only members of this audience (key).
+    pub audience: Option<String>,
+    /// Only members of this account (groupId).
+    pub account: Option<String>,
+    /// Only contacts due now.
+    pub due: Option<bool>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// Lists contacts.
+#[utoipa::path(get, path = "/api/contacts", tag = "contacts", params(ListParams),
+    responses((status = 200, body = ContactList), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<ContactList>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let mut query = ContactQuery {
+        search: params.search,
+        sort: parse_sort(params.sort.as_deref())?,
+        audience: params.audience,
+        account: params.account,
+        cursor: decode_cursor(params.cursor.as_deref())?,
+        limit: params.limit.unwrap_or(50),
+        ..ContactQuery::default()
+    };
+    if let Some(bucket) = params.bucket.as_deref() {
+        let bucket = Bucket::parse(bucket).ok_or_else(|| {
+            ApiError::bad_request("invalid_bucket", "bucket", "bucket must be close, warm, cooling or cold")
+        })?;
+        query.key_range = Some(bucket_range(bucket, &workspace.model(), now));
+    }
+    if params.due == Some(true) {
+        query.due_before = Some(now);
+    }
+    list_page(&state, &workspace, query, now).await.map(Json)
+}
+
+fn parse_sort(sort: Option<&str>) -> ApiResult<ContactSort> {
+    Ok(match sort.unwrap_or("last_seen") {
+        "last_seen" => ContactSort::LastSeen,
+        "closeness" => ContactSort::Closeness,
+        "closeness_asc" => ContactSort::ClosenessAsc,
+        "due" => ContactSort::Due,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_sort",
+                "sort",
+                format!("unknown sort {other:?}; use last_seen, closeness, closeness_asc or due"),
+            ))
+        }
+    })
+}
+
+async fn list_page(
+    state: &AppState,
+    workspace: &Workspace,
+    query: ContactQuery,
+    now: Timestamp,
+) -> ApiResult<ContactList> {
+    let model = workspace.model();
+    let page = state.store.contacts(workspace.id, query).await?;
+    Ok(ContactList {
+        items: page.items.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
+        next_cursor: encode_cursor(page.next),
+    })
+}
+
+/// Page parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageParams {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size (default 50).
+    pub limit: Option<usize>,
+}
+
+/// Contacts that were close or warm in the last 90 days and are now cooling or cold, closest first.
+#[utoipa::path(get, path = "/api/contacts/losing-touch", tag = "contacts", params(PageParams),
+    responses((status = 200, body = ContactList)), security(("secret_key" = [])))]
+pub async fn losing_touch(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<ContactList>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let model = workspace.model();
+    let warm = Bucket::Warm.min_score();
+    let window_start = now - SignedDuration::from_hours(24 * LOSING_TOUCH_WINDOW_DAYS);
+    // A contact is warm or closer at `t` exactly while its key is at least key_for_score(40, t);
+    // so "warm at some moment of the window, not now" is one key range.
+    let min = model.key_for_score(warm, days_of_millis(window_start.as_millisecond()));
+    let max = model.key_for_score(warm, days_of_millis(now.as_millisecond()));
+    let query = ContactQuery {
+        sort: ContactSort::Closeness,
+        key_range: Some((min, max)),
+        cursor: decode_cursor(params.cursor.as_deref())?,
+        limit: params.limit.unwrap_or(50),
+        ..ContactQuery::default()
+    };
+    list_page(&state, &workspace, query, now).await.map(Json)
+}
+
+/// Contacts whose cadence says they are due a touch, most overdue first.
+#[utoipa::path(get, path = "/api/contacts/due", tag = "contacts", params(PageParams),
+    responses((status = 200, body = ContactList)), security(("secret_key" = [])))]
+pub async fn due(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<ContactList>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let query = ContactQuery {
+        sort: ContactSort::Due,
+        due_before: Some(now),
+        cursor: decode_cursor(params.cursor.as_deref())?,
+        limit: params.limit.unwrap_or(50),
+        ..ContactQuery::default()
+    };
+    list_page(&state, &workspace, query, now).await.map(Json)
+}
+
+/// Reads `{id-or-email}` from a path.
+pub fn contact_key(text: &str) -> ApiResult<ContactKey> {
+    if let Ok(id) = text.parse::<i64>() {
+        return Ok(ContactKey::Id(id));
+    }
+    normalize_email(text)
+        .map(ContactKey::Email)
+        .ok_or_else(|| ApiError::bad_request("invalid_contact", "id", "name a contact by its numeric id or its email"))
+}
+
+/// The contact named by `{id-or-email}`, or 404.
+pub async fn find_contact(state: &AppState, workspace: i64, text: &str) -> ApiResult<Contact> {
+    state
+        .store
+        .contact(workspace, contact_key(text)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no contact {text} in this workspace")))
+}
+
+/// One contact with its identities, accounts and audiences.
+#[utoipa::path(get, path = "/api/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email")),
+    responses((status = 200, body = ContactDetail), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ContactDetail>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let contact = find_contact(&state, workspace.id, &id).await?;
+    detail(&state, &workspace, contact).await.map(Json)
+}
+
+/// The full view of a contact.
+pub async fn detail(state: &AppState, workspace: &Workspace, contact: Contact) -> ApiResult<ContactDetail> {
+    let now = state.clock.now();
+    let model = workspace.model();
+    let identities = state.store.identities(workspace.id, contact.id).await?;
+    let accounts = state.store.contact_accounts(workspace.id, contact.id).await?;
+    let audiences = state.store.contact_audiences(workspace.id, contact.id).await?;
+    Ok(ContactDetail {
+        contact: ContactView::new(contact, &model, now),
+        identities: identities.into_iter().map(Into::into).collect(),
+        accounts: accounts.into_iter().map(|a| AccountView::new(a, &model, now)).collect(),
+        audiences: audiences.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// A contact's timeline, newest first.
+#[utoipa::path(get, path = "/api/contacts/{id}/timeline", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email"), PageParams),
+    responses((status = 200, body = Timeline), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn timeline(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<Timeline>> {
+    let contact = find_contact(&state, key.workspace_id, &id).await?;
+    let page = state
+        .store
+        .timeline(key.workspace_id, contact.id, decode_cursor(params.cursor.as_deref())?, params.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(Timeline {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: encode_cursor(page.next),
+    }))
+}
+
+/// A contact's event stream, newest first, each event with the traits in force at its time.
+#[utoipa::path(get, path = "/api/contacts/{id}/events", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email"), PageParams),
+    responses((status = 200, body = EventList), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<EventList>> {
+    let contact = find_contact(&state, key.workspace_id, &id).await?;
+    let list = event_page(&state, key.workspace_id, contact.id, params).await?;
+    Ok(Json(list))
+}
+
+/// A page of events with the traits each saw.
+pub async fn event_page(state: &AppState, workspace: i64, contact: i64, params: PageParams) -> ApiResult<EventList> {
+    let page = state
+        .store
+        .events(workspace, contact, decode_cursor(params.cursor.as_deref())?, params.limit.unwrap_or(50))
+        .await?;
+    let newest = page.items.first().map_or(Timestamp::MIN, |event| event.occurred_at);
+    let identifies = state.store.identify_payloads(workspace, contact, newest).await?;
+    let history: Vec<(Timestamp, Map<String, Value>)> = identifies
+        .iter()
+        .filter_map(|payload| serde_json::from_str::<Value>(payload).ok())
+        .map(|event| {
+            let time = ["timestamp", "originalTimestamp"]
+                .iter()
+                .find_map(|field| event.get(*field).and_then(Value::as_str))
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(Timestamp::MIN);
+            let traits = event
+                .get("traits")
+                .or_else(|| event.get("context").and_then(|c| c.get("traits")))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            (time, traits)
+        })
+        .collect();
+    let items = page
+        .items
+        .into_iter()
+        .map(|event| {
+            let mut traits = Map::new();
+            for (_, patch) in history.iter().filter(|(time, _)| *time <= event.occurred_at) {
+                merge_traits(&mut traits, patch);
+            }
+            EventView::new(event, Value::Object(traits))
+        })
+        .collect();
+    Ok(EventList { items, next_cursor: encode_cursor(page.next) })
+}
+
+/// A hand-written interaction.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewInteractionBody {
+    /// `note`, `email`, `call` or `meeting`.
+    pub kind: String,
+    /// What happened.
+    pub text: String,
+    /// When (RFC 3339); now if absent.
+    pub occurred_at: Option<String>,
+}
+
+/// Adds a note, email, call or meeting to a contact's timeline.
+#[utoipa::path(post, path = "/api/contacts/{id}/interactions", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email")), request_body = NewInteractionBody,
+    responses((status = 201, body = InteractionView), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn add_interaction(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+    body: Result<Json<NewInteractionBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<InteractionView>)> {
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let kind = InteractionKind::parse(&body.kind)
+        .filter(|kind| *kind != InteractionKind::Activity)
+        .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind must be note, email, call or meeting"))?;
+    let text = body.text.trim().to_owned();
+    if text.is_empty() {
+        return Err(ApiError::bad_request("missing_text", "text", "say what happened in `text`"));
+    }
+    let occurred_at = match body.occurred_at.as_deref() {
+        None => state.clock.now(),
+        Some(raw) => kith_core::time::parse_timestamp(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_timestamp",
+                "occurred_at",
+                "occurred_at must be RFC 3339 with an offset, e.g. 2024-06-03T16:00:00Z",
+            )
+        })?,
+    };
+    let contact = find_contact(&state, key.workspace_id, &id).await?;
+    let interaction =
+        state.store.add_interaction(key.workspace_id, contact.id, NewInteraction { kind, occurred_at, text }).await?;
+    Ok((StatusCode::CREATED, Json(interaction.into())))
+}
+
+/// Deletion options.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeleteParams {
+    /// Also keep future events for this email out.
+    pub suppress: Option<bool>,
+}
+
+/// Erases a contact and everything derived from it.
+#[utoipa::path(delete, path = "/api/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email"), DeleteParams),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)), security(("secret_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> ApiResult<StatusCode> {
+    let contact = find_contact(&state, key.workspace_id, &id).await?;
+    state.store.delete_contact(key.workspace_id, contact.id, params.suppress.unwrap_or(false)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The contact to merge in.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MergeBody {
+    /// Id or email of the contact that goes into the one in the path and disappears.
+    pub contact: Value,
+}
+
+/// Merges another contact into this one: identities, traits (this one's win), timelines (still
+/// one activity per day), events, accounts and audiences.
+#[utoipa::path(post, path = "/api/contacts/{id}/merge", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email that remains")), request_body = MergeBody,
+    responses((status = 200, body = ContactDetail), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn merge(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+    body: Result<Json<MergeBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<ContactDetail>> {
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let other = match &body.contact {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        _ => {
+            return Err(ApiError::bad_request("invalid_contact", "contact", "`contact` is the id or email to merge in"))
+        }
+    };
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let into = find_contact(&state, workspace.id, &id).await?;
+    let from = find_contact(&state, workspace.id, &other).await?;
+    let merged = state.store.merge_contacts(workspace.id, into.id, from.id).await?;
+    detail(&state, &workspace, merged).await.map(Json)
+}
+
+/// A cadence.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CadenceBody {
+    /// Every N days; `null` removes the contact's own cadence.
+    pub days: Option<i64>,
+}
+
+/// Sets or clears a contact's own cadence.
+#[utoipa::path(put, path = "/api/contacts/{id}/cadence", tag = "contacts",
+    params(("id" = String, Path, description = "Contact id or email")), request_body = CadenceBody,
+    responses((status = 200, body = ContactView), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn set_cadence(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<String>,
+    body: Result<Json<CadenceBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(body) = body.map_err(super::json_rejection)?;
+    let days = super::check_cadence(body.days)?;
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let contact = find_contact(&state, workspace.id, &id).await?;
+    let contact = state.store.set_cadence(workspace.id, contact.id, days).await?;
+    Ok(Json(ContactView::new(contact, &workspace.model(), state.clock.now())))
+}

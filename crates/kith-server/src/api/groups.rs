@@ -1,0 +1,316 @@
+//! Accounts, audiences, cadence rules and alias conflicts.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use kith_store::{ContactQuery, ContactSort};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::views::*;
+use super::{check_cadence, json_rejection, workspace_of};
+use crate::auth::SecretKey;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// How many members and events an account or audience page shows.
+const MEMBERS_SHOWN: usize = 100;
+
+/// Accounts, most members first.
+#[utoipa::path(get, path = "/api/accounts", tag = "accounts",
+    responses((status = 200, body = Vec<AccountView>)), security(("secret_key" = [])))]
+pub async fn accounts(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<Vec<AccountView>>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let model = workspace.model();
+    let accounts = state.store.accounts(workspace.id, 500).await?;
+    Ok(Json(accounts.into_iter().map(|a| AccountView::new(a, &model, now)).collect()))
+}
+
+/// A member's latest activity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberActivity {
+    /// The member.
+    pub contact_id: i64,
+    /// Their email.
+    pub email: String,
+    /// Their latest interaction.
+    pub interaction: InteractionView,
+}
+
+/// An account with its members and their recent activity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDetail {
+    /// The account.
+    #[serde(flatten)]
+    pub account: AccountView,
+    /// Members, closest first.
+    pub members: Vec<ContactView>,
+    /// The members' latest interactions, newest first.
+    pub recent_activity: Vec<MemberActivity>,
+}
+
+/// One account.
+#[utoipa::path(get, path = "/api/accounts/{group_id}", tag = "accounts", params(("group_id" = String, Path)),
+    responses((status = 200, body = AccountDetail), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn account(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(group_id): Path<String>,
+) -> ApiResult<Json<AccountDetail>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let model = workspace.model();
+    let account = state
+        .store
+        .account(workspace.id, &group_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no account {group_id:?} in this workspace")))?;
+    let members = state
+        .store
+        .contacts(
+            workspace.id,
+            ContactQuery {
+                sort: ContactSort::Closeness,
+                account: Some(group_id),
+                limit: MEMBERS_SHOWN,
+                ..ContactQuery::default()
+            },
+        )
+        .await?
+        .items;
+    let mut recent_activity = Vec::new();
+    for member in &members {
+        let page = state.store.timeline(workspace.id, member.id, None, 3).await?;
+        recent_activity.extend(page.items.into_iter().map(|interaction| MemberActivity {
+            contact_id: member.id,
+            email: member.email.clone(),
+            interaction: interaction.into(),
+        }));
+    }
+    recent_activity.sort_by(|a, b| b.interaction.occurred_at.cmp(&a.interaction.occurred_at));
+    recent_activity.truncate(MEMBERS_SHOWN);
+    Ok(Json(AccountDetail {
+        account: AccountView::new(account, &model, now),
+        members: members.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
+        recent_activity,
+    }))
+}
+
+/// An audience with counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AudienceView {
+    /// The Engage `computation_key`.
+    pub key: String,
+    /// Engage computation id.
+    pub computation_id: Option<String>,
+    /// Engage space id.
+    pub space_id: Option<String>,
+    /// Members now.
+    pub member_count: i64,
+    /// Entries recorded.
+    pub entered_count: i64,
+    /// Exits recorded.
+    pub exited_count: i64,
+    /// First seen.
+    pub created_at: String,
+}
+
+impl From<kith_store::Audience> for AudienceView {
+    fn from(audience: kith_store::Audience) -> Self {
+        AudienceView {
+            key: audience.key,
+            computation_id: audience.computation_id,
+            space_id: audience.space_id,
+            member_count: audience.member_count,
+            entered_count: audience.entered_count,
+            exited_count: audience.exited_count,
+            created_at: audience.created_at.to_string(),
+        }
+    }
+}
+
+/// Audiences.
+#[utoipa::path(get, path = "/api/audiences", tag = "audiences",
+    responses((status = 200, body = Vec<AudienceView>)), security(("secret_key" = [])))]
+pub async fn audiences(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<Vec<AudienceView>>> {
+    let audiences = state.store.audiences(key.workspace_id).await?;
+    Ok(Json(audiences.into_iter().map(Into::into).collect()))
+}
+
+/// An entry or exit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryView {
+    /// The contact.
+    pub contact_id: i64,
+    /// Entered (true) or exited.
+    pub entered: bool,
+    /// When.
+    pub at: String,
+}
+
+/// An audience with members and history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AudienceDetail {
+    /// The audience.
+    #[serde(flatten)]
+    pub audience: AudienceView,
+    /// Current members, closest first (first page).
+    pub members: Vec<ContactView>,
+    /// Pass to `/api/contacts?audience=…&sort=closeness&cursor=…` for more members.
+    pub next_cursor: Option<String>,
+    /// Entries and exits, newest first.
+    pub history: Vec<HistoryView>,
+}
+
+/// One audience.
+#[utoipa::path(get, path = "/api/audiences/{key}", tag = "audiences", params(("key" = String, Path)),
+    responses((status = 200, body = AudienceDetail), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn audience(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(audience_key): Path<String>,
+) -> ApiResult<Json<AudienceDetail>> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let model = workspace.model();
+    let audience = state
+        .store
+        .audience(workspace.id, &audience_key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no audience {audience_key:?} in this workspace")))?;
+    let page = state
+        .store
+        .contacts(
+            workspace.id,
+            ContactQuery {
+                sort: ContactSort::Closeness,
+                audience: Some(audience_key.clone()),
+                limit: MEMBERS_SHOWN,
+                ..ContactQuery::default()
+            },
+        )
+        .await?;
+    let history = state.store.audience_history(workspace.id, Some(&audience_key), None, MEMBERS_SHOWN).await?;
+    Ok(Json(AudienceDetail {
+        audience: audience.into(),
+        members: page.items.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
+        next_cursor: encode_cursor(page.next),
+        history: history
+            .into_iter()
+            .map(|h| HistoryView { contact_id: h.contact_id, entered: h.entered, at: h.at.to_string() })
+            .collect(),
+    }))
+}
+
+/// A cadence rule.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CadenceRuleView {
+    /// Id (ignored when setting).
+    #[serde(default)]
+    pub id: i64,
+    /// `audience` or `account`.
+    pub target: String,
+    /// The audience key or account groupId.
+    pub key: String,
+    /// Every N days.
+    pub days: i64,
+}
+
+impl From<kith_store::CadenceRule> for CadenceRuleView {
+    fn from(rule: kith_store::CadenceRule) -> Self {
+        CadenceRuleView { id: rule.id, target: rule.target, key: rule.target_key, days: rule.days }
+    }
+}
+
+/// Cadence rules.
+#[utoipa::path(get, path = "/api/cadence-rules", tag = "contacts",
+    responses((status = 200, body = Vec<CadenceRuleView>)), security(("secret_key" = [])))]
+pub async fn cadence_rules(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+) -> ApiResult<Json<Vec<CadenceRuleView>>> {
+    let rules = state.store.cadence_rules(key.workspace_id).await?;
+    Ok(Json(rules.into_iter().map(Into::into).collect()))
+}
+
+/// Gives every member of an audience or account a cadence (their own cadence still wins).
+#[utoipa::path(put, path = "/api/cadence-rules", tag = "contacts", request_body = CadenceRuleView,
+    responses((status = 200, body = CadenceRuleView), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn set_cadence_rule(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    body: Result<Json<CadenceRuleView>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<CadenceRuleView>> {
+    let Json(rule) = body.map_err(json_rejection)?;
+    if rule.target != "audience" && rule.target != "account" {
+        return Err(ApiError::bad_request("invalid_target", "target", "target is `audience` or `account`"));
+    }
+    if rule.key.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_key", "key", "name the audience key or account groupId"));
+    }
+    let days = check_cadence(Some(rule.days))?.unwrap_or(1);
+    let saved = state.store.set_cadence_rule(key.workspace_id, &rule.target, rule.key.trim(), days).await?;
+    Ok(Json(saved.into()))
+}
+
+/// Deletes a cadence rule.
+#[utoipa::path(delete, path = "/api/cadence-rules/{id}", tag = "contacts", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)), security(("secret_key" = [])))]
+pub async fn delete_cadence_rule(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    if state.store.delete_cadence_rule(key.workspace_id, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no cadence rule {id}")))
+    }
+}
+
+/// An alias conflict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictView {
+    /// Id.
+    pub id: i64,
+    /// The alias's previousId.
+    pub previous_id: String,
+    /// The alias's userId.
+    pub user_id: String,
+    /// The contact of the userId.
+    pub contact_id: i64,
+    /// The contact the previousId already belongs to; merge it with `POST /api/contacts/{contact_id}/merge`.
+    pub other_contact_id: i64,
+    /// When.
+    pub created_at: String,
+    /// When a merge resolved it.
+    pub resolved_at: Option<String>,
+}
+
+/// Alias conflicts: aliases whose two ids belong to two different contacts, unresolved first.
+#[utoipa::path(get, path = "/api/alias-conflicts", tag = "contacts",
+    responses((status = 200, body = Vec<ConflictView>)), security(("secret_key" = [])))]
+pub async fn alias_conflicts(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+) -> ApiResult<Json<Vec<ConflictView>>> {
+    let conflicts = state.store.alias_conflicts(key.workspace_id).await?;
+    Ok(Json(
+        conflicts
+            .into_iter()
+            .map(|c| ConflictView {
+                id: c.id,
+                previous_id: c.previous_id,
+                user_id: c.user_id,
+                contact_id: c.contact_id,
+                other_contact_id: c.other_contact_id,
+                created_at: c.created_at.to_string(),
+                resolved_at: c.resolved_at.map(|t| t.to_string()),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,65 @@
+//! The read and admin API under `/api`, for secret keys (SPEC §6).
+
+pub mod contacts;
+pub mod groups;
+pub mod settings;
+pub mod validate;
+pub mod views;
+
+use axum::extract::rejection::JsonRejection;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use kith_store::{Workspace, WorkspaceId};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// The longest cadence accepted, in days (ten years).
+const MAX_CADENCE_DAYS: i64 = 3650;
+
+/// The `/api` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/contacts", get(contacts::list))
+        .route("/api/contacts/losing-touch", get(contacts::losing_touch))
+        .route("/api/contacts/due", get(contacts::due))
+        .route("/api/contacts/{id}", get(contacts::show).delete(contacts::delete))
+        .route("/api/contacts/{id}/timeline", get(contacts::timeline))
+        .route("/api/contacts/{id}/events", get(contacts::events))
+        .route("/api/contacts/{id}/interactions", post(contacts::add_interaction))
+        .route("/api/contacts/{id}/merge", post(contacts::merge))
+        .route("/api/contacts/{id}/cadence", put(contacts::set_cadence))
+        .route("/api/alias-conflicts", get(groups::alias_conflicts))
+        .route("/api/accounts", get(groups::accounts))
+        .route("/api/accounts/{group_id}", get(groups::account))
+        .route("/api/audiences", get(groups::audiences))
+        .route("/api/audiences/{key}", get(groups::audience))
+        .route("/api/cadence-rules", get(groups::cadence_rules).put(groups::set_cadence_rule))
+        .route("/api/cadence-rules/{id}", delete(groups::delete_cadence_rule))
+        .route("/api/workspace", get(settings::workspace).patch(settings::update_workspace))
+        .route("/api/keys", get(settings::keys).post(settings::create_key))
+        .route("/api/keys/{id}", delete(settings::revoke_key))
+        .route("/api/validate", post(validate::validate))
+}
+
+/// The workspace of a key.
+pub async fn workspace_of(state: &AppState, id: WorkspaceId) -> ApiResult<Workspace> {
+    state.store.workspace(id).await?.ok_or_else(|| ApiError::not_found(format!("workspace {id}")))
+}
+
+/// A JSON body that could not be read: 400 with what was wrong.
+pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    ApiError::bad_request("invalid_json", "body", rejection.body_text())
+}
+
+/// Validates a cadence in days.
+pub fn check_cadence(days: Option<i64>) -> ApiResult<Option<i64>> {
+    match days {
+        Some(days) if !(1..=MAX_CADENCE_DAYS).contains(&days) => Err(ApiError::bad_request(
+            "invalid_cadence",
+            "days",
+            format!("a cadence is a whole number of days from 1 to {MAX_CADENCE_DAYS}"),
+        )),
+        other => Ok(other),
+    }
+}

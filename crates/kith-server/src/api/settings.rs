@@ -1,0 +1,181 @@
+//! Workspace settings and API keys.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use kith_core::closeness::Weights;
+use kith_store::{KeyKind, WorkspacePatch};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::views::{KeyView, WorkspaceView};
+use super::{json_rejection, workspace_of};
+use crate::auth::{generate_key, SecretKey};
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// The workspace of the key.
+#[utoipa::path(get, path = "/api/workspace", tag = "settings",
+    responses((status = 200, body = WorkspaceView)), security(("secret_key" = [])))]
+pub async fn workspace(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<WorkspaceView>> {
+    Ok(Json(workspace_of(&state, key.workspace_id).await?.into()))
+}
+
+/// Settings to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceChange {
+    /// Name.
+    pub name: Option<String>,
+    /// IANA time zone, e.g. `Europe/Paris`.
+    pub time_zone: Option<String>,
+    /// Closeness half-life in days (1–3650); every closeness key is recomputed.
+    pub half_life_days: Option<f64>,
+    /// Interaction weights, e.g. `{"call": 4}`; unnamed kinds keep theirs.
+    #[schema(value_type = Object)]
+    pub weights: Option<Value>,
+    /// Days an unknown user's events wait for an identify (1–365).
+    pub pending_days: Option<i64>,
+    /// Requires `X-Signature` on ingest; `""` or `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub signing_secret: Option<Option<String>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(deserializer)?))
+}
+
+/// Validates a settings change into a store patch.
+pub fn patch_of(change: WorkspaceChange, current: Weights) -> ApiResult<WorkspacePatch> {
+    let mut patch = WorkspacePatch::default();
+    if let Some(name) = change.name {
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ApiError::bad_request("invalid_name", "name", "a name has 1 to 200 characters"));
+        }
+        patch.name = Some(name);
+    }
+    if let Some(zone) = change.time_zone {
+        let zone = zone.trim().to_owned();
+        if kith_core::time::time_zone(&zone).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_time_zone",
+                "time_zone",
+                format!("{zone:?} is not an IANA time zone; use a name like Europe/Paris or America/New_York"),
+            ));
+        }
+        patch.time_zone = Some(zone);
+    }
+    if let Some(days) = change.half_life_days {
+        if !(1.0..=3650.0).contains(&days) {
+            return Err(ApiError::bad_request(
+                "invalid_half_life",
+                "half_life_days",
+                "the half-life is 1 to 3650 days",
+            ));
+        }
+        patch.half_life_days = Some(days);
+    }
+    if let Some(weights) = change.weights {
+        let mut merged = serde_json::to_value(current).unwrap_or(Value::Null);
+        let (Some(target), Some(given)) = (merged.as_object_mut(), weights.as_object()) else {
+            return Err(ApiError::bad_request("invalid_weights", "weights", "weights is an object like {\"call\": 3}"));
+        };
+        for (kind, value) in given {
+            let valid = value.as_f64().is_some_and(|w| w > 0.0 && w <= 100.0);
+            if !target.contains_key(kind) || !valid {
+                return Err(ApiError::bad_request(
+                    "invalid_weights",
+                    "weights",
+                    "weights name activity, note, email, call or meeting, each above 0 and at most 100",
+                ));
+            }
+            target.insert(kind.clone(), value.clone());
+        }
+        patch.weights = serde_json::from_value(merged).ok();
+    }
+    if let Some(days) = change.pending_days {
+        if !(1..=365).contains(&days) {
+            return Err(ApiError::bad_request(
+                "invalid_pending_days",
+                "pending_days",
+                "pending events are kept 1 to 365 days",
+            ));
+        }
+        patch.pending_days = Some(days);
+    }
+    if let Some(secret) = change.signing_secret {
+        patch.signing_secret = Some(secret.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
+    }
+    Ok(patch)
+}
+
+/// Changes workspace settings.
+#[utoipa::path(patch, path = "/api/workspace", tag = "settings", request_body = WorkspaceChange,
+    responses((status = 200, body = WorkspaceView), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn update_workspace(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    body: Result<Json<WorkspaceChange>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<WorkspaceView>> {
+    let Json(change) = body.map_err(json_rejection)?;
+    let current = workspace_of(&state, key.workspace_id).await?;
+    let patch = patch_of(change, current.weights)?;
+    let updated = state.store.update_workspace(key.workspace_id, patch).await?;
+    state.auth.clear();
+    Ok(Json(updated.into()))
+}
+
+/// The workspace's keys (never their secret part).
+#[utoipa::path(get, path = "/api/keys", tag = "settings",
+    responses((status = 200, body = Vec<KeyView>)), security(("secret_key" = [])))]
+pub async fn keys(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<Vec<KeyView>>> {
+    let keys = state.store.keys(key.workspace_id).await?;
+    Ok(Json(keys.into_iter().map(Into::into).collect()))
+}
+
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewKey {
+    /// `write` (ingest only) or `secret` (ingest and this API).
+    pub kind: String,
+    /// A label.
+    pub name: Option<String>,
+}
+
+/// Creates a key; the answer is the only time its full text is shown.
+#[utoipa::path(post, path = "/api/keys", tag = "settings", request_body = NewKey,
+    responses((status = 201, body = KeyView), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    let Json(body) = body.map_err(json_rejection)?;
+    let kind = KeyKind::parse(&body.kind)
+        .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind is `write` or `secret`"))?;
+    let text = generate_key(kind);
+    let name = body.name.unwrap_or_else(|| format!("{} key", kind.as_str()));
+    let created = state.store.create_key(key.workspace_id, kind, &name, &text).await?;
+    let mut view = KeyView::from(created);
+    view.key = Some(text);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Revokes a key; it stops working at once.
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "settings", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)), security(("secret_key" = [])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    if !state.store.revoke_key(key.workspace_id, id).await? {
+        return Err(ApiError::not_found(format!("no key {id} in this workspace")));
+    }
+    state.auth.clear();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,398 @@
+//! The JSON shapes of the read API, with their OpenAPI schemas.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use jiff::Timestamp;
+use kith_core::closeness::{days_of_millis, score_of_raw, Bucket, Model};
+use kith_core::profile;
+use kith_store::{Account, ApiKey, AudienceMembership, Contact, Cursor, Identity, Interaction, StoredEvent, Workspace};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// A contact's closeness at the moment of the answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosenessView {
+    /// 0–100.
+    pub score: u8,
+    /// `close`, `warm`, `cooling` or `cold`.
+    pub bucket: String,
+    /// The stored key `ln Σ w·exp(t/τ)`; sort by it for closeness at any moment.
+    pub key: Option<f64>,
+}
+
+impl ClosenessView {
+    /// The closeness of `key` at `now`.
+    pub fn of(key: Option<f64>, model: &Model, now: Timestamp) -> Self {
+        let closeness = model.closeness(key, days_of_millis(now.as_millisecond()));
+        ClosenessView { score: closeness.score, bucket: closeness.bucket.as_str().to_owned(), key }
+    }
+}
+
+/// A contact.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    /// Id.
+    pub id: i64,
+    /// Normalised email.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Profile fields read from traits (name, first_name, last_name, company, title, phone, avatar).
+    pub profile: BTreeMap<String, String>,
+    /// All traits.
+    #[schema(value_type = Object)]
+    pub traits: Value,
+    /// Traits computed by Engage.
+    pub computed_traits: Vec<String>,
+    /// Closeness now.
+    pub closeness: ClosenessView,
+    /// Earliest event time (RFC 3339).
+    pub first_seen_at: String,
+    /// Latest event time.
+    pub last_seen_at: String,
+    /// Latest interaction of any kind.
+    pub last_interaction_at: Option<String>,
+    /// Cadence set on the contact.
+    pub cadence_days: Option<i64>,
+    /// Cadence in force (own, or inherited from an audience or account rule).
+    pub effective_cadence_days: Option<i64>,
+    /// When the next touch is due.
+    pub next_due_at: Option<String>,
+    /// Whether it is due now.
+    pub is_due: bool,
+}
+
+impl ContactView {
+    /// The view of a contact at `now`.
+    pub fn new(contact: Contact, model: &Model, now: Timestamp) -> Self {
+        let profile =
+            profile::profile(&contact.traits).into_iter().map(|(field, value)| (field.to_owned(), value)).collect();
+        ContactView {
+            id: contact.id,
+            closeness: ClosenessView::of(contact.closeness_key, model, now),
+            profile,
+            email: contact.email,
+            name: contact.name,
+            traits: Value::Object(contact.traits),
+            computed_traits: contact.computed_traits,
+            first_seen_at: contact.first_seen_at.to_string(),
+            last_seen_at: contact.last_seen_at.to_string(),
+            last_interaction_at: contact.last_interaction_at.map(|t| t.to_string()),
+            cadence_days: contact.cadence_days,
+            effective_cadence_days: contact.effective_cadence_days,
+            is_due: contact.due_at.is_some_and(|due| due <= now),
+            next_due_at: contact.due_at.map(|t| t.to_string()),
+        }
+    }
+}
+
+/// A page of contacts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactList {
+    /// The contacts.
+    pub items: Vec<ContactView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// An id linked to a contact.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityView {
+    /// The id.
+    pub value: String,
+    /// `user_id`, `anonymous_id`, `alias` or `email` (a merged contact's email).
+    pub kind: String,
+    /// Linked at.
+    pub linked_at: String,
+}
+
+impl From<Identity> for IdentityView {
+    fn from(identity: Identity) -> Self {
+        IdentityView { value: identity.value, kind: identity.kind, linked_at: identity.created_at.to_string() }
+    }
+}
+
+/// An audience membership.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipView {
+    /// Audience key.
+    pub audience: String,
+    /// Member now.
+    pub is_member: bool,
+    /// Last entry or exit.
+    pub changed_at: String,
+}
+
+impl From<AudienceMembership> for MembershipView {
+    fn from(membership: AudienceMembership) -> Self {
+        MembershipView {
+            audience: membership.key,
+            is_member: membership.is_member,
+            changed_at: membership.changed_at.to_string(),
+        }
+    }
+}
+
+/// An account, briefly.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// The Segment groupId.
+    pub group_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Traits.
+    #[schema(value_type = Object)]
+    pub traits: Value,
+    /// Members.
+    pub member_count: i64,
+    /// The closest member's closeness.
+    pub closeness: ClosenessView,
+    /// The mean of the members' scores.
+    pub mean_score: f64,
+    /// Created.
+    pub created_at: String,
+    /// Last group call.
+    pub updated_at: String,
+}
+
+impl AccountView {
+    /// The view at `now`.
+    pub fn new(account: Account, model: &Model, now: Timestamp) -> Self {
+        let now_days = days_of_millis(now.as_millisecond());
+        let scores: Vec<f64> =
+            account.member_keys.iter().map(|key| f64::from(score_of_raw(model.raw(*key, now_days)))).collect();
+        let mean_score = if scores.is_empty() {
+            0.0
+        } else {
+            (scores.iter().sum::<f64>() / scores.len() as f64 * 10.0).round() / 10.0
+        };
+        AccountView {
+            closeness: ClosenessView::of(account.max_closeness_key, model, now),
+            group_id: account.group_id,
+            name: account.name,
+            traits: Value::Object(account.traits),
+            member_count: account.member_count,
+            mean_score,
+            created_at: account.created_at.to_string(),
+            updated_at: account.updated_at.to_string(),
+        }
+    }
+}
+
+/// A contact with its identities, accounts and audiences.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactDetail {
+    /// The contact.
+    #[serde(flatten)]
+    pub contact: ContactView,
+    /// Linked ids.
+    pub identities: Vec<IdentityView>,
+    /// Accounts.
+    pub accounts: Vec<AccountView>,
+    /// Audience memberships, current and past.
+    pub audiences: Vec<MembershipView>,
+}
+
+/// A timeline entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InteractionView {
+    /// Id.
+    pub id: i64,
+    /// `activity`, `note`, `email`, `call` or `meeting`.
+    pub kind: String,
+    /// The calendar day in the workspace's time zone (YYYY-MM-DD).
+    pub day: String,
+    /// The first event of the day (activity) or the time given.
+    pub occurred_at: String,
+    /// What happened.
+    pub description: String,
+    /// Events of that day merged into it.
+    pub hits: i64,
+}
+
+impl From<Interaction> for InteractionView {
+    fn from(interaction: Interaction) -> Self {
+        InteractionView {
+            id: interaction.id,
+            kind: interaction.kind.as_str().to_owned(),
+            day: kith_core::time::date_of_day_key(interaction.day).to_string(),
+            occurred_at: interaction.occurred_at.to_string(),
+            description: interaction.description,
+            hits: interaction.hits,
+        }
+    }
+}
+
+/// A page of a timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    /// Newest first.
+    pub items: Vec<InteractionView>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// An event of a contact's stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// Id.
+    pub id: i64,
+    /// Segment call type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Event, page or screen name; group id; alias previousId.
+    pub name: Option<String>,
+    /// messageId.
+    pub message_id: String,
+    /// Event time.
+    pub occurred_at: String,
+    /// Receive time.
+    pub received_at: String,
+    /// The event's properties (track, page, screen) or traits (identify, group).
+    #[schema(value_type = Object)]
+    pub properties: Value,
+    /// The contact's traits as they stood at the event's time.
+    #[schema(value_type = Object)]
+    pub traits: Value,
+    /// The whole event as received.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl EventView {
+    /// The view of an event, with the traits in force at its time.
+    pub fn new(event: StoredEvent, traits: Value) -> Self {
+        let properties = event
+            .payload
+            .get("properties")
+            .or_else(|| event.payload.get("traits"))
+            .filter(|value| value.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        EventView {
+            id: event.id,
+            event_type: event.event_type,
+            name: event.name,
+            message_id: event.message_id,
+            occurred_at: event.occurred_at.to_string(),
+            received_at: event.received_at.to_string(),
+            properties,
+            traits,
+            payload: event.payload,
+        }
+    }
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    /// Newest first.
+    pub items: Vec<EventView>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Workspace settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// IANA time zone in which days are counted.
+    pub time_zone: String,
+    /// Closeness half-life in days.
+    pub half_life_days: f64,
+    /// Interaction weights.
+    #[schema(value_type = Object)]
+    pub weights: Value,
+    /// Days an event of an unknown user waits for an identify.
+    pub pending_days: i64,
+    /// Whether ingest requires `X-Signature`.
+    pub signing_secret_set: bool,
+}
+
+impl From<Workspace> for WorkspaceView {
+    fn from(workspace: Workspace) -> Self {
+        WorkspaceView {
+            weights: serde_json::to_value(workspace.weights).unwrap_or(Value::Null),
+            id: workspace.id,
+            name: workspace.name,
+            time_zone: workspace.time_zone,
+            half_life_days: workspace.half_life_days,
+            pending_days: workspace.pending_days,
+            signing_secret_set: workspace.signing_secret_set,
+        }
+    }
+}
+
+/// An API key as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// Id.
+    pub id: i64,
+    /// `write` or `secret`.
+    pub kind: String,
+    /// Label.
+    pub name: String,
+    /// The key's first characters.
+    pub prefix: String,
+    /// Created.
+    pub created_at: String,
+    /// Revoked.
+    pub revoked_at: Option<String>,
+    /// The whole key: only in the answer that creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(key: ApiKey) -> Self {
+        KeyView {
+            id: key.id,
+            kind: key.kind.as_str().to_owned(),
+            name: key.name,
+            prefix: key.prefix,
+            created_at: key.created_at.to_string(),
+            revoked_at: key.revoked_at.map(|t| t.to_string()),
+            key: None,
+        }
+    }
+}
+
+/// Encodes a cursor for a URL.
+pub fn encode_cursor(cursor: Option<Cursor>) -> Option<String> {
+    let cursor = cursor?;
+    let json = serde_json::to_vec(&cursor).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+/// Decodes a cursor from a URL.
+pub fn decode_cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "cursor",
+                "this cursor was not made by kith; pass the `next_cursor` of the previous page",
+            )
+        })
+}
+
+/// The key range of a bucket at `now`: `(min, max)` with `None` for no bound.
+pub fn bucket_range(bucket: Bucket, model: &Model, now: Timestamp) -> (Option<f64>, Option<f64>) {
+    let now_days = days_of_millis(now.as_millisecond());
+    (
+        model.key_for_score(bucket.min_score(), now_days),
+        bucket.upper_score().and_then(|score| model.key_for_score(score, now_days)),
+    )
+}

@@ -1,0 +1,47 @@
+//! The time kith believes it is. Tests and the job runner set it explicitly instead of
+//! sleeping.
+
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+
+/// System time, or a time set by hand.
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Mutex<Timestamp>>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock { manual: None }
+    }
+
+    /// A clock that stays at `at` until moved.
+    pub fn manual(at: Timestamp) -> Self {
+        Clock { manual: Some(Arc::new(Mutex::new(at))) }
+    }
+
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        match &self.manual {
+            Some(at) => *at.lock().unwrap_or_else(|p| p.into_inner()),
+            None => Timestamp::now(),
+        }
+    }
+
+    /// Moves a manual clock forward; does nothing to the system clock.
+    pub fn advance(&self, by: SignedDuration) {
+        if let Some(at) = &self.manual {
+            let mut at = at.lock().unwrap_or_else(|p| p.into_inner());
+            *at = at.checked_add(by).unwrap_or(*at);
+        }
+    }
+
+    /// Sets a manual clock; does nothing to the system clock.
+    pub fn set(&self, to: Timestamp) {
+        if let Some(at) = &self.manual {
+            *at.lock().unwrap_or_else(|p| p.into_inner()) = to;
+        }
+    }
+}

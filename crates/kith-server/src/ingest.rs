@@ -1,0 +1,381 @@
+//! The ingest routes (SPEC §1): Segment's HTTP API and the destination endpoint.
+//!
+//! A request is read whatever its Content-Type says, inflated if it is gzip (by header or by
+//! magic bytes, never past the size limit), authenticated, checked against the workspace's
+//! signing secret, split into events, each event read by `kith_core`, and the valid ones go
+//! to the ingest pipeline. The answer is sent after the commit.
+
+use std::io::Read;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use kith_core::envelope::{self, BodyShape, Envelope, MAX_REQUEST_BYTES};
+use kith_core::event::{parse_event, EventType, ParseContext, Parsed};
+use kith_core::{Code, Rejection};
+use kith_store::{ApiKey, Incoming, Outcome};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::debug::{DebugEntry, Reading};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// How long browsers may cache a preflight answer (Chromium caps it at two hours).
+const PREFLIGHT_MAX_AGE_SECS: u64 = 7200;
+
+/// What a route expects.
+#[derive(Debug, Clone, Copy)]
+enum RouteKind {
+    /// One event whose type the path implies.
+    Single(EventType),
+    /// A Segment batch.
+    Batch,
+    /// The destination endpoint: anything.
+    Events,
+}
+
+/// The ingest routes with their CORS policy.
+pub fn routes() -> Router<AppState> {
+    let single = [
+        (EventType::Identify, ["/v1/identify", "/v1/i"]),
+        (EventType::Track, ["/v1/track", "/v1/t"]),
+        (EventType::Page, ["/v1/page", "/v1/p"]),
+        (EventType::Screen, ["/v1/screen", "/v1/s"]),
+        (EventType::Group, ["/v1/group", "/v1/g"]),
+        (EventType::Alias, ["/v1/alias", "/v1/a"]),
+    ];
+    let mut router = Router::new();
+    for (event_type, paths) in single {
+        for path in paths {
+            router = router.route(
+                path,
+                post(move |state: State<AppState>, headers: HeaderMap, body: Body| {
+                    ingest(state, headers, body, RouteKind::Single(event_type))
+                }),
+            );
+        }
+    }
+    for path in ["/v1/batch", "/v1/import", "/v1/b"] {
+        router = router.route(
+            path,
+            post(|state: State<AppState>, headers: HeaderMap, body: Body| {
+                ingest(state, headers, body, RouteKind::Batch)
+            }),
+        );
+    }
+    router
+        .route(
+            "/v1/events",
+            post(|state: State<AppState>, headers: HeaderMap, body: Body| {
+                ingest(state, headers, body, RouteKind::Events)
+            }),
+        )
+        .route("/v1/m", post(telemetry))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::mirror_request())
+                .allow_methods([Method::POST, Method::OPTIONS])
+                .allow_headers(AllowHeaders::mirror_request())
+                .max_age(std::time::Duration::from_secs(PREFLIGHT_MAX_AGE_SECS)),
+        )
+}
+
+/// analytics-next's telemetry: acknowledged, not stored, no key needed.
+async fn telemetry() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"success": true}))
+}
+
+/// One refused item of a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ItemRejection {
+    /// Position in the batch.
+    pub index: usize,
+    /// Stable code.
+    pub code: String,
+    /// What to change.
+    pub message: String,
+    /// The field concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A refused item before it is answered.
+struct Refused {
+    index: usize,
+    rejection: Rejection,
+}
+
+impl From<Refused> for ItemRejection {
+    fn from(refused: Refused) -> Self {
+        ItemRejection {
+            index: refused.index,
+            code: refused.rejection.code.as_str().to_owned(),
+            message: refused.rejection.message,
+            field: refused.rejection.field,
+        }
+    }
+}
+
+/// The answer to a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchAnswer {
+    /// Whether any event was accepted.
+    pub success: bool,
+    /// The code of the first rejection, when every event was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// A summary, when every event was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Events stored or acknowledged (duplicates and filtered events included).
+    pub accepted: usize,
+    /// Events refused, by index.
+    pub rejected: Vec<ItemRejection>,
+}
+
+async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body, route: RouteKind) -> Response {
+    let received_at = state.clock.now();
+    match handle(&state, &headers, body, route, received_at).await {
+        Ok(response) => response,
+        Err(failure) => {
+            state.metrics.request_refused(&failure.error.body.code);
+            if let Some(workspace) = failure.workspace {
+                state.debug.publish(DebugEntry::refused(workspace, received_at, &failure.error));
+            }
+            failure.error.into_response()
+        }
+    }
+}
+
+/// An error answer and, once the key is known, the workspace it concerns (for the debugger).
+struct Failure {
+    error: ApiError,
+    workspace: Option<i64>,
+}
+
+impl<E: Into<ApiError>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure { error: error.into(), workspace: None }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    route: RouteKind,
+    received_at: Timestamp,
+) -> Result<Response, Failure> {
+    let compressed = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 1).await.map_err(|_| too_large_request())?;
+    let bytes = inflate(headers, compressed)?;
+
+    let header_key = crate::auth::key_from_headers(headers);
+    let shape = match route {
+        RouteKind::Single(_) => BodyShape::Single,
+        RouteKind::Batch | RouteKind::Events => BodyShape::Batch,
+    };
+    // With the key in a header a stranger is turned away before the body is parsed.
+    let key = match &header_key {
+        Some(text) => Some(authenticate(state, text).await?),
+        None => None,
+    };
+    let parsed = envelope::split(&bytes, shape)
+        .map_err(|rejection| Failure { error: rejection.into(), workspace: key.as_ref().map(|key| key.workspace_id) });
+    let (envelope, key) = match key {
+        Some(key) => (parsed?, key),
+        None => {
+            let envelope = parsed?;
+            let text = envelope.write_key.clone().ok_or_else(|| {
+                ApiError::unauthorized(
+                    "no key: send `Authorization: Basic base64(writeKey:)` or put `writeKey` in the body",
+                )
+            })?;
+            let key = authenticate(state, &text).await?;
+            (envelope, key)
+        }
+    };
+    let workspace = key.workspace_id;
+    let with_workspace = |error: ApiError| Failure { error, workspace: Some(workspace) };
+
+    if let Some(secret) = state.auth.signing_secret(state.store.as_ref(), workspace).await? {
+        verify_signature(headers, &bytes, &envelope, &secret).map_err(|r| with_workspace(r.into()))?;
+    }
+
+    let route_type = match route {
+        RouteKind::Single(event_type) => Some(event_type),
+        RouteKind::Batch | RouteKind::Events => None,
+    };
+    let ctx = ParseContext { route_type, now: received_at };
+    let is_batch = envelope.is_batch;
+    let total = envelope.items.len();
+    let mut rejected = Vec::new();
+    let mut incoming = Vec::with_capacity(total);
+    let mut positions = Vec::with_capacity(total);
+    for (index, item) in envelope.items.into_iter().enumerate() {
+        match parse_event(item, &ctx) {
+            Ok(Parsed::Event(event)) => {
+                positions.push(index);
+                incoming.push(Incoming::new(workspace, *event));
+            }
+            Ok(Parsed::Skipped) => state.metrics.event_skipped(),
+            Err(rejection) => {
+                state.metrics.event_rejected(rejection.code);
+                state.debug.publish(DebugEntry::rejected(workspace, received_at, &rejection));
+                rejected.push(Refused { index, rejection });
+            }
+        }
+    }
+
+    let readings: Vec<Reading> =
+        if state.debug.is_watched() { incoming.iter().map(Reading::of).collect() } else { Vec::new() };
+    let outcomes = if incoming.is_empty() {
+        Vec::new()
+    } else {
+        state.pipeline.submit(incoming).await.map_err(|e| with_workspace(e.into()))?
+    };
+    for (position, outcome) in positions.iter().zip(&outcomes) {
+        state.metrics.event_outcome(outcome);
+        if let Outcome::Rejected(rejection) = outcome {
+            rejected.push(Refused { index: *position, rejection: rejection.clone() });
+        }
+    }
+    for (reading, outcome) in readings.into_iter().zip(&outcomes) {
+        state.debug.publish(DebugEntry::read(workspace, received_at, reading, outcome));
+    }
+    rejected.sort_by_key(|item| item.index);
+
+    if !is_batch {
+        return match rejected.pop() {
+            Some(item) => Err(with_workspace(ApiError::from(item.rejection))),
+            None => Ok(Json(serde_json::json!({"success": true})).into_response()),
+        };
+    }
+    let accepted = total - rejected.len();
+    let rejected = rejected.into_iter().map(ItemRejection::from).collect();
+    let mut answer = BatchAnswer { success: accepted > 0, code: None, message: None, accepted, rejected };
+    if accepted == 0 {
+        let first = &answer.rejected[0];
+        answer.code = Some(first.code.clone());
+        answer.message = Some(format!("every event of the batch was refused; the first: {}", first.message));
+        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
+    }
+    Ok(Json(answer).into_response())
+}
+
+async fn authenticate(state: &AppState, text: &str) -> Result<ApiKey, ApiError> {
+    state
+        .auth
+        .key(state.store.as_ref(), text)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this key is unknown or revoked; create one with `kith keys create`"))
+}
+
+fn too_large_request() -> Rejection {
+    Rejection::new(
+        Code::PayloadTooLarge,
+        None,
+        format!("the request is over {} KB; send smaller batches", MAX_REQUEST_BYTES / 1024),
+    )
+}
+
+/// The body as JSON bytes: gzip (by `Content-Encoding` or magic bytes) is inflated, never past
+/// the request limit, so a small bomb is refused after reading at most the limit.
+pub(crate) fn inflate(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, Rejection> {
+    let declared = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("gzip"));
+    let magic = bytes.starts_with(&[0x1f, 0x8b]);
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return Err(too_large_request());
+    }
+    if !declared && !magic {
+        return Ok(bytes);
+    }
+    let mut inflated = Vec::with_capacity(bytes.len() * 4);
+    let mut decoder = flate2::read::GzDecoder::new(&bytes[..]).take(MAX_REQUEST_BYTES as u64 + 1);
+    decoder
+        .read_to_end(&mut inflated)
+        .map_err(|error| Rejection::new(Code::InvalidJson, None, format!("the body is not valid gzip: {error}")))?;
+    if inflated.len() > MAX_REQUEST_BYTES {
+        return Err(Rejection::new(
+            Code::PayloadTooLarge,
+            None,
+            format!("the body inflates past {} KB; send smaller batches", MAX_REQUEST_BYTES / 1024),
+        ));
+    }
+    Ok(Bytes::from(inflated))
+}
+
+/// Segment's webhook signature: `X-Signature: hex(HMAC-SHA1(secret, body))`; for a JSON array
+/// (Segment's batching) over the first element's bytes as they stand in the body.
+fn verify_signature(headers: &HeaderMap, body: &[u8], envelope: &Envelope, secret: &str) -> Result<(), Rejection> {
+    let refuse = |message: &str| Rejection::new(Code::InvalidSignature, None, message.to_owned());
+    let signature = headers
+        .get("x-signature")
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| refuse("this workspace requires `X-Signature: hex(HMAC-SHA1(signing secret, body))`"))?;
+    let signature = hex::decode(signature.trim()).map_err(|_| refuse("`X-Signature` must be hex"))?;
+    let signed: &[u8] = if envelope.is_array {
+        let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|_| refuse("the body is not a JSON array"))?;
+        items.first().map_or(&[][..], |first| first.get().as_bytes())
+    } else {
+        body
+    };
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).map_err(|_| refuse("bad signing secret"))?;
+    mac.update(signed);
+    mac.verify_slice(&signature).map_err(|_| refuse("`X-Signature` does not match the body; check the signing secret"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Bytes {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        Bytes::from(encoder.finish().unwrap())
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic_bytes_and_bounded() {
+        let body = br#"{"type":"track"}"#;
+        assert_eq!(&inflate(&HeaderMap::new(), gzip(body)).unwrap()[..], body);
+        assert_eq!(&inflate(&HeaderMap::new(), Bytes::from_static(body)).unwrap()[..], body);
+        let bomb = gzip(&vec![b' '; 50 * 1024 * 1024]);
+        assert!(bomb.len() < 100 * 1024);
+        assert_eq!(inflate(&HeaderMap::new(), bomb).unwrap_err().code, Code::PayloadTooLarge);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        assert_eq!(inflate(&headers, Bytes::from_static(b"not gzip")).unwrap_err().code, Code::InvalidJson);
+    }
+
+    #[test]
+    fn signatures_cover_the_body_or_the_first_array_element() {
+        let sign = |bytes: &[u8]| {
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"s3cret").unwrap();
+            mac.update(bytes);
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let body = br#"{"type":"track"}"#;
+        let envelope = envelope::split(body, BodyShape::Single).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-signature", sign(body).parse().unwrap());
+        assert!(verify_signature(&headers, body, &envelope, "s3cret").is_ok());
+        assert!(verify_signature(&headers, body, &envelope, "other").is_err());
+        assert!(verify_signature(&HeaderMap::new(), body, &envelope, "s3cret").is_err());
+
+        let array = br#"[ {"type": "track", "event":"A"} ,{"type":"page"}]"#;
+        let envelope = envelope::split(array, BodyShape::Batch).unwrap();
+        headers.insert("x-signature", sign(br#"{"type": "track", "event":"A"}"#).parse().unwrap());
+        assert!(verify_signature(&headers, array, &envelope, "s3cret").is_ok());
+    }
+}

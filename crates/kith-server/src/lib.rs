@@ -1,0 +1,117 @@
+//! kith's HTTP layer: the ingest routes, the read API, operations endpoints and background
+//! jobs, around a [`kith_store::Store`].
+//!
+//! [`App::new`] wires a store to the ingest pipeline; [`App::serve`] runs the server on a
+//! listener until a shutdown signal, answers every request in flight, and returns only when
+//! everything acknowledged is committed. Tests bind `127.0.0.1:0` and drive it over HTTP.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod debug;
+pub mod error;
+pub mod ingest;
+pub mod jobs;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use kith_store::pipeline::{Pipeline, PipelineConfig};
+use kith_store::Store;
+use tokio::net::TcpListener;
+
+pub use clock::Clock;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The ingest pipeline.
+    pub pipeline: Pipeline,
+    /// Key and signing-secret lookups.
+    pub auth: Arc<auth::AuthCache>,
+    /// The live debugger's feed.
+    pub debug: debug::DebugFeed,
+    /// Counters.
+    pub metrics: Arc<metrics::Metrics>,
+    /// The time.
+    pub clock: Clock,
+    /// Whether the node is shutting down.
+    pub readiness: ops::Readiness,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, Default)]
+pub struct AppConfig {
+    /// Ingest pipeline limits.
+    pub pipeline: PipelineConfig,
+}
+
+/// A running kith: the state and the writer task behind it.
+pub struct App {
+    /// Shared with handlers.
+    pub state: AppState,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Starts the ingest pipeline on `store`.
+    pub fn new(store: Arc<dyn Store>, config: AppConfig, clock: Clock) -> App {
+        let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
+        let state = AppState {
+            store,
+            pipeline,
+            auth: Arc::default(),
+            debug: debug::DebugFeed::default(),
+            metrics: Arc::default(),
+            clock,
+            readiness: ops::Readiness::default(),
+        };
+        App { state, writer }
+    }
+
+    /// Serves until `shutdown` completes, then stops taking requests, answers those in flight
+    /// and waits for the writer to commit everything it acknowledged.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let App { state, writer } = self;
+        let jobs = jobs::start(state.clone());
+        let readiness = state.readiness.clone();
+        let pipeline = state.pipeline.clone();
+        let router = router(state);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                readiness.draining();
+            })
+            .await?;
+        jobs.abort();
+        let _ = jobs.await;
+        // No request is in flight any more: the writer commits what is queued and ends.
+        pipeline.close();
+        let _ = writer.await;
+        Ok(())
+    }
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(ingest::routes())
+        .merge(api::routes())
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .with_state(state)
+}

@@ -1,0 +1,43 @@
+//! The OpenAPI document at `/api/openapi.json`, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api::{contacts, groups, settings, validate, views};
+
+struct SecretKeyAuth;
+
+impl Modify for SecretKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "secret_key",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A secret key, kith_sk_…")).build(),
+            ),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kith", description = "A self-hosted relationship CRM that listens to Segment events."),
+    paths(
+        contacts::list, contacts::losing_touch, contacts::due, contacts::show, contacts::timeline,
+        contacts::events, contacts::add_interaction, contacts::delete, contacts::merge, contacts::set_cadence,
+        groups::accounts, groups::account, groups::audiences, groups::audience, groups::cadence_rules,
+        groups::set_cadence_rule, groups::delete_cadence_rule, groups::alias_conflicts,
+        settings::workspace, settings::update_workspace, settings::keys, settings::create_key, settings::revoke_key,
+        validate::validate,
+    ),
+    components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debug::DebugEntry)),
+    modifiers(&SecretKeyAuth),
+)]
+pub struct ApiDoc;
+
+/// Serves the document.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

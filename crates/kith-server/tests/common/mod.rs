@@ -1,0 +1,204 @@
+//! The test harness: a real kith on 127.0.0.1:0 with a fresh database, driven over HTTP.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use kith_server::auth::generate_key;
+use kith_server::{App, AppConfig, AppState, Clock};
+use kith_store::sqlite::{Durability, SqliteOptions, SqliteStore};
+use kith_store::{KeyKind, Store};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A running kith and the keys of its workspace.
+pub struct TestServer {
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// A write key.
+    pub write_key: String,
+    /// A secret key.
+    pub secret_key: String,
+    /// The workspace.
+    pub workspace: i64,
+    /// The server's state (store, clock, pipeline).
+    pub state: AppState,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A file of the repository's copy of the shared fixtures.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = fixtures_dir().join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", full.display()))
+}
+
+/// A fixture as JSON.
+pub fn fixture_json(path: &str) -> Value {
+    serde_json::from_slice(&fixture(path)).unwrap_or_else(|e| panic!("fixture {path} is not JSON: {e}"))
+}
+
+/// `tests/fixtures` at the repository root.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+impl TestServer {
+    /// A server on a fresh SQLite database with the system clock.
+    pub async fn start() -> TestServer {
+        TestServer::start_with_clock(Clock::system()).await
+    }
+
+    /// A server whose clock the test controls.
+    pub async fn start_with_clock(clock: Clock) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut options = SqliteOptions::new(dir.path().join("kith.db"));
+        options.durability = Durability::Normal;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options).expect("open store"));
+        let workspace = store.create_workspace("Test").await.expect("workspace");
+        let write_key = generate_key(KeyKind::Write);
+        let secret_key = generate_key(KeyKind::Secret);
+        store.create_key(workspace.id, KeyKind::Write, "w", &write_key).await.unwrap();
+        store.create_key(workspace.id, KeyKind::Secret, "s", &secret_key).await.unwrap();
+
+        let app = App::new(store, AppConfig::default(), clock);
+        let state = app.state.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = signal.await;
+            })
+            .await
+            .expect("server");
+        });
+        TestServer {
+            url,
+            write_key,
+            secret_key,
+            workspace: workspace.id,
+            state,
+            client: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits until everything acknowledged is committed.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap();
+        }
+    }
+
+    /// `Authorization: Basic base64(write_key:)`.
+    pub fn basic(&self) -> String {
+        basic(&self.write_key)
+    }
+
+    /// POSTs raw bytes to an ingest route with the write key in Basic auth.
+    pub async fn send(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("authorization", self.basic())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    /// POSTs JSON to an ingest route with the write key.
+    pub async fn send_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(path, body.to_string()).await
+    }
+
+    /// POSTs JSON and asserts a 200.
+    pub async fn ingest(&self, path: &str, body: &Value) -> Value {
+        let (status, answer) = self.send_json(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        answer
+    }
+
+    /// GETs a read-API path with the secret key.
+    pub async fn api(&self, path: &str) -> (StatusCode, Value) {
+        let response =
+            self.client.get(format!("{}{path}", self.url)).bearer_auth(&self.secret_key).send().await.expect("request");
+        read(response).await
+    }
+
+    /// GETs a read-API path and asserts a 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.api(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Sends a JSON body to the read API with the secret key.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.secret_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    /// The contact with this email, or panics.
+    pub async fn contact(&self, email: &str) -> Value {
+        self.get(&format!("/api/contacts/{email}")).await
+    }
+
+    /// A contact's timeline items.
+    pub async fn timeline(&self, email: &str) -> Vec<Value> {
+        let body = self.get(&format!("/api/contacts/{email}/timeline")).await;
+        body["items"].as_array().unwrap().clone()
+    }
+
+    /// Every contact's email, most recently seen first.
+    pub async fn emails(&self) -> Vec<String> {
+        let body = self.get("/api/contacts?limit=1000").await;
+        body["items"].as_array().unwrap().iter().map(|c| c["email"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Sets the workspace's time zone through the API.
+    pub async fn set_time_zone(&self, zone: &str) {
+        let (status, body) =
+            self.call(reqwest::Method::PATCH, "/api/workspace", &serde_json::json!({"time_zone": zone})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// `Basic base64(key:)`.
+pub fn basic(key: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+}
+
+/// Status and JSON body (Null when the body is empty or not JSON).
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Gzips bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}

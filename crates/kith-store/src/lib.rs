@@ -1,0 +1,164 @@
+//! kith's storage.
+//!
+//! [`Store`] is what the HTTP layer and the jobs talk to; [`sqlite::SqliteStore`] is the
+//! embedded default. Writes of events are planned once for every backend by [`plan`] and
+//! reach the store in groups through the [`pipeline`].
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod pipeline;
+pub mod plan;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kith_core::Event;
+
+pub use model::*;
+
+/// A storage failure. Client mistakes never end up here; these are the server's problems.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A record the caller named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request contradicts stored data (e.g. merging a contact into itself).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database was written by a newer kith.
+    #[error("the database schema is at version {found}, newer than this kith knows ({known}); upgrade kith")]
+    SchemaTooNew {
+        /// Version in the database.
+        found: i64,
+        /// Newest version this binary knows.
+        known: i64,
+    },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything kith reads and writes. Implemented once per database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Workspaces and keys.
+
+    /// Creates a workspace with default settings.
+    async fn create_workspace(&self, name: &str) -> Result<Workspace>;
+    /// All workspaces, oldest first.
+    async fn workspaces(&self) -> Result<Vec<Workspace>>;
+    /// One workspace.
+    async fn workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>>;
+    /// Changes settings; a new half-life or weights recompute every closeness key.
+    async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace>;
+    /// The workspace's signing secret, if one is set.
+    async fn signing_secret(&self, id: WorkspaceId) -> Result<Option<String>>;
+    /// Stores a key by its hash; `key` is the full text, shown to the user once.
+    async fn create_key(&self, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey>;
+    /// The key with this hash, revoked or not.
+    async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>>;
+    /// A workspace's keys, newest first.
+    async fn keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>>;
+    /// Revokes a key; `false` if the workspace has no such key.
+    async fn revoke_key(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+
+    // Ingest.
+
+    /// Applies a batch of events in one transaction; one outcome per event, in order.
+    async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>>;
+    /// What writing `event` would do, without writing (`POST /api/validate`).
+    async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview>;
+    /// Deletes pending events older than each workspace's retention; returns how many.
+    async fn expire_pending(&self, now: Timestamp) -> Result<u64>;
+
+    // Contacts.
+
+    /// A page of contacts.
+    async fn contacts(&self, workspace: WorkspaceId, query: ContactQuery) -> Result<Page<Contact>>;
+    /// One contact by id or email.
+    async fn contact(&self, workspace: WorkspaceId, key: ContactKey) -> Result<Option<Contact>>;
+    /// The ids linked to a contact.
+    async fn identities(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Identity>>;
+    /// A page of a contact's timeline, newest first.
+    async fn timeline(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<Interaction>>;
+    /// A page of a contact's events, newest first.
+    async fn events(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<StoredEvent>>;
+    /// The contact's identify events up to `until`, oldest first (to show traits at a time).
+    async fn identify_payloads(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        until: Timestamp,
+    ) -> Result<Vec<String>>;
+    /// Adds a manual interaction; it moves closeness and resets the due timer.
+    async fn add_interaction(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        interaction: NewInteraction,
+    ) -> Result<Interaction>;
+    /// Erases a contact and everything derived from it; optionally suppresses its email.
+    async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool>;
+    /// Moves everything of `from` into `into` and deletes `from`.
+    async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact>;
+    /// Sets or clears a contact's own cadence.
+    async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact>;
+    /// Alias conflicts, unresolved first.
+    async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>>;
+
+    // Accounts and audiences.
+
+    /// Accounts, most members first.
+    async fn accounts(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<Account>>;
+    /// One account by groupId.
+    async fn account(&self, workspace: WorkspaceId, group_id: &str) -> Result<Option<Account>>;
+    /// The accounts a contact belongs to.
+    async fn contact_accounts(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Account>>;
+    /// Audiences with counts.
+    async fn audiences(&self, workspace: WorkspaceId) -> Result<Vec<Audience>>;
+    /// One audience by key.
+    async fn audience(&self, workspace: WorkspaceId, key: &str) -> Result<Option<Audience>>;
+    /// A contact's audience memberships, current and past.
+    async fn contact_audiences(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<AudienceMembership>>;
+    /// Entries and exits of an audience, or of a contact, newest first.
+    async fn audience_history(
+        &self,
+        workspace: WorkspaceId,
+        audience: Option<&str>,
+        contact: Option<ContactId>,
+        limit: usize,
+    ) -> Result<Vec<AudienceHistoryEntry>>;
+    /// Cadence rules.
+    async fn cadence_rules(&self, workspace: WorkspaceId) -> Result<Vec<CadenceRule>>;
+    /// Creates or replaces the rule for an audience or account; members' due dates follow.
+    async fn set_cadence_rule(&self, workspace: WorkspaceId, target: &str, key: &str, days: i64)
+        -> Result<CadenceRule>;
+    /// Deletes a rule; members' due dates follow.
+    async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+
+    // Operations.
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+}

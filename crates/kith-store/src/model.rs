@@ -1,0 +1,472 @@
+//! The records the store reads and writes, shared by every backend and by the HTTP layer.
+
+use jiff::{tz::TimeZone, Timestamp};
+use kith_core::closeness::{self, Model, Weights};
+use kith_core::{Event, Rejection};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// A workspace's id.
+pub type WorkspaceId = i64;
+/// A contact's id.
+pub type ContactId = i64;
+
+/// A workspace and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workspace {
+    /// Id.
+    pub id: WorkspaceId,
+    /// Display name.
+    pub name: String,
+    /// IANA time zone in which days are counted.
+    pub time_zone: String,
+    /// Closeness half-life in days.
+    pub half_life_days: f64,
+    /// Interaction weights.
+    pub weights: Weights,
+    /// Days an event for an unknown user is kept waiting for an identify.
+    pub pending_days: i64,
+    /// Whether ingest requests must carry `X-Signature` (the secret itself is never shown).
+    pub signing_secret_set: bool,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+impl Workspace {
+    /// The closeness model of this workspace.
+    pub fn model(&self) -> Model {
+        Model { half_life_days: self.half_life_days, weights: self.weights }
+    }
+
+    /// The workspace's time zone; UTC if the stored name is no longer known.
+    pub fn tz(&self) -> TimeZone {
+        kith_core::time::time_zone(&self.time_zone).unwrap_or(TimeZone::UTC)
+    }
+}
+
+/// A change to workspace settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspacePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New IANA time zone (validated by the caller).
+    pub time_zone: Option<String>,
+    /// New half-life in days: every closeness key is recomputed.
+    pub half_life_days: Option<f64>,
+    /// New weights: every closeness key is recomputed.
+    pub weights: Option<Weights>,
+    /// New pending retention in days.
+    pub pending_days: Option<i64>,
+    /// `Some(None)` removes the signing secret, `Some(Some(s))` sets it.
+    pub signing_secret: Option<Option<String>>,
+}
+
+/// The two kinds of API key (SPEC §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// `kith_wk_…`: ingest only, safe in a web page.
+    Write,
+    /// `kith_sk_…`: ingest and the read/admin API.
+    Secret,
+}
+
+impl KeyKind {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Write => "write",
+            KeyKind::Secret => "secret",
+        }
+    }
+
+    /// Parses a stored or user-given name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "write" => Some(KeyKind::Write),
+            "secret" => Some(KeyKind::Secret),
+            _ => None,
+        }
+    }
+
+    /// The prefix every key of this kind starts with.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            KeyKind::Write => "kith_wk_",
+            KeyKind::Secret => "kith_sk_",
+        }
+    }
+}
+
+/// An API key as listed (its secret is never stored, only its hash).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiKey {
+    /// Id.
+    pub id: i64,
+    /// Owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// Write or secret.
+    pub kind: KeyKind,
+    /// A label.
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// SHA-256 of a key's text: what is stored and looked up.
+pub fn key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// One event on its way to storage.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The workspace of the key that sent it.
+    pub workspace_id: WorkspaceId,
+    /// The validated event.
+    pub event: Event,
+    /// `message_digest(workspace_id, message_id)`.
+    pub digest: [u8; 16],
+}
+
+impl Incoming {
+    /// Wraps an event for the writer.
+    pub fn new(workspace_id: WorkspaceId, event: Event) -> Self {
+        let digest = message_digest(workspace_id, &event.message_id);
+        Incoming { workspace_id, event, digest }
+    }
+}
+
+/// The idempotency key of a message: 16 bytes of SHA-256 over the workspace id and messageId.
+pub fn message_digest(workspace_id: WorkspaceId, message_id: &str) -> [u8; 16] {
+    let mut hasher = Sha256::new();
+    hasher.update(workspace_id.to_le_bytes());
+    hasher.update(message_id.as_bytes());
+    let digest = hasher.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// What storing one event did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Committed.
+    Stored(Stored),
+    /// Its messageId was seen before: acknowledged, nothing changed.
+    Duplicate,
+    /// Its email is suppressed: acknowledged, nothing stored.
+    Suppressed,
+    /// Refused after reading the store (an identify without email for an unknown user).
+    Rejected(Rejection),
+}
+
+/// The effect of a stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stored {
+    /// The contact it reached; `None` while pending.
+    pub contact_id: Option<ContactId>,
+    /// Whether it added an activity interaction or was merged into the day's.
+    pub activity: Activity,
+    /// Kept waiting for an identify that names its user.
+    pub pending: bool,
+}
+
+/// How an event met the one-per-day rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// No activity (group, alias, Engage sync, pending).
+    None,
+    /// The first event of its contact-day: a new interaction.
+    Added,
+    /// Counted as a hit of the day's existing interaction.
+    Merged,
+}
+
+/// A contact as listed and shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contact {
+    /// Id.
+    pub id: ContactId,
+    /// Normalised email.
+    pub email: String,
+    /// Display name from traits.
+    pub name: Option<String>,
+    /// Merged traits.
+    pub traits: Map<String, Value>,
+    /// Traits that Engage computed.
+    pub computed_traits: Vec<String>,
+    /// Earliest event time.
+    pub first_seen_at: Timestamp,
+    /// Latest event time.
+    pub last_seen_at: Timestamp,
+    /// Latest interaction of any kind.
+    pub last_interaction_at: Option<Timestamp>,
+    /// The stored closeness key (SPEC §3).
+    pub closeness_key: Option<f64>,
+    /// Cadence set on the contact itself.
+    pub cadence_days: Option<i64>,
+    /// Cadence in force (own, else the shortest inherited from an audience or account rule).
+    pub effective_cadence_days: Option<i64>,
+    /// When the contact is due a touch.
+    pub due_at: Option<Timestamp>,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+impl Contact {
+    /// Closeness at `now` under `model`.
+    pub fn closeness(&self, model: &Model, now: Timestamp) -> closeness::Closeness {
+        model.closeness(self.closeness_key, closeness::days_of_millis(now.as_millisecond()))
+    }
+}
+
+/// How a contact is addressed in the API: by id or by email.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactKey {
+    /// Numeric id.
+    Id(ContactId),
+    /// Email (normalised by the caller).
+    Email(String),
+}
+
+/// An id linked to a contact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    /// The id.
+    pub value: String,
+    /// `user_id`, `anonymous_id` or `alias`.
+    pub kind: String,
+    /// Linked.
+    pub created_at: Timestamp,
+}
+
+/// One entry of a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interaction {
+    /// Id.
+    pub id: i64,
+    /// Contact.
+    pub contact_id: ContactId,
+    /// Activity or a manual kind.
+    pub kind: closeness::InteractionKind,
+    /// Day key in the workspace's time zone.
+    pub day: i32,
+    /// The first event of the day (activity) or the time given (manual).
+    pub occurred_at: Timestamp,
+    /// What happened.
+    pub description: String,
+    /// Events merged into this interaction (activity), 1 for manual ones.
+    pub hits: i64,
+}
+
+/// One event of a contact's event stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Id.
+    pub id: i64,
+    /// Contact, `None` while pending.
+    pub contact_id: Option<ContactId>,
+    /// Idempotency key.
+    pub message_id: String,
+    /// Segment call type.
+    pub event_type: String,
+    /// Event/page/screen name or group id.
+    pub name: Option<String>,
+    /// Event time.
+    pub occurred_at: Timestamp,
+    /// Receive time.
+    pub received_at: Timestamp,
+    /// The event as received, without its write key.
+    pub payload: Value,
+}
+
+/// A page of results and the cursor of the next page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Give this back to get the next page; `None` on the last.
+    pub next: Option<Cursor>,
+}
+
+/// A keyset position: the sort value and id of the last row of a page.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Cursor {
+    /// The sort column's value (a time, a closeness key or a text), as JSON.
+    pub value: Value,
+    /// The row id, breaking ties.
+    pub id: i64,
+}
+
+/// Orders of the contact list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContactSort {
+    /// Most recently seen first.
+    #[default]
+    LastSeen,
+    /// Closest first (an index scan on the closeness key).
+    Closeness,
+    /// Least close first.
+    ClosenessAsc,
+    /// Soonest due first (only contacts with a cadence).
+    Due,
+}
+
+/// A contact list request.
+#[derive(Debug, Clone, Default)]
+pub struct ContactQuery {
+    /// Substring of email, name or a trait value.
+    pub search: Option<String>,
+    /// Order.
+    pub sort: ContactSort,
+    /// Only contacts whose key lies in `[min, max)` (a bucket, translated by the caller).
+    pub key_range: Option<(Option<f64>, Option<f64>)>,
+    /// Only members of this audience (key).
+    pub audience: Option<String>,
+    /// Only members of this account (group id).
+    pub account: Option<String>,
+    /// Only contacts due before this time.
+    pub due_before: Option<Timestamp>,
+    /// Continue after this position.
+    pub cursor: Option<Cursor>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// An account (a Segment group).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    /// Id.
+    pub id: i64,
+    /// The Segment `groupId`.
+    pub group_id: String,
+    /// Display name from traits.
+    pub name: Option<String>,
+    /// Merged traits.
+    pub traits: Map<String, Value>,
+    /// Members.
+    pub member_count: i64,
+    /// The highest closeness key among members.
+    pub max_closeness_key: Option<f64>,
+    /// Members' keys, for the mean score (computed by the caller at a moment).
+    pub member_keys: Vec<Option<f64>>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last group call.
+    pub updated_at: Timestamp,
+}
+
+/// An Engage audience.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Audience {
+    /// Id.
+    pub id: i64,
+    /// The `computation_key`.
+    pub key: String,
+    /// Engage's computation id.
+    pub computation_id: Option<String>,
+    /// Engage's space id.
+    pub space_id: Option<String>,
+    /// Current members.
+    pub member_count: i64,
+    /// Entries recorded.
+    pub entered_count: i64,
+    /// Exits recorded.
+    pub exited_count: i64,
+    /// First seen.
+    pub created_at: Timestamp,
+}
+
+/// A contact's membership in an audience, current or past.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudienceMembership {
+    /// The audience key.
+    pub key: String,
+    /// Whether the contact is in it now.
+    pub is_member: bool,
+    /// The time of the last change.
+    pub changed_at: Timestamp,
+}
+
+/// One entry or exit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudienceHistoryEntry {
+    /// The audience key.
+    pub key: String,
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Entered or exited.
+    pub entered: bool,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A recorded alias conflict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AliasConflictRecord {
+    /// Id.
+    pub id: i64,
+    /// The alias's previousId.
+    pub previous_id: String,
+    /// The alias's userId.
+    pub user_id: String,
+    /// The contact of the userId.
+    pub contact_id: ContactId,
+    /// The contact the previousId belongs to.
+    pub other_contact_id: ContactId,
+    /// When.
+    pub created_at: Timestamp,
+    /// When a merge resolved it.
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// A cadence inherited by every member of an audience or account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CadenceRule {
+    /// Id.
+    pub id: i64,
+    /// `audience` or `account`.
+    pub target: String,
+    /// The audience key or account groupId.
+    pub target_key: String,
+    /// Every N days.
+    pub days: i64,
+}
+
+/// A hand-written interaction (SPEC §2.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInteraction {
+    /// Note, email, call or meeting.
+    pub kind: closeness::InteractionKind,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// What happened.
+    pub text: String,
+}
+
+/// What kith would do with an event, without storing it (`POST /api/validate`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preview {
+    /// The contact it would reach, if it exists.
+    pub contact_id: Option<ContactId>,
+    /// Whether it would create the contact.
+    pub creates_contact: bool,
+    /// Whether it would wait as pending.
+    pub pending: bool,
+    /// Whether it would add an interaction, merge into the day's, or neither.
+    pub activity: Activity,
+    /// The day key it falls on.
+    pub day: Option<i32>,
+    /// Whether its messageId was already stored.
+    pub duplicate: bool,
+    /// Refused after reading the store.
+    pub rejection: Option<Rejection>,
+}

@@ -1,0 +1,194 @@
+//! The ingest pipeline (DESIGN.md): handlers parse and validate concurrently and hand their
+//! events to a bounded queue; one writer drains whatever has queued up, applies it in one
+//! transaction, commits, and only then answers every waiter. While a commit is in flight the
+//! next group forms, so batches grow with load and latency stays low when idle.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::model::{Incoming, Outcome};
+use crate::{Store, StoreError};
+
+/// Pipeline limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineConfig {
+    /// Events that may wait for the writer; beyond that, submitters are told to retry.
+    pub queue_events: usize,
+    /// The most events one transaction applies.
+    pub max_batch_events: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { queue_events: 50_000, max_batch_events: 10_000 }
+    }
+}
+
+/// Why events were not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: answer 503 with Retry-After.
+    #[error("the ingest queue is full")]
+    Overloaded,
+    /// The pipeline has shut down.
+    #[error("the ingest pipeline has stopped")]
+    Closed,
+    /// The transaction failed; nothing of the batch was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Message {
+    Job(Job),
+    /// Everything queued before this is written, then the writer ends.
+    Close,
+}
+
+struct Job {
+    events: Vec<Incoming>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Counters the metrics endpoint reads.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Events waiting for the writer or being written.
+    pub queued: AtomicUsize,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Events in committed transactions.
+    pub committed_events: AtomicU64,
+    /// Total commit time in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Longest commit in microseconds since start.
+    pub max_commit_micros: AtomicU64,
+    /// Transactions that failed.
+    pub failures: AtomicU64,
+}
+
+/// The handle handlers submit to.
+#[derive(Clone)]
+pub struct Pipeline {
+    sender: mpsc::UnboundedSender<Message>,
+    capacity: Arc<Semaphore>,
+    max_batch: usize,
+    stats: Arc<PipelineStats>,
+}
+
+impl Pipeline {
+    /// Starts the writer task. It ends after [`Pipeline::close`] once the queue is written (or
+    /// when every `Pipeline` clone is dropped); await the handle to know everything
+    /// acknowledged is committed.
+    pub fn start(store: Arc<dyn Store>, config: PipelineConfig) -> (Pipeline, tokio::task::JoinHandle<()>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let stats = Arc::new(PipelineStats::default());
+        let pipeline = Pipeline {
+            sender,
+            capacity: Arc::new(Semaphore::new(config.queue_events)),
+            max_batch: config.max_batch_events,
+            stats: stats.clone(),
+        };
+        let writer = tokio::spawn(run_writer(store, receiver, config.max_batch_events, stats));
+        (pipeline, writer)
+    }
+
+    /// Queues events and waits until they are committed.
+    pub async fn submit(&self, events: Vec<Incoming>) -> Result<Vec<Outcome>, SubmitError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = events.len().min(self.max_batch).max(1) as u32;
+        let permit = self.capacity.clone().try_acquire_many_owned(count).map_err(|_| SubmitError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        let len = events.len();
+        self.stats.queued.fetch_add(len, Ordering::Relaxed);
+        if self.sender.send(Message::Job(Job { events, reply, _permit: permit })).is_err() {
+            self.stats.queued.fetch_sub(len, Ordering::Relaxed);
+            return Err(SubmitError::Closed);
+        }
+        match answer.await {
+            Ok(Ok(outcomes)) => Ok(outcomes),
+            Ok(Err(message)) => Err(SubmitError::Store(StoreError::Database(message))),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Asks the writer to finish what is queued and stop; later submissions fail with
+    /// [`SubmitError::Closed`].
+    pub fn close(&self) {
+        let _ = self.sender.send(Message::Close);
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+}
+
+async fn run_writer(
+    store: Arc<dyn Store>,
+    mut receiver: mpsc::UnboundedReceiver<Message>,
+    max_batch: usize,
+    stats: Arc<PipelineStats>,
+) {
+    let mut closing = false;
+    while !closing {
+        let Some(Message::Job(first)) = receiver.recv().await else { break };
+        let mut jobs = vec![first];
+        let mut count = jobs[0].events.len();
+        while count < max_batch {
+            match receiver.try_recv() {
+                Ok(Message::Job(job)) => {
+                    count += job.events.len();
+                    jobs.push(job);
+                }
+                Ok(Message::Close) => {
+                    closing = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut sizes = Vec::with_capacity(jobs.len());
+        let mut batch = Vec::with_capacity(count);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            sizes.push(job.events.len());
+            batch.extend(job.events);
+            replies.push((job.reply, job._permit));
+        }
+        let started = Instant::now();
+        let result = store.write_events(batch).await;
+        let elapsed = started.elapsed();
+        stats.queued.fetch_sub(count, Ordering::Relaxed);
+        match result {
+            Ok(outcomes) => {
+                record_commit(&stats, count, elapsed);
+                let mut outcomes = outcomes.into_iter();
+                for ((reply, _permit), size) in replies.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
+                }
+            }
+            Err(error) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, events = count, "ingest transaction failed; nothing of it was stored");
+                let message = error.to_string();
+                for (reply, _permit) in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn record_commit(stats: &PipelineStats, events: usize, elapsed: Duration) {
+    let micros = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.committed_events.fetch_add(events as u64, Ordering::Relaxed);
+    stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+    stats.max_commit_micros.fetch_max(micros, Ordering::Relaxed);
+}

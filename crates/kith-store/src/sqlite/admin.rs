@@ -1,0 +1,128 @@
+//! Workspaces and API keys.
+
+use kith_core::time::from_millis;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{now_ms, write};
+use crate::model::*;
+use crate::{Result, StoreError};
+
+const WORKSPACE_COLUMNS: &str =
+    "id, name, time_zone, half_life_days, weights, pending_days, signing_secret IS NOT NULL, created_at";
+
+fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
+    let weights: String = row.get(4)?;
+    Ok(Workspace {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        time_zone: row.get(2)?,
+        half_life_days: row.get(3)?,
+        weights: serde_json::from_str(&weights).unwrap_or_default(),
+        pending_days: row.get(5)?,
+        signing_secret_set: row.get(6)?,
+        created_at: from_millis(row.get(7)?),
+    })
+}
+
+pub fn create_workspace(c: &mut Connection, name: &str) -> Result<Workspace> {
+    c.execute("INSERT INTO workspaces (name, created_at) VALUES (?1, ?2)", params![name, now_ms()])?;
+    let id = c.last_insert_rowid();
+    workspace(c, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))
+}
+
+pub fn workspaces(c: &Connection) -> Result<Vec<Workspace>> {
+    let mut statement = c.prepare_cached(&format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY id"))?;
+    let rows = statement.query_map([], workspace_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn workspace(c: &Connection, id: WorkspaceId) -> Result<Option<Workspace>> {
+    let mut statement = c.prepare_cached(&format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1"))?;
+    Ok(statement.query_row([id], workspace_row).optional()?)
+}
+
+pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
+    let tx = c.transaction()?;
+    let before = workspace(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))?;
+    if let Some(name) = &patch.name {
+        tx.execute("UPDATE workspaces SET name = ?2 WHERE id = ?1", params![id, name])?;
+    }
+    if let Some(time_zone) = &patch.time_zone {
+        tx.execute("UPDATE workspaces SET time_zone = ?2 WHERE id = ?1", params![id, time_zone])?;
+    }
+    if let Some(half_life) = patch.half_life_days {
+        tx.execute("UPDATE workspaces SET half_life_days = ?2 WHERE id = ?1", params![id, half_life])?;
+    }
+    if let Some(weights) = patch.weights {
+        let weights = serde_json::to_string(&weights).unwrap_or_default();
+        tx.execute("UPDATE workspaces SET weights = ?2 WHERE id = ?1", params![id, weights])?;
+    }
+    if let Some(days) = patch.pending_days {
+        tx.execute("UPDATE workspaces SET pending_days = ?2 WHERE id = ?1", params![id, days])?;
+    }
+    if let Some(secret) = &patch.signing_secret {
+        tx.execute("UPDATE workspaces SET signing_secret = ?2 WHERE id = ?1", params![id, secret])?;
+    }
+    let after = workspace(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))?;
+    if after.model() != before.model() {
+        write::recompute_closeness(&tx, &after)?;
+    }
+    tx.commit()?;
+    Ok(after)
+}
+
+pub fn signing_secret(c: &Connection, id: WorkspaceId) -> Result<Option<String>> {
+    Ok(c.query_row("SELECT signing_secret FROM workspaces WHERE id = ?1", [id], |row| row.get(0)).optional()?.flatten())
+}
+
+const KEY_COLUMNS: &str = "id, workspace_id, kind, name, prefix, created_at, revoked_at";
+
+fn key_row(row: &Row) -> rusqlite::Result<ApiKey> {
+    let kind: String = row.get(2)?;
+    Ok(ApiKey {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        kind: KeyKind::parse(&kind).unwrap_or(KeyKind::Write),
+        name: row.get(3)?,
+        prefix: row.get(4)?,
+        created_at: from_millis(row.get(5)?),
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(from_millis),
+    })
+}
+
+/// How much of a key is kept in clear to recognise it in lists.
+const SHOWN_PREFIX_CHARS: usize = 12;
+
+pub fn create_key(c: &mut Connection, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
+    let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();
+    c.execute(
+        "INSERT INTO api_keys (workspace_id, kind, name, prefix, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![workspace, kind.as_str(), name, prefix, key_hash(key).as_slice(), now_ms()],
+    )?;
+    let id = c.last_insert_rowid();
+    Ok(c.query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"), [id], key_row)?)
+}
+
+pub fn find_key(c: &Connection, hash: &[u8; 32]) -> Result<Option<ApiKey>> {
+    let mut statement = c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"))?;
+    Ok(statement.query_row([hash.as_slice()], key_row).optional()?)
+}
+
+pub fn keys(c: &Connection, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
+    let mut statement =
+        c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY id DESC"))?;
+    let rows = statement.query_map([workspace], key_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn revoke_key(c: &mut Connection, workspace: WorkspaceId, id: i64) -> Result<bool> {
+    let exists = c
+        .query_row("SELECT 1 FROM api_keys WHERE id = ?1 AND workspace_id = ?2", params![id, workspace], |_| Ok(()))
+        .optional()?
+        .is_some();
+    c.execute(
+        "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND workspace_id = ?2 AND revoked_at IS NULL",
+        params![id, workspace, now_ms()],
+    )?;
+    Ok(exists)
+}

@@ -1,0 +1,357 @@
+//! The embedded SQLite backend: one write connection used by one writer at a time (the
+//! ingest pipeline makes that the common case) and a pool of read connections, which WAL
+//! lets run beside the writer.
+
+mod admin;
+mod migrate;
+mod read;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kith_core::Event;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+pub use migrate::MIGRATIONS;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit is fsynced; nothing acknowledged is lost even if the
+    /// machine loses power.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives the process being killed, not a power cut.
+    Normal,
+}
+
+/// Options for opening the database.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Read connections.
+    pub readers: usize,
+    /// Page cache of the write connection, in MiB.
+    pub cache_mib: i64,
+}
+
+impl SqliteOptions {
+    /// Defaults for a database file.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions { path: path.into(), durability: Durability::Full, readers: 4, cache_mib: 64 }
+    }
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    connections: Mutex<Vec<Connection>>,
+    available: Semaphore,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(options: &SqliteOptions) -> Result<Self> {
+        create_parent(&options.path)?;
+        let mut writer = Connection::open(&options.path)?;
+        configure_writer(&writer, options)?;
+        migrate::run(&mut writer)?;
+        let readers = (0..options.readers.max(1)).map(|_| open_reader(&options.path)).collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
+        })
+    }
+
+    /// Applies pending migrations only; returns the versions applied.
+    pub fn migrate(path: &Path) -> Result<Vec<i64>> {
+        create_parent(path)?;
+        let mut connection = Connection::open(path)?;
+        configure_writer(&connection, &SqliteOptions::new(path))?;
+        migrate::run(&mut connection)
+    }
+
+    /// Runs `f` on the write connection, off the async threads.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut connection)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
+    }
+
+    /// Runs `f` on a read connection, off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let _permit =
+            pool.available.acquire().await.map_err(|_| StoreError::Database("the read pool is closed".into()))?;
+        let connection = pool
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+            .ok_or_else(|| StoreError::Database("no read connection free".into()))?;
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&connection);
+            (connection, result)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?;
+        pool.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(connection);
+        result
+    }
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    Ok(())
+}
+
+fn configure_writer(connection: &Connection, options: &SqliteOptions) -> Result<()> {
+    let synchronous = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    connection.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -{cache_kib};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 8192;
+         PRAGMA foreign_keys = OFF;",
+        cache_kib = options.cache_mib * 1024,
+    ))?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    connection.execute_batch(
+        "PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -16384;
+         PRAGMA mmap_size = 268435456;",
+    )?;
+    Ok(connection)
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_workspace(&self, name: &str) -> Result<Workspace> {
+        let name = name.to_owned();
+        self.write(move |c| admin::create_workspace(c, &name)).await
+    }
+
+    async fn workspaces(&self) -> Result<Vec<Workspace>> {
+        self.read(admin::workspaces).await
+    }
+
+    async fn workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>> {
+        self.read(move |c| admin::workspace(c, id)).await
+    }
+
+    async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
+        self.write(move |c| admin::update_workspace(c, id, patch)).await
+    }
+
+    async fn signing_secret(&self, id: WorkspaceId) -> Result<Option<String>> {
+        self.read(move |c| admin::signing_secret(c, id)).await
+    }
+
+    async fn create_key(&self, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
+        let (name, key) = (name.to_owned(), key.to_owned());
+        self.write(move |c| admin::create_key(c, workspace, kind, &name, &key)).await
+    }
+
+    async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>> {
+        self.read(move |c| admin::find_key(c, &hash)).await
+    }
+
+    async fn keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
+        self.read(move |c| admin::keys(c, workspace)).await
+    }
+
+    async fn revoke_key(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write(move |c| admin::revoke_key(c, workspace, id)).await
+    }
+
+    async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
+        self.write(move |c| write::write_events(c, batch)).await
+    }
+
+    async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
+        self.read(move |c| write::preview(c, workspace, event)).await
+    }
+
+    async fn expire_pending(&self, now: Timestamp) -> Result<u64> {
+        self.write(move |c| write::expire_pending(c, now.as_millisecond())).await
+    }
+
+    async fn contacts(&self, workspace: WorkspaceId, query: ContactQuery) -> Result<Page<Contact>> {
+        self.read(move |c| read::contacts(c, workspace, &query)).await
+    }
+
+    async fn contact(&self, workspace: WorkspaceId, key: ContactKey) -> Result<Option<Contact>> {
+        self.read(move |c| read::contact(c, workspace, &key)).await
+    }
+
+    async fn identities(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Identity>> {
+        self.read(move |c| read::identities(c, workspace, contact)).await
+    }
+
+    async fn timeline(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<Interaction>> {
+        self.read(move |c| read::timeline(c, workspace, contact, cursor.as_ref(), limit)).await
+    }
+
+    async fn events(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<StoredEvent>> {
+        self.read(move |c| read::events(c, workspace, contact, cursor.as_ref(), limit)).await
+    }
+
+    async fn identify_payloads(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        until: Timestamp,
+    ) -> Result<Vec<String>> {
+        self.read(move |c| read::identify_payloads(c, workspace, contact, until.as_millisecond())).await
+    }
+
+    async fn add_interaction(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        interaction: NewInteraction,
+    ) -> Result<Interaction> {
+        self.write(move |c| write::add_interaction(c, workspace, contact, interaction)).await
+    }
+
+    async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
+        self.write(move |c| write::merge_contacts(c, workspace, into, from)).await
+    }
+
+    async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
+        self.write(move |c| write::set_cadence(c, workspace, contact, days)).await
+    }
+
+    async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
+        self.read(move |c| read::alias_conflicts(c, workspace)).await
+    }
+
+    async fn accounts(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<Account>> {
+        self.read(move |c| read::accounts(c, workspace, None, limit)).await
+    }
+
+    async fn account(&self, workspace: WorkspaceId, group_id: &str) -> Result<Option<Account>> {
+        let group_id = group_id.to_owned();
+        self.read(move |c| Ok(read::accounts(c, workspace, Some(&group_id), 1)?.pop())).await
+    }
+
+    async fn contact_accounts(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Account>> {
+        self.read(move |c| read::contact_accounts(c, workspace, contact)).await
+    }
+
+    async fn audiences(&self, workspace: WorkspaceId) -> Result<Vec<Audience>> {
+        self.read(move |c| read::audiences(c, workspace, None)).await
+    }
+
+    async fn audience(&self, workspace: WorkspaceId, key: &str) -> Result<Option<Audience>> {
+        let key = key.to_owned();
+        self.read(move |c| Ok(read::audiences(c, workspace, Some(&key))?.pop())).await
+    }
+
+    async fn contact_audiences(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<AudienceMembership>> {
+        self.read(move |c| read::contact_audiences(c, workspace, contact)).await
+    }
+
+    async fn audience_history(
+        &self,
+        workspace: WorkspaceId,
+        audience: Option<&str>,
+        contact: Option<ContactId>,
+        limit: usize,
+    ) -> Result<Vec<AudienceHistoryEntry>> {
+        let audience = audience.map(str::to_owned);
+        self.read(move |c| read::audience_history(c, workspace, audience.as_deref(), contact, limit)).await
+    }
+
+    async fn cadence_rules(&self, workspace: WorkspaceId) -> Result<Vec<CadenceRule>> {
+        self.read(move |c| read::cadence_rules(c, workspace)).await
+    }
+
+    async fn set_cadence_rule(
+        &self,
+        workspace: WorkspaceId,
+        target: &str,
+        key: &str,
+        days: i64,
+    ) -> Result<CadenceRule> {
+        let (target, key) = (target.to_owned(), key.to_owned());
+        self.write(move |c| write::set_cadence_rule(c, workspace, &target, &key, days)).await
+    }
+
+    async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write(move |c| write::delete_cadence_rule(c, workspace, id)).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
