@@ -228,8 +228,58 @@ impl Model {
             return None;
         }
         // round(100·(1 − e^(−raw/K))) ≥ s  ⇔  raw ≥ −K·ln(1 − (s − 0.5)/100)
-        let min_raw = -K * (1.0 - (f64::from(score.min(100)) - 0.5) / 100.0).ln();
-        Some(min_raw.ln() + now_days / self.tau())
+        Some(Self::min_raw(score).ln() + now_days / self.tau())
+    }
+}
+
+/// What a contact's closeness remembers between interactions.
+///
+/// Besides the key it keeps the time of its latest interaction and the last moment its score
+/// was warm or better (≥ 40). Right after interaction `i` the score's raw value is
+/// `exp(K_i − t_i/τ)`, where `K_i` sums the interactions up to `t_i`; it stays warm until
+/// `τ·(K_i − ln r₄₀)`. So adding interactions in time order keeps "last warm" in O(1); an
+/// interaction older than the latest changes every later `K_i` and needs [`Model::rebuild`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct History {
+    /// `ln Σ w·exp(t/τ)`; `None` without interactions.
+    pub key: Option<f64>,
+    /// The latest interaction's time, in days.
+    pub last_t: Option<f64>,
+    /// The last moment, in days, at which the score was warm or better.
+    pub warm_until: Option<f64>,
+}
+
+impl Model {
+    /// The smallest raw value that rounds to `score`.
+    pub fn min_raw(score: u8) -> f64 {
+        -K * (1.0 - (f64::from(score.min(100)) - 0.5) / 100.0).ln()
+    }
+
+    /// Adds an interaction of `kind` at `t` days; returns `false` (leaving `history` as it
+    /// was) when `t` is older than the latest interaction: then [`Model::rebuild`] is needed.
+    pub fn extend(&self, history: &mut History, kind: InteractionKind, t: f64) -> bool {
+        if history.last_t.is_some_and(|last| t < last) {
+            return false;
+        }
+        let key = self.add(history.key, kind, t);
+        history.key = Some(key);
+        history.last_t = Some(t);
+        let warm_until = self.tau() * (key - Self::min_raw(Bucket::Warm.min_score()).ln());
+        if warm_until >= t {
+            history.warm_until = Some(history.warm_until.map_or(warm_until, |w| w.max(warm_until)));
+        }
+        true
+    }
+
+    /// The history of a set of interactions, whatever order they come in.
+    pub fn rebuild(&self, interactions: impl IntoIterator<Item = (InteractionKind, f64)>) -> History {
+        let mut sorted: Vec<(InteractionKind, f64)> = interactions.into_iter().collect();
+        sorted.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut history = History::default();
+        for (kind, t) in sorted {
+            self.extend(&mut history, kind, t);
+        }
+        history
     }
 }
 
@@ -317,6 +367,49 @@ mod tests {
             assert!(just_above >= score, "{score}: {just_above}");
             assert!(just_below < score, "{score}: {just_below}");
         }
+    }
+
+    #[test]
+    fn history_does_not_depend_on_arrival_order() {
+        let model = Model::default();
+        let interactions = [
+            (InteractionKind::Activity, 100.0),
+            (InteractionKind::Call, 101.5),
+            (InteractionKind::Activity, 102.0),
+            (InteractionKind::Note, 160.0),
+        ];
+        let mut in_order = History::default();
+        for (kind, t) in interactions {
+            assert!(model.extend(&mut in_order, kind, t));
+        }
+        let mut reversed = interactions;
+        reversed.reverse();
+        let rebuilt = model.rebuild(reversed);
+        assert!((in_order.key.unwrap() - rebuilt.key.unwrap()).abs() < EPS);
+        assert_eq!(in_order.last_t, rebuilt.last_t);
+        assert!((in_order.warm_until.unwrap() - rebuilt.warm_until.unwrap()).abs() < EPS);
+        let mut late = in_order;
+        assert!(!model.extend(&mut late, InteractionKind::Activity, 50.0), "older than the latest");
+        assert_eq!(late, in_order, "left as it was");
+    }
+
+    #[test]
+    fn warm_until_is_the_last_moment_the_score_was_at_least_40() {
+        let model = Model::default();
+        // A single activity never reaches 40 (raw 1 scores 28).
+        assert_eq!(model.rebuild([(InteractionKind::Activity, 10.0)]).warm_until, None);
+        // A busy week, then one visit long after: warm ended after the week, not after the visit.
+        let mut week: Vec<(InteractionKind, f64)> = (0..7).map(|d| (InteractionKind::Activity, f64::from(d))).collect();
+        let busy = model.rebuild(week.clone());
+        week.push((InteractionKind::Activity, 200.0));
+        let history = model.rebuild(week);
+        let warm_until = history.warm_until.unwrap();
+        assert!((warm_until - busy.warm_until.unwrap()).abs() < EPS);
+        assert!(warm_until > 6.0 && warm_until < 200.0);
+        // The score is exactly at the warm threshold then, measured with the week's interactions.
+        let week_key = busy.key;
+        assert_eq!(model.closeness(week_key, warm_until - 1e-6).score, 40);
+        assert!(model.closeness(week_key, warm_until + 1e-3).score < 40);
     }
 
     #[test]

@@ -211,6 +211,8 @@ pub struct Contact {
     pub last_interaction_at: Option<Timestamp>,
     /// The stored closeness key (SPEC §3).
     pub closeness_key: Option<f64>,
+    /// The last moment the score was warm or better.
+    pub warm_until: Option<Timestamp>,
     /// Cadence set on the contact itself.
     pub cadence_days: Option<i64>,
     /// Cadence in force (own, else the shortest inherited from an audience or account rule).
@@ -335,6 +337,8 @@ pub struct ContactQuery {
     pub account: Option<String>,
     /// Only contacts due before this time.
     pub due_before: Option<Timestamp>,
+    /// Only contacts whose score was last warm within `[from, to)`.
+    pub warm_until_range: Option<(Timestamp, Timestamp)>,
     /// Continue after this position.
     pub cursor: Option<Cursor>,
     /// Page size.

@@ -567,7 +567,7 @@ impl<'a> Planner<'a> {
             .entry(key)
             .and_modify(|activity| {
                 activity.hits += 1;
-                if time < activity.occurred_at {
+                if first_event_of_day(time, description, activity.occurred_at, &activity.description) {
                     activity.occurred_at = time;
                     activity.description = description.clone();
                 }
@@ -628,6 +628,13 @@ impl<'a> Planner<'a> {
                 self.by_email.get(&(workspace_id, email.clone())).copied()
             })
     }
+}
+
+/// Whether an event at `time` described `description` comes before the current first event
+/// of its day. Equal times are broken by the smaller description, so that the result never
+/// depends on which of two simultaneous events arrived first.
+pub fn first_event_of_day(time: i64, description: &str, current_time: i64, current_description: &str) -> bool {
+    (time, description) < (current_time, current_description)
 }
 
 /// Reads a stored pending event back into an [`Event`], keeping its recorded times.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use jiff::{SignedDuration, Timestamp};
-use kith_core::closeness::{days_of_millis, Bucket, InteractionKind};
+use kith_core::closeness::{Bucket, InteractionKind};
 use kith_core::identity::normalize_email;
 use kith_core::profile::merge_traits;
 use kith_store::{Contact, ContactKey, ContactQuery, ContactSort, NewInteraction, Workspace};
@@ -125,16 +125,9 @@ pub async fn losing_touch(
 ) -> ApiResult<Json<ContactList>> {
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let now = state.clock.now();
-    let model = workspace.model();
-    let warm = Bucket::Warm.min_score();
-    let window_start = now - SignedDuration::from_hours(24 * LOSING_TOUCH_WINDOW_DAYS);
-    // A contact is warm or closer at `t` exactly while its key is at least key_for_score(40, t);
-    // so "warm at some moment of the window, not now" is one key range.
-    let min = model.key_for_score(warm, days_of_millis(window_start.as_millisecond()));
-    let max = model.key_for_score(warm, days_of_millis(now.as_millisecond()));
     let query = ContactQuery {
         sort: ContactSort::Closeness,
-        key_range: Some((min, max)),
+        warm_until_range: Some(losing_touch_window(now)),
         cursor: decode_cursor(params.cursor.as_deref())?,
         limit: params.limit.unwrap_or(50),
         ..ContactQuery::default()
@@ -160,6 +153,12 @@ pub async fn due(
         ..ContactQuery::default()
     };
     list_page(&state, &workspace, query, now).await.map(Json)
+}
+
+/// "Warm or better at some moment of the last 90 days, not now": the last moment a contact
+/// was warm falls in `[now − 90 days, now)`.
+pub fn losing_touch_window(now: Timestamp) -> (Timestamp, Timestamp) {
+    (now - SignedDuration::from_hours(24 * LOSING_TOUCH_WINDOW_DAYS), now)
 }
 
 /// Reads `{id-or-email}` from a path.

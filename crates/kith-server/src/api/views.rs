@@ -50,6 +50,8 @@ pub struct ContactView {
     pub computed_traits: Vec<String>,
     /// Closeness now.
     pub closeness: ClosenessView,
+    /// The last moment the score was warm or better (≥ 40), if it ever was.
+    pub warm_until: Option<String>,
     /// Earliest event time (RFC 3339).
     pub first_seen_at: String,
     /// Latest event time.
@@ -74,6 +76,7 @@ impl ContactView {
         ContactView {
             id: contact.id,
             closeness: ClosenessView::of(contact.closeness_key, model, now),
+            warm_until: contact.warm_until.map(|t| t.to_string()),
             profile,
             email: contact.email,
             name: contact.name,

@@ -37,6 +37,10 @@ CREATE TABLE contacts (
     last_interaction_at   INTEGER,
     -- ln Σ w·exp(t/τ) over the contact's interactions (SPEC §3); NULL without interactions.
     closeness_key         REAL,
+    -- The latest interaction's time in days as the closeness model counts it.
+    closeness_last_t      REAL,
+    -- The last moment the score was warm or better (≥ 40): what "losing touch" asks.
+    warm_until            INTEGER,
     cadence_days          INTEGER,
     effective_cadence_days INTEGER,
     due_at                INTEGER,
@@ -47,6 +51,7 @@ CREATE TABLE contacts (
 CREATE INDEX contacts_closeness ON contacts (workspace_id, closeness_key);
 CREATE INDEX contacts_last_seen ON contacts (workspace_id, last_seen_at);
 CREATE INDEX contacts_due ON contacts (workspace_id, due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX contacts_warm_until ON contacts (workspace_id, warm_until) WHERE warm_until IS NOT NULL;
 
 -- userIds, anonymousIds and alias previousIds, one namespace per workspace.
 CREATE TABLE identities (

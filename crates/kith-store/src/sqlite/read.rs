@@ -11,7 +11,8 @@ use crate::model::*;
 use crate::Result;
 
 const CONTACT_COLUMNS: &str = "c.id, c.email, c.name, c.traits, c.computed_traits, c.first_seen_at, c.last_seen_at,
-     c.last_interaction_at, c.closeness_key, c.cadence_days, c.effective_cadence_days, c.due_at, c.created_at";
+     c.last_interaction_at, c.closeness_key, c.cadence_days, c.effective_cadence_days, c.due_at, c.created_at,
+     c.warm_until";
 
 fn contact_row(row: &Row) -> rusqlite::Result<Contact> {
     let traits: String = row.get(3)?;
@@ -30,6 +31,7 @@ fn contact_row(row: &Row) -> rusqlite::Result<Contact> {
         effective_cadence_days: row.get(10)?,
         due_at: row.get::<_, Option<i64>>(11)?.map(from_millis),
         created_at: from_millis(row.get(12)?),
+        warm_until: row.get::<_, Option<i64>>(13)?.map(from_millis),
     })
 }
 
@@ -83,6 +85,10 @@ pub fn contacts(c: &Connection, workspace: WorkspaceId, query: &ContactQuery) ->
             sql.push_str(" AND (c.closeness_key < ? OR c.closeness_key IS NULL)");
             args.push(max.into());
         }
+    }
+    if let Some((from, to)) = query.warm_until_range {
+        sql.push_str(" AND c.warm_until >= ? AND c.warm_until < ?");
+        args.extend([from.as_millisecond().into(), to.as_millisecond().into()]);
     }
     if let Some(before) = query.due_before {
         sql.push_str(" AND c.due_at IS NOT NULL AND c.due_at <= ?");

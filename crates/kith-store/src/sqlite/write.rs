@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use kith_core::closeness::{days_of_millis, log_add_exp, InteractionKind, Model};
+use kith_core::closeness::{days_of_millis, History, InteractionKind, Model, MS_PER_DAY as MS_PER_DAY_F64};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
 use kith_core::{Event, EventKind};
@@ -178,14 +178,15 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
 
     // One upsert per contact-day; the day is new when the stored hits equal the batch's.
     let mut created_days = HashSet::new();
-    let mut new_terms: HashMap<ContactId, Vec<f64>> = HashMap::new();
+    let mut new_interactions: HashMap<ContactId, Vec<(InteractionKind, f64)>> = HashMap::new();
     {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES (?1, ?2, 'activity', ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (contact_id, day) WHERE kind = 'activity' DO UPDATE SET
                  hits = interactions.hits + excluded.hits,
-                 description = CASE WHEN excluded.occurred_at < interactions.occurred_at
+                 description = CASE WHEN (excluded.occurred_at, excluded.description)
+                                         < (interactions.occurred_at, interactions.description)
                                     THEN excluded.description ELSE interactions.description END,
                  occurred_at = MIN(interactions.occurred_at, excluded.occurred_at)
              RETURNING hits",
@@ -205,8 +206,10 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
             )?;
             if hits == activity.hits {
                 created_days.insert(*key);
-                let model = workspaces[&activity.workspace_id].model();
-                new_terms.entry(id(*contact)).or_default().push(model.term(InteractionKind::Activity, f64::from(*day)));
+                new_interactions
+                    .entry(id(*contact))
+                    .or_default()
+                    .push((InteractionKind::Activity, activity_time(*day)));
             }
         }
     }
@@ -224,8 +227,8 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
         if let Some(change) = change {
             state.apply(change);
         }
-        for term in new_terms.remove(&contact).unwrap_or_default() {
-            state.closeness_key = Some(log_add_exp(state.closeness_key, term));
+        if let Some(interactions) = new_interactions.remove(&contact) {
+            state.add_interactions(tx, &workspaces[&workspace_id].model(), contact, interactions)?;
         }
         if membership_changed.contains(&contact) && workspaces_with_rules.contains(&workspace_id) {
             state.inherited_cadence = inherited_cadence(tx, workspace_id, contact)?;
@@ -426,7 +429,7 @@ fn inherited_cadence(tx: &Connection, workspace: WorkspaceId, contact: ContactId
 struct ContactState {
     traits: Map<String, Value>,
     computed: Vec<String>,
-    closeness_key: Option<f64>,
+    closeness: History,
     first_seen_at: i64,
     last_seen_at: i64,
     last_interaction_at: Option<i64>,
@@ -440,7 +443,7 @@ impl ContactState {
         let row = tx
             .prepare_cached(
                 "SELECT traits, computed_traits, closeness_key, first_seen_at, last_seen_at, last_interaction_at,
-                        cadence_days, effective_cadence_days, created_at
+                        cadence_days, effective_cadence_days, created_at, closeness_last_t, warm_until
                  FROM contacts WHERE id = ?1",
             )?
             .query_row([contact], |row| {
@@ -451,7 +454,11 @@ impl ContactState {
                 Ok(ContactState {
                     traits: serde_json::from_str(&traits).unwrap_or_default(),
                     computed: serde_json::from_str(&computed).unwrap_or_default(),
-                    closeness_key: row.get(2)?,
+                    closeness: History {
+                        key: row.get(2)?,
+                        last_t: row.get(9)?,
+                        warm_until: row.get::<_, Option<i64>>(10)?.map(days_of_millis),
+                    },
                     first_seen_at: row.get(3)?,
                     last_seen_at: row.get(4)?,
                     last_interaction_at: row.get(5)?,
@@ -483,6 +490,23 @@ impl ContactState {
         }
     }
 
+    /// Adds new interactions to the closeness history: O(1) each when they are newer than the
+    /// latest, a rebuild from the stored interactions when one arrives late.
+    fn add_interactions(
+        &mut self,
+        tx: &Connection,
+        model: &Model,
+        contact: ContactId,
+        mut interactions: Vec<(InteractionKind, f64)>,
+    ) -> Result<()> {
+        interactions.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let in_order = interactions.into_iter().all(|(kind, t)| model.extend(&mut self.closeness, kind, t));
+        if !in_order {
+            self.closeness = closeness_history(tx, model, contact)?;
+        }
+        Ok(())
+    }
+
     fn note_interaction(&mut self, at: i64) {
         self.last_interaction_at = Some(self.last_interaction_at.map_or(at, |t| t.max(at)));
     }
@@ -497,7 +521,8 @@ impl ContactState {
         tx.prepare_cached(
             "UPDATE contacts SET name = ?2, traits = ?3, computed_traits = ?4, closeness_key = ?5, first_seen_at = ?6,
                                  last_seen_at = ?7, last_interaction_at = ?8, cadence_days = ?9,
-                                 effective_cadence_days = ?10, due_at = ?11, updated_at = ?12
+                                 effective_cadence_days = ?10, due_at = ?11, updated_at = ?12,
+                                 closeness_last_t = ?13, warm_until = ?14
              WHERE id = ?1",
         )?
         .execute(params![
@@ -505,14 +530,16 @@ impl ContactState {
             display_name(&self.traits),
             Value::Object(self.traits.clone()).to_string(),
             serde_json::to_string(&self.computed).unwrap_or_default(),
-            self.closeness_key,
+            self.closeness.key,
             self.first_seen_at,
             self.last_seen_at,
             self.last_interaction_at,
             self.cadence_days,
             effective,
             due_at,
-            now
+            now,
+            self.closeness.last_t,
+            self.closeness.warm_until.map(millis_of_days)
         ])?;
         Ok(())
     }
@@ -609,8 +636,7 @@ pub fn add_interaction(
     let id = tx.last_insert_rowid();
     let mut state =
         ContactState::load(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    let term = workspace_record.model().term(interaction.kind, days_of_millis(at));
-    state.closeness_key = Some(log_add_exp(state.closeness_key, term));
+    state.add_interactions(&tx, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])?;
     state.note_interaction(at);
     state.save(&tx, contact, now)?;
     tx.commit()?;
@@ -695,7 +721,8 @@ pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactI
     tx.execute(
         "UPDATE interactions AS t SET
              hits = t.hits + f.hits,
-             description = CASE WHEN f.occurred_at < t.occurred_at THEN f.description ELSE t.description END,
+             description = CASE WHEN (f.occurred_at, f.description) < (t.occurred_at, t.description)
+                                THEN f.description ELSE t.description END,
              occurred_at = MIN(t.occurred_at, f.occurred_at)
          FROM interactions AS f
          WHERE t.contact_id = ?1 AND f.contact_id = ?2 AND t.kind = 'activity' AND f.kind = 'activity' AND t.day = f.day",
@@ -739,7 +766,7 @@ pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactI
         params![workspace, from_email, into, now],
     )?;
 
-    target.closeness_key = closeness_key_of(&tx, &workspace_record.model(), into)?;
+    target.closeness = closeness_history(&tx, &workspace_record.model(), into)?;
     if workspaces_with_cadence_rules(&tx)?.contains(&workspace) {
         target.inherited_cadence = inherited_cadence(&tx, workspace, into)?;
     }
@@ -748,32 +775,43 @@ pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactI
     read::contact(c, workspace, &ContactKey::Id(into))?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))
 }
 
-/// The closeness key recomputed from a contact's interactions.
-fn closeness_key_of(tx: &Connection, model: &Model, contact: ContactId) -> Result<Option<f64>> {
+/// The closeness history rebuilt from a contact's stored interactions.
+fn closeness_history(tx: &Connection, model: &Model, contact: ContactId) -> Result<History> {
     let mut statement = tx.prepare_cached("SELECT kind, day, occurred_at FROM interactions WHERE contact_id = ?1")?;
     let rows = statement
         .query_map([contact], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i32>(1)?, row.get::<_, i64>(2)?)))?;
-    let mut key = None;
+    let mut interactions = Vec::new();
     for row in rows {
         let (kind, day, at) = row?;
-        key = Some(log_add_exp(key, interaction_term(model, &kind, day, at)));
+        interactions.push(interaction_time(&kind, day, at));
     }
-    Ok(key)
+    Ok(model.rebuild(interactions))
 }
 
-/// The key term of a stored interaction: activity counts from the start of its day, manual
-/// interactions from their time.
-fn interaction_term(model: &Model, kind: &str, day: i32, at: i64) -> f64 {
+/// When an activity counts for closeness: the start of its day, so that the key depends only
+/// on which days had activity, not on which event of the day arrived first.
+fn activity_time(day: i32) -> f64 {
+    f64::from(day)
+}
+
+/// The kind and closeness time of a stored interaction: activity from the start of its day,
+/// manual interactions from their time.
+fn interaction_time(kind: &str, day: i32, at: i64) -> (InteractionKind, f64) {
     match InteractionKind::parse(kind).unwrap_or(InteractionKind::Activity) {
-        InteractionKind::Activity => model.term(InteractionKind::Activity, f64::from(day)),
-        kind => model.term(kind, days_of_millis(at)),
+        InteractionKind::Activity => (InteractionKind::Activity, activity_time(day)),
+        kind => (kind, days_of_millis(at)),
     }
 }
 
-/// Recomputes every closeness key of a workspace (after a half-life or weight change).
+fn millis_of_days(days: f64) -> i64 {
+    (days * MS_PER_DAY_F64).round() as i64
+}
+
+/// Recomputes every contact's closeness history of a workspace (after a half-life or weight
+/// change).
 pub fn recompute_closeness(tx: &Connection, workspace: &Workspace) -> Result<()> {
     let model = workspace.model();
-    let mut keys: HashMap<ContactId, f64> = HashMap::new();
+    let mut interactions: HashMap<ContactId, Vec<(InteractionKind, f64)>> = HashMap::new();
     {
         let mut statement =
             tx.prepare("SELECT contact_id, kind, day, occurred_at FROM interactions WHERE workspace_id = ?1")?;
@@ -782,14 +820,14 @@ pub fn recompute_closeness(tx: &Connection, workspace: &Workspace) -> Result<()>
         })?;
         for row in rows {
             let (contact, kind, day, at) = row?;
-            let term = interaction_term(&model, &kind, day, at);
-            let key = keys.get(&contact).copied();
-            keys.insert(contact, log_add_exp(key, term));
+            interactions.entry(contact).or_default().push(interaction_time(&kind, day, at));
         }
     }
-    let mut update = tx.prepare("UPDATE contacts SET closeness_key = ?2 WHERE id = ?1")?;
-    for (contact, key) in keys {
-        update.execute(params![contact, key])?;
+    let mut update =
+        tx.prepare("UPDATE contacts SET closeness_key = ?2, closeness_last_t = ?3, warm_until = ?4 WHERE id = ?1")?;
+    for (contact, interactions) in interactions {
+        let history = model.rebuild(interactions);
+        update.execute(params![contact, history.key, history.last_t, history.warm_until.map(millis_of_days)])?;
     }
     Ok(())
 }
