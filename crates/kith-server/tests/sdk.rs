@@ -158,3 +158,19 @@ async fn analytics_next_batching_mode() {
     assert_jane(&server, "browser-segment-batching replayed").await;
     server.stop().await;
 }
+
+/// rudder-sdk-python puts an identify's traits only in `context.traits`: the event stream shows
+/// them beside the identify, as it does for the other SDKs' `traits`.
+#[tokio::test]
+async fn rudder_python_identify_shows_its_context_traits_in_the_event_stream() {
+    let server = TestServer::start().await;
+    let body = fixture("sdk/py-rudder/identify.json");
+    let (status, answer) = post(&server, "/v1/batch", "application/json", body, true).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let contact = server.contact("jane@example.com").await;
+    let events = server.get(&format!("/api/contacts/{}/events", contact["id"])).await;
+    let identify = &events["items"][0];
+    assert_eq!(identify["type"], "identify");
+    assert_eq!(identify["properties"], serde_json::json!({"email": "jane@example.com", "name": "Jane Doe"}));
+    server.stop().await;
+}

@@ -269,11 +269,16 @@ pub struct EventView {
 impl EventView {
     /// The view of an event, with the traits in force at its time.
     pub fn new(event: StoredEvent, traits: Value) -> Self {
-        let properties = event
-            .payload
-            .get("properties")
-            .or_else(|| event.payload.get("traits"))
-            .filter(|value| value.is_object())
+        // An identify's traits are `traits`, else `context.traits` (as ingest reads them:
+        // rudder-sdk-python sends them only there).
+        let context_traits = || match event.event_type.as_str() {
+            "identify" => event.payload.get("context").and_then(|context| context.get("traits")),
+            _ => None,
+        };
+        let properties = [event.payload.get("properties"), event.payload.get("traits"), context_traits()]
+            .into_iter()
+            .flatten()
+            .find(|value| value.is_object())
             .cloned()
             .unwrap_or_else(|| Value::Object(Default::default()));
         EventView {
