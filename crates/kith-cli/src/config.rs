@@ -24,6 +24,10 @@ pub struct Settings {
     pub queue_events: usize,
     /// The most events one transaction applies.
     pub max_batch_events: usize,
+    /// The SMTP server nudges and digests are emailed through, e.g. `smtp://user:pw@host:587`.
+    pub smtp_url: Option<Secret>,
+    /// The From address of those emails.
+    pub smtp_from: Option<String>,
 }
 
 impl Default for Settings {
@@ -36,6 +40,8 @@ impl Default for Settings {
             log_format: "text".into(),
             queue_events: 50_000,
             max_batch_events: 10_000,
+            smtp_url: None,
+            smtp_from: None,
         }
     }
 }
@@ -85,6 +91,12 @@ impl Settings {
                 other => anyhow::bail!("KITH_DURABILITY is {other:?}; use full or normal"),
             };
         }
+        if let Some(url) = var("KITH_SMTP_URL").filter(|url| !url.is_empty()) {
+            self.smtp_url = Some(Secret(url));
+        }
+        if let Some(from) = var("KITH_SMTP_FROM") {
+            self.smtp_from = Some(from);
+        }
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
         }
@@ -96,6 +108,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The SMTP settings, when a server is configured.
+    pub fn smtp(&self) -> Option<kith_server::jobs::delivery::SmtpConfig> {
+        let url = self.smtp_url.as_ref()?;
+        Some(kith_server::jobs::delivery::SmtpConfig {
+            url: url.0.clone(),
+            from: self.smtp_from.clone().unwrap_or_else(|| "kith <kith@localhost>".into()),
+        })
     }
 
     /// The SQLite file.

@@ -175,9 +175,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let config = AppConfig {
         pipeline: PipelineConfig { queue_events: settings.queue_events, max_batch_events: settings.max_batch_events },
+        smtp: settings.smtp(),
+        manual_jobs: false,
     };
     tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "kith is listening");
-    App::new(store, config, Clock::system()).serve(listener, shutdown_signal()).await?;
+    App::new(store, config, Clock::system())?.serve(listener, shutdown_signal()).await?;
     tracing::info!("kith stopped; everything acknowledged is committed");
     Ok(())
 }

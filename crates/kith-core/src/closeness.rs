@@ -32,16 +32,20 @@ pub enum InteractionKind {
     Call,
     /// A meeting.
     Meeting,
+    /// A nudge kith sent about the contact: shown on the timeline, not an interaction with
+    /// the person, so it moves neither closeness nor the due date.
+    Nudge,
 }
 
 impl InteractionKind {
     /// All kinds, in display order.
-    pub const ALL: [InteractionKind; 5] = [
+    pub const ALL: [InteractionKind; 6] = [
         InteractionKind::Activity,
         InteractionKind::Note,
         InteractionKind::Email,
         InteractionKind::Call,
         InteractionKind::Meeting,
+        InteractionKind::Nudge,
     ];
 
     /// The name used in the API and the database.
@@ -52,7 +56,21 @@ impl InteractionKind {
             InteractionKind::Email => "email",
             InteractionKind::Call => "call",
             InteractionKind::Meeting => "meeting",
+            InteractionKind::Nudge => "nudge",
         }
+    }
+
+    /// Whether it counts for closeness and resets the due timer.
+    pub fn counts(self) -> bool {
+        self != InteractionKind::Nudge
+    }
+
+    /// Whether a person may add it by hand.
+    pub fn is_manual(self) -> bool {
+        matches!(
+            self,
+            InteractionKind::Note | InteractionKind::Email | InteractionKind::Call | InteractionKind::Meeting
+        )
     }
 
     /// Parses the name used in the API and the database.
@@ -91,6 +109,7 @@ impl Weights {
             InteractionKind::Email => self.email,
             InteractionKind::Call => self.call,
             InteractionKind::Meeting => self.meeting,
+            InteractionKind::Nudge => 0.0,
         }
     }
 }
@@ -258,6 +277,9 @@ impl Model {
     /// Adds an interaction of `kind` at `t` days; returns `false` (leaving `history` as it
     /// was) when `t` is older than the latest interaction: then [`Model::rebuild`] is needed.
     pub fn extend(&self, history: &mut History, kind: InteractionKind, t: f64) -> bool {
+        if !kind.counts() {
+            return true;
+        }
         if history.last_t.is_some_and(|last| t < last) {
             return false;
         }

@@ -17,6 +17,9 @@ pub const STANDARD_DESCRIPTION: &str = "Active in your product";
 /// The destination name kith answers to in the `integrations` object.
 pub const DESTINATION_NAME: &str = "Kith";
 
+/// The `context.library.name` of the track calls kith itself sends.
+pub const KITH_LIBRARY: &str = "kith";
+
 /// The Segment call types kith reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -169,6 +172,10 @@ pub struct Event {
     pub description: Option<String>,
     /// An Engage audience change carried by the event.
     pub audience: Option<AudienceChange>,
+    /// Sent by a kith (`context.library.name` is `kith`): stored, but never counted as the
+    /// person's activity nor acted on again, so kith's own reports cannot loop back through
+    /// Segment into nudges and reports.
+    pub from_kith: bool,
     /// The event as stored in the contact's event stream: compact JSON without the write key.
     pub payload: String,
 }
@@ -366,7 +373,10 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
     let time = read_time(event, ctx.now)?;
     let audience = audience_change(event_type, personas, traits, properties, event.get("event"));
     let is_engage_sync = personas.is_some();
-    let description = if is_engage_sync { None } else { describe(&kind, event, properties, context) };
+    let from_kith =
+        context.and_then(|c| c.get("library")).and_then(|library| library.get("name")).and_then(Value::as_str)
+            == Some(KITH_LIBRARY);
+    let description = if is_engage_sync || from_kith { None } else { describe(&kind, event, properties, context) };
 
     Ok(Event {
         message_id,
@@ -378,6 +388,7 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
         received_at: ctx.now,
         description,
         audience,
+        from_kith,
         payload,
     })
 }
@@ -697,6 +708,16 @@ mod tests {
             "sentAt":"2024-06-03T16:00:01Z","receivedAt":"2024-06-03T16:00:02Z"}))
         .unwrap();
         assert_eq!(relayed.time, "2024-06-03T16:00:00Z".parse::<Timestamp>().unwrap());
+    }
+
+    #[test]
+    fn kiths_own_reports_are_not_activity() {
+        let event =
+            parse(json!({"type":"track","userId":"u","event":"Contact Went Cold","timestamp":"2024-06-01T10:00:00Z",
+            "context":{"library":{"name":"kith","version":"0.1.0"}}}))
+            .unwrap();
+        assert!(event.from_kith);
+        assert_eq!(event.description, None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod identity;
 pub mod profile;
+pub mod rules;
 pub mod time;
 
 pub use error::{Code, Rejection};

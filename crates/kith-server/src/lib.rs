@@ -45,6 +45,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Whether the node is shutting down.
     pub readiness: ops::Readiness,
+    /// HTTP and SMTP clients for outbound deliveries.
+    pub outbound: Arc<jobs::delivery::Outbound>,
 }
 
 /// Server settings.
@@ -52,6 +54,11 @@ pub struct AppState {
 pub struct AppConfig {
     /// Ingest pipeline limits.
     pub pipeline: PipelineConfig,
+    /// The SMTP server emails go out through, if any.
+    pub smtp: Option<jobs::delivery::SmtpConfig>,
+    /// Whether background jobs run on a schedule; tests turn it off and run them on demand
+    /// with [`jobs::run_pending`].
+    pub manual_jobs: bool,
 }
 
 /// A running kith: the state and the writer task behind it.
@@ -59,11 +66,13 @@ pub struct App {
     /// Shared with handlers.
     pub state: AppState,
     writer: tokio::task::JoinHandle<()>,
+    manual_jobs: bool,
 }
 
 impl App {
-    /// Starts the ingest pipeline on `store`.
-    pub fn new(store: Arc<dyn Store>, config: AppConfig, clock: Clock) -> App {
+    /// Starts the ingest pipeline on `store`; fails only on unusable outbound settings.
+    pub fn new(store: Arc<dyn Store>, config: AppConfig, clock: Clock) -> anyhow::Result<App> {
+        let outbound = Arc::new(jobs::delivery::Outbound::new(config.smtp.as_ref())?);
         let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
         let state = AppState {
             store,
@@ -73,8 +82,9 @@ impl App {
             metrics: Arc::default(),
             clock,
             readiness: ops::Readiness::default(),
+            outbound,
         };
-        App { state, writer }
+        Ok(App { state, writer, manual_jobs: config.manual_jobs })
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, answers those in flight
@@ -84,8 +94,8 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let App { state, writer } = self;
-        let jobs = jobs::start(state.clone());
+        let App { state, writer, manual_jobs } = self;
+        let jobs = if manual_jobs { tokio::spawn(async {}) } else { jobs::start(state.clone()) };
         let readiness = state.readiness.clone();
         let pipeline = state.pipeline.clone();
         let router = router(state);

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{contacts, groups, settings, validate, views};
+use crate::api::{contacts, groups, nudges, settings, validate, views};
 
 struct SecretKeyAuth;
 
@@ -31,6 +31,7 @@ impl Modify for SecretKeyAuth {
         groups::set_cadence_rule, groups::delete_cadence_rule, groups::alias_conflicts,
         settings::workspace, settings::update_workspace, settings::keys, settings::create_key, settings::revoke_key,
         validate::validate,
+        nudges::list, nudges::create, nudges::show, nudges::update, nudges::delete, nudges::deliveries, nudges::retry,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debug::DebugEntry)),
     modifiers(&SecretKeyAuth),

@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod nudge;
 pub mod pipeline;
 pub mod plan;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kith_core::rules::RuleSpec;
 use kith_core::Event;
 
 pub use model::*;
@@ -156,6 +158,56 @@ pub trait Store: Send + Sync + 'static {
         -> Result<CadenceRule>;
     /// Deletes a rule; members' due dates follow.
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+
+    // Nudges and outbound messages.
+
+    /// A workspace's rules.
+    async fn rules(&self, workspace: WorkspaceId) -> Result<Vec<Rule>>;
+    /// One rule.
+    async fn rule(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Rule>>;
+    /// Creates a rule (validated by the caller).
+    async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule>;
+    /// Replaces a rule; `None` if there is no such rule.
+    async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>>;
+    /// Deletes a rule and cancels its waiting firings.
+    async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+    /// Firings, newest first, of a rule and/or a contact.
+    async fn firings(
+        &self,
+        workspace: WorkspaceId,
+        rule: Option<i64>,
+        contact: Option<ContactId>,
+        limit: usize,
+    ) -> Result<Vec<Firing>>;
+    /// Records bucket changes and newly due contacts as of `now`, firing the rules they trigger.
+    async fn evaluate_contacts(&self, now: Timestamp) -> Result<JobReport>;
+    /// Acts on up to `limit` firings due by `now`.
+    async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport>;
+    /// Queues outbound messages, due at `now`.
+    async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()>;
+    /// Leases up to `limit` deliveries due by `now` for `lease`.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: jiff::SignedDuration,
+    ) -> Result<Vec<Delivery>>;
+    /// Records how a delivery attempt ended.
+    async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()>;
+    /// Deliveries, newest first, optionally of one status, before an id.
+    async fn deliveries(
+        &self,
+        workspace: WorkspaceId,
+        status: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
+    /// Puts a failed delivery back in the queue.
+    async fn retry_delivery(&self, workspace: WorkspaceId, id: i64, now: Timestamp) -> Result<bool>;
+    /// The outbound Segment host and write key, when both are set.
+    async fn segment_destination(&self, workspace: WorkspaceId) -> Result<Option<(String, String)>>;
+    /// Claims the digest of `day` (a day key); `false` if it was already sent.
+    async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool>;
 
     // Operations.
 

@@ -5,7 +5,7 @@ use kith_core::closeness::{self, Model, Weights};
 use kith_core::{Event, Rejection};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// A workspace's id.
 pub type WorkspaceId = i64;
@@ -29,8 +29,32 @@ pub struct Workspace {
     pub pending_days: i64,
     /// Whether ingest requests must carry `X-Signature` (the secret itself is never shown).
     pub signing_secret_set: bool,
+    /// The Segment-compatible host kith sends its own track calls to.
+    pub segment_host: Option<String>,
+    /// Whether a write key for that host is set (the key itself is never shown).
+    pub segment_write_key_set: bool,
+    /// The daily digest, if configured.
+    pub digest: Digest,
     /// Created.
     pub created_at: Timestamp,
+}
+
+/// The daily digest of due and losing-touch contacts (SPEC §5).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Digest {
+    /// "HH:MM" in the workspace's time zone; `None`: no digest.
+    pub time: Option<String>,
+    /// A webhook to post it to.
+    pub webhook_url: Option<String>,
+    /// An address to email it to.
+    pub email: Option<String>,
+}
+
+impl Workspace {
+    /// Whether kith sends its own track calls to a Segment host.
+    pub fn sends_to_segment(&self) -> bool {
+        self.segment_host.is_some() && self.segment_write_key_set
+    }
 }
 
 impl Workspace {
@@ -60,6 +84,16 @@ pub struct WorkspacePatch {
     pub pending_days: Option<i64>,
     /// `Some(None)` removes the signing secret, `Some(Some(s))` sets it.
     pub signing_secret: Option<Option<String>>,
+    /// Outbound Segment host (`Some(None)` removes it).
+    pub segment_host: Option<Option<String>>,
+    /// Outbound Segment write key (`Some(None)` removes it).
+    pub segment_write_key: Option<Option<String>>,
+    /// Digest time "HH:MM" (`Some(None)` turns the digest off).
+    pub digest_time: Option<Option<String>>,
+    /// Digest webhook.
+    pub digest_webhook_url: Option<Option<String>>,
+    /// Digest email recipient.
+    pub digest_email: Option<Option<String>>,
 }
 
 /// The two kinds of API key (SPEC §1.2).
@@ -473,4 +507,108 @@ pub struct Preview {
     pub duplicate: bool,
     /// Refused after reading the store.
     pub rejection: Option<Rejection>,
+}
+
+/// A nudge rule as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    /// Id.
+    pub id: i64,
+    /// The rule.
+    pub spec: kith_core::rules::RuleSpec,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+/// One firing of a rule for a contact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Firing {
+    /// Id.
+    pub id: i64,
+    /// The rule.
+    pub rule_id: i64,
+    /// The contact.
+    pub contact_id: ContactId,
+    /// What occurred, e.g. `Signed Up` or `became due`.
+    pub trigger: String,
+    /// When it occurred.
+    pub triggered_at: Timestamp,
+    /// When the rule acts (after its inaction delay).
+    pub due_at: Timestamp,
+    /// `waiting`, `fired` or `cancelled`.
+    pub state: String,
+    /// When it fired or was cancelled.
+    pub decided_at: Option<Timestamp>,
+}
+
+/// An outbound message to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDelivery {
+    /// `webhook`, `email` or `segment`.
+    pub kind: String,
+    /// The url, the recipient or the Segment host.
+    pub target: String,
+    /// What to send.
+    pub payload: serde_json::Value,
+}
+
+/// An outbound message and its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    /// Id.
+    pub id: i64,
+    /// Workspace.
+    pub workspace_id: WorkspaceId,
+    /// `webhook`, `email` or `segment`.
+    pub kind: String,
+    /// The url, the recipient or the Segment host.
+    pub target: String,
+    /// What is sent.
+    pub payload: serde_json::Value,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The next attempt, while pending.
+    pub next_attempt_at: Timestamp,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Queued.
+    pub created_at: Timestamp,
+    /// Delivered.
+    pub sent_at: Option<Timestamp>,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryResult {
+    /// Delivered.
+    Sent,
+    /// Try again at this time.
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// What went wrong.
+        error: String,
+    },
+    /// Given up.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// What a pass of the nudge job found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct JobReport {
+    /// Contacts whose bucket changed.
+    pub bucket_changes: u64,
+    /// Contacts that became due.
+    pub became_due: u64,
+    /// Firings that acted.
+    pub fired: u64,
+    /// Firings cancelled by their unless event.
+    pub cancelled: u64,
 }

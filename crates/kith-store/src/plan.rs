@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use kith_core::event::{parse_event, EventType, ParseContext, Parsed};
+use kith_core::rules::{RuleSpec, Trigger};
 use kith_core::{AudienceChange, Code, Event, EventKind, Rejection};
 use serde_json::{Map, Value};
 
@@ -38,6 +39,27 @@ pub enum ContactRef {
 pub struct WorkspaceRules {
     /// Days are counted in this zone.
     pub tz: TimeZone,
+    /// Enabled nudge rules triggered by events or audience changes, by id.
+    pub rules: Vec<(i64, RuleSpec)>,
+    /// Whether kith reports audience changes to an outbound Segment host.
+    pub outbound: bool,
+}
+
+impl WorkspaceRules {
+    /// Rules for a workspace: only those the planner can trigger are kept.
+    pub fn new(tz: TimeZone, rules: Vec<(i64, RuleSpec)>, outbound: bool) -> Self {
+        let rules = rules
+            .into_iter()
+            .filter(|(_, rule)| {
+                rule.enabled
+                    && matches!(
+                        rule.when,
+                        Trigger::Event { .. } | Trigger::AudienceEntered { .. } | Trigger::AudienceExited { .. }
+                    )
+            })
+            .collect();
+        WorkspaceRules { tz, rules, outbound }
+    }
 }
 
 /// What the store already holds that a batch refers to.
@@ -229,6 +251,40 @@ pub struct AliasConflict {
     pub other: ContactId,
 }
 
+/// A rule triggered for a contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFiring {
+    /// Workspace.
+    pub workspace_id: WorkspaceId,
+    /// The rule.
+    pub rule_id: i64,
+    /// The contact.
+    pub contact: ContactRef,
+    /// What identifies this occurrence (a messageId, an audience change).
+    pub occurrence: String,
+    /// What occurred, for people.
+    pub trigger: String,
+    /// When it occurred.
+    pub triggered_at: i64,
+    /// When the rule acts: after its inaction delay.
+    pub due_at: i64,
+}
+
+/// A track call kith reports to the workspace's outbound Segment host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundTrack {
+    /// Workspace.
+    pub workspace_id: WorkspaceId,
+    /// The contact.
+    pub contact: ContactRef,
+    /// The event name.
+    pub event: String,
+    /// Its properties.
+    pub properties: Map<String, Value>,
+    /// When it happened.
+    pub at: i64,
+}
+
 /// An outcome waiting for the contact ids the write assigns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlannedOutcome {
@@ -274,6 +330,10 @@ pub struct Plan {
     pub conflicts: Vec<AliasConflict>,
     /// Contacts to erase, after everything else.
     pub deletions: Vec<(WorkspaceId, ContactRef)>,
+    /// Rules triggered.
+    pub firings: Vec<NewFiring>,
+    /// Track calls for the outbound Segment host.
+    pub outbound: Vec<OutboundTrack>,
 }
 
 impl Plan {
@@ -553,6 +613,7 @@ impl<'a> Planner<'a> {
         if let Some(change) = &event.audience {
             self.plan.audiences.push(AudienceEvent { workspace_id, change: change.clone(), contact, at: time });
         }
+        self.trigger_rules(workspace_id, event, contact);
         let change = self.change(workspace_id, contact);
         change.first_seen_at = Some(change.first_seen_at.map_or(time, |t| t.min(time)));
         change.last_seen_at = Some(change.last_seen_at.map_or(time, |t| t.max(time)));
@@ -577,6 +638,54 @@ impl<'a> Planner<'a> {
                 DayActivity { workspace_id, occurred_at: time, description: description.clone(), hits: 1 }
             });
         (Some(key), first_of_day)
+    }
+
+    /// Rules an event triggers for the contact it reached, and the audience change kith reports
+    /// to an outbound Segment host.
+    fn trigger_rules(&mut self, workspace_id: WorkspaceId, event: &Event, contact: ContactRef) {
+        let Some(rules) = self.rules.get(&workspace_id).filter(|_| !event.from_kith) else { return };
+        let time = event.time.as_millisecond();
+        for (rule_id, rule) in &rules.rules {
+            let (occurrence, trigger) = if rule.matches_event(event) {
+                (format!("event:{}", event.message_id), event.kind.name().unwrap_or_default().to_owned())
+            } else if let Some(change) = event
+                .audience
+                .as_ref()
+                .filter(|change| rule.matches_audience(&change.key, change.entered, event.time, event.received_at))
+            {
+                let verb = if change.entered { "entered" } else { "exited" };
+                (format!("audience:{}:{verb}:{time}", change.key), format!("{verb} audience {}", change.key))
+            } else {
+                continue;
+            };
+            self.plan.firings.push(NewFiring {
+                workspace_id,
+                rule_id: *rule_id,
+                contact,
+                occurrence,
+                trigger,
+                triggered_at: time,
+                due_at: time + rule.delay().as_millis() as i64,
+            });
+        }
+        if let Some(change) = event.audience.as_ref().filter(|_| rules.outbound) {
+            let mut properties = Map::new();
+            properties.insert("audience_key".into(), Value::from(change.key.clone()));
+            if let Some(id) = &change.computation_id {
+                properties.insert("computation_id".into(), Value::from(id.clone()));
+            }
+            if let Some(space) = &change.space_id {
+                properties.insert("space_id".into(), Value::from(space.clone()));
+            }
+            let event = if change.entered { "Audience Entered" } else { "Audience Exited" };
+            self.plan.outbound.push(OutboundTrack {
+                workspace_id,
+                contact,
+                event: event.to_owned(),
+                properties,
+                at: time,
+            });
+        }
     }
 
     fn change(&mut self, workspace_id: WorkspaceId, contact: ContactRef) -> &mut ContactChange {

@@ -312,7 +312,7 @@ pub async fn add_interaction(
 ) -> ApiResult<(StatusCode, Json<InteractionView>)> {
     let Json(body) = body.map_err(super::json_rejection)?;
     let kind = InteractionKind::parse(&body.kind)
-        .filter(|kind| *kind != InteractionKind::Activity)
+        .filter(|kind| kind.is_manual())
         .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind must be note, email, call or meeting"))?;
     let text = body.text.trim().to_owned();
     if text.is_empty() {

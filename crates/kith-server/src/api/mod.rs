@@ -2,6 +2,7 @@
 
 pub mod contacts;
 pub mod groups;
+pub mod nudges;
 pub mod settings;
 pub mod validate;
 pub mod views;
@@ -40,6 +41,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/keys", get(settings::keys).post(settings::create_key))
         .route("/api/keys/{id}", delete(settings::revoke_key))
         .route("/api/validate", post(validate::validate))
+        .route("/api/rules", get(nudges::list).post(nudges::create))
+        .route("/api/rules/{id}", get(nudges::show).put(nudges::update).delete(nudges::delete))
+        .route("/api/deliveries", get(nudges::deliveries))
+        .route("/api/deliveries/{id}/retry", post(nudges::retry))
 }
 
 /// The workspace of a key.

@@ -40,6 +40,30 @@ pub struct WorkspaceChange {
     /// Requires `X-Signature` on ingest; `""` or `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
     pub signing_secret: Option<Option<String>>,
+    /// A Segment-compatible host (e.g. `api.segment.io`) kith sends its own track calls to.
+    #[serde(default, deserialize_with = "double_option")]
+    pub segment_host: Option<Option<String>>,
+    /// The write key for that host.
+    #[serde(default, deserialize_with = "double_option")]
+    pub segment_write_key: Option<Option<String>>,
+    /// The daily digest's local time, "HH:MM"; `null` turns it off.
+    #[serde(default, deserialize_with = "double_option")]
+    pub digest_time: Option<Option<String>>,
+    /// Where the digest is posted.
+    #[serde(default, deserialize_with = "double_option")]
+    pub digest_webhook_url: Option<Option<String>>,
+    /// Who the digest is emailed to.
+    #[serde(default, deserialize_with = "double_option")]
+    pub digest_email: Option<Option<String>>,
+}
+
+/// A text setting that may be removed: trimmed, empty means removed.
+fn optional_text(value: Option<Option<String>>) -> Option<Option<String>> {
+    value.map(|value| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -105,8 +129,40 @@ pub fn patch_of(change: WorkspaceChange, current: Weights) -> ApiResult<Workspac
         }
         patch.pending_days = Some(days);
     }
-    if let Some(secret) = change.signing_secret {
-        patch.signing_secret = Some(secret.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
+    patch.signing_secret = optional_text(change.signing_secret);
+    patch.segment_host = optional_text(change.segment_host);
+    patch.segment_write_key = optional_text(change.segment_write_key);
+    patch.digest_time = optional_text(change.digest_time);
+    if let Some(Some(time)) = &patch.digest_time {
+        let valid = time.len() == 5 && time.parse::<jiff::civil::Time>().is_ok();
+        if !valid {
+            return Err(ApiError::bad_request(
+                "invalid_digest_time",
+                "digest_time",
+                "the digest time is \"HH:MM\", e.g. \"09:00\"",
+            ));
+        }
+    }
+    patch.digest_webhook_url = optional_text(change.digest_webhook_url);
+    if let Some(Some(url)) = &patch.digest_webhook_url {
+        if !is_http_url(url) {
+            return Err(ApiError::bad_request(
+                "invalid_url",
+                "digest_webhook_url",
+                "the webhook url starts with http:// or https://",
+            ));
+        }
+    }
+    patch.digest_email = optional_text(change.digest_email)
+        .map(|email| email.and_then(|e| kith_core::identity::normalize_email(&e).or(Some(e))));
+    if let Some(Some(email)) = &patch.digest_email {
+        if kith_core::identity::normalize_email(email).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_email",
+                "digest_email",
+                format!("{email:?} is not an email address"),
+            ));
+        }
     }
     Ok(patch)
 }

@@ -322,6 +322,16 @@ pub struct WorkspaceView {
     pub pending_days: i64,
     /// Whether ingest requires `X-Signature`.
     pub signing_secret_set: bool,
+    /// The outbound Segment host.
+    pub segment_host: Option<String>,
+    /// Whether its write key is set.
+    pub segment_write_key_set: bool,
+    /// The daily digest's local time, "HH:MM".
+    pub digest_time: Option<String>,
+    /// Where the digest is posted.
+    pub digest_webhook_url: Option<String>,
+    /// Who the digest is emailed to.
+    pub digest_email: Option<String>,
 }
 
 impl From<Workspace> for WorkspaceView {
@@ -334,6 +344,11 @@ impl From<Workspace> for WorkspaceView {
             half_life_days: workspace.half_life_days,
             pending_days: workspace.pending_days,
             signing_secret_set: workspace.signing_secret_set,
+            segment_host: workspace.segment_host,
+            segment_write_key_set: workspace.segment_write_key_set,
+            digest_time: workspace.digest.time,
+            digest_webhook_url: workspace.digest.webhook_url,
+            digest_email: workspace.digest.email,
         }
     }
 }

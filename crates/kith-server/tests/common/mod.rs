@@ -1,6 +1,8 @@
 //! The test harness: a real kith on 127.0.0.1:0 with a fresh database, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod outbound;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,7 +30,16 @@ pub struct TestServer {
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// How a test server is set up.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// The clock (system by default).
+    pub clock: Option<Clock>,
+    /// SMTP settings.
+    pub smtp: Option<kith_server::jobs::delivery::SmtpConfig>,
 }
 
 /// A file of the repository's copy of the shared fixtures.
@@ -55,17 +66,43 @@ impl TestServer {
 
     /// A server whose clock the test controls.
     pub async fn start_with_clock(clock: Clock) -> TestServer {
+        TestServer::start_with(Options { clock: Some(clock), ..Options::default() }).await
+    }
+
+    /// A server on a fresh database with these options. Background jobs do not run on their
+    /// own: tests run them with `kith_server::jobs::run_pending`.
+    pub async fn start_with(options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut options = SqliteOptions::new(dir.path().join("kith.db"));
-        options.durability = Durability::Normal;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options).expect("open store"));
+        let store = open(&dir);
         let workspace = store.create_workspace("Test").await.expect("workspace");
         let write_key = generate_key(KeyKind::Write);
         let secret_key = generate_key(KeyKind::Secret);
         store.create_key(workspace.id, KeyKind::Write, "w", &write_key).await.unwrap();
         store.create_key(workspace.id, KeyKind::Secret, "s", &secret_key).await.unwrap();
+        let mut server = TestServer::serve(store, options).await;
+        server.write_key = write_key;
+        server.secret_key = secret_key;
+        server.workspace = workspace.id;
+        server.dir = Some(dir);
+        server
+    }
 
-        let app = App::new(store, AppConfig::default(), clock);
+    /// Stops this server and starts another on the same database, as a restart would.
+    pub async fn restart(mut self, options: Options) -> TestServer {
+        let dir = self.dir.take().expect("a database");
+        let (write_key, secret_key, workspace) = (self.write_key.clone(), self.secret_key.clone(), self.workspace);
+        self.stop().await;
+        let mut server = TestServer::serve(open(&dir), options).await;
+        server.write_key = write_key;
+        server.secret_key = secret_key;
+        server.workspace = workspace;
+        server.dir = Some(dir);
+        server
+    }
+
+    async fn serve(store: Arc<dyn Store>, options: Options) -> TestServer {
+        let config = AppConfig { smtp: options.smtp, manual_jobs: true, ..AppConfig::default() };
+        let app = App::new(store, config, options.clock.unwrap_or_default()).expect("app");
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -79,15 +116,20 @@ impl TestServer {
         });
         TestServer {
             url,
-            write_key,
-            secret_key,
-            workspace: workspace.id,
+            write_key: String::new(),
+            secret_key: String::new(),
+            workspace: 0,
             state,
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
             handle: Some(handle),
-            _dir: dir,
+            dir: None,
         }
+    }
+
+    /// Runs every background job once, as of the server's clock.
+    pub async fn run_jobs(&self) -> kith_server::jobs::Report {
+        kith_server::jobs::run_pending(&self.state).await.expect("jobs")
     }
 
     /// Stops the server gracefully and waits until everything acknowledged is committed.
@@ -181,6 +223,12 @@ impl TestServer {
             self.call(reqwest::Method::PATCH, "/api/workspace", &serde_json::json!({"time_zone": zone})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+}
+
+fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    let mut options = SqliteOptions::new(dir.path().join("kith.db"));
+    options.durability = Durability::Normal;
+    Arc::new(SqliteStore::open(&options).expect("open store"))
 }
 
 /// `Basic base64(key:)`.

@@ -8,7 +8,8 @@ use crate::model::*;
 use crate::{Result, StoreError};
 
 const WORKSPACE_COLUMNS: &str =
-    "id, name, time_zone, half_life_days, weights, pending_days, signing_secret IS NOT NULL, created_at";
+    "id, name, time_zone, half_life_days, weights, pending_days, signing_secret IS NOT NULL,
+     created_at, segment_host, segment_write_key IS NOT NULL, digest_time, digest_webhook_url, digest_email";
 
 fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
     let weights: String = row.get(4)?;
@@ -21,6 +22,9 @@ fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
         pending_days: row.get(5)?,
         signing_secret_set: row.get(6)?,
         created_at: from_millis(row.get(7)?),
+        segment_host: row.get(8)?,
+        segment_write_key_set: row.get(9)?,
+        digest: Digest { time: row.get(10)?, webhook_url: row.get(11)?, email: row.get(12)? },
     })
 }
 
@@ -60,8 +64,17 @@ pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePat
     if let Some(days) = patch.pending_days {
         tx.execute("UPDATE workspaces SET pending_days = ?2 WHERE id = ?1", params![id, days])?;
     }
-    if let Some(secret) = &patch.signing_secret {
-        tx.execute("UPDATE workspaces SET signing_secret = ?2 WHERE id = ?1", params![id, secret])?;
+    for (column, value) in [
+        ("signing_secret", &patch.signing_secret),
+        ("segment_host", &patch.segment_host),
+        ("segment_write_key", &patch.segment_write_key),
+        ("digest_time", &patch.digest_time),
+        ("digest_webhook_url", &patch.digest_webhook_url),
+        ("digest_email", &patch.digest_email),
+    ] {
+        if let Some(value) = value {
+            tx.execute(&format!("UPDATE workspaces SET {column} = ?2 WHERE id = ?1"), params![id, value])?;
+        }
     }
     let after = workspace(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))?;
     if after.model() != before.model() {
@@ -73,6 +86,28 @@ pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePat
 
 pub fn signing_secret(c: &Connection, id: WorkspaceId) -> Result<Option<String>> {
     Ok(c.query_row("SELECT signing_secret FROM workspaces WHERE id = ?1", [id], |row| row.get(0)).optional()?.flatten())
+}
+
+/// The outbound Segment host and write key, when both are set.
+pub fn segment_destination(c: &Connection, id: WorkspaceId) -> Result<Option<(String, String)>> {
+    let found: Option<(Option<String>, Option<String>)> = c
+        .query_row("SELECT segment_host, segment_write_key FROM workspaces WHERE id = ?1", [id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    Ok(match found {
+        Some((Some(host), Some(key))) => Some((host, key)),
+        _ => None,
+    })
+}
+
+/// Marks the digest of `day` as sent; `false` if it already was (by this node or another).
+pub fn claim_digest(c: &mut Connection, id: WorkspaceId, day: i32) -> Result<bool> {
+    let changed = c.execute(
+        "UPDATE workspaces SET digest_last_day = ?2 WHERE id = ?1 AND (digest_last_day IS NULL OR digest_last_day < ?2)",
+        params![id, day],
+    )?;
+    Ok(changed > 0)
 }
 
 const KEY_COLUMNS: &str = "id, workspace_id, kind, name, prefix, created_at, revoked_at";

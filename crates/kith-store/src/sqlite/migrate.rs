@@ -6,7 +6,10 @@ use rusqlite::Connection;
 use crate::{Result, StoreError};
 
 /// `(version, name, sql)` of every migration this binary knows.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (3, "nudges", include_str!("../../migrations/sqlite/0003_nudges.sql")),
+];
 
 /// Applies the migrations the database lacks; returns their versions.
 pub fn run(connection: &mut Connection) -> Result<Vec<i64>> {
@@ -17,14 +20,17 @@ pub fn run(connection: &mut Connection) -> Result<Vec<i64>> {
              applied_at  INTEGER NOT NULL
          )",
     )?;
-    let current: i64 =
-        connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))?;
+    let applied_versions: Vec<i64> = connection
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
-    if current > known {
-        return Err(StoreError::SchemaTooNew { found: current, known });
+    if let Some(unknown) = applied_versions.iter().find(|v| !MIGRATIONS.iter().any(|(known, _, _)| known == *v)) {
+        return Err(StoreError::SchemaTooNew { found: *unknown, known });
     }
     let mut applied = Vec::new();
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > current) {
+    // Every migration the database lacks, in order, even one numbered below an applied one.
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| !applied_versions.contains(version)) {
         let tx = connection.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(

@@ -4,6 +4,7 @@
 
 mod admin;
 mod migrate;
+mod nudges;
 mod read;
 mod write;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kith_core::rules::RuleSpec;
 use kith_core::Event;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
@@ -349,6 +351,84 @@ impl Store for SqliteStore {
 
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
         self.write(move |c| write::delete_cadence_rule(c, workspace, id)).await
+    }
+
+    async fn rules(&self, workspace: WorkspaceId) -> Result<Vec<Rule>> {
+        self.read(move |c| nudges::rules(c, workspace)).await
+    }
+
+    async fn rule(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Rule>> {
+        self.read(move |c| nudges::rule(c, workspace, id)).await
+    }
+
+    async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule> {
+        self.write(move |c| nudges::create_rule(c, workspace, &spec, now_ms())).await
+    }
+
+    async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>> {
+        self.write(move |c| nudges::update_rule(c, workspace, id, &spec, now_ms())).await
+    }
+
+    async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write(move |c| nudges::delete_rule(c, workspace, id, now_ms())).await
+    }
+
+    async fn firings(
+        &self,
+        workspace: WorkspaceId,
+        rule: Option<i64>,
+        contact: Option<ContactId>,
+        limit: usize,
+    ) -> Result<Vec<Firing>> {
+        self.read(move |c| nudges::firings(c, workspace, rule, contact, limit)).await
+    }
+
+    async fn evaluate_contacts(&self, now: Timestamp) -> Result<JobReport> {
+        self.write(move |c| nudges::evaluate_contacts(c, now)).await
+    }
+
+    async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport> {
+        self.write(move |c| nudges::fire_due(c, now, limit)).await
+    }
+
+    async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
+        self.write(move |c| nudges::enqueue(c, workspace, &deliveries, None, now.as_millisecond())).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: jiff::SignedDuration,
+    ) -> Result<Vec<Delivery>> {
+        self.write(move |c| nudges::claim_deliveries(c, now, limit, lease.as_millis() as i64)).await
+    }
+
+    async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()> {
+        self.write(move |c| nudges::finish_delivery(c, id, &result, now)).await
+    }
+
+    async fn deliveries(
+        &self,
+        workspace: WorkspaceId,
+        status: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let status = status.map(str::to_owned);
+        self.read(move |c| nudges::deliveries(c, workspace, status.as_deref(), before, limit)).await
+    }
+
+    async fn retry_delivery(&self, workspace: WorkspaceId, id: i64, now: Timestamp) -> Result<bool> {
+        self.write(move |c| nudges::retry_delivery(c, workspace, id, now)).await
+    }
+
+    async fn segment_destination(&self, workspace: WorkspaceId) -> Result<Option<(String, String)>> {
+        self.read(move |c| admin::segment_destination(c, workspace)).await
+    }
+
+    async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool> {
+        self.write(move |c| admin::claim_digest(c, workspace, day)).await
     }
 
     async fn ping(&self) -> Result<()> {

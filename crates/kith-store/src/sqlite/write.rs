@@ -10,7 +10,7 @@ use kith_core::{Event, EventKind};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
-use super::{admin, now_ms, read};
+use super::{admin, now_ms, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
 use crate::{Result, StoreError};
@@ -21,8 +21,13 @@ const MS_PER_DAY: i64 = 86_400_000;
 pub fn write_events(c: &mut Connection, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
     let tx = c.transaction()?;
     let workspaces = load_workspaces(&tx, batch.iter().map(|incoming| incoming.workspace_id))?;
-    let rules: HashMap<WorkspaceId, WorkspaceRules> =
-        workspaces.iter().map(|(id, workspace)| (*id, WorkspaceRules { tz: workspace.tz() })).collect();
+    let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
+        .iter()
+        .map(|(id, workspace)| {
+            let rules = nudges::enabled_rules(&tx, *id)?;
+            Ok((*id, WorkspaceRules::new(workspace.tz(), rules, workspace.sends_to_segment())))
+        })
+        .collect::<Result<_>>()?;
     let needs =
         plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, Some(&incoming.digest))));
     let lookups = lookup(&tx, &needs)?;
@@ -43,7 +48,9 @@ pub fn write_events(c: &mut Connection, batch: Vec<Incoming>) -> Result<Vec<Outc
     }
     planner.plan_activity(&batch);
     let plan = planner.finish();
-    let written = execute(&tx, &plan, &workspaces)?;
+    // The batch's own receive time, so that what it stamps follows the server's clock.
+    let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_else(now_ms);
+    let written = execute(&tx, &plan, &workspaces, now)?;
     tx.commit()?;
     Ok(plan
         .resolve_outcomes(|contact| resolve(&written.contact_ids, contact), |day| written.created_days.contains(day)))
@@ -147,8 +154,7 @@ struct Written {
 }
 
 /// Writes a plan.
-fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Workspace>) -> Result<Written> {
-    let now = now_ms();
+fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Workspace>, now: i64) -> Result<Written> {
     let mut ids = Vec::with_capacity(plan.new_contacts.len());
     {
         let mut insert = tx.prepare_cached(
@@ -281,6 +287,28 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
                 now
             ])?;
         }
+    }
+
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO rule_firings (workspace_id, rule_id, contact_id, occurrence, trigger, triggered_at, due_at, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting') ON CONFLICT DO NOTHING",
+        )?;
+        for firing in &plan.firings {
+            insert.execute(params![
+                firing.workspace_id,
+                firing.rule_id,
+                id(firing.contact),
+                firing.occurrence,
+                firing.trigger,
+                firing.triggered_at,
+                firing.due_at
+            ])?;
+        }
+    }
+    for track in &plan.outbound {
+        let workspace = &workspaces[&track.workspace_id];
+        nudges::enqueue_track(tx, workspace, id(track.contact), &track.event, track.properties.clone(), track.at, now)?;
     }
 
     for (workspace, contact) in &plan.deletions {
@@ -552,7 +580,7 @@ pub fn preview(c: &Connection, workspace: WorkspaceId, event: Event) -> Result<P
     let incoming = Incoming::new(workspace, event);
     let needs = plan::needs([(workspace, &incoming.event, Some(&incoming.digest))]);
     let lookups = lookup(c, &needs)?;
-    let rules = HashMap::from([(workspace, WorkspaceRules { tz: workspace_record.tz() })]);
+    let rules = HashMap::from([(workspace, WorkspaceRules::new(workspace_record.tz(), Vec::new(), false))]);
     let mut planner = Planner::new(&rules, lookups, 1);
     let batch = [incoming];
     planner.plan_identities(&batch);

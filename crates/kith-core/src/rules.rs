@@ -1,0 +1,363 @@
+//! Nudge rules (SPEC §5): *when* a contact does something (or something happens to it),
+//! *unless* it does something else within a delay, *then* act. Rules are data; matching an
+//! event against a rule is a pure function.
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::closeness::Bucket;
+use crate::event::{Event, EventKind};
+
+/// How far back an event may lie and still trigger a rule: replaying last year's history
+/// must not send last year's nudges.
+pub const TRIGGER_HORIZON: SignedDuration = SignedDuration::from_hours(24 * 7);
+
+/// The longest inaction delay a rule may wait.
+pub const MAX_UNLESS_HOURS: i64 = 24 * 90;
+
+/// What starts a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    /// A track event by name, optionally with property conditions.
+    Event {
+        /// The event name, e.g. `Signed Up`.
+        name: String,
+        /// Each property must equal the value given (or one of a list of values).
+        #[serde(default, rename = "where", skip_serializing_if = "Map::is_empty")]
+        conditions: Map<String, Value>,
+    },
+    /// The contact enters an Engage audience.
+    AudienceEntered {
+        /// The audience key.
+        audience: String,
+    },
+    /// The contact exits an Engage audience.
+    AudienceExited {
+        /// The audience key.
+        audience: String,
+    },
+    /// The contact's cadence makes it due.
+    BecomesDue {},
+    /// The contact's closeness moves into another bucket.
+    BucketChanged {
+        /// The bucket entered.
+        to: Bucket,
+        /// Only when coming from this bucket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Bucket>,
+    },
+}
+
+/// The inaction part: the rule fires only if this event does not follow within the delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unless {
+    /// The track event that cancels the nudge, e.g. `Project Created`.
+    pub event: String,
+    /// Hours after the trigger during which it counts.
+    pub within_hours: i64,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// POST JSON with a Slack-compatible `text`.
+    Webhook {
+        /// Where to.
+        url: String,
+        /// The message; `{name}`, `{email}`, `{rule}` and `{event}` are filled in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// Send an email over the configured SMTP server.
+    Email {
+        /// Recipient.
+        to: String,
+        /// Subject; placeholders as for webhooks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// Body; placeholders as for webhooks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// Emit a Segment track call to the workspace's outbound Segment host.
+    Segment {
+        /// The event name (default `Nudge Sent`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
+}
+
+/// A rule as stored and managed through `/api/rules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// A name people recognise.
+    pub name: String,
+    /// Disabled rules match nothing.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// What starts it.
+    pub when: Trigger,
+    /// What cancels it, if it follows in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<Unless>,
+    /// What it does, in order.
+    pub then: Vec<Action>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl RuleSpec {
+    /// Checks a rule a person wrote; the error says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err("a rule needs a name of 1 to 200 characters".into());
+        }
+        match &self.when {
+            Trigger::Event { name, .. } if name.trim().is_empty() => {
+                return Err("`when.event.name` names the track event, e.g. \"Signed Up\"".into())
+            }
+            Trigger::AudienceEntered { audience } | Trigger::AudienceExited { audience }
+                if audience.trim().is_empty() =>
+            {
+                return Err("name the audience key".into())
+            }
+            _ => {}
+        }
+        if let Some(unless) = &self.unless {
+            if unless.event.trim().is_empty() {
+                return Err("`unless.event` names the track event that cancels the nudge".into());
+            }
+            if !(1..=MAX_UNLESS_HOURS).contains(&unless.within_hours) {
+                return Err(format!("`unless.within_hours` is 1 to {MAX_UNLESS_HOURS}"));
+            }
+        }
+        if self.then.is_empty() {
+            return Err("`then` lists at least one action: webhook, email or segment".into());
+        }
+        for action in &self.then {
+            match action {
+                Action::Webhook { url, .. } if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(format!("webhook url {url:?} must start with http:// or https://"));
+                }
+                Action::Email { to, .. } if crate::identity::normalize_email(to).is_none() => {
+                    return Err(format!("email recipient {to:?} is not an email address"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// How long a firing waits before acting: the inaction delay, or nothing.
+    pub fn delay(&self) -> SignedDuration {
+        self.unless.as_ref().map_or(SignedDuration::ZERO, |unless| SignedDuration::from_hours(unless.within_hours))
+    }
+
+    /// Whether a track event starts this rule.
+    pub fn matches_event(&self, event: &Event) -> bool {
+        let (Trigger::Event { name, conditions }, EventKind::Track { name: event_name }) = (&self.when, &event.kind)
+        else {
+            return false;
+        };
+        if !self.enabled || name != event_name || event.time < event.received_at - TRIGGER_HORIZON {
+            return false;
+        }
+        if conditions.is_empty() {
+            return true;
+        }
+        let properties = serde_json::from_str::<Value>(&event.payload)
+            .ok()
+            .and_then(|payload| payload.get("properties").cloned())
+            .unwrap_or(Value::Null);
+        conditions.iter().all(|(key, expected)| {
+            let actual = properties.get(key).unwrap_or(&Value::Null);
+            match expected {
+                Value::Array(choices) => choices.contains(actual),
+                expected => expected == actual,
+            }
+        })
+    }
+
+    /// Whether an audience change starts this rule.
+    pub fn matches_audience(&self, key: &str, entered: bool, time: Timestamp, received_at: Timestamp) -> bool {
+        if !self.enabled || time < received_at - TRIGGER_HORIZON {
+            return false;
+        }
+        match &self.when {
+            Trigger::AudienceEntered { audience } => entered && audience == key,
+            Trigger::AudienceExited { audience } => !entered && audience == key,
+            _ => false,
+        }
+    }
+
+    /// Whether a bucket change starts this rule.
+    pub fn matches_bucket(&self, from: Option<Bucket>, to: Bucket) -> bool {
+        match &self.when {
+            Trigger::BucketChanged { to: wanted, from: wanted_from } => {
+                self.enabled && *wanted == to && wanted_from.is_none_or(|wanted_from| Some(wanted_from) == from)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Fills `{name}`, `{email}`, `{rule}` and `{event}` into a template.
+pub fn render(template: &str, name: &str, email: &str, rule: &str, event: &str) -> String {
+    template.replace("{name}", name).replace("{email}", email).replace("{rule}", rule).replace("{event}", event)
+}
+
+/// What to do after one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Delivery {
+    /// Delivered.
+    Sent,
+    /// Try again after this delay.
+    RetryAfter(SignedDuration),
+    /// Stop: the receiver refused for good, or four hours have passed.
+    GiveUp,
+}
+
+/// How long deliveries are retried, as Segment retries its destinations.
+pub const RETRY_FOR: SignedDuration = SignedDuration::from_hours(4);
+
+/// Decides after an attempt. `status` is `None` for a timeout or a connection failure;
+/// `jitter` is uniform in `[0, 1)`.
+pub fn after_attempt(
+    status: Option<u16>,
+    retry_after: Option<SignedDuration>,
+    attempts: u32,
+    age: SignedDuration,
+    jitter: f64,
+) -> Delivery {
+    let retryable = match status {
+        Some(200..=299) => return Delivery::Sent,
+        Some(408 | 429) | Some(500..=599) | None => true,
+        Some(_) => false,
+    };
+    if !retryable {
+        return Delivery::GiveUp;
+    }
+    // 30 s, 1 min, 2 min, … capped at 30 min, each stretched by 50–150 % so that many failed
+    // deliveries do not all come back at once.
+    let base = 30.0 * 2f64.powi(attempts.saturating_sub(1).min(10) as i32);
+    let backoff = SignedDuration::from_secs_f64(base.min(1800.0) * (0.5 + jitter));
+    let delay = retry_after.map_or(backoff, |asked| asked.max(backoff));
+    if age + delay > RETRY_FOR {
+        Delivery::GiveUp
+    } else {
+        Delivery::RetryAfter(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{parse_event, ParseContext, Parsed};
+    use serde_json::json;
+
+    fn event(value: Value) -> Event {
+        let ctx = ParseContext { route_type: None, now: "2026-01-01T00:00:00Z".parse().unwrap() };
+        match parse_event(value, &ctx).unwrap() {
+            Parsed::Event(event) => *event,
+            Parsed::Skipped => panic!(),
+        }
+    }
+
+    fn rule(value: Value) -> RuleSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn rules_read_as_a_person_writes_them() {
+        let spec = rule(json!({
+            "name": "Enterprise signup, no teammate",
+            "when": {"event": {"name": "Signed Up", "where": {"plan": "enterprise"}}},
+            "unless": {"event": "Invited Teammate", "within_hours": 48},
+            "then": [{"webhook": {"url": "https://hooks.slack.com/x"}}, {"segment": {}}]
+        }));
+        assert!(spec.enabled);
+        assert!(spec.validate().is_ok());
+        assert_eq!(spec.delay(), SignedDuration::from_hours(48));
+        assert!(serde_json::from_value::<RuleSpec>(json!({"name":"x","when":{"teleport":{}},"then":[]})).is_err());
+        let bad = rule(json!({"name":"x","when":{"becomes_due":{}},"then":[{"webhook":{"url":"ftp://x"}}]}));
+        assert!(bad.validate().unwrap_err().contains("http"));
+        let none = rule(json!({"name":"x","when":{"becomes_due":{}},"then":[]}));
+        assert!(none.validate().is_err());
+    }
+
+    #[test]
+    fn event_triggers_match_name_and_conditions() {
+        let spec =
+            rule(json!({"name":"x","when":{"event":{"name":"Signed Up","where":{"plan":["enterprise","business"]}}},
+            "then":[{"segment":{}}]}));
+        let signed_up = |plan: &str| {
+            event(
+                json!({"type":"track","userId":"u","event":"Signed Up","properties":{"plan":plan},"timestamp":"2025-12-31T00:00:00Z"}),
+            )
+        };
+        assert!(spec.matches_event(&signed_up("enterprise")));
+        assert!(spec.matches_event(&signed_up("business")));
+        assert!(!spec.matches_event(&signed_up("free")));
+        let other = event(json!({"type":"track","userId":"u","event":"Logged In","timestamp":"2025-12-31T00:00:00Z"}));
+        assert!(!spec.matches_event(&other));
+        let old = event(json!({"type":"track","userId":"u","event":"Signed Up","properties":{"plan":"enterprise"},
+            "timestamp":"2025-01-01T00:00:00Z"}));
+        assert!(!spec.matches_event(&old), "history replayed long after does not nudge");
+    }
+
+    #[test]
+    fn audience_and_bucket_triggers() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let entered = rule(json!({"name":"x","when":{"audience_entered":{"audience":"vip"}},"then":[{"segment":{}}]}));
+        assert!(entered.matches_audience("vip", true, now, now));
+        assert!(!entered.matches_audience("vip", false, now, now));
+        assert!(!entered.matches_audience("other", true, now, now));
+        let cold =
+            rule(json!({"name":"x","when":{"bucket_changed":{"to":"cold","from":"cooling"}},"then":[{"segment":{}}]}));
+        assert!(cold.matches_bucket(Some(Bucket::Cooling), Bucket::Cold));
+        assert!(!cold.matches_bucket(Some(Bucket::Warm), Bucket::Cold));
+        assert!(!cold.matches_bucket(Some(Bucket::Cooling), Bucket::Warm));
+    }
+
+    #[test]
+    fn deliveries_retry_on_transient_failures_for_four_hours() {
+        let zero = SignedDuration::ZERO;
+        assert_eq!(after_attempt(Some(200), None, 1, zero, 0.5), Delivery::Sent);
+        assert_eq!(after_attempt(Some(400), None, 1, zero, 0.5), Delivery::GiveUp);
+        assert_eq!(after_attempt(Some(404), None, 1, zero, 0.5), Delivery::GiveUp);
+        assert_eq!(after_attempt(Some(500), None, 1, zero, 0.5), Delivery::RetryAfter(SignedDuration::from_secs(30)));
+        assert_eq!(after_attempt(None, None, 2, zero, 0.5), Delivery::RetryAfter(SignedDuration::from_secs(60)));
+        assert_eq!(
+            after_attempt(Some(408), None, 30, zero, 0.5),
+            Delivery::RetryAfter(SignedDuration::from_secs(1800))
+        );
+        let asked = SignedDuration::from_secs(600);
+        assert_eq!(
+            after_attempt(Some(429), Some(asked), 1, zero, 0.0),
+            Delivery::RetryAfter(asked),
+            "Retry-After is honoured"
+        );
+        assert_eq!(after_attempt(Some(503), None, 5, SignedDuration::from_hours(4), 0.1), Delivery::GiveUp);
+        match after_attempt(Some(502), None, 3, zero, 0.99) {
+            Delivery::RetryAfter(delay) => {
+                assert!(delay > SignedDuration::from_secs(120) && delay < SignedDuration::from_secs(180))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn templates_fill_placeholders() {
+        assert_eq!(
+            render("{name} <{email}> did {event} ({rule})", "Ada", "a@x.io", "R", "Signed Up"),
+            "Ada <a@x.io> did Signed Up (R)"
+        );
+    }
+}

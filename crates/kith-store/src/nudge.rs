@@ -1,0 +1,134 @@
+//! What kith sends when something happens: the messages a firing turns into and the track
+//! calls kith emits to an outbound Segment host. Pure functions, shared by every backend.
+
+use jiff::Timestamp;
+use kith_core::rules::{render, Action, RuleSpec};
+use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::model::{Contact, NewDelivery, Workspace};
+
+/// The track event kith emits for every nudge when outbound Segment is configured.
+pub const NUDGE_SENT: &str = "Nudge Sent";
+/// Emitted when a contact's closeness enters the close bucket.
+pub const BECAME_CLOSE: &str = "Contact Became Close";
+/// Emitted when a contact's closeness enters the cold bucket.
+pub const WENT_COLD: &str = "Contact Went Cold";
+
+/// The Segment identity of a contact: its first userId, and its email as a trait.
+#[derive(Debug, Clone)]
+pub struct SegmentIdentity<'a> {
+    /// Contact id (an anonymousId of last resort).
+    pub contact_id: i64,
+    /// The contact's email.
+    pub email: &'a str,
+    /// The contact's userId, if it has one.
+    pub user_id: Option<&'a str>,
+}
+
+/// A Segment track call about a contact, ready for `/v1/batch`. The messageId is derived from
+/// what happened, so a receiver deduplicates kith's retries; `context.library.name` says kith
+/// sent it, so a kith receiving it back (through Segment, or as a second instance) stores it
+/// without acting on it again.
+pub fn segment_track(who: &SegmentIdentity, event: &str, properties: Map<String, Value>, at: Timestamp) -> Value {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{}|{event}|{}|{}", who.contact_id, at.as_millisecond(), Value::Object(properties.clone())));
+    let message_id = format!("kith-{}", hex::encode(&hasher.finalize()[..12]));
+    let mut call = json!({
+        "type": "track",
+        "event": event,
+        "properties": properties,
+        "context": {"traits": {"email": who.email}, "library": {"name": kith_core::event::KITH_LIBRARY, "version": env!("CARGO_PKG_VERSION")}},
+        "timestamp": at.to_string(),
+        "messageId": message_id,
+    });
+    match who.user_id {
+        Some(user_id) => call["userId"] = json!(user_id),
+        None => call["anonymousId"] = json!(format!("kith-contact-{}", who.contact_id)),
+    }
+    call
+}
+
+/// A firing about to act.
+pub struct Fired<'a> {
+    /// The rule's id.
+    pub rule_id: i64,
+    /// The rule.
+    pub rule: &'a RuleSpec,
+    /// The contact.
+    pub contact: &'a Contact,
+    /// The contact's Segment identity.
+    pub who: SegmentIdentity<'a>,
+    /// What occurred.
+    pub trigger: &'a str,
+    /// The workspace.
+    pub workspace: &'a Workspace,
+    /// Now.
+    pub at: Timestamp,
+}
+
+/// The messages a firing sends: one per action, plus `Nudge Sent` to the outbound Segment
+/// host when one is configured and the rule does not emit its own track call.
+pub fn deliveries(fired: &Fired) -> Vec<NewDelivery> {
+    let contact = fired.contact;
+    let name = contact.name.as_deref().unwrap_or(&contact.email);
+    let fill = |template: &str| render(template, name, &contact.email, &fired.rule.name, fired.trigger);
+    let properties = || {
+        let mut properties = Map::new();
+        properties.insert("rule_id".into(), json!(fired.rule_id));
+        properties.insert("rule".into(), json!(fired.rule.name));
+        properties.insert("trigger".into(), json!(fired.trigger));
+        properties
+    };
+    let mut out = Vec::new();
+    let mut emitted_track = false;
+    for action in &fired.rule.then {
+        match action {
+            Action::Webhook { url, text } => out.push(NewDelivery {
+                kind: "webhook".into(),
+                target: url.clone(),
+                payload: json!({
+                    "text": fill(text.as_deref().unwrap_or("kith: {rule} — {name} ({email}): {event}")),
+                    "rule": {"id": fired.rule_id, "name": fired.rule.name},
+                    "trigger": fired.trigger,
+                    "contact": {"id": contact.id, "email": contact.email, "name": contact.name},
+                    "fired_at": fired.at.to_string(),
+                }),
+            }),
+            Action::Email { to, subject, body } => out.push(NewDelivery {
+                kind: "email".into(),
+                target: to.clone(),
+                payload: json!({
+                    "subject": fill(subject.as_deref().unwrap_or("kith: {rule} — {name}")),
+                    "body": fill(body.as_deref().unwrap_or("{name} ({email}): {event}\n\nRule: {rule}")),
+                }),
+            }),
+            Action::Segment { event } => {
+                if let Some(host) = fired.workspace.segment_host.as_ref().filter(|_| fired.workspace.sends_to_segment())
+                {
+                    emitted_track = true;
+                    out.push(NewDelivery {
+                        kind: "segment".into(),
+                        target: host.clone(),
+                        payload: segment_track(
+                            &fired.who,
+                            event.as_deref().unwrap_or(NUDGE_SENT),
+                            properties(),
+                            fired.at,
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if !emitted_track {
+        if let Some(host) = fired.workspace.segment_host.as_ref().filter(|_| fired.workspace.sends_to_segment()) {
+            out.push(NewDelivery {
+                kind: "segment".into(),
+                target: host.clone(),
+                payload: segment_track(&fired.who, NUDGE_SENT, properties(), fired.at),
+            });
+        }
+    }
+    out
+}
