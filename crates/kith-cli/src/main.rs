@@ -1,4 +1,4 @@
-//! `kith`: serve, migrate, manage keys and workspaces.
+//! `kith`: serve, migrate, manage keys, workspaces and users of the web app.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use kith_server::auth::generate_key;
+use kith_server::web::session::{create_user, generate_password};
 use kith_server::{App, AppConfig, Clock};
 use kith_store::pipeline::PipelineConfig;
 use kith_store::sqlite::{SqliteOptions, SqliteStore};
@@ -49,6 +50,29 @@ enum Command {
     Workspaces {
         #[command(subcommand)]
         command: Option<WorkspacesCommand>,
+    },
+    /// Manage the people who sign in to the web app.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user who signs in with an email and a password (generated and printed once
+    /// when not given).
+    Create {
+        /// The email they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Their password (at least 8 characters); prefer letting kith generate one, as a
+        /// password on the command line stays in the shell's history.
+        #[arg(long, env = "KITH_USER_PASSWORD")]
+        password: Option<String>,
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
     },
 }
 
@@ -161,14 +185,26 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys { command } => keys(open_store(&settings)?.as_ref(), command).await,
         Command::Workspaces { command } => workspaces(open_store(&settings)?.as_ref(), command).await,
+        Command::Users { command } => users(open_store(&settings)?.as_ref(), command).await,
     }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings)?;
-    if store.workspaces().await?.is_empty() {
-        let (write, secret) = create_workspace(store.as_ref(), "Default").await?;
-        print_first_start(&settings.listen, &write, &secret);
+    let keys = if store.workspaces().await?.is_empty() {
+        Some(create_workspace(store.as_ref(), "Default").await?)
+    } else {
+        None
+    };
+    // Also on a database made before the web app existed: there must be someone to sign in.
+    let first_user = match store.user_count().await? {
+        0 => Some(create_first_user(store.as_ref()).await?),
+        _ => None,
+    };
+    if let Some((write, secret)) = &keys {
+        print_first_start(&settings.listen, write, secret, first_user.as_ref());
+    } else if let Some(user) = &first_user {
+        print_first_user(&settings.listen, user);
     }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -215,13 +251,35 @@ async fn create_workspace(store: &dyn Store, name: &str) -> anyhow::Result<(Stri
     Ok((write, secret))
 }
 
-fn print_first_start(listen: &str, write: &str, secret: &str) {
+/// The first user: `admin@localhost` and a generated password.
+async fn create_first_user(store: &dyn Store) -> anyhow::Result<(String, String)> {
+    let workspace = workspace_id(store, None).await?;
+    let email = "admin@localhost".to_owned();
+    let password = generate_password();
+    create_user(store, workspace, &email, &password).await?;
+    Ok((email, password))
+}
+
+fn print_first_user(listen: &str, (email, password): &(String, String)) {
+    let host = listen.replace("0.0.0.0", "127.0.0.1");
+    println!(
+        "\nSign in to the web app at http://{host}/ as {email}; the password is shown once:\n\n  \
+         password: {password}"
+    );
+}
+
+fn print_first_start(listen: &str, write: &str, secret: &str, user: Option<&(String, String)>) {
     let host = listen.replace("0.0.0.0", "127.0.0.1");
     println!(
         "\nkith created its database and a workspace. These keys are shown once:\n\n  \
          write key  (ingest only, safe in a web page): {write}\n  \
-         secret key (ingest and the read API):        {secret}\n\n\
-         Send your first event:\n\n  \
+         secret key (ingest and the read API):        {secret}"
+    );
+    if let Some(user) = user {
+        print_first_user(listen, user);
+    }
+    println!(
+        "\nSend your first event:\n\n  \
          curl -u '{write}:' http://{host}/v1/identify \\\n    \
          -d '{{\"userId\":\"u1\",\"traits\":{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}},\"timestamp\":\"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'\"}}'\n\n\
          and see the contact:\n\n  \
@@ -275,6 +333,24 @@ async fn keys(store: &dyn Store, command: KeysCommand) -> anyhow::Result<()> {
                 bail!("there is no key {id} in workspace {workspace}");
             }
             println!("revoked key {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn users(store: &dyn Store, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Create { email, password, workspace } => {
+            let workspace = workspace_id(store, workspace).await?;
+            let (password, generated) = match password {
+                Some(password) => (password, false),
+                None => (generate_password(), true),
+            };
+            let user = create_user(store, workspace, &email, &password).await?;
+            println!("created user {} in workspace {workspace}; they sign in at /login", user.email);
+            if generated {
+                println!("password (shown once): {password}");
+            }
         }
     }
     Ok(())

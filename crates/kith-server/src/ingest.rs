@@ -252,8 +252,10 @@ async fn handle(
     rejected.sort_by_key(|item| item.index);
 
     if !is_batch {
+        // The debugger already has this refusal (published above); the error goes without its
+        // workspace so it is not shown twice.
         return match rejected.pop() {
-            Some(item) => Err(with_workspace(ApiError::from(item.rejection))),
+            Some(item) => Err(ApiError::from(item.rejection).into()),
             None => Ok(Json(serde_json::json!({"success": true})).into_response()),
         };
     }

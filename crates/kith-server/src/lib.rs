@@ -1,5 +1,5 @@
-//! kith's HTTP layer: the ingest routes, the read API, operations endpoints and background
-//! jobs, around a [`kith_store::Store`].
+//! kith's HTTP layer: the ingest routes, the read API, the web app, operations endpoints and
+//! background jobs, around a [`kith_store::Store`].
 //!
 //! [`App::new`] wires a store to the ingest pipeline; [`App::serve`] runs the server on a
 //! listener until a shutdown signal, answers every request in flight, and returns only when
@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
         .merge(api::routes())
+        .merge(web::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -21,7 +21,8 @@ impl Readiness {
         self.0.store(true, Ordering::Relaxed);
     }
 
-    fn is_draining(&self) -> bool {
+    /// Whether shutdown has started; long-lived responses (the debugger stream) end then.
+    pub fn is_draining(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }

@@ -209,6 +209,22 @@ pub trait Store: Send + Sync + 'static {
     /// Claims the digest of `day` (a day key); `false` if it was already sent.
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool>;
 
+    // Users and sessions of the web app.
+
+    /// Creates a user of `workspace`; `email` is normalised by the caller and `password_hash`
+    /// is a PHC string. [`StoreError::Conflict`] if the email is taken.
+    async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User>;
+    /// The user with this (normalised) email, in any workspace.
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// How many users exist, in every workspace (none: the first start creates one).
+    async fn user_count(&self) -> Result<i64>;
+    /// Stores a session by the SHA-256 of its token; expired sessions are deleted on the way.
+    async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()>;
+    /// The session with this token hash, if it exists and has not expired at `now`.
+    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>>;
+    /// Ends a session (sign-out); ending an unknown one is not an error.
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
+
     // Operations.
 
     /// Whether the database answers.

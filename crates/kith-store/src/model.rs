@@ -612,3 +612,28 @@ pub struct JobReport {
     /// Firings cancelled by their unless event.
     pub cancelled: u64,
 }
+
+/// A person who signs in to the web app. A user belongs to one workspace and sees only it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// The workspace it sees.
+    pub workspace_id: WorkspaceId,
+    /// Normalised email, unique across workspaces (it is what signs in).
+    pub email: String,
+    /// The password's PHC hash string (argon2id); never the password, never serialised.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// A signed-in session, found by the hash of its cookie's token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Who is signed in.
+    pub user: User,
+    /// When the session stops working.
+    pub expires_at: Timestamp,
+}

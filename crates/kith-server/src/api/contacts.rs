@@ -20,9 +20,6 @@ use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// Days in the window of "was close or warm" for losing touch (SPEC §3.1).
-const LOSING_TOUCH_WINDOW_DAYS: i64 = 90;
-
 /// Contact list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {

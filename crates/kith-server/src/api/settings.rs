@@ -23,7 +23,7 @@ pub async fn workspace(State(state): State<AppState>, SecretKey(key): SecretKey)
 }
 
 /// Settings to change; absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceChange {
     /// Name.

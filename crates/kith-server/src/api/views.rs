@@ -411,6 +411,9 @@ pub fn decode_cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
         })
 }
 
+/// Days in the window of "was close or warm" for losing touch (SPEC §3.1).
+pub const LOSING_TOUCH_WINDOW_DAYS: i64 = 90;
+
 /// The key range of a bucket at `now`: `(min, max)` with `None` for no bound.
 pub fn bucket_range(bucket: Bucket, model: &Model, now: Timestamp) -> (Option<f64>, Option<f64>) {
     let now_days = days_of_millis(now.as_millisecond());

@@ -8,6 +8,7 @@ use crate::{Result, StoreError};
 /// `(version, name, sql)` of every migration this binary knows.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "users", include_str!("../../migrations/sqlite/0002_users.sql")),
     (3, "nudges", include_str!("../../migrations/sqlite/0003_nudges.sql")),
 ];
 

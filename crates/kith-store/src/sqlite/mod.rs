@@ -6,6 +6,7 @@ mod admin;
 mod migrate;
 mod nudges;
 mod read;
+mod users;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -429,6 +430,32 @@ impl Store for SqliteStore {
 
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool> {
         self.write(move |c| admin::claim_digest(c, workspace, day)).await
+    }
+
+    async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
+        let (email, password_hash) = (email.to_owned(), password_hash.to_owned());
+        self.write(move |c| users::create_user(c, workspace, &email, &password_hash)).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |c| users::user_by_email(c, &email)).await
+    }
+
+    async fn user_count(&self) -> Result<i64> {
+        self.read(users::user_count).await
+    }
+
+    async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()> {
+        self.write(move |c| users::create_session(c, user, &token_hash, expires_at)).await
+    }
+
+    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {
+        self.read(move |c| users::session(c, &token_hash, now)).await
+    }
+
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.write(move |c| users::delete_session(c, &token_hash)).await
     }
 
     async fn ping(&self) -> Result<()> {

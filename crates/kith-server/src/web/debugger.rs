@@ -1,0 +1,175 @@
+//! The live event debugger: the workspace's latest events as they arrive, each with how kith
+//! read it (contact, time, description, interaction added or merged into the day) or why it
+//! refused it.
+//!
+//! The page renders the entries kept so far; `/debugger/stream` then sends each new entry as
+//! a server-sent event carrying the same HTML row. Entries carry their sequence number as the
+//! SSE id, so a reconnecting browser (which sends `Last-Event-ID`) misses nothing still kept.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
+use futures_util::stream::{self, Stream, StreamExt};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use kith_store::WorkspaceId;
+use maud::{html, Markup};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::layout::{self, Nav};
+use super::session::Signed;
+use super::WebResult;
+use crate::debug::DebugEntry;
+use crate::AppState;
+
+/// How often an idle stream checks whether the server is shutting down.
+const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
+
+/// What a status means, in a sentence.
+fn explain(entry: &DebugEntry, tz: &TimeZone) -> String {
+    let day = entry.time.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| layout::date(t, tz));
+    match entry.status.as_str() {
+        "added" => format!("Added an interaction to the timeline for {}.", day.unwrap_or_default()),
+        "merged" => format!("Merged into the interaction of {} (one more hit).", day.unwrap_or_default()),
+        "stored" => "Stored in the contact's event stream; it adds no interaction.".to_owned(),
+        "pending" => "Kept as pending: no identify has tied this user to an email yet.".to_owned(),
+        "duplicate" => "Already received (same messageId): acknowledged, nothing changed.".to_owned(),
+        "suppressed" => "This email is suppressed: acknowledged, not stored.".to_owned(),
+        _ => layout::capitalize(entry.message.as_deref().unwrap_or("Rejected.")),
+    }
+}
+
+/// One row of the debugger.
+fn entry_row(entry: &DebugEntry, tz: &TimeZone) -> Markup {
+    let received = entry.received_at.parse::<Timestamp>().ok();
+    let time = entry.time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let rejected = entry.status == "rejected";
+    html! {
+        li class={ "dbg dbg-" (entry.status) } data-seq=(entry.seq) {
+            div.dbg-head {
+                span class={ "status status-" (entry.status) } { (entry.status) }
+                @if let Some(event_type) = &entry.event_type { span.pill { (event_type) } }
+                @if let Some(code) = &entry.code { code.dbg-code { (code) } }
+                span.dbg-received { @if let Some(at) = received { (layout::clock_time(at, tz)) } }
+            }
+            p.dbg-explain { (explain(entry, tz)) }
+            @if !rejected || entry.email.is_some() || entry.user_id.is_some() {
+                dl.dbg-facts {
+                    @if let Some(email) = &entry.email { dt { "Email" } dd { (email) } }
+                    @if let Some(user_id) = &entry.user_id { dt { "userId" } dd { code { (user_id) } } }
+                    @if let Some(contact) = entry.contact_id {
+                        dt { "Contact" } dd { a href={ "/contacts/" (contact) } { "Open contact " (contact) } }
+                    }
+                    @if let Some(time) = time { dt { "Time" } dd { (layout::date_time(time, tz)) } }
+                    @if let Some(description) = &entry.description { dt { "Description" } dd { (description) } }
+                    @if let Some(id) = &entry.message_id { dt { "messageId" } dd { code { (id) } } }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /debugger`.
+pub async fn page(State(state): State<AppState>, signed: Signed, headers: HeaderMap) -> WebResult<Response> {
+    let tz = signed.workspace.tz();
+    let recent = state.debug.recent(signed.workspace.id);
+    let last_seq = recent.last().map_or(0, |entry| entry.seq);
+    let body = html! {
+        (layout::page_header("Live debugger", Some(html! {
+            "Events as they reach this workspace, and how kith read each one: the contact, the time, the description, "
+            "whether it added an interaction or joined the day's, or why it was refused."
+        }), Some(html! {
+            span.live #live-status role="status" data-state="connecting" { "Connecting…" }
+        })))
+        p.small.muted { "Accepted events are shown while this page is open; refusals are kept for whoever opens it later." }
+        ol.debugger #debugger data-stream="/debugger/stream" data-after=(last_seq) aria-live="polite" {
+            @for entry in recent.iter().rev() { (entry_row(entry, &tz)) }
+        }
+        div #debugger-empty hidden[!recent.is_empty()] {
+            (layout::empty_state("Waiting for events", html! {
+                p { "Keep this page open and send an event; it appears here at once. Replace YOUR_WRITE_KEY with a write key from "
+                    a href="/settings" { "Settings" } ":" }
+                (layout::code_block(&layout::first_event_curl(&headers), "Copy the curl command"))
+            }))
+        }
+    };
+    Ok(layout::page(&signed, Nav::Debugger, "Live debugger", body))
+}
+
+/// Where a reconnecting stream resumes.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamParams {
+    after: Option<u64>,
+}
+
+/// `GET /debugger/stream`: server-sent events, one per new entry of the workspace.
+pub async fn stream(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Query(params): Query<StreamParams>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let workspace = signed.workspace.id;
+    let tz = signed.workspace.tz();
+    // Subscribe before reading what is kept, so nothing falls between the two.
+    let receiver = state.debug.subscribe();
+    let after = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .or(params.after)
+        .unwrap_or(0);
+    let backlog: Vec<Arc<DebugEntry>> =
+        state.debug.recent(workspace).into_iter().filter(|entry| entry.seq > after).collect();
+    let last_sent = backlog.last().map_or(after, |entry| entry.seq);
+    let backlog = stream::iter(backlog.into_iter().map({
+        let tz = tz.clone();
+        move |entry| Ok(sse_event(&entry, &tz))
+    }));
+    let live = Live { state, receiver, workspace, tz, last_sent };
+    Sse::new(backlog.chain(stream::unfold(live, Live::next))).keep_alive(KeepAlive::default())
+}
+
+/// The live part of a stream.
+struct Live {
+    state: AppState,
+    receiver: tokio::sync::broadcast::Receiver<Arc<DebugEntry>>,
+    workspace: WorkspaceId,
+    tz: TimeZone,
+    last_sent: u64,
+}
+
+impl Live {
+    /// The next entry of the workspace; `None` (the stream ends) when the server shuts down,
+    /// so graceful shutdown is not held open by a watching browser.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Live)> {
+        loop {
+            if self.state.readiness.is_draining() {
+                return None;
+            }
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
+                () = tokio::time::sleep(SHUTDOWN_POLL) => continue,
+            };
+            match received {
+                Ok(entry) if entry.workspace_id == self.workspace && entry.seq > self.last_sent => {
+                    self.last_sent = entry.seq;
+                    let event = sse_event(&entry, &self.tz);
+                    return Some((Ok(event), self));
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn sse_event(entry: &DebugEntry, tz: &TimeZone) -> Event {
+    Event::default().event("entry").id(entry.seq.to_string()).data(entry_row(entry, tz).into_string())
+}

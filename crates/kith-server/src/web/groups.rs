@@ -1,0 +1,333 @@
+//! Accounts (Segment groups) and Engage audiences.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use kith_core::closeness::{days_of_millis, score_of_raw};
+use kith_core::time::date_of_day_key;
+use kith_store::{Account, ContactQuery, ContactSort, Workspace};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::contacts::{contact_table, rows, Extra};
+use super::layout::{self, Nav};
+use super::session::Signed;
+use super::{WebError, WebResult};
+use crate::api::views::{decode_cursor, encode_cursor};
+use crate::AppState;
+
+/// Accounts listed on one page.
+const ACCOUNTS_SHOWN: usize = 500;
+/// Members shown on an account or audience page.
+const MEMBERS_SHOWN: usize = 50;
+/// Entries of an account's recent activity and of an audience's history.
+const RECENT_SHOWN: usize = 20;
+
+/// The mean of the members' scores now, to one decimal.
+fn mean_score(account: &Account, workspace: &Workspace, now: jiff::Timestamp) -> f64 {
+    let model = workspace.model();
+    let now_days = days_of_millis(now.as_millisecond());
+    let scores: Vec<f64> =
+        account.member_keys.iter().map(|key| f64::from(score_of_raw(model.raw(*key, now_days)))).collect();
+    if scores.is_empty() {
+        0.0
+    } else {
+        (scores.iter().sum::<f64>() / scores.len() as f64 * 10.0).round() / 10.0
+    }
+}
+
+fn account_name(account: &Account) -> &str {
+    account.name.as_deref().unwrap_or(&account.group_id)
+}
+
+fn account_href(account: &Account) -> String {
+    format!("/accounts/{}", layout::encode_query(&account.group_id))
+}
+
+/// `GET /accounts`.
+pub async fn accounts(State(state): State<AppState>, signed: Signed) -> WebResult<Response> {
+    let workspace = &signed.workspace;
+    let now = state.clock.now();
+    let tz = workspace.tz();
+    let model = workspace.model();
+    let accounts = state.store.accounts(workspace.id, ACCOUNTS_SHOWN).await?;
+    let body = html! {
+        (layout::page_header("Accounts", Some(html! { "Companies your contacts belong to, from Segment group calls, most members first." }), None))
+        @if accounts.is_empty() {
+            (layout::empty_state("No accounts yet", html! {
+                p { "A " code { "group" } " call links a contact to an account and gives it traits such as its name and plan:" }
+                (layout::code_block(
+                    "curl -u 'YOUR_WRITE_KEY:' http://127.0.0.1:8080/v1/group \\\n  -d '{\"userId\":\"u1\",\"groupId\":\"acme\",\"traits\":{\"name\":\"Acme Inc\",\"plan\":\"pro\"},\"timestamp\":\"2024-06-03T16:00:00Z\"}'",
+                    "Copy the group curl command",
+                ))
+            }))
+        } @else {
+            div.table-wrap {
+                table.table {
+                    thead {
+                        tr {
+                            th scope="col" { "Account" }
+                            th scope="col" { "Members" }
+                            th scope="col" { "Closest" }
+                            th.hide-sm scope="col" { "Mean score" }
+                            th.hide-sm scope="col" { "Plan" }
+                            th.hide-sm scope="col" { "Updated" }
+                        }
+                    }
+                    tbody {
+                        @for account in &accounts {
+                            tr {
+                                td {
+                                    a.strong href=(account_href(account)) { (account_name(account)) }
+                                    span.sub { (account.group_id) }
+                                }
+                                td { (account.member_count) }
+                                td { (layout::badge(&model.closeness(account.max_closeness_key, days_of_millis(now.as_millisecond())))) }
+                                td.hide-sm { (mean_score(account, workspace, now)) }
+                                td.hide-sm { (account.traits.get("plan").map(layout::trait_text).unwrap_or_default()) }
+                                td.hide-sm { (layout::time_tag(account.updated_at, &tz)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&signed, Nav::Accounts, "Accounts", body))
+}
+
+/// `GET /accounts/{group_id}`: the account, its members closest first, their latest activity.
+pub async fn account(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(group_id): Path<String>,
+) -> WebResult<Response> {
+    let workspace = &signed.workspace;
+    let now = state.clock.now();
+    let tz = workspace.tz();
+    let account = state
+        .store
+        .account(workspace.id, &group_id)
+        .await?
+        .ok_or_else(|| WebError::not_found(format!("there is no account {group_id:?} in this workspace")))?;
+    let members = state
+        .store
+        .contacts(
+            workspace.id,
+            ContactQuery {
+                sort: ContactSort::Closeness,
+                account: Some(group_id.clone()),
+                limit: MEMBERS_SHOWN,
+                ..ContactQuery::default()
+            },
+        )
+        .await?
+        .items;
+    let mut recent = Vec::new();
+    for member in &members {
+        let page = state.store.timeline(workspace.id, member.id, None, 3).await?;
+        recent.extend(page.items.into_iter().map(|interaction| (member.clone(), interaction)));
+    }
+    recent.sort_by_key(|(_, interaction)| std::cmp::Reverse(interaction.occurred_at));
+    recent.truncate(RECENT_SHOWN);
+    let closest = workspace.model().closeness(account.max_closeness_key, days_of_millis(now.as_millisecond()));
+    let rows = rows(&state, workspace, members).await?;
+    let body = html! {
+        p.crumbs { a href="/accounts" { "← Accounts" } }
+        (layout::page_header(account_name(&account), Some(html! {
+            code { (account.group_id) } " · " (layout::count(account.member_count, "member")) " · mean score " (mean_score(&account, workspace, now))
+        }), Some(layout::badge(&closest))))
+        div.contact-grid {
+            div.contact-main {
+                section.card aria-labelledby="members-title" {
+                    h2 #members-title { "Members, closest first" }
+                    @if rows.is_empty() {
+                        p.muted { "No members yet." }
+                    } @else {
+                        (contact_table(&rows, workspace, now, Extra::LastSeen))
+                    }
+                    @if account.member_count > MEMBERS_SHOWN as i64 {
+                        p.small.muted { "Showing the closest " (MEMBERS_SHOWN) " of " (account.member_count) "." }
+                    }
+                }
+                section.card aria-labelledby="activity-title" {
+                    h2 #activity-title { "Recent activity" }
+                    @if recent.is_empty() {
+                        p.muted { "No activity yet." }
+                    } @else {
+                        ol.timeline {
+                            @for (member, interaction) in &recent {
+                                li class={ "tl-item tl-" (interaction.kind.as_str()) } {
+                                    span.tl-dot aria-hidden="true" {}
+                                    div.tl-body {
+                                        p.tl-text {
+                                            a href={ "/contacts/" (member.id) } { (member.name.as_deref().unwrap_or(&member.email)) }
+                                            ": " (interaction.description) (layout::dash())
+                                            (layout::day(date_of_day_key(interaction.day)))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            aside.contact-side {
+                section.card aria-labelledby="traits-title" {
+                    h2 #traits-title { "Traits" }
+                    (traits_list(&account.traits))
+                    p.small.muted { "First seen " (layout::date(account.created_at, &tz)) "; last group call " (layout::date(account.updated_at, &tz)) "." }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&signed, Nav::Accounts, account_name(&account), body))
+}
+
+fn traits_list(traits: &serde_json::Map<String, serde_json::Value>) -> Markup {
+    html! {
+        @if traits.is_empty() {
+            p.muted { "No traits." }
+        } @else {
+            dl.traits {
+                @for (key, value) in traits {
+                    dt { (key) } dd { (layout::trait_text(value)) }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /audiences`.
+pub async fn audiences(State(state): State<AppState>, signed: Signed) -> WebResult<Response> {
+    let tz = signed.workspace.tz();
+    let audiences = state.store.audiences(signed.workspace.id).await?;
+    let body = html! {
+        (layout::page_header("Audiences", Some(html! { "Segment Engage audiences, as kith heard contacts enter and leave them." }), None))
+        @if audiences.is_empty() {
+            (layout::empty_state("No audiences yet", html! {
+                p { "Connect kith as a destination of a Segment Engage audience: its identify calls (with "
+                    code { "context.personas.computation_class: \"audience\"" } ") and its "
+                    code { "Audience Entered" } " / " code { "Audience Exited" } " tracks appear here, with every member." }
+            }))
+        } @else {
+            div.table-wrap {
+                table.table {
+                    thead {
+                        tr {
+                            th scope="col" { "Audience" }
+                            th scope="col" { "Members" }
+                            th.hide-sm scope="col" { "Entered" }
+                            th.hide-sm scope="col" { "Exited" }
+                            th.hide-sm scope="col" { "First seen" }
+                        }
+                    }
+                    tbody {
+                        @for audience in &audiences {
+                            tr {
+                                td {
+                                    a.strong href={ "/audiences/" (layout::encode_query(&audience.key)) } { (audience.key) }
+                                    @if let Some(space) = &audience.space_id { span.sub { "space " (space) } }
+                                }
+                                td { a href=(layout::link("/contacts", &[("audience", Some(&audience.key))])) { (audience.member_count) } }
+                                td.hide-sm { (audience.entered_count) }
+                                td.hide-sm { (audience.exited_count) }
+                                td.hide-sm { (layout::time_tag(audience.created_at, &tz)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&signed, Nav::Audiences, "Audiences", body))
+}
+
+/// A page of members.
+#[derive(Debug, Default, Deserialize)]
+pub struct MembersParams {
+    cursor: Option<String>,
+}
+
+/// `GET /audiences/{key}`: members closest first, and the latest entries and exits.
+pub async fn audience(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(key): Path<String>,
+    Query(params): Query<MembersParams>,
+) -> WebResult<Response> {
+    let workspace = &signed.workspace;
+    let now = state.clock.now();
+    let tz = workspace.tz();
+    let audience = state
+        .store
+        .audience(workspace.id, &key)
+        .await?
+        .ok_or_else(|| WebError::not_found(format!("there is no audience {key:?} in this workspace")))?;
+    let cursor = decode_cursor(params.cursor.as_deref()).unwrap_or(None);
+    let later = cursor.is_some();
+    let page = state
+        .store
+        .contacts(
+            workspace.id,
+            ContactQuery {
+                sort: ContactSort::Closeness,
+                audience: Some(key.clone()),
+                cursor,
+                limit: MEMBERS_SHOWN,
+                ..ContactQuery::default()
+            },
+        )
+        .await?;
+    let history = state.store.audience_history(workspace.id, Some(&key), None, RECENT_SHOWN).await?;
+    let base = format!("/audiences/{}", layout::encode_query(&key));
+    let next = encode_cursor(page.next).map(|cursor| layout::link(&base, &[("cursor", Some(&cursor))]));
+    let rows = rows(&state, workspace, page.items).await?;
+    let body = html! {
+        p.crumbs { a href="/audiences" { "← Audiences" } }
+        (layout::page_header(&audience.key, Some(html! {
+            (layout::count(audience.member_count, "member")) " · " (audience.entered_count) " entered · " (audience.exited_count) " exited"
+        }), Some(html! {
+            a.button href=(layout::link("/contacts", &[("audience", Some(&audience.key))])) { "Filter contacts" }
+        })))
+        div.contact-grid {
+            div.contact-main {
+                section.card aria-labelledby="members-title" {
+                    h2 #members-title { "Members, closest first" }
+                    @if rows.is_empty() {
+                        p.muted { "Nobody is in this audience now." }
+                    } @else {
+                        (contact_table(&rows, workspace, now, Extra::LastSeen))
+                    }
+                    @if next.is_some() || later {
+                        nav.pager aria-label="Pages" {
+                            @if later { a.button href=(base) { "← First page" } }
+                            @if let Some(next) = &next { a.button rel="next" href=(next) { "Next page →" } }
+                        }
+                    }
+                }
+            }
+            aside.contact-side {
+                section.card aria-labelledby="history-title" {
+                    h2 #history-title { "Entries and exits" }
+                    @if history.is_empty() {
+                        p.muted { "No changes recorded." }
+                    } @else {
+                        ul.plain.history {
+                            @for entry in &history {
+                                li {
+                                    span class=(if entry.entered { "tag tag-in" } else { "tag tag-out" }) {
+                                        (if entry.entered { "entered" } else { "exited" })
+                                    }
+                                    " " a href={ "/contacts/" (entry.contact_id) } { "contact " (entry.contact_id) }
+                                    span.sub { (layout::date_time(entry.at, &tz)) }
+                                }
+                            }
+                        }
+                    }
+                    @if let Some(id) = &audience.computation_id { p.small.muted { "Engage computation " code { (id) } } }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&signed, Nav::Audiences, &audience.key, body))
+}

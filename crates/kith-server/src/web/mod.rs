@@ -1,0 +1,138 @@
+//! The web app (SPEC §7): server-rendered pages for people who sign in with a password.
+//!
+//! Pages are rendered with `maud` from the same store and closeness model as the JSON API; a
+//! little JavaScript (embedded, under `/static/`) copies keys, confirms deletions and feeds
+//! the live debugger from server-sent events. Every page but `/login` needs a session
+//! ([`session::Signed`]) and shows only the signed-in user's workspace; every form POST
+//! carries the session's CSRF token ([`session::Posted`]).
+
+mod assets;
+mod contacts;
+mod debugger;
+mod groups;
+mod layout;
+pub mod session;
+mod settings;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::map_response;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use kith_store::StoreError;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The web app's routes. None collides with `/v1/*`, `/api/*` or the operations endpoints.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/contacts", get(contacts::list))
+        .route("/contacts/{id}", get(contacts::show))
+        .route("/contacts/{id}/interactions", post(contacts::add_interaction))
+        .route("/contacts/{id}/cadence", post(contacts::set_cadence))
+        .route("/contacts/{id}/delete", post(contacts::delete))
+        .route("/losing-touch", get(contacts::losing_touch))
+        .route("/due", get(contacts::due))
+        .route("/accounts", get(groups::accounts))
+        .route("/accounts/{group_id}", get(groups::account))
+        .route("/audiences", get(groups::audiences))
+        .route("/audiences/{key}", get(groups::audience))
+        .route("/debugger", get(debugger::page))
+        .route("/debugger/stream", get(debugger::stream))
+        .route("/settings", get(settings::page))
+        .route("/settings/workspace", post(settings::update_workspace))
+        .route("/settings/signing-secret", post(settings::signing_secret))
+        .route("/settings/keys", post(settings::create_key))
+        .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/static/{file}", get(assets::serve))
+        .layer(map_response(security_headers))
+}
+
+/// `/`: the contacts for someone signed in, the sign-in page for anyone else.
+async fn home(signed: Option<session::Signed>) -> Redirect {
+    match signed {
+        Some(_) => Redirect::to("/contacts"),
+        None => Redirect::to("/login"),
+    }
+}
+
+/// Headers every page carries: no framing (clickjacking), no MIME sniffing, no referrer to
+/// other sites, and a policy that only runs the app's own scripts and styles.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data: https:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    response
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+pub enum WebError {
+    /// No valid session: sign in first, then come back to `next`.
+    SignIn {
+        /// The path to return to after signing in.
+        next: String,
+    },
+    /// An error page.
+    Page {
+        /// HTTP status.
+        status: StatusCode,
+        /// What a person reads.
+        message: String,
+    },
+}
+
+impl WebError {
+    /// 404 with what was not found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        WebError::Page { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
+
+    /// 400 with what to change.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        WebError::Page { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+}
+
+impl From<ApiError> for WebError {
+    fn from(error: ApiError) -> Self {
+        // `ApiError::internal` already logged the cause of a server fault.
+        WebError::Page { status: error.status, message: error.body.message }
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            WebError::SignIn { next } => {
+                let target = if next == "/" || next.is_empty() {
+                    "/login".to_owned()
+                } else {
+                    format!("/login?next={}", layout::encode_query(&next))
+                };
+                Redirect::to(&target).into_response()
+            }
+            WebError::Page { status, message } => (status, layout::error_page(status, &message)).into_response(),
+        }
+    }
+}
+
+/// Shorthand for page handlers.
+pub type WebResult<T> = Result<T, WebError>;

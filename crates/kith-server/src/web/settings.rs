@@ -1,0 +1,306 @@
+//! Settings: the workspace (name, time zone, half-life), the signing secret and the API keys.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use kith_store::{ApiKey, KeyKind, WorkspacePatch};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, AlertKind, Nav};
+use super::session::{Posted, Signed};
+use super::{WebError, WebResult};
+use crate::api::settings::{patch_of, WorkspaceChange};
+use crate::auth::generate_key;
+use crate::AppState;
+
+/// What the page shows besides the settings.
+#[derive(Default)]
+struct Notice {
+    /// A key just created: its full text, shown this once.
+    created: Option<(ApiKey, String)>,
+    /// Which form the message concerns, and whether it went wrong.
+    message: Option<(Form, AlertKind, String)>,
+}
+
+/// The forms of the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Workspace,
+    Secret,
+    Keys,
+}
+
+/// `GET /settings`.
+pub async fn page(State(state): State<AppState>, signed: Signed, headers: HeaderMap) -> WebResult<Response> {
+    render(&state, &signed, &headers, Notice::default(), StatusCode::OK).await
+}
+
+async fn render(
+    state: &AppState,
+    signed: &Signed,
+    headers: &HeaderMap,
+    notice: Notice,
+    status: StatusCode,
+) -> WebResult<Response> {
+    let workspace = &signed.workspace;
+    let tz = workspace.tz();
+    let keys = state.store.keys(workspace.id).await?;
+    let message_for = |form: Form| -> Markup {
+        html! {
+            @if let Some((_, kind, message)) = notice.message.as_ref().filter(|(f, _, _)| *f == form) {
+                (layout::alert(*kind, message))
+            }
+        }
+    };
+    let body = html! {
+        (layout::page_header("Settings", Some(html! { "Workspace " strong { (workspace.name) } ", signed in as " (signed.user.email) "." }), None))
+        div.settings {
+            section.card #keys aria-labelledby="keys-title" {
+                h2 #keys-title { "API keys" }
+                p.small.muted {
+                    "A " strong { "write key" } " (kith_wk_…) only sends events and is safe in a web page. "
+                    "A " strong { "secret key" } " (kith_sk_…) also reads the API: keep it on servers."
+                }
+                (message_for(Form::Keys))
+                @if let Some((key, text)) = &notice.created {
+                    div.new-key role="status" {
+                        p { strong { "Copy your new " (key.kind.as_str()) " key now." } " kith keeps only its hash and will not show it again." }
+                        div.code-block {
+                            pre { code #new-key { (text) } }
+                            button.button.button-small.copy type="button" data-copy=(text) aria-label="Copy the new key" { "Copy" }
+                        }
+                        @if key.kind == KeyKind::Write {
+                            p.small { "Send an event with it:" }
+                            (layout::code_block(&layout::first_event_curl(headers).replace("YOUR_WRITE_KEY", text), "Copy the curl command"))
+                        }
+                    }
+                }
+                div.table-wrap {
+                    table.table.keys {
+                        thead {
+                            tr {
+                                th scope="col" { "Name" }
+                                th scope="col" { "Key" }
+                                th.hide-sm scope="col" { "Created" }
+                                th scope="col" { "Status" }
+                            }
+                        }
+                        tbody {
+                            @for key in &keys {
+                                tr {
+                                    td { (key.name) span.sub { (key.kind.as_str()) " key" } }
+                                    td { code { (key.prefix) "…" } }
+                                    td.hide-sm { (layout::time_tag(key.created_at, &tz)) }
+                                    td {
+                                        @if let Some(revoked) = key.revoked_at {
+                                            span.tag.tag-out title=(layout::date_time(revoked, &tz)) { "revoked" }
+                                        } @else {
+                                            form method="post" action={ "/settings/keys/" (key.id) "/revoke" }
+                                                data-confirm={ "Revoke " (key.name) "? Anything using it stops working at once." } {
+                                                (layout::csrf(signed))
+                                                button.button.button-small.button-danger type="submit" aria-label={ "Revoke " (key.name) } { "Revoke" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form.inline-form.create-key method="post" action="/settings/keys" {
+                    (layout::csrf(signed))
+                    div.field {
+                        label for="key-kind" { "Kind" }
+                        select #key-kind name="kind" {
+                            option value="write" { "Write key" }
+                            option value="secret" { "Secret key" }
+                        }
+                    }
+                    div.field.field-grow {
+                        label for="key-name" { "Key name" }
+                        input #key-name type="text" name="name" maxlength="100" placeholder="e.g. Marketing site";
+                    }
+                    div.field.field-actions { button.button.button-primary type="submit" { "Create key" } }
+                }
+            }
+            section.card #workspace aria-labelledby="workspace-title" {
+                h2 #workspace-title { "Workspace" }
+                (message_for(Form::Workspace))
+                form.stack method="post" action="/settings/workspace" {
+                    (layout::csrf(signed))
+                    div.field {
+                        label for="ws-name" { "Name" }
+                        input #ws-name type="text" name="name" value=(workspace.name) maxlength="200" required;
+                    }
+                    div.field {
+                        label for="time-zone" { "Time zone" }
+                        input #time-zone type="text" name="time_zone" value=(workspace.time_zone) list="time-zones"
+                            autocomplete="off" spellcheck="false" required;
+                        datalist #time-zones {
+                            @for name in jiff::tz::db().available() { option value=(name.as_str()) {} }
+                        }
+                        p.hint { "Days of the timeline (one activity per contact per day) are counted in this zone." }
+                    }
+                    div.field {
+                        label for="half-life" { "Closeness half-life (days)" }
+                        input #half-life type="number" name="half_life_days" value=(workspace.half_life_days) min="1" max="3650" step="any" required;
+                        p.hint { "How fast closeness fades without interactions. Changing it recomputes every contact." }
+                    }
+                    div { button.button.button-primary type="submit" { "Save workspace" } }
+                }
+            }
+            section.card #signing aria-labelledby="signing-title" {
+                h2 #signing-title { "Signing secret" }
+                (message_for(Form::Secret))
+                @if workspace.signing_secret_set {
+                    p { span.tag.tag-in { "on" } " Ingest requests must carry " code { "X-Signature" } " (HMAC-SHA1 of the body), as Segment's Webhooks destination sends it." }
+                } @else {
+                    p { span.tag { "off" } " Requests are accepted with a key alone. Set the same shared secret here and in Segment to also require a signature." }
+                }
+                form.inline-form method="post" action="/settings/signing-secret" {
+                    (layout::csrf(signed))
+                    div.field.field-grow {
+                        label for="secret" { "New secret" }
+                        input #secret type="password" name="secret" autocomplete="new-password" required;
+                    }
+                    div.field.field-actions { button.button type="submit" { "Set secret" } }
+                }
+                @if workspace.signing_secret_set {
+                    form method="post" action="/settings/signing-secret" {
+                        (layout::csrf(signed))
+                        input type="hidden" name="remove" value="1";
+                        button.button.button-ghost.button-small type="submit" { "Remove the secret" }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page_with_status(signed, Nav::Settings, "Settings", status, body))
+}
+
+/// The workspace form.
+#[derive(Debug, Default, Deserialize)]
+pub struct WorkspaceForm {
+    name: Option<String>,
+    time_zone: Option<String>,
+    half_life_days: Option<String>,
+}
+
+/// `POST /settings/workspace`.
+pub async fn update_workspace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(mut signed, form): Posted<WorkspaceForm>,
+) -> WebResult<Response> {
+    let half_life = match form.half_life_days.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => match text.parse::<f64>() {
+            Ok(days) if days.is_finite() => Some(days),
+            _ => {
+                let message = "the half-life is a number of days, e.g. 30".to_owned();
+                let notice =
+                    Notice { message: Some((Form::Workspace, AlertKind::Error, message)), ..Notice::default() };
+                return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+            }
+        },
+    };
+    let change = WorkspaceChange {
+        name: form.name,
+        time_zone: form.time_zone,
+        half_life_days: half_life,
+        ..WorkspaceChange::default()
+    };
+    let patch = match patch_of(change, signed.workspace.weights) {
+        Ok(patch) => patch,
+        Err(error) => {
+            let notice =
+                Notice { message: Some((Form::Workspace, AlertKind::Error, error.body.message)), ..Notice::default() };
+            return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+        }
+    };
+    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
+    let notice =
+        Notice { message: Some((Form::Workspace, AlertKind::Success, "saved.".to_owned())), ..Notice::default() };
+    render(&state, &signed, &headers, notice, StatusCode::OK).await
+}
+
+/// The signing-secret form.
+#[derive(Debug, Default, Deserialize)]
+pub struct SecretForm {
+    secret: Option<String>,
+    remove: Option<String>,
+}
+
+/// `POST /settings/signing-secret`: sets or removes it.
+pub async fn signing_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(mut signed, form): Posted<SecretForm>,
+) -> WebResult<Response> {
+    let secret = form.secret.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let (value, done) = match (form.remove.is_some(), secret) {
+        (true, _) => (None, "the signing secret is removed; requests need only a key."),
+        (false, Some(secret)) => (Some(secret), "the signing secret is set; unsigned requests are now refused."),
+        (false, None) => {
+            let message = "type the secret you set in Segment".to_owned();
+            let notice = Notice { message: Some((Form::Secret, AlertKind::Error, message)), ..Notice::default() };
+            return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+        }
+    };
+    let patch = WorkspacePatch { signing_secret: Some(value), ..WorkspacePatch::default() };
+    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
+    state.auth.clear();
+    let notice = Notice { message: Some((Form::Secret, AlertKind::Success, done.to_owned())), ..Notice::default() };
+    render(&state, &signed, &headers, notice, StatusCode::OK).await
+}
+
+/// The new-key form.
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyForm {
+    kind: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /settings/keys`: creates a key and shows it this once (the answer is the page, not a
+/// redirect, because the key's text exists nowhere else).
+pub async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(signed, form): Posted<KeyForm>,
+) -> WebResult<Response> {
+    let Some(kind) = form.kind.as_deref().and_then(KeyKind::parse) else {
+        let notice = Notice {
+            message: Some((Form::Keys, AlertKind::Error, "choose a write or a secret key".to_owned())),
+            ..Notice::default()
+        };
+        return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+    };
+    let name = form.name.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let name = name.unwrap_or_else(|| format!("{} key", kind.as_str()));
+    if name.chars().count() > 100 {
+        let notice = Notice {
+            message: Some((Form::Keys, AlertKind::Error, "a key name has at most 100 characters".to_owned())),
+            ..Notice::default()
+        };
+        return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+    }
+    let text = generate_key(kind);
+    let key = state.store.create_key(signed.workspace.id, kind, &name, &text).await?;
+    tracing::info!(key = key.id, user = signed.user.id, "key created in the web app");
+    render(&state, &signed, &headers, Notice { created: Some((key, text)), message: None }, StatusCode::OK).await
+}
+
+/// `POST /settings/keys/{id}/revoke`: the key stops working at once on this node.
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Posted(signed, _): Posted<super::session::Empty>,
+) -> WebResult<Response> {
+    if !state.store.revoke_key(signed.workspace.id, id).await? {
+        return Err(WebError::not_found(format!("there is no key {id} in this workspace")));
+    }
+    state.auth.clear();
+    tracing::info!(key = id, user = signed.user.id, "key revoked in the web app");
+    Ok(Redirect::to("/settings#keys").into_response())
+}

@@ -1,0 +1,345 @@
+//! The web app over real HTTP: sign-in and sign-out, sessions required, CSRF refusals, forms
+//! that explain bad input, and users who see only their own workspace.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::TestServer;
+use kith_server::web::session::create_user;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A browser without JavaScript: a cookie jar, no automatic redirects.
+struct Browser {
+    url: String,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+/// An answer: status, `Location`, body.
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+impl Page {
+    /// The CSRF token of the page's first form.
+    fn csrf(&self) -> String {
+        let marker = r#"name="_csrf" value=""#;
+        let start = self.body.find(marker).unwrap_or_else(|| panic!("no form on {}", self.body)) + marker.len();
+        self.body[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { url: server.url.clone(), client, cookies: HashMap::new() }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let jar: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        let response = request.header(COOKIE, jar.join("; ")).send().await.expect("request");
+        for header in response.headers().get_all(SET_COOKIE) {
+            let text = header.to_str().unwrap();
+            assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax"), "{text}");
+            let (name, value) = text.split(';').next().unwrap().split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status();
+        let location = response.headers().get(LOCATION).map(|value| value.to_str().unwrap().to_owned());
+        Page { status, location, body: response.text().await.unwrap() }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.client.get(format!("{}{path}", self.url));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.client.post(format!("{}{path}", self.url)).form(form);
+        self.send(request).await
+    }
+
+    /// Signs in through the form and asserts it worked.
+    async fn sign_in(&mut self, email: &str, password: &str) {
+        let form = self.get("/login").await;
+        let page = self.post("/login", &[("_csrf", &form.csrf()), ("email", email), ("password", password)]).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/contacts"));
+    }
+}
+
+async fn server_with_user() -> TestServer {
+    let server = TestServer::start().await;
+    create_user(server.state.store.as_ref(), server.workspace, "Founder@Example.com", PASSWORD).await.unwrap();
+    server
+}
+
+async fn add_ada(server: &TestServer) -> i64 {
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId":"u1","traits":{"email":"ada@example.com","name":"Ada Lovelace"},
+                    "timestamp":"2024-06-03T16:00:00Z","page":{"url":"https://acme.io/pricing"}}),
+        )
+        .await;
+    server.contact("ada@example.com").await["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn every_page_but_sign_in_needs_a_session() {
+    let server = server_with_user().await;
+    let mut browser = Browser::new(&server);
+    for path in
+        ["/contacts", "/contacts/1", "/accounts", "/audiences", "/losing-touch", "/due", "/debugger", "/settings"]
+    {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location, Some(format!("/login?next={path}")), "{path}");
+    }
+    let page = browser.get("/debugger/stream").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "the live feed too");
+    assert_eq!(browser.get("/").await.location.as_deref(), Some("/login"));
+    let page = browser.post("/settings/keys", &[("kind", "secret")]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "forms too");
+    assert!(server.state.store.keys(server.workspace).await.unwrap().len() == 2, "no key was created");
+
+    let login = browser.get("/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("Sign in"));
+    let css = browser.client.get(format!("{}/static/app.css", server.url)).send().await.unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(css.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn signing_in_and_out() {
+    let server = server_with_user().await;
+    let mut browser = Browser::new(&server);
+
+    let form = browser.get("/login?next=/settings").await;
+    let csrf = form.csrf();
+    let wrong = browser
+        .post("/login", &[("_csrf", &csrf), ("email", "founder@example.com"), ("password", "not it at all")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("match"), "a clear message: {}", wrong.body);
+    let unknown = browser
+        .post("/login", &[("_csrf", &wrong.csrf()), ("email", "nobody@example.com"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED, "the same answer for an unknown email");
+
+    let page = browser
+        .post(
+            "/login",
+            &[
+                ("_csrf", &unknown.csrf()),
+                ("email", " FOUNDER@example.com "),
+                ("password", PASSWORD),
+                ("next", "/settings"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location.as_deref(), Some("/settings"), "back where the visitor was going");
+    assert!(browser.cookies.contains_key("kith_session"));
+
+    let contacts = browser.get("/contacts").await;
+    assert_eq!(contacts.status, StatusCode::OK);
+    assert!(contacts.body.contains("No contacts yet") && contacts.body.contains("/v1/identify"));
+    assert_eq!(browser.get("/login").await.location.as_deref(), Some("/contacts"), "already signed in");
+
+    let session = browser.cookies["kith_session"].clone();
+    let out = browser.post("/logout", &[("_csrf", &contacts.csrf())]).await;
+    assert_eq!(out.location.as_deref(), Some("/login"));
+    assert!(!browser.cookies.contains_key("kith_session"), "the cookie is cleared");
+    browser.cookies.insert("kith_session".into(), session);
+    let page = browser.get("/contacts").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "the session is over on the server too");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_sign_in_form_needs_its_own_token() {
+    let server = server_with_user().await;
+    let mut browser = Browser::new(&server);
+    let page =
+        browser.post("/login", &[("_csrf", "forged"), ("email", "founder@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "no login-CSRF: a form from another site is refused");
+    assert!(!browser.cookies.contains_key("kith_session"));
+    let next = browser.get("/login?next=//evil.example").await;
+    let page = browser
+        .post(
+            "/login",
+            &[
+                ("_csrf", &next.csrf()),
+                ("email", "founder@example.com"),
+                ("password", PASSWORD),
+                ("next", "//evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/contacts"), "never redirected to another site");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_session_token_are_refused() {
+    let server = server_with_user().await;
+    let id = add_ada(&server).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@example.com", PASSWORD).await;
+    let path = format!("/contacts/{id}/interactions");
+
+    let missing = browser.post(&path, &[("kind", "note"), ("text", "forged")]).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    let wrong =
+        browser.post(&path, &[("_csrf", "00000000000000000000000000000000"), ("kind", "note"), ("text", "x")]).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert!(server.timeline("ada@example.com").await.iter().all(|i| i["kind"] == "activity"), "nothing was added");
+    let revoke = browser.post("/settings/keys/1/revoke", &[]).await;
+    assert_eq!(revoke.status, StatusCode::FORBIDDEN);
+    assert!(server.state.store.keys(server.workspace).await.unwrap().iter().all(|k| k.revoked_at.is_none()));
+
+    let page = browser.get(&format!("/contacts/{id}")).await;
+    assert!(page.body.contains("https://acme.io/pricing") && page.body.contains("Mon 3 Jun 2024"));
+    let added =
+        browser.post(&path, &[("_csrf", &page.csrf()), ("kind", "note"), ("text", "Called about pricing")]).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER);
+    let timeline = server.timeline("ada@example.com").await;
+    assert_eq!(timeline[0]["kind"], "note");
+    assert_eq!(timeline[0]["description"], "Called about pricing");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_explained_not_failed() {
+    let server = server_with_user().await;
+    let id = add_ada(&server).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@example.com", PASSWORD).await;
+    let csrf = browser.get("/contacts").await.csrf();
+
+    let page = browser.post(&format!("/contacts/{id}/cadence"), &[("_csrf", &csrf), ("days", "soon")]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("whole number of days") && page.body.contains("value=\"soon\""), "shown again");
+    let page = browser
+        .post(&format!("/contacts/{id}/interactions"), &[("_csrf", &csrf), ("kind", "note"), ("text", "  ")])
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("Say what happened"));
+    let page = browser
+        .post(
+            &format!("/contacts/{id}/interactions"),
+            &[("_csrf", &csrf), ("kind", "call"), ("text", "x"), ("when", "next tuesday")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let page = browser.post("/settings/workspace", &[("_csrf", &csrf), ("time_zone", "Mars/Olympus")]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("IANA time zone"));
+    let page = browser.post("/settings/keys", &[("_csrf", &csrf), ("kind", "root")]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert_eq!(browser.get("/contacts/999999").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(browser.get("/contacts?cursor=garbage&bucket=lukewarm").await.status, StatusCode::OK);
+
+    let page = browser.post(&format!("/contacts/{id}/cadence"), &[("_csrf", &csrf), ("days", "7")]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(server.contact("ada@example.com").await["cadence_days"], 7);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn keys_created_in_the_app_are_shown_once_and_revoked_at_once() {
+    let server = server_with_user().await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@example.com", PASSWORD).await;
+    let csrf = browser.get("/settings").await.csrf();
+    let page = browser.post("/settings/keys", &[("_csrf", &csrf), ("kind", "write"), ("name", "Site")]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let start = page.body.find(r#"id="new-key">"#).unwrap() + r#"id="new-key">"#.len();
+    let key: String = page.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    assert_eq!(key.len(), 40);
+    assert!(!browser.get("/settings").await.body.contains(&key), "shown once");
+
+    let event = json!({"userId":"u1","traits":{"email":"ada@example.com"},"timestamp":"2024-06-03T16:00:00Z"});
+    let send = |key: String| {
+        let client = server.client.clone();
+        let url = format!("{}/v1/identify", server.url);
+        let body = event.to_string();
+        async move { client.post(url).header("authorization", common::basic(&key)).body(body).send().await.unwrap() }
+    };
+    assert_eq!(send(key.clone()).await.status(), StatusCode::OK);
+    let id = server.state.store.keys(server.workspace).await.unwrap().iter().find(|k| k.name == "Site").unwrap().id;
+    let page = browser.post(&format!("/settings/keys/{id}/revoke"), &[("_csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(send(key).await.status(), StatusCode::UNAUTHORIZED, "refused at once");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_sees_only_their_workspace() {
+    let server = server_with_user().await;
+    let ada = add_ada(&server).await;
+    let store = server.state.store.clone();
+    let other = store.create_workspace("Other").await.unwrap();
+    create_user(store.as_ref(), other.id, "rival@example.com", PASSWORD).await.unwrap();
+
+    let mut rival = Browser::new(&server);
+    rival.sign_in("rival@example.com", PASSWORD).await;
+    let list = rival.get("/contacts").await;
+    assert!(!list.body.contains(&format!("href=\"/contacts/{ada}\"")));
+    assert!(list.body.contains("No contacts yet"));
+    assert_eq!(rival.get(&format!("/contacts/{ada}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(rival.get("/contacts/ada@example.com").await.status, StatusCode::NOT_FOUND);
+    let deleted = rival.post(&format!("/contacts/{ada}/delete"), &[("_csrf", &list.csrf())]).await;
+    assert_eq!(deleted.status, StatusCode::NOT_FOUND);
+    let revoke = rival.post("/settings/keys/1/revoke", &[("_csrf", &list.csrf())]).await;
+    assert_eq!(revoke.status, StatusCode::NOT_FOUND, "another workspace's key");
+    let settings = rival.get("/settings").await;
+    assert!(settings.body.contains("Other") && !settings.body.contains(&server.write_key[..12]));
+
+    let mut founder = Browser::new(&server);
+    founder.sign_in("founder@example.com", PASSWORD).await;
+    let list = founder.get("/contacts").await.body;
+    assert!(list.contains(&format!("href=\"/contacts/{ada}\"")), "still there for its owner");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_signs_nobody_in() {
+    let server = server_with_user().await;
+    let store = server.state.store.clone();
+    let user = store.user_by_email("founder@example.com").await.unwrap().expect("the user, by normalised email");
+    let now = server.state.clock.now();
+    let live = "a".repeat(64);
+    let expired = "b".repeat(64);
+    store
+        .create_session(user.id, kith_store::key_hash(&live), now + jiff::SignedDuration::from_hours(1))
+        .await
+        .unwrap();
+    store
+        .create_session(user.id, kith_store::key_hash(&expired), now - jiff::SignedDuration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(store.session(kith_store::key_hash(&expired), now).await.unwrap().is_none());
+    assert_eq!(store.session(kith_store::key_hash(&live), now).await.unwrap().unwrap().user.id, user.id);
+
+    let mut browser = Browser::new(&server);
+    browser.cookies.insert("kith_session".into(), expired);
+    assert_eq!(browser.get("/contacts").await.status, StatusCode::SEE_OTHER);
+    browser.cookies.insert("kith_session".into(), live);
+    assert_eq!(browser.get("/contacts").await.status, StatusCode::OK);
+    server.stop().await;
+}

@@ -1,0 +1,79 @@
+//! Users of the web app and their sessions.
+
+use jiff::Timestamp;
+use kith_core::time::from_millis;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::now_ms;
+use crate::model::*;
+use crate::{Result, StoreError};
+
+const USER_COLUMNS: &str = "u.id, u.workspace_id, u.email, u.password_hash, u.created_at";
+
+fn user_row(row: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        email: row.get(2)?,
+        password_hash: row.get(3)?,
+        created_at: from_millis(row.get(4)?),
+    })
+}
+
+pub fn create_user(c: &mut Connection, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
+    let tx = c.transaction()?;
+    if tx.query_row("SELECT 1 FROM workspaces WHERE id = ?1", [workspace], |_| Ok(())).optional()?.is_none() {
+        return Err(StoreError::NotFound(format!("workspace {workspace}")));
+    }
+    if user_by_email(&tx, email)?.is_some() {
+        return Err(StoreError::Conflict(format!("a user with the email {email} already exists")));
+    }
+    tx.execute(
+        "INSERT INTO users (workspace_id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![workspace, email, password_hash, now_ms()],
+    )?;
+    let id = tx.last_insert_rowid();
+    let user = tx.query_row(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"), [id], user_row)?;
+    tx.commit()?;
+    Ok(user)
+}
+
+pub fn user_by_email(c: &Connection, email: &str) -> Result<Option<User>> {
+    let mut statement = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = ?1"))?;
+    Ok(statement.query_row([email], user_row).optional()?)
+}
+
+pub fn user_count(c: &Connection) -> Result<i64> {
+    Ok(c.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
+}
+
+pub fn create_session(c: &mut Connection, user: i64, token_hash: &[u8; 32], expires_at: Timestamp) -> Result<()> {
+    let now = now_ms();
+    let tx = c.transaction()?;
+    // Sign-ins are rare, so this is where old sessions are swept; the index keeps it cheap.
+    tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+    tx.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token_hash.as_slice(), user, now, expires_at.as_millisecond()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn session(c: &Connection, token_hash: &[u8; 32], now: Timestamp) -> Result<Option<Session>> {
+    let mut statement = c.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS}, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.token_hash = ?1 AND s.expires_at > ?2"
+    ))?;
+    let found = statement
+        .query_row(params![token_hash.as_slice(), now.as_millisecond()], |row| {
+            Ok(Session { user: user_row(row)?, expires_at: from_millis(row.get(5)?) })
+        })
+        .optional()?;
+    Ok(found)
+}
+
+pub fn delete_session(c: &mut Connection, token_hash: &[u8; 32]) -> Result<()> {
+    c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash.as_slice()])?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Browser tests of the web app: builds `kith`, starts it on a free port with a fresh data
+# directory, reads the keys and the password it prints on first start, and drives Debian's
+# chromium through the app with playwright-core. Screenshots go to target/screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+chromium=/usr/bin/chromium
+if [ ! -x "$chromium" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: apt-get install chromium" >&2
+    exit 1
+  fi
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing node and npm"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "node and npm are missing: apt-get install nodejs npm" >&2
+    exit 1
+  fi
+fi
+
+echo "== e2e: building kith"
+cargo build -p kith-cli --quiet
+kith="$root/target/debug/kith"
+
+echo "== e2e: installing playwright-core"
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+data=$(mktemp -d)
+out="$data/stdout"
+port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+KITH_LOG=warn "$kith" --data-dir "$data/db" serve --listen "127.0.0.1:$port" >"$out" 2>"$data/stderr" &
+pid=$!
+cleanup() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 200); do
+  grep -q "Send your first event" "$out" 2>/dev/null && break
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "kith did not start:" >&2
+    cat "$data/stderr" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+field() { grep "$1" "$out" | awk '{print $NF}'; }
+export KITH_URL="http://127.0.0.1:$port"
+export KITH_WRITE_KEY=$(field "write key")
+export KITH_SECRET_KEY=$(field "secret key")
+export KITH_PASSWORD=$(field "password:")
+export KITH_EMAIL=admin@localhost
+export KITH_CHROMIUM="$chromium"
+export SCREENSHOTS="$root/target/screenshots"
+mkdir -p "$SCREENSHOTS"
+if [ -z "$KITH_WRITE_KEY" ] || [ -z "$KITH_PASSWORD" ]; then
+  echo "kith's first-start banner has no keys or password:" >&2
+  cat "$out" >&2
+  exit 1
+fi
+until node -e "fetch('$KITH_URL/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"; do sleep 0.1; done
+
+echo "== e2e: browser tests against $KITH_URL"
+node --test --test-concurrency=1 e2e/tests/*.test.js
+echo "== e2e: screenshots in target/screenshots/"

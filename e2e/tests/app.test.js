@@ -1,0 +1,310 @@
+// The web app as a founder uses it, in a real browser: sign in, send events through the
+// ingest API, watch the contact and its timeline appear, filter, add a note, manage keys,
+// read the live debugger. The tests run in order and share one signed-in browser.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const url = process.env.KITH_URL;
+const writeKey = process.env.KITH_WRITE_KEY;
+const email = process.env.KITH_EMAIL;
+const password = process.env.KITH_PASSWORD;
+const shots = process.env.SCREENSHOTS;
+
+let browser;
+let context;
+let page;
+
+before(async () => {
+  assert.ok(url && writeKey && password, "run through e2e/run.sh, which starts kith and reads its banner");
+  browser = await chromium.launch({
+    executablePath: process.env.KITH_CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: url });
+  page = await context.newPage();
+  page.on("dialog", (dialog) => dialog.accept());
+  page.setDefaultTimeout(10_000);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** Screenshots of the current page at laptop and phone widths. */
+async function shot(name) {
+  for (const [width, height, label] of [[1280, 800, "laptop"], [390, 844, "phone"]]) {
+    await page.setViewportSize({ width, height });
+    // A page opened at an anchor is scrolled; the sticky bar would show mid-picture.
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: `${shots}/${name}-${label}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+/** Sends a body to an ingest route with a write key, as an SDK would. */
+async function ingest(path, body, key = writeKey) {
+  const response = await fetch(url + path, {
+    method: "POST",
+    headers: {
+      authorization: "Basic " + Buffer.from(key + ":").toString("base64"),
+      "content-type": "application/json",
+    },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+const DAY = 24 * 3600 * 1000;
+const ago = (days, hours = 0) => new Date(Date.now() - days * DAY - hours * 3600 * 1000).toISOString();
+// Today's events, a second apart, all on today's UTC date (the workspace's zone until a test
+// changes it) and in the past.
+const todayBase = Math.max(Math.floor(Date.now() / DAY) * DAY + 1000, Date.now() - 2 * 3600 * 1000);
+const today = (second) => new Date(todayBase + second * 1000).toISOString();
+
+test("every page but sign-in needs a session", async () => {
+  for (const path of ["/contacts", "/settings", "/debugger"]) {
+    await page.goto(url + path);
+    assert.equal(new URL(page.url()).pathname, "/login", `${path} sends strangers to sign in`);
+  }
+  await shot("login");
+});
+
+test("a wrong password is refused with a clear message", async () => {
+  await page.goto(url + "/login");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("not-the-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "don't match" }).waitFor();
+  assert.equal(new URL(page.url()).pathname, "/login");
+});
+
+test("signing in lands on the contacts; the first curl shows a contact appear", async () => {
+  await page.goto(url + "/contacts");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(url + "/contacts");
+  await page.getByRole("heading", { name: "No contacts yet" }).waitFor();
+  const curl = await page.locator(".empty pre").textContent();
+  assert.match(curl, /curl -u 'YOUR_WRITE_KEY:' http:\/\/127\.0\.0\.1:\d+\/v1\/identify/);
+  await shot("contacts-empty");
+
+  // The README's curl: the contact appears on the open page, no reload by hand.
+  await page.locator('[data-reload-on][data-state="live"]').waitFor({ state: "attached" });
+  const readme = { userId: "u1", traits: { email: "ada@example.com", name: "Ada Lovelace" }, timestamp: "2024-06-03T16:00:00Z" };
+  assert.equal((await ingest("/v1/identify", readme)).status, 200);
+  await page.getByRole("row").filter({ hasText: "Ada Lovelace" }).waitFor();
+});
+
+test("the live debugger shows accepted events and why others were rejected", async () => {
+  await page.goto(url + "/debugger");
+  await page.locator('#live-status[data-state="live"]').waitFor();
+  const refused = await ingest("/v1/identify", { userId: "u9", traits: { name: "No Email" }, timestamp: ago(0) });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.code, "missing_email");
+  const rejected = page.locator(".dbg-rejected").first();
+  await rejected.waitFor();
+  assert.match(await rejected.textContent(), /missing_email/);
+
+  const accepted = await ingest("/v1/identify", {
+    userId: "u-ada",
+    traits: { email: "ada@example.com", name: "Ada Lovelace", company: "Analytical Engines", title: "CTO" },
+    event: "Signed Up",
+    timestamp: today(0),
+  });
+  assert.equal(accepted.status, 200);
+  const added = page.locator(".dbg-added").first();
+  await added.waitFor();
+  assert.match(await added.textContent(), /ada@example\.com/);
+  assert.match(await added.textContent(), /Added an interaction/);
+  await shot("debugger");
+});
+
+test("events sent through the ingest API become a contact with a Nat-like timeline", async () => {
+  const batch = [
+    // Ada: active every day this week, and a pricing visit on Mon 3 Jun 2024.
+    { type: "page", userId: "u-ada", properties: { url: "https://acme.io/pricing" }, timestamp: "2024-06-03T09:00:00Z" },
+    { type: "track", userId: "u-ada", event: "Invited Teammate", timestamp: today(1) },
+    { type: "page", userId: "u-ada", properties: { url: "https://acme.io/docs" }, timestamp: today(2) },
+    ...[1, 2, 3, 4, 5].map((days) => ({
+      type: "page", userId: "u-ada", properties: { url: `https://acme.io/app/${days}` }, timestamp: ago(days),
+    })),
+    { type: "group", userId: "u-ada", groupId: "acme", traits: { name: "Acme Inc", plan: "pro" }, timestamp: ago(0) },
+    // Bob: two recent days, and in an Engage audience.
+    { type: "identify", userId: "u-bob", traits: { email: "bob@example.com", name: "Bob Builder" }, timestamp: ago(1, 1) },
+    { type: "track", userId: "u-bob", event: "Created Project", timestamp: ago(2) },
+    {
+      type: "identify", userId: "u-bob", timestamp: ago(0),
+      traits: { email: "bob@example.com", trial_users: true },
+      context: { personas: { computation_class: "audience", computation_key: "trial_users", computation_id: "aud_1", space_id: "spa_1" } },
+    },
+    // Grace: seen once, long ago.
+    { type: "identify", userId: "u-grace", traits: { email: "grace@navy.mil", name: "Grace Hopper" }, timestamp: ago(200) },
+  ];
+  const answer = await ingest("/v1/batch", { batch });
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  assert.equal(answer.body.accepted, batch.length);
+
+  await page.goto(url + "/contacts");
+  const row = page.getByRole("row").filter({ hasText: "Ada Lovelace" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /close/);
+  assert.match(await row.textContent(), /Acme Inc/);
+  await shot("contacts");
+
+  await row.getByRole("link", { name: /Ada Lovelace/ }).click();
+  await page.getByRole("heading", { name: "Ada Lovelace", level: 1 }).waitFor();
+  const timeline = page.locator("#timeline");
+  const pricing = timeline.locator(".tl-item").filter({ hasText: "Visited https://acme.io/pricing" });
+  assert.match(await pricing.textContent(), /Visited https:\/\/acme\.io\/pricing\s*— Mon 3 Jun 2024/);
+  const latest = timeline.locator(".tl-item").first();
+  assert.match(await latest.textContent(), /Signed Up/, "the first event of the day names it");
+  assert.match(await latest.textContent(), /3 hits that day/, "later events of the day count as hits");
+  await page.locator("#events summary").first().waitFor();
+  assert.ok((await page.locator("#events li").count()) >= 8, "every event is in the stream");
+  await shot("contact");
+});
+
+test("contacts are searched, filtered by closeness and audience, and sorted", async () => {
+  const names = async () => (await page.locator("tbody .contact-name").allTextContents()).map((n) => n.trim());
+
+  await page.goto(url + "/contacts");
+  await page.getByLabel("Search").fill("hopper");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/q=hopper/);
+  assert.deepEqual(await names(), ["Grace Hopper"]);
+
+  await page.goto(url + "/contacts");
+  await page.getByLabel("Closeness").selectOption("close");
+  await page.waitForURL(/bucket=close/);
+  assert.deepEqual(await names(), ["Ada Lovelace"]);
+  await page.getByLabel("Closeness").selectOption("cold");
+  await page.waitForURL(/bucket=cold/);
+  assert.deepEqual(await names(), ["Grace Hopper"]);
+
+  await page.goto(url + "/contacts");
+  await page.getByLabel("Audience").selectOption("trial_users");
+  await page.waitForURL(/audience=trial_users/);
+  assert.deepEqual(await names(), ["Bob Builder"]);
+
+  await page.goto(url + "/contacts");
+  await page.getByLabel("Sort").selectOption("closeness");
+  await page.waitForURL(/sort=closeness/);
+  assert.deepEqual(await names(), ["Ada Lovelace", "Bob Builder", "Grace Hopper"]);
+  await shot("contacts-sorted");
+});
+
+test("a note is added to the timeline and a cadence is set", async () => {
+  await page.goto(url + "/contacts?q=grace");
+  await page.getByRole("link", { name: /Grace Hopper/ }).click();
+  await page.getByRole("heading", { name: "Grace Hopper", level: 1 }).waitFor();
+
+  await page.getByRole("button", { name: "Add to timeline" }).click();
+  assert.equal(await page.locator("#text:invalid").count(), 1, "the browser asks for the text first");
+
+  await page.getByLabel("Kind").selectOption("note");
+  await page.getByLabel("What happened").fill("Met at the COBOL conference; wants a demo");
+  await page.getByRole("button", { name: "Add to timeline" }).click();
+  const note = page.locator("#timeline .tl-note").first();
+  await note.waitFor();
+  assert.match(await note.textContent(), /Note\s+Met at the COBOL conference; wants a demo/);
+
+  await page.getByLabel("Every").fill("0");
+  await page.locator("#cadence").getByRole("button", { name: "Save" }).evaluate((button) => button.form.noValidate = true);
+  await page.locator("#cadence").getByRole("button", { name: "Save" }).click();
+  await page.getByRole("alert").filter({ hasText: "whole number of days" }).waitFor();
+
+  await page.getByLabel("Every").fill("7");
+  await page.locator("#cadence").getByRole("button", { name: "Save" }).click();
+  await page.locator("#cadence").getByText("Every 7 days").waitFor();
+  await shot("contact-note");
+});
+
+test("accounts, audiences, losing-touch and due pages list who they should", async () => {
+  await page.goto(url + "/accounts");
+  await page.getByRole("link", { name: "Acme Inc" }).click();
+  await page.getByRole("heading", { name: "Acme Inc" }).waitFor();
+  assert.match(await page.locator("main").textContent(), /Ada Lovelace/);
+  await shot("account");
+  await page.goto(url + "/accounts");
+  await shot("accounts");
+
+  await page.goto(url + "/audiences");
+  await page.getByRole("link", { name: "trial_users" }).click();
+  await page.getByRole("heading", { name: "trial_users" }).waitFor();
+  assert.match(await page.locator("main").textContent(), /Bob Builder/);
+  await shot("audience");
+  await page.goto(url + "/audiences");
+  await shot("audiences");
+
+  await page.goto(url + "/losing-touch");
+  await page.getByRole("heading", { name: "Losing touch", exact: true }).waitFor();
+  await shot("losing-touch");
+
+  // Grace's last interaction is the note just added: not due for 7 days. Bob, with a one-day
+  // cadence and nothing since yesterday, is.
+  await page.goto(url + "/contacts?q=bob");
+  await page.getByRole("link", { name: /Bob Builder/ }).click();
+  await page.getByLabel("Every").fill("1");
+  await page.locator("#cadence").getByRole("button", { name: "Save" }).click();
+  await page.locator("#cadence").getByText("Due now").waitFor();
+  await page.goto(url + "/due");
+  const names = (await page.locator("tbody .contact-name").allTextContents()).map((n) => n.trim());
+  assert.deepEqual(names, ["Bob Builder"]);
+  await shot("due");
+});
+
+test("a key is created and copied, then revoked and refused", async () => {
+  await page.goto(url + "/settings");
+  await page.getByLabel("Kind").selectOption("write");
+  await page.getByLabel("Key name").fill("Marketing site");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const key = (await page.locator("#new-key").textContent()).trim();
+  assert.match(key, /^kith_wk_[A-Za-z0-9]{32}$/);
+  await page.getByRole("button", { name: "Copy the new key" }).click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), key);
+  await shot("settings-new-key");
+
+  const event = { userId: "u-ada", event: "Opened Settings", timestamp: ago(0) };
+  assert.equal((await ingest("/v1/track", event, key)).status, 200, "the new key works");
+
+  await page.goto(url + "/settings");
+  const row = page.getByRole("row").filter({ hasText: "Marketing site" });
+  await row.getByRole("button", { name: "Revoke Marketing site" }).click();
+  await page.getByRole("row").filter({ hasText: "Marketing site" }).getByText("revoked").waitFor();
+  const refused = await ingest("/v1/track", event, key);
+  assert.equal(refused.status, 401, "a revoked key is refused at once");
+  assert.equal(refused.body.code, "unauthorized");
+  await shot("settings");
+});
+
+test("the time zone and half-life are saved, bad values explained", async () => {
+  await page.goto(url + "/settings");
+  await page.getByLabel("Time zone").fill("Mars/Olympus");
+  await page.getByRole("button", { name: "Save workspace" }).click();
+  await page.getByRole("alert").filter({ hasText: "IANA time zone" }).waitFor();
+  await page.getByLabel("Time zone").fill("Europe/Paris");
+  await page.getByLabel("Closeness half-life (days)").fill("14");
+  await page.getByRole("button", { name: "Save workspace" }).click();
+  await page.getByRole("status").filter({ hasText: "Saved" }).waitFor();
+  assert.equal(await page.getByLabel("Time zone").inputValue(), "Europe/Paris");
+  assert.equal(await page.getByLabel("Closeness half-life (days)").inputValue(), "14");
+});
+
+test("a contact is deleted", async () => {
+  await page.goto(url + "/contacts?q=grace");
+  await page.getByRole("link", { name: /Grace Hopper/ }).click();
+  await page.getByRole("button", { name: "Delete contact" }).click();
+  await page.getByRole("status").filter({ hasText: "Deleted grace@navy.mil" }).waitFor();
+  assert.equal(await page.locator("tbody .contact-name").filter({ hasText: "Grace Hopper" }).count(), 0);
+});
+
+test("signing out ends the session", async () => {
+  await page.goto(url + "/contacts");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(url + "/login");
+  await page.goto(url + "/contacts");
+  assert.equal(new URL(page.url()).pathname, "/login");
+});
