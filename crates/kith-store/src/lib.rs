@@ -9,6 +9,7 @@ pub mod model;
 pub mod nudge;
 pub mod pipeline;
 pub mod plan;
+pub mod state;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use kith_core::closeness::{days_of_millis, History, InteractionKind, Model, MS_PER_DAY as MS_PER_DAY_F64};
+use kith_core::closeness::{days_of_millis, History, InteractionKind, Model};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
 use kith_core::{Event, EventKind};
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::{admin, now_ms, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
+use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -229,17 +230,17 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
     }
     let workspaces_with_rules = workspaces_with_cadence_rules(tx)?;
     for (contact, (workspace_id, change)) in touched {
-        let Some(mut state) = ContactState::load(tx, contact)? else { continue };
+        let Some(mut state) = load_state(tx, contact)? else { continue };
         if let Some(change) = change {
             state.apply(change);
         }
         if let Some(interactions) = new_interactions.remove(&contact) {
-            state.add_interactions(tx, &workspaces[&workspace_id].model(), contact, interactions)?;
+            add_interactions(tx, &mut state, &workspaces[&workspace_id].model(), contact, interactions)?;
         }
         if membership_changed.contains(&contact) && workspaces_with_rules.contains(&workspace_id) {
             state.inherited_cadence = inherited_cadence(tx, workspace_id, contact)?;
         }
-        state.save(tx, contact, now)?;
+        save_state(tx, contact, &state, now)?;
     }
 
     {
@@ -453,124 +454,81 @@ fn inherited_cadence(tx: &Connection, workspace: WorkspaceId, contact: ContactId
         .query_row(params![workspace, contact], |row| row.get(0))?)
 }
 
-/// The mutable part of a contact row, loaded, changed in memory and saved once per batch.
-struct ContactState {
-    traits: Map<String, Value>,
-    computed: Vec<String>,
-    closeness: History,
-    first_seen_at: i64,
-    last_seen_at: i64,
-    last_interaction_at: Option<i64>,
-    cadence_days: Option<i64>,
-    inherited_cadence: Option<i64>,
-    created_at: i64,
+/// Loads the part of a contact row the writer changes.
+fn load_state(tx: &Connection, contact: ContactId) -> Result<Option<ContactState>> {
+    let row = tx
+        .prepare_cached(
+            "SELECT traits, computed_traits, closeness_key, first_seen_at, last_seen_at, last_interaction_at,
+                    cadence_days, effective_cadence_days, created_at, closeness_last_t, warm_until
+             FROM contacts WHERE id = ?1",
+        )?
+        .query_row([contact], |row| {
+            let traits: String = row.get(0)?;
+            let computed: String = row.get(1)?;
+            let cadence_days: Option<i64> = row.get(6)?;
+            let effective: Option<i64> = row.get(7)?;
+            Ok(ContactState {
+                traits: serde_json::from_str(&traits).unwrap_or_default(),
+                computed: serde_json::from_str(&computed).unwrap_or_default(),
+                closeness: History {
+                    key: row.get(2)?,
+                    last_t: row.get(9)?,
+                    warm_until: ContactState::warm_until_from_ms(row.get(10)?),
+                },
+                first_seen_at: row.get(3)?,
+                last_seen_at: row.get(4)?,
+                last_interaction_at: row.get(5)?,
+                cadence_days,
+                // What is not the contact's own cadence was inherited.
+                inherited_cadence: if cadence_days.is_some() { None } else { effective },
+                created_at: row.get(8)?,
+            })
+        })
+        .optional()?;
+    Ok(row)
 }
 
-impl ContactState {
-    fn load(tx: &Connection, contact: ContactId) -> Result<Option<Self>> {
-        let row = tx
-            .prepare_cached(
-                "SELECT traits, computed_traits, closeness_key, first_seen_at, last_seen_at, last_interaction_at,
-                        cadence_days, effective_cadence_days, created_at, closeness_last_t, warm_until
-                 FROM contacts WHERE id = ?1",
-            )?
-            .query_row([contact], |row| {
-                let traits: String = row.get(0)?;
-                let computed: String = row.get(1)?;
-                let cadence_days: Option<i64> = row.get(6)?;
-                let effective: Option<i64> = row.get(7)?;
-                Ok(ContactState {
-                    traits: serde_json::from_str(&traits).unwrap_or_default(),
-                    computed: serde_json::from_str(&computed).unwrap_or_default(),
-                    closeness: History {
-                        key: row.get(2)?,
-                        last_t: row.get(9)?,
-                        warm_until: row.get::<_, Option<i64>>(10)?.map(days_of_millis),
-                    },
-                    first_seen_at: row.get(3)?,
-                    last_seen_at: row.get(4)?,
-                    last_interaction_at: row.get(5)?,
-                    cadence_days,
-                    // What is not the contact's own cadence was inherited.
-                    inherited_cadence: if cadence_days.is_some() { None } else { effective },
-                    created_at: row.get(8)?,
-                })
-            })
-            .optional()?;
-        Ok(row)
+/// Adds new interactions to a contact's closeness, rebuilding it from the stored
+/// interactions when one arrived late.
+fn add_interactions(
+    tx: &Connection,
+    state: &mut ContactState,
+    model: &Model,
+    contact: ContactId,
+    interactions: Vec<(InteractionKind, f64)>,
+) -> Result<()> {
+    if !state.extend_closeness(model, interactions) {
+        state.closeness = closeness_history(tx, model, contact)?;
     }
+    Ok(())
+}
 
-    fn apply(&mut self, change: &plan::ContactChange) {
-        merge_traits(&mut self.traits, &change.traits_patch);
-        for key in &change.computed {
-            if !self.computed.contains(key) {
-                self.computed.push(key.clone());
-            }
-        }
-        if let Some(first) = change.first_seen_at {
-            self.first_seen_at = self.first_seen_at.min(first);
-        }
-        if let Some(last) = change.last_seen_at {
-            self.last_seen_at = self.last_seen_at.max(last);
-        }
-        if let Some(last) = change.last_interaction_at {
-            self.note_interaction(last);
-        }
-    }
-
-    /// Adds new interactions to the closeness history: O(1) each when they are newer than the
-    /// latest, a rebuild from the stored interactions when one arrives late.
-    fn add_interactions(
-        &mut self,
-        tx: &Connection,
-        model: &Model,
-        contact: ContactId,
-        mut interactions: Vec<(InteractionKind, f64)>,
-    ) -> Result<()> {
-        interactions.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let in_order = interactions.into_iter().all(|(kind, t)| model.extend(&mut self.closeness, kind, t));
-        if !in_order {
-            self.closeness = closeness_history(tx, model, contact)?;
-        }
-        Ok(())
-    }
-
-    fn note_interaction(&mut self, at: i64) {
-        self.last_interaction_at = Some(self.last_interaction_at.map_or(at, |t| t.max(at)));
-    }
-
-    fn effective_cadence(&self) -> Option<i64> {
-        self.cadence_days.or(self.inherited_cadence)
-    }
-
-    fn save(&self, tx: &Connection, contact: ContactId, now: i64) -> Result<()> {
-        let effective = self.effective_cadence();
-        let due_at = effective.map(|days| self.last_interaction_at.unwrap_or(self.created_at) + days * MS_PER_DAY);
-        tx.prepare_cached(
-            "UPDATE contacts SET name = ?2, traits = ?3, computed_traits = ?4, closeness_key = ?5, first_seen_at = ?6,
-                                 last_seen_at = ?7, last_interaction_at = ?8, cadence_days = ?9,
-                                 effective_cadence_days = ?10, due_at = ?11, updated_at = ?12,
-                                 closeness_last_t = ?13, warm_until = ?14
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            contact,
-            display_name(&self.traits),
-            Value::Object(self.traits.clone()).to_string(),
-            serde_json::to_string(&self.computed).unwrap_or_default(),
-            self.closeness.key,
-            self.first_seen_at,
-            self.last_seen_at,
-            self.last_interaction_at,
-            self.cadence_days,
-            effective,
-            due_at,
-            now,
-            self.closeness.last_t,
-            self.closeness.warm_until.map(millis_of_days)
-        ])?;
-        Ok(())
-    }
+/// Saves what the writer changed of a contact row.
+fn save_state(tx: &Connection, contact: ContactId, state: &ContactState, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE contacts SET name = ?2, traits = ?3, computed_traits = ?4, closeness_key = ?5, first_seen_at = ?6,
+                             last_seen_at = ?7, last_interaction_at = ?8, cadence_days = ?9,
+                             effective_cadence_days = ?10, due_at = ?11, updated_at = ?12,
+                             closeness_last_t = ?13, warm_until = ?14
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        contact,
+        state.name(),
+        Value::Object(state.traits.clone()).to_string(),
+        serde_json::to_string(&state.computed).unwrap_or_default(),
+        state.closeness.key,
+        state.first_seen_at,
+        state.last_seen_at,
+        state.last_interaction_at,
+        state.cadence_days,
+        state.effective_cadence(),
+        state.due_at(),
+        now,
+        state.closeness.last_t,
+        state.warm_until_ms()
+    ])?;
+    Ok(())
 }
 
 /// What writing `event` would do (`POST /api/validate`), read-only.
@@ -663,10 +621,10 @@ pub fn add_interaction(
     )?;
     let id = tx.last_insert_rowid();
     let mut state =
-        ContactState::load(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    state.add_interactions(&tx, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])?;
+        load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    add_interactions(&tx, &mut state, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])?;
     state.note_interaction(at);
-    state.save(&tx, contact, now)?;
+    save_state(&tx, contact, &state, now)?;
     tx.commit()?;
     Ok(Interaction {
         id,
@@ -726,8 +684,8 @@ pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactI
         admin::workspace(&tx, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
     let now = now_ms();
     let from_email: String = tx.query_row("SELECT email FROM contacts WHERE id = ?1", [from], |row| row.get(0))?;
-    let mut target = ContactState::load(&tx, into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
-    let source = ContactState::load(&tx, from)?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
+    let mut target = load_state(&tx, into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
+    let source = load_state(&tx, from)?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
 
     // The surviving contact's traits win; the other's fill the gaps.
     let mut traits = source.traits.clone();
@@ -798,7 +756,7 @@ pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactI
     if workspaces_with_cadence_rules(&tx)?.contains(&workspace) {
         target.inherited_cadence = inherited_cadence(&tx, workspace, into)?;
     }
-    target.save(&tx, into, now)?;
+    save_state(&tx, into, &target, now)?;
     tx.commit()?;
     read::contact(c, workspace, &ContactKey::Id(into))?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))
 }
@@ -814,25 +772,6 @@ fn closeness_history(tx: &Connection, model: &Model, contact: ContactId) -> Resu
         interactions.push(interaction_time(&kind, day, at));
     }
     Ok(model.rebuild(interactions))
-}
-
-/// When an activity counts for closeness: the start of its day, so that the key depends only
-/// on which days had activity, not on which event of the day arrived first.
-fn activity_time(day: i32) -> f64 {
-    f64::from(day)
-}
-
-/// The kind and closeness time of a stored interaction: activity from the start of its day,
-/// manual interactions from their time.
-fn interaction_time(kind: &str, day: i32, at: i64) -> (InteractionKind, f64) {
-    match InteractionKind::parse(kind).unwrap_or(InteractionKind::Activity) {
-        InteractionKind::Activity => (InteractionKind::Activity, activity_time(day)),
-        kind => (kind, days_of_millis(at)),
-    }
-}
-
-fn millis_of_days(days: f64) -> i64 {
-    (days * MS_PER_DAY_F64).round() as i64
 }
 
 /// Recomputes every contact's closeness history of a workspace (after a half-life or weight
@@ -870,10 +809,10 @@ pub fn set_cadence(
     let tx = c.transaction()?;
     require_contact(&tx, workspace, contact)?;
     let mut state =
-        ContactState::load(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+        load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
     state.cadence_days = days;
     state.inherited_cadence = inherited_cadence(&tx, workspace, contact)?;
-    state.save(&tx, contact, now_ms())?;
+    save_state(&tx, contact, &state, now_ms())?;
     tx.commit()?;
     read::contact(c, workspace, &ContactKey::Id(contact))?
         .ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))
@@ -897,9 +836,9 @@ fn refresh_rule_members(tx: &Connection, workspace: WorkspaceId, target: &str, k
     };
     let now = now_ms();
     for contact in members {
-        if let Some(mut state) = ContactState::load(tx, contact)? {
+        if let Some(mut state) = load_state(tx, contact)? {
             state.inherited_cadence = inherited_cadence(tx, workspace, contact)?;
-            state.save(tx, contact, now)?;
+            save_state(tx, contact, &state, now)?;
         }
     }
     Ok(())
