@@ -9,8 +9,8 @@ pub mod model;
 pub mod nudge;
 pub mod pipeline;
 pub mod plan;
-pub mod state;
 pub mod sqlite;
+pub mod state;
 
 use async_trait::async_trait;
 use jiff::Timestamp;

@@ -12,6 +12,12 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::model::{Incoming, Outcome};
 use crate::{Store, StoreError};
 
+/// A commit at least this large means clients are waiting on the writer: the next commit
+/// lingers for them.
+const LINGER_FROM_EVENTS: usize = 500;
+/// The longest a commit lingers for more events.
+const LINGER: Duration = Duration::from_millis(3);
+
 /// Pipeline limits.
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineConfig {
@@ -136,23 +142,36 @@ async fn run_writer(
     stats: Arc<PipelineStats>,
 ) {
     let mut closing = false;
+    let mut last_count = 0;
     while !closing {
         let Some(Message::Job(first)) = receiver.recv().await else { break };
         let mut jobs = vec![first];
         let mut count = jobs[0].events.len();
+        // Under load, the clients answered by the last commit are sending again right now:
+        // waiting a moment for them makes this commit as large as the last one instead of a
+        // trickle. When idle, nothing waits.
+        let linger_until = (last_count >= LINGER_FROM_EVENTS).then(|| tokio::time::Instant::now() + LINGER);
         while count < max_batch {
-            match receiver.try_recv() {
-                Ok(Message::Job(job)) => {
+            let next = match receiver.try_recv() {
+                Ok(message) => Some(message),
+                Err(_) => match linger_until.filter(|_| count < last_count) {
+                    Some(deadline) => tokio::time::timeout_at(deadline, receiver.recv()).await.ok().flatten(),
+                    None => None,
+                },
+            };
+            match next {
+                Some(Message::Job(job)) => {
                     count += job.events.len();
                     jobs.push(job);
                 }
-                Ok(Message::Close) => {
+                Some(Message::Close) => {
                     closing = true;
                     break;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
+        last_count = count;
         let mut sizes = Vec::with_capacity(jobs.len());
         let mut batch = Vec::with_capacity(count);
         let mut replies = Vec::with_capacity(jobs.len());

@@ -3,6 +3,7 @@
 //! lets run beside the writer.
 
 mod admin;
+mod cache;
 mod migrate;
 mod nudges;
 mod read;
@@ -59,8 +60,14 @@ impl SqliteOptions {
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
     readers: Arc<ReadPool>,
+}
+
+/// The one write connection and what the ingest path remembers between batches.
+struct Writer {
+    connection: Connection,
+    cache: cache::WriterCache,
 }
 
 struct ReadPool {
@@ -77,7 +84,7 @@ impl SqliteStore {
         migrate::run(&mut writer)?;
         let readers = (0..options.readers.max(1)).map(|_| open_reader(&options.path)).collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() })),
             readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
         })
     }
@@ -90,19 +97,43 @@ impl SqliteStore {
         migrate::run(&mut connection)
     }
 
-    /// Runs `f` on the write connection, off the async threads.
+    /// Runs `f` with the writer, off the async threads.
+    async fn with_writer<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut writer)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
+    }
+
+    /// Runs `f` on the write connection for a write that leaves contacts, identities and
+    /// interactions alone (keys, rules, the outbox…): the ingest cache stays valid.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut connection)
+        self.with_writer(move |writer| f(&mut writer.connection)).await
+    }
+
+    /// Runs `f` on the write connection for a write that changes contacts, identities or
+    /// interactions outside the ingest path: the ingest cache is cleared.
+    async fn write_contacts<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        self.with_writer(move |writer| {
+            writer.cache.clear();
+            f(&mut writer.connection)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
     }
 
     /// Runs `f` on a read connection, off the async threads.
@@ -150,7 +181,7 @@ fn configure_writer(connection: &Connection, options: &SqliteOptions) -> Result<
          PRAGMA busy_timeout = 10000;
          PRAGMA cache_size = -{cache_kib};
          PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 8192;
+         PRAGMA wal_autocheckpoint = 65536;
          PRAGMA foreign_keys = OFF;",
         cache_kib = options.cache_mib * 1024,
     ))?;
@@ -190,7 +221,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
-        self.write(move |c| admin::update_workspace(c, id, patch)).await
+        self.write_contacts(move |c| admin::update_workspace(c, id, patch)).await
     }
 
     async fn signing_secret(&self, id: WorkspaceId) -> Result<Option<String>> {
@@ -215,7 +246,15 @@ impl Store for SqliteStore {
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
-        self.write(move |c| write::write_events(c, batch)).await
+        self.with_writer(move |writer| {
+            let result = write::write_events(&mut writer.connection, &mut writer.cache, batch);
+            if result.is_err() {
+                // What the failed batch taught the cache was rolled back with it.
+                writer.cache.clear();
+            }
+            result
+        })
+        .await
     }
 
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
@@ -273,11 +312,11 @@ impl Store for SqliteStore {
         contact: ContactId,
         interaction: NewInteraction,
     ) -> Result<Interaction> {
-        self.write(move |c| write::add_interaction(c, workspace, contact, interaction)).await
+        self.write_contacts(move |c| write::add_interaction(c, workspace, contact, interaction)).await
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
-        self.write(move |c| {
+        self.write_contacts(move |c| {
             let tx = c.transaction()?;
             let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
             tx.commit()?;
@@ -287,11 +326,11 @@ impl Store for SqliteStore {
     }
 
     async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
-        self.write(move |c| write::merge_contacts(c, workspace, into, from)).await
+        self.write_contacts(move |c| write::merge_contacts(c, workspace, into, from)).await
     }
 
     async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
-        self.write(move |c| write::set_cadence(c, workspace, contact, days)).await
+        self.write_contacts(move |c| write::set_cadence(c, workspace, contact, days)).await
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
@@ -347,11 +386,11 @@ impl Store for SqliteStore {
         days: i64,
     ) -> Result<CadenceRule> {
         let (target, key) = (target.to_owned(), key.to_owned());
-        self.write(move |c| write::set_cadence_rule(c, workspace, &target, &key, days)).await
+        self.write_contacts(move |c| write::set_cadence_rule(c, workspace, &target, &key, days)).await
     }
 
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        self.write(move |c| write::delete_cadence_rule(c, workspace, id)).await
+        self.write_contacts(move |c| write::delete_cadence_rule(c, workspace, id)).await
     }
 
     async fn rules(&self, workspace: WorkspaceId) -> Result<Vec<Rule>> {

@@ -10,6 +10,7 @@ use kith_core::{Event, EventKind};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
+use super::cache::WriterCache;
 use super::{admin, now_ms, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
@@ -19,7 +20,10 @@ use crate::{Result, StoreError};
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// Applies a batch of events in one transaction.
-pub fn write_events(c: &mut Connection, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
+pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
+    if cache.needs_pending_load() {
+        cache.load_pending(load_pending_ids(c)?);
+    }
     let tx = c.transaction()?;
     let workspaces = load_workspaces(&tx, batch.iter().map(|incoming| incoming.workspace_id))?;
     let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
@@ -29,9 +33,11 @@ pub fn write_events(c: &mut Connection, batch: Vec<Incoming>) -> Result<Vec<Outc
             Ok((*id, WorkspaceRules::new(workspace.tz(), rules, workspace.sends_to_segment())))
         })
         .collect::<Result<_>>()?;
-    let needs =
-        plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, Some(&incoming.digest))));
-    let lookups = lookup(&tx, &needs)?;
+    // Claiming a messageId is how a duplicate is found: one statement per event, no lookup.
+    let (claimed, seen) = claim_message_ids(&tx, &batch)?;
+    let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
+    let mut lookups = lookup(&tx, cache, &needs)?;
+    lookups.seen_messages = seen;
     let mut planner = Planner::new(&rules, lookups, batch.len());
     planner.plan_identities(&batch);
     loop {
@@ -39,22 +45,75 @@ pub fn write_events(c: &mut Connection, batch: Vec<Incoming>) -> Result<Vec<Outc
         if links.is_empty() {
             break;
         }
-        let pending = fetch_pending(&tx, &links)?;
+        let pending = fetch_pending(&tx, cache, &links)?;
         if pending.is_empty() {
             continue;
         }
         let needs = planner.pending_needs(&pending);
-        planner.extend_lookups(lookup(&tx, &needs)?);
+        planner.extend_lookups(lookup(&tx, cache, &needs)?);
         planner.attach_pending(pending);
     }
     planner.plan_activity(&batch);
     let plan = planner.finish();
+    release_unstored_claims(&tx, claimed, &plan.claims)?;
     // The batch's own receive time, so that what it stamps follows the server's clock.
     let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_else(now_ms);
-    let written = execute(&tx, &plan, &workspaces, now)?;
+    let written = execute(&tx, cache, &plan, &workspaces, now)?;
     tx.commit()?;
     Ok(plan
         .resolve_outcomes(|contact| resolve(&written.contact_ids, contact), |day| written.created_days.contains(day)))
+}
+
+/// Message digests.
+type Digests = HashSet<[u8; 16]>;
+
+/// Inserts every messageId of the batch; returns those this batch claimed and those that
+/// were stored before it (a repeat within the batch is neither: the planner sees it).
+fn claim_message_ids(tx: &Connection, batch: &[Incoming]) -> Result<(Digests, Digests)> {
+    let mut claim = tx.prepare_cached("INSERT OR IGNORE INTO message_ids (digest) VALUES (?1)")?;
+    let mut claimed = HashSet::with_capacity(batch.len());
+    let mut seen = HashSet::new();
+    for incoming in batch {
+        if claim.execute([incoming.digest.as_slice()])? == 1 {
+            claimed.insert(incoming.digest);
+        } else if !claimed.contains(&incoming.digest) {
+            seen.insert(incoming.digest);
+        }
+    }
+    Ok((claimed, seen))
+}
+
+/// Gives back the messageIds of events the plan does not store (refused or suppressed), so
+/// that a corrected retry with the same messageId is not taken for a duplicate.
+fn release_unstored_claims(tx: &Connection, claimed: Digests, stored: &[[u8; 16]]) -> Result<()> {
+    if claimed.len() == stored.len() {
+        return Ok(());
+    }
+    let stored: HashSet<&[u8; 16]> = stored.iter().collect();
+    let mut release = tx.prepare_cached("DELETE FROM message_ids WHERE digest = ?1")?;
+    for digest in claimed.iter().filter(|digest| !stored.contains(digest)) {
+        release.execute([digest.as_slice()])?;
+    }
+    Ok(())
+}
+
+/// The ids that have pending events, or `None` when there are too many to keep in memory.
+fn load_pending_ids(c: &Connection) -> Result<Option<HashSet<(WorkspaceId, String)>>> {
+    let mut ids = HashSet::new();
+    let mut statement = c.prepare("SELECT workspace_id, user_id, anonymous_id FROM events WHERE contact_id IS NULL")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let workspace: WorkspaceId = row.get(0)?;
+        for column in [1, 2] {
+            if let Some(id) = row.get::<_, Option<String>>(column)? {
+                ids.insert((workspace, id));
+            }
+        }
+        if ids.len() > super::cache::pending_ids_limit() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(ids))
 }
 
 fn load_workspaces(tx: &Connection, ids: impl Iterator<Item = WorkspaceId>) -> Result<HashMap<WorkspaceId, Workspace>> {
@@ -66,14 +125,18 @@ fn load_workspaces(tx: &Connection, ids: impl Iterator<Item = WorkspaceId>) -> R
     Ok(workspaces)
 }
 
-/// Looks up what the batch mentions.
-fn lookup(tx: &Connection, needs: &Needs) -> Result<Lookups> {
+/// Looks up what the batch mentions, asking the database only for what the cache lacks.
+fn lookup(tx: &Connection, cache: &mut WriterCache, needs: &Needs) -> Result<Lookups> {
     let mut lookups = Lookups::default();
     let mut by_email = tx.prepare_cached("SELECT id FROM contacts WHERE workspace_id = ?1 AND email = ?2")?;
     let mut by_identity =
         tx.prepare_cached("SELECT contact_id, kind FROM identities WHERE workspace_id = ?1 AND value = ?2")?;
     let mut suppressed = tx.prepare_cached("SELECT 1 FROM suppressions WHERE workspace_id = ?1 AND email = ?2")?;
-    for (workspace, email) in &needs.emails {
+    for key @ (workspace, email) in &needs.emails {
+        if let Some(id) = cache.emails.get(key) {
+            lookups.contacts_by_email.insert(key.clone(), *id);
+            continue;
+        }
         let contact = match by_email.query_row(params![workspace, email], |row| row.get(0)).optional()? {
             Some(id) => Some(id),
             // A merged-away contact's email stays an identity of the contact it went into.
@@ -85,31 +148,32 @@ fn lookup(tx: &Connection, needs: &Needs) -> Result<Lookups> {
         };
         match contact {
             Some(id) => {
-                lookups.contacts_by_email.insert((*workspace, email.clone()), id);
+                cache.note_email(key.clone(), id);
+                lookups.contacts_by_email.insert(key.clone(), id);
             }
             None => {
                 if suppressed.exists(params![workspace, email])? {
-                    lookups.suppressed.insert((*workspace, email.clone()));
+                    lookups.suppressed.insert(key.clone());
                 }
             }
         }
     }
-    for (workspace, value) in &needs.identities {
-        if let Some(id) = by_identity.query_row(params![workspace, value], |row| row.get(0)).optional()? {
-            lookups.contacts_by_identity.insert((*workspace, value.clone()), id);
-        }
-    }
-    let mut seen = tx.prepare_cached("SELECT 1 FROM message_ids WHERE digest = ?1")?;
-    for digest in &needs.digests {
-        if seen.exists([digest.as_slice()])? {
-            lookups.seen_messages.insert(*digest);
+    for key @ (workspace, value) in &needs.identities {
+        let found = match cache.identities.get(key) {
+            Some(id) => Some(*id),
+            None => by_identity.query_row(params![workspace, value], |row| row.get(0)).optional()?,
+        };
+        if let Some(id) = found {
+            cache.note_identity(key.clone(), id);
+            lookups.contacts_by_identity.insert(key.clone(), id);
         }
     }
     Ok(lookups)
 }
 
 /// Pending events carrying any of these ids.
-fn fetch_pending(tx: &Connection, ids: &[(WorkspaceId, String)]) -> Result<Vec<PendingEvent>> {
+fn fetch_pending(tx: &Connection, cache: &WriterCache, ids: &[(WorkspaceId, String)]) -> Result<Vec<PendingEvent>> {
+    let ids: Vec<&(WorkspaceId, String)> = ids.iter().filter(|key| cache.may_have_pending(key)).collect();
     let mut found = Vec::new();
     let mut seen = HashSet::new();
     for column in ["user_id", "anonymous_id"] {
@@ -117,7 +181,7 @@ fn fetch_pending(tx: &Connection, ids: &[(WorkspaceId, String)]) -> Result<Vec<P
             "SELECT id, workspace_id, type, payload, occurred_at, received_at FROM events
              WHERE workspace_id = ?1 AND {column} = ?2 AND contact_id IS NULL"
         ))?;
-        for (workspace, value) in ids {
+        for (workspace, value) in &ids {
             let rows = statement.query_map(params![workspace, value], |row| {
                 Ok(PendingEvent {
                     id: row.get(0)?,
@@ -155,7 +219,13 @@ struct Written {
 }
 
 /// Writes a plan.
-fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Workspace>, now: i64) -> Result<Written> {
+fn execute(
+    tx: &Transaction,
+    cache: &mut WriterCache,
+    plan: &Plan,
+    workspaces: &HashMap<WorkspaceId, Workspace>,
+    now: i64,
+) -> Result<Written> {
     let mut ids = Vec::with_capacity(plan.new_contacts.len());
     {
         let mut insert = tx.prepare_cached(
@@ -164,7 +234,9 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
         )?;
         for contact in &plan.new_contacts {
             insert.execute(params![contact.workspace_id, contact.email, contact.first_seen_at, now])?;
-            ids.push(tx.last_insert_rowid());
+            let id = tx.last_insert_rowid();
+            cache.note_email((contact.workspace_id, contact.email.clone()), id);
+            ids.push(id);
         }
     }
     let id = |contact: ContactRef| resolve(&ids, contact);
@@ -176,6 +248,7 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
         )?;
         for link in &plan.links {
             insert.execute(params![link.workspace_id, link.value, id(link.contact), link.kind, now])?;
+            cache.note_identity((link.workspace_id, link.value.clone()), id(link.contact));
         }
     }
 
@@ -183,10 +256,18 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
     write_accounts(tx, plan, &id, now, &mut membership_changed)?;
     write_audiences(tx, plan, &id, now, &mut membership_changed)?;
 
-    // One upsert per contact-day; the day is new when the stored hits equal the batch's.
+    // One write per contact-day: by row id when the writer knows the day exists, otherwise an
+    // upsert, after which the day is new if the stored hits equal the batch's.
     let mut created_days = HashSet::new();
     let mut new_interactions: HashMap<ContactId, Vec<(InteractionKind, f64)>> = HashMap::new();
     {
+        let mut update = tx.prepare_cached(
+            "UPDATE interactions SET
+                 hits = hits + ?2,
+                 description = CASE WHEN (?3, ?4) < (occurred_at, description) THEN ?4 ELSE description END,
+                 occurred_at = MIN(occurred_at, ?3)
+             WHERE id = ?1",
+        )?;
         let mut upsert = tx.prepare_cached(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES (?1, ?2, 'activity', ?3, ?4, ?5, ?6, ?7)
@@ -196,27 +277,30 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
                                          < (interactions.occurred_at, interactions.description)
                                     THEN excluded.description ELSE interactions.description END,
                  occurred_at = MIN(interactions.occurred_at, excluded.occurred_at)
-             RETURNING hits",
+             RETURNING id, hits",
         )?;
         for (key @ (contact, day), activity) in &plan.days {
-            let hits: i64 = upsert.query_row(
+            let contact = id(*contact);
+            if let Some(row) = cache.days.get(&(contact, *day)) {
+                update.execute(params![row, activity.hits, activity.occurred_at, activity.description])?;
+                continue;
+            }
+            let (row, hits): (i64, i64) = upsert.query_row(
                 params![
                     activity.workspace_id,
-                    id(*contact),
+                    contact,
                     day,
                     activity.occurred_at,
                     activity.description,
                     activity.hits,
                     now
                 ],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
+            cache.note_day((contact, *day), row);
             if hits == activity.hits {
                 created_days.insert(*key);
-                new_interactions
-                    .entry(id(*contact))
-                    .or_default()
-                    .push((InteractionKind::Activity, activity_time(*day)));
+                new_interactions.entry(contact).or_default().push((InteractionKind::Activity, activity_time(*day)));
             }
         }
     }
@@ -230,7 +314,15 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
     }
     let workspaces_with_rules = workspaces_with_cadence_rules(tx)?;
     for (contact, (workspace_id, change)) in touched {
-        let Some(mut state) = load_state(tx, contact)? else { continue };
+        let cached = cache.states.remove(&contact);
+        let Some(mut state) = (match cached {
+            Some(state) => Some(state),
+            None => load_state(tx, contact)?,
+        }) else {
+            continue;
+        };
+        let traits_changed =
+            change.is_some_and(|change| !change.traits_patch.is_empty() || !change.computed.is_empty());
         if let Some(change) = change {
             state.apply(change);
         }
@@ -240,7 +332,12 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
         if membership_changed.contains(&contact) && workspaces_with_rules.contains(&workspace_id) {
             state.inherited_cadence = inherited_cadence(tx, workspace_id, contact)?;
         }
-        save_state(tx, contact, &state, now)?;
+        if traits_changed {
+            save_state(tx, contact, &state, now)?;
+        } else {
+            save_activity(tx, contact, &state, now)?;
+        }
+        cache.note_state(contact, state);
     }
 
     {
@@ -250,6 +347,11 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for event in &plan.events {
+            if event.contact.is_none() {
+                for pending_id in [&event.user_id, &event.anonymous_id].into_iter().flatten() {
+                    cache.note_pending((event.workspace_id, pending_id.clone()));
+                }
+            }
             insert_event.execute(params![
                 event.workspace_id,
                 event.contact.map(id),
@@ -262,10 +364,6 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
                 event.received_at,
                 event.payload
             ])?;
-        }
-        let mut claim = tx.prepare_cached("INSERT INTO message_ids (digest) VALUES (?1)")?;
-        for digest in &plan.claims {
-            claim.execute([digest.as_slice()])?;
         }
         let mut attach = tx.prepare_cached("UPDATE events SET contact_id = ?2 WHERE id = ?1 AND contact_id IS NULL")?;
         for (event, contact) in &plan.attached {
@@ -312,6 +410,9 @@ fn execute(tx: &Transaction, plan: &Plan, workspaces: &HashMap<WorkspaceId, Work
         nudges::enqueue_track(tx, workspace, id(track.contact), &track.event, track.properties.clone(), track.at, now)?;
     }
 
+    if !plan.deletions.is_empty() {
+        cache.clear();
+    }
     for (workspace, contact) in &plan.deletions {
         delete_contact(tx, *workspace, id(*contact), false)?;
     }
@@ -531,13 +632,40 @@ fn save_state(tx: &Connection, contact: ContactId, state: &ContactState, now: i6
     Ok(())
 }
 
+/// Saves what activity changes of a contact row (times, closeness, due date), leaving the
+/// traits as they are: most events of product traffic change nothing else.
+fn save_activity(tx: &Connection, contact: ContactId, state: &ContactState, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE contacts SET closeness_key = ?2, first_seen_at = ?3, last_seen_at = ?4, last_interaction_at = ?5,
+                             effective_cadence_days = ?6, due_at = ?7, updated_at = ?8, closeness_last_t = ?9,
+                             warm_until = ?10
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        contact,
+        state.closeness.key,
+        state.first_seen_at,
+        state.last_seen_at,
+        state.last_interaction_at,
+        state.effective_cadence(),
+        state.due_at(),
+        now,
+        state.closeness.last_t,
+        state.warm_until_ms()
+    ])?;
+    Ok(())
+}
+
 /// What writing `event` would do (`POST /api/validate`), read-only.
 pub fn preview(c: &Connection, workspace: WorkspaceId, event: Event) -> Result<Preview> {
     let workspace_record =
         admin::workspace(c, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
     let incoming = Incoming::new(workspace, event);
-    let needs = plan::needs([(workspace, &incoming.event, Some(&incoming.digest))]);
-    let lookups = lookup(c, &needs)?;
+    let needs = plan::needs([(workspace, &incoming.event, None)]);
+    let mut lookups = lookup(c, &mut WriterCache::default(), &needs)?;
+    if c.prepare_cached("SELECT 1 FROM message_ids WHERE digest = ?1")?.exists([incoming.digest.as_slice()])? {
+        lookups.seen_messages.insert(incoming.digest);
+    }
     let rules = HashMap::from([(workspace, WorkspaceRules::new(workspace_record.tz(), Vec::new(), false))]);
     let mut planner = Planner::new(&rules, lookups, 1);
     let batch = [incoming];
@@ -620,9 +748,14 @@ pub fn add_interaction(
         params![workspace, contact, interaction.kind.as_str(), day, at, interaction.text, now],
     )?;
     let id = tx.last_insert_rowid();
-    let mut state =
-        load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    add_interactions(&tx, &mut state, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])?;
+    let mut state = load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    add_interactions(
+        &tx,
+        &mut state,
+        &workspace_record.model(),
+        contact,
+        vec![(interaction.kind, days_of_millis(at))],
+    )?;
     state.note_interaction(at);
     save_state(&tx, contact, &state, now)?;
     tx.commit()?;
@@ -808,8 +941,7 @@ pub fn set_cadence(
 ) -> Result<Contact> {
     let tx = c.transaction()?;
     require_contact(&tx, workspace, contact)?;
-    let mut state =
-        load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    let mut state = load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
     state.cadence_days = days;
     state.inherited_cadence = inherited_cadence(&tx, workspace, contact)?;
     save_state(&tx, contact, &state, now_ms())?;
