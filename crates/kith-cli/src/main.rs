@@ -46,6 +46,24 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import Segment events from a file of JSON lines (gzipped or not); events keep their
+    /// own times and replays are recognised by messageId.
+    Import {
+        /// The file, one event (or batch) per line; `-` for standard input.
+        file: PathBuf,
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
+    /// Export contacts as CSV, closest first.
+    Export {
+        /// Where to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Workspace id (default: the first).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
     /// Manage workspaces.
     Workspaces {
         #[command(subcommand)]
@@ -185,6 +203,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys { command } => keys(open_store(&settings)?.as_ref(), command).await,
         Command::Workspaces { command } => workspaces(open_store(&settings)?.as_ref(), command).await,
+        Command::Import { file, workspace } => import(open_store(&settings)?.as_ref(), &file, workspace).await,
+        Command::Export { output, workspace } => export(open_store(&settings)?.as_ref(), output, workspace).await,
         Command::Users { command } => users(open_store(&settings)?.as_ref(), command).await,
     }
 }
@@ -393,5 +413,60 @@ async fn workspaces(store: &dyn Store, command: Option<WorkspacesCommand>) -> an
             );
         }
     }
+    Ok(())
+}
+
+async fn import(store: &dyn Store, file: &std::path::Path, workspace: Option<WorkspaceId>) -> anyhow::Result<()> {
+    let workspace = workspace_id(store, workspace).await?;
+    let (reader, total): (Box<dyn std::io::Read>, u64) = if file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let opened = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(opened), size)
+    };
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let lines = kith_server::transfer::maybe_gunzip(bar.wrap_read(reader))?;
+    let report = kith_server::transfer::import(store, workspace, lines, jiff::Timestamp::now(), |lines| {
+        bar.set_message(format!("{lines} lines"));
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "{} lines: {} events stored, {} already there, {} skipped, {} refused",
+        report.lines, report.stored, report.duplicates, report.skipped, report.rejected
+    );
+    for (line, why) in &report.errors {
+        println!("  line {line}: {why}");
+    }
+    Ok(())
+}
+
+async fn export(store: &dyn Store, output: Option<PathBuf>, workspace: Option<WorkspaceId>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let workspace = workspace_id(store, workspace).await?;
+    let workspace = store.workspace(workspace).await?.context("the workspace disappeared")?;
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let now = jiff::Timestamp::now();
+    let (mut cursor, mut first) = (None, true);
+    loop {
+        let (bytes, next) = kith_server::transfer::export_page(store, &workspace, now, cursor, first).await?;
+        out.write_all(&bytes)?;
+        first = false;
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    out.flush()?;
     Ok(())
 }

@@ -187,6 +187,16 @@ pub struct ParseContext {
     pub route_type: Option<EventType>,
     /// kith's receive time.
     pub now: Timestamp,
+    /// Importing history (`kith import`): every event keeps its own time, as if relayed by
+    /// Segment, instead of having a device clock corrected against `now`.
+    pub history: bool,
+}
+
+impl ParseContext {
+    /// Events arriving now, over HTTP.
+    pub fn live(route_type: Option<EventType>, now: Timestamp) -> Self {
+        ParseContext { route_type, now, history: false }
+    }
 }
 
 /// The result of reading one event.
@@ -370,7 +380,7 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
         });
     }
 
-    let time = read_time(event, ctx.now)?;
+    let time = read_time(event, ctx.now, ctx.history)?;
     let audience = audience_change(event_type, personas, traits, properties, event.get("event"));
     let is_engage_sync = personas.is_some();
     let from_kith =
@@ -457,7 +467,7 @@ fn describe(
     }
 }
 
-fn read_time(event: &Map<String, Value>, now: Timestamp) -> Result<Timestamp, Rejection> {
+fn read_time(event: &Map<String, Value>, now: Timestamp, history: bool) -> Result<Timestamp, Rejection> {
     let (raw, field) = match (present(event.get("timestamp")), present(event.get("originalTimestamp"))) {
         (Some(raw), _) => (raw, "timestamp"),
         (None, Some(raw)) => (raw, "originalTimestamp"),
@@ -480,7 +490,7 @@ fn read_time(event: &Map<String, Value>, now: Timestamp) -> Result<Timestamp, Re
         .and_then(Value::as_str)
         .and_then(parse_timestamp)
         .filter(|_| field == "originalTimestamp");
-    let relayed = present(event.get("receivedAt")).is_some();
+    let relayed = history || present(event.get("receivedAt")).is_some();
     Ok(event_time(timestamp, sent_at, relayed, now))
 }
 
@@ -585,7 +595,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx(route_type: Option<EventType>) -> ParseContext {
-        ParseContext { route_type, now: "2026-01-01T00:00:00Z".parse().unwrap() }
+        ParseContext::live(route_type, "2026-01-01T00:00:00Z".parse().unwrap())
     }
 
     fn parse(value: Value) -> Result<Event, Rejection> {

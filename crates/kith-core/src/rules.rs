@@ -263,7 +263,7 @@ mod tests {
     use serde_json::json;
 
     fn event(value: Value) -> Event {
-        let ctx = ParseContext { route_type: None, now: "2026-01-01T00:00:00Z".parse().unwrap() };
+        let ctx = ParseContext::live(None, "2026-01-01T00:00:00Z".parse().unwrap());
         match parse_event(value, &ctx).unwrap() {
             Parsed::Event(event) => *event,
             Parsed::Skipped => panic!(),

@@ -212,7 +212,7 @@ async fn handle(
         RouteKind::Single(event_type) => Some(event_type),
         RouteKind::Batch | RouteKind::Events => None,
     };
-    let ctx = ParseContext { route_type, now: received_at };
+    let ctx = ParseContext::live(route_type, received_at);
     let is_batch = envelope.is_batch;
     let total = envelope.items.len();
     let mut rejected = Vec::new();

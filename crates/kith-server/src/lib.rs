@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod transfer;
 pub mod web;
 
 use std::future::Future;

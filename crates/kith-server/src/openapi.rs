@@ -25,7 +25,7 @@ impl Modify for SecretKeyAuth {
 #[openapi(
     info(title = "kith", description = "A self-hosted relationship CRM that listens to Segment events."),
     paths(
-        contacts::list, contacts::losing_touch, contacts::due, contacts::show, contacts::timeline,
+        contacts::list, contacts::export_csv, contacts::losing_touch, contacts::due, contacts::show, contacts::timeline,
         contacts::events, contacts::add_interaction, contacts::delete, contacts::merge, contacts::set_cadence,
         groups::accounts, groups::account, groups::audiences, groups::audience, groups::cadence_rules,
         groups::set_cadence_rule, groups::delete_cadence_rule, groups::alias_conflicts,

@@ -174,6 +174,34 @@ async fn validate_is_a_dry_run() {
 }
 
 #[tokio::test]
+async fn contacts_export_as_csv_across_pages() {
+    let server = TestServer::start().await;
+    let batch: Vec<Value> = (0..1500)
+        .map(|i| identify(&format!("user{i:04}@example.com"), &format!("User {i}"), "2024-06-01T10:00:00Z"))
+        .collect();
+    for chunk in batch.chunks(500) {
+        server.ingest("/v1/batch", &json!({"batch": chunk})).await;
+    }
+    let response = server
+        .client
+        .get(format!("{}/api/contacts/export.csv", server.url))
+        .bearer_auth(&server.secret_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1501, "a header and every contact, across two pages");
+    assert_eq!(lines[0].split(',').next(), Some("id"));
+    assert_eq!(lines.iter().filter(|l| l.starts_with("id,")).count(), 1, "one header");
+    let response = server.client.get(format!("{}/api/contacts/export.csv", server.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn health_metrics_and_the_openapi_document() {
     let server = TestServer::start().await;
     for path in ["/healthz", "/readyz"] {

@@ -749,7 +749,7 @@ pub fn first_event_of_day(time: i64, description: &str, current_time: i64, curre
 /// Reads a stored pending event back into an [`Event`], keeping its recorded times.
 fn reparse(row: &PendingEvent) -> Option<Event> {
     let received_at = kith_core::time::from_millis(row.received_at);
-    let ctx = ParseContext { route_type: EventType::parse(&row.event_type), now: received_at };
+    let ctx = ParseContext { route_type: EventType::parse(&row.event_type), now: received_at, history: true };
     let value: Value = serde_json::from_str(&row.payload).ok()?;
     match parse_event(value, &ctx) {
         Ok(Parsed::Event(mut event)) => {

@@ -413,3 +413,45 @@ pub async fn set_cadence(
     let contact = state.store.set_cadence(workspace.id, contact.id, days).await?;
     Ok(Json(ContactView::new(contact, &workspace.model(), state.clock.now())))
 }
+
+/// Every contact as CSV (closest first), streamed page by page so that a million contacts
+/// never sit in memory at once.
+#[utoipa::path(get, path = "/api/contacts/export.csv", tag = "contacts",
+    responses((status = 200, content_type = "text/csv", description = "id, email, name, closeness, times, cadence, traits")),
+    security(("secret_key" = [])))]
+pub async fn export_csv(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+) -> ApiResult<axum::response::Response> {
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    let now = state.clock.now();
+    let store = state.store.clone();
+    // (cursor of the next page, first page?, finished?)
+    let pages = futures_util::stream::unfold((None, true, false), move |(cursor, first, done)| {
+        let store = store.clone();
+        let workspace = workspace.clone();
+        async move {
+            if done {
+                return None;
+            }
+            match crate::transfer::export_page(store.as_ref(), &workspace, now, cursor, first).await {
+                Ok((bytes, next)) => {
+                    let done = next.is_none();
+                    Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(bytes)), (next, false, done)))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "CSV export stopped");
+                    Some((Err(std::io::Error::other(error.to_string())), (None, false, true)))
+                }
+            }
+        }
+    });
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"contacts.csv\""),
+        ],
+        axum::body::Body::from_stream(pages),
+    )
+        .into_response())
+}

@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/contacts", get(contacts::list))
         .route("/api/contacts/losing-touch", get(contacts::losing_touch))
         .route("/api/contacts/due", get(contacts::due))
+        .route("/api/contacts/export.csv", get(contacts::export_csv))
         .route("/api/contacts/{id}", get(contacts::show).delete(contacts::delete))
         .route("/api/contacts/{id}/timeline", get(contacts::timeline))
         .route("/api/contacts/{id}/events", get(contacts::events))

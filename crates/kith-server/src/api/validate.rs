@@ -93,7 +93,7 @@ pub async fn validate(
     let bytes = crate::ingest::inflate(&headers, bytes)?;
     let envelope = envelope::split(&bytes, BodyShape::Batch)?;
     let workspace = super::workspace_of(&state, key.workspace_id).await?;
-    let ctx = ParseContext { route_type: None, now: state.clock.now() };
+    let ctx = ParseContext::live(None, state.clock.now());
     let mut events = Vec::new();
     for (index, item) in envelope.items.into_iter().enumerate() {
         let event = match parse_event(item, &ctx) {
