@@ -280,6 +280,16 @@ test("a key is created and copied, then revoked and refused", async () => {
   await shot("settings");
 });
 
+test("a nudge rule is created from the example and turned off", async () => {
+  await page.goto(url + "/nudges");
+  await page.getByRole("heading", { name: "Nudges", exact: true }).waitFor();
+  await page.getByRole("button", { name: "Create rule" }).click();
+  await page.getByText("When a contact does “Signed Up” with plan = \"enterprise\"").waitFor();
+  await shot("nudges");
+  await page.getByRole("button", { name: "Turn off Enterprise signup without a teammate" }).click();
+  await page.getByRole("button", { name: "Turn on Enterprise signup without a teammate" }).waitFor();
+});
+
 test("the time zone and half-life are saved, bad values explained", async () => {
   await page.goto(url + "/settings");
   await page.getByLabel("Time zone").fill("Mars/Olympus");

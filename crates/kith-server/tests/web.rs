@@ -100,9 +100,17 @@ async fn add_ada(server: &TestServer) -> i64 {
 async fn every_page_but_sign_in_needs_a_session() {
     let server = server_with_user().await;
     let mut browser = Browser::new(&server);
-    for path in
-        ["/contacts", "/contacts/1", "/accounts", "/audiences", "/losing-touch", "/due", "/debugger", "/settings"]
-    {
+    for path in [
+        "/contacts",
+        "/contacts/1",
+        "/accounts",
+        "/audiences",
+        "/losing-touch",
+        "/due",
+        "/debugger",
+        "/nudges",
+        "/settings",
+    ] {
         let page = browser.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
         assert_eq!(page.location, Some(format!("/login?next={path}")), "{path}");
@@ -341,5 +349,74 @@ async fn an_expired_session_signs_nobody_in() {
     assert_eq!(browser.get("/contacts").await.status, StatusCode::SEE_OTHER);
     browser.cookies.insert("kith_session".into(), live);
     assert_eq!(browser.get("/contacts").await.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nudge_rules_digest_and_segment_are_managed_in_the_app() {
+    let server = server_with_user().await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@example.com", PASSWORD).await;
+    let page = browser.get("/nudges").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Enterprise signup without a teammate"), "the example is offered");
+    let csrf = page.csrf();
+
+    let bad = r#"{"name": "x", "when": {"becomes_due": {}}, "then": [{"webhook": {"url": "gopher://x"}}]}"#;
+    let page = browser.post("/nudges/rules", &[("_csrf", &csrf), ("rule", bad)]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("http://"), "the reason is shown");
+    assert!(page.body.contains("gopher://x"), "and the text is kept");
+
+    let rule = r#"{"name": "Due nudge", "when": {"becomes_due": {}}, "then": [{"webhook": {"url": "https://hooks.example/x"}}]}"#;
+    let page = browser.post("/nudges/rules", &[("_csrf", &csrf), ("rule", rule)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let rules = server.get("/api/rules").await;
+    let id = rules[0]["id"].as_i64().unwrap();
+    assert_eq!(rules[0]["enabled"], true);
+    let page = browser.get("/nudges").await;
+    assert!(page.body.contains("When a contact becomes due a touch: post to https://hooks.example."), "{}", page.body);
+
+    browser.post(&format!("/nudges/rules/{id}/toggle"), &[("_csrf", &csrf)]).await;
+    assert_eq!(server.get("/api/rules").await[0]["enabled"], false);
+
+    let page = browser
+        .post(
+            "/nudges/digest",
+            &[("_csrf", &csrf), ("digest_time", "9am"), ("digest_webhook_url", ""), ("digest_email", "")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let page = browser
+        .post(
+            "/nudges/digest",
+            &[
+                ("_csrf", &csrf),
+                ("digest_time", "09:00"),
+                ("digest_webhook_url", "https://hooks.example/d"),
+                ("digest_email", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let page = browser
+        .post("/nudges/segment", &[("_csrf", &csrf), ("segment_host", "api.segment.io"), ("segment_write_key", "wk")])
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let workspace = server.get("/api/workspace").await;
+    assert_eq!(workspace["digest_time"], "09:00");
+    assert_eq!(workspace["digest_webhook_url"], "https://hooks.example/d");
+    assert_eq!(workspace["segment_host"], "api.segment.io");
+    assert_eq!(workspace["segment_write_key_set"], true);
+    // An empty key field keeps the key that is set.
+    browser
+        .post("/nudges/segment", &[("_csrf", &csrf), ("segment_host", "api.segment.io"), ("segment_write_key", "")])
+        .await;
+    assert_eq!(server.get("/api/workspace").await["segment_write_key_set"], true);
+
+    let page = browser.post(&format!("/nudges/rules/{id}/delete"), &[("_csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(server.get("/api/rules").await.as_array().unwrap().is_empty());
+    assert_eq!(browser.post("/nudges/rules/999/delete", &[("_csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
     server.stop().await;
 }

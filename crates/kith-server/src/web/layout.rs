@@ -27,17 +27,20 @@ pub enum Nav {
     Due,
     /// `/debugger`.
     Debugger,
+    /// `/nudges`.
+    Nudges,
     /// `/settings`.
     Settings,
 }
 
-const NAV: [(Nav, &str, &str); 7] = [
+const NAV: [(Nav, &str, &str); 8] = [
     (Nav::Contacts, "/contacts", "Contacts"),
     (Nav::Accounts, "/accounts", "Accounts"),
     (Nav::Audiences, "/audiences", "Audiences"),
     (Nav::LosingTouch, "/losing-touch", "Losing touch"),
     (Nav::Due, "/due", "Due"),
     (Nav::Debugger, "/debugger", "Debugger"),
+    (Nav::Nudges, "/nudges", "Nudges"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

@@ -11,6 +11,7 @@ mod contacts;
 mod debugger;
 mod groups;
 mod layout;
+mod nudges;
 pub mod session;
 mod settings;
 
@@ -43,6 +44,13 @@ pub fn routes() -> Router<AppState> {
         .route("/audiences/{key}", get(groups::audience))
         .route("/debugger", get(debugger::page))
         .route("/debugger/stream", get(debugger::stream))
+        .route("/nudges", get(nudges::page))
+        .route("/nudges/rules", post(nudges::create_rule))
+        .route("/nudges/rules/{id}/toggle", post(nudges::toggle_rule))
+        .route("/nudges/rules/{id}/delete", post(nudges::delete_rule))
+        .route("/nudges/deliveries/{id}/retry", post(nudges::retry_delivery))
+        .route("/nudges/segment", post(nudges::segment))
+        .route("/nudges/digest", post(nudges::digest))
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
         .route("/settings/signing-secret", post(settings::signing_secret))
