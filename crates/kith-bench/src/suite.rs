@@ -1,0 +1,449 @@
+//! The whole benchmark in one run (SPEC §9): the reference server and kith, each started
+//! fresh, driven with the same seeded workloads, read from `/proc`, and a table of figures,
+//! ratios and targets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::http::Target;
+use crate::load::{self, Options, Report, Requests};
+use crate::procfs::{self, PeakRss, Reading};
+use crate::reference::Mode;
+use crate::workload::{self, ProductShape, Workload};
+
+/// What to run and how big.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `kith` binary.
+    pub kith: PathBuf,
+    /// Where each kith gets its fresh data directory (on a real disk: `write_bytes` is not
+    /// counted on tmpfs).
+    pub work_dir: PathBuf,
+    /// Seed of every workload.
+    pub seed: u64,
+    /// `full` or `normal` (`KITH_DURABILITY`).
+    pub durability: String,
+    /// Connections posting batches.
+    pub batch_connections: usize,
+    /// Connections posting single identifies.
+    pub identify_connections: usize,
+    /// Length of each timed phase.
+    pub duration: Duration,
+    /// Single identifies per second for the latency phase.
+    pub rate: f64,
+    /// Product traffic.
+    pub product: ProductShape,
+    /// Users of the Engage first sync.
+    pub engage_users: usize,
+    /// Which parts to run.
+    pub parts: Vec<Part>,
+}
+
+/// A part of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Single identifies: throughput and latency at a fixed rate.
+    Identify,
+    /// Product traffic in batches of 100.
+    Product,
+    /// The Engage first sync.
+    Engage,
+}
+
+/// A server process under test.
+struct Server {
+    child: Child,
+    url: String,
+    write_key: Option<String>,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn reading(&self) -> Reading {
+        procfs::read(self.pid()).unwrap_or_default()
+    }
+
+    /// SIGTERM (kith then commits what it acknowledged), SIGKILL after a minute.
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.pid().to_string()]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("the server did not stop within a minute of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_listening(child: &mut Child, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("the server exited before listening: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not listen on {port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn start_reference(mode: Mode) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let mode = match mode {
+        Mode::Bare => "bare",
+        Mode::Parse => "parse",
+    };
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["reference", "--listen", &format!("127.0.0.1:{port}"), "--mode", mode])
+        .spawn()
+        .context("cannot start the reference server")?;
+    wait_listening(&mut child, port)?;
+    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: None })
+}
+
+fn start_kith(settings: &Settings, name: &str) -> anyhow::Result<Server> {
+    let dir = settings.work_dir.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    let port = free_port()?;
+    let mut child = Command::new(&settings.kith)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("KITH_DURABILITY", &settings.durability)
+        .env("KITH_LOG", "warn")
+        .env_remove("KITH_CONFIG")
+        .env_remove("KITH_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", settings.kith.display()))?;
+    // The first start prints the keys and then a curl line naming /api/contacts.
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut write_key = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line.contains("write key") {
+            write_key = line.split_whitespace().last().map(str::to_owned);
+        }
+        if line.contains("/api/contacts") {
+            break;
+        }
+    }
+    let write_key = write_key.context("kith printed no write key on first start")?;
+    wait_listening(&mut child, port)?;
+    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: Some(write_key) })
+}
+
+/// One measured phase against one server.
+struct Phase {
+    report: Report,
+    before: Reading,
+    after: Reading,
+    peak_rss_kib: u64,
+}
+
+impl Phase {
+    fn written_per_event(&self) -> f64 {
+        self.after.write_bytes.saturating_sub(self.before.write_bytes) as f64 / self.report.events.max(1) as f64
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.after.cpu_ticks.saturating_sub(self.before.cpu_ticks) as f64 / 100.0
+    }
+}
+
+async fn measure(server: &Server, requests: &Arc<Requests>, options: Options, label: &str) -> anyhow::Result<Phase> {
+    let target = Target::new(&server.url, server.write_key.clone()).await?;
+    let before = server.reading();
+    let peak = PeakRss::start(server.pid());
+    let report = load::run(&target, requests.clone(), options).await;
+    let after = server.reading();
+    let phase = Phase { report, before, after, peak_rss_kib: peak.peak_kib().max(after.rss_kib) };
+    eprintln!(
+        "  {label}: {}; server peak RSS {} MiB, {:.0} B written/event, {:.1} CPU s",
+        phase.report.summary(),
+        phase.peak_rss_kib / 1024,
+        phase.written_per_event(),
+        phase.cpu_seconds()
+    );
+    if phase.report.failed + phase.report.io_errors > 0 {
+        eprintln!("  warning: {label} had failures; its figures are not comparable");
+    }
+    Ok(phase)
+}
+
+fn prepare(server: &Server, workload: &Workload) -> Arc<Requests> {
+    // The Host header does not matter to either server; the key does.
+    let target = Target {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        host: "127.0.0.1".into(),
+        key: server.write_key.clone(),
+    };
+    Arc::new(load::prepare(&target, workload))
+}
+
+/// A row of the final table.
+struct Row {
+    measure: String,
+    kith: String,
+    reference: String,
+    ratio: String,
+    target: String,
+    verdict: String,
+}
+
+fn row(measure: &str, kith: String, reference: String, ratio: String, target: &str, met: Option<bool>) -> Row {
+    Row {
+        measure: measure.to_owned(),
+        kith,
+        reference,
+        ratio,
+        target: target.to_owned(),
+        verdict: match met {
+            Some(true) => "met".into(),
+            Some(false) => "NOT met".into(),
+            None => "-".into(),
+        },
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (index, c) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs the suite and prints the table (Markdown) to stdout; progress goes to stderr.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.work_dir)?;
+    if !settings.kith.exists() {
+        bail!("{} does not exist: build it with `cargo build --release -p kith-cli`", settings.kith.display());
+    }
+    let mut rows = Vec::new();
+    let timed = |rate: Option<f64>, connections: usize| Options {
+        connections,
+        rate,
+        duration: Some(settings.duration),
+        retry_shed: false,
+    };
+    let once = Options { connections: settings.batch_connections, rate: None, duration: None, retry_shed: true };
+    let secs = settings.duration.as_secs_f64();
+
+    let mut idle_rss = None;
+    let mut peak_rss = 0u64;
+    if settings.parts.contains(&Part::Identify) {
+        eprintln!("single identifies ({} connections, {secs:.0} s phases)", settings.identify_connections);
+        let at_rate = workload::identifies(settings.seed, settings.product.users, (settings.rate * secs) as usize + 1);
+        let flat_out = workload::identifies(settings.seed + 1, settings.product.users, (30_000.0 * secs) as usize);
+
+        let reference = start_reference(Mode::Bare)?;
+        let ref_rate =
+            measure(&reference, &prepare(&reference, &at_rate), timed(Some(settings.rate), 50), "reference at rate")
+                .await?;
+        let ref_max = measure(
+            &reference,
+            &prepare(&reference, &flat_out),
+            timed(None, settings.identify_connections),
+            "reference flat out",
+        )
+        .await?;
+        reference.stop()?;
+
+        let kith = start_kith(&settings, "identify")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        idle_rss = Some(kith.reading().rss_kib);
+        let kith_rate =
+            measure(&kith, &prepare(&kith, &at_rate), timed(Some(settings.rate), 50), "kith at rate").await?;
+        let kith_max =
+            measure(&kith, &prepare(&kith, &flat_out), timed(None, settings.identify_connections), "kith flat out")
+                .await?;
+        peak_rss = peak_rss.max(kith_rate.peak_rss_kib).max(kith_max.peak_rss_kib);
+        kith.stop()?;
+
+        let rate = settings.rate;
+        rows.push(row(
+            &format!("single identify p50 / p99 at {rate:.0} req/s"),
+            format!("{:.2} / {:.2} ms", kith_rate.report.percentile_ms(0.5), kith_rate.report.percentile_ms(0.99)),
+            format!("{:.2} / {:.2} ms", ref_rate.report.percentile_ms(0.5), ref_rate.report.percentile_ms(0.99)),
+            format!("{:.1}× (p99)", kith_rate.report.percentile_ms(0.99) / ref_rate.report.percentile_ms(0.99)),
+            "p99 ≤ 5 ms",
+            Some(kith_rate.report.percentile_ms(0.99) <= 5.0 && kith_rate.report.failed == 0),
+        ));
+        let ratio = kith_max.report.requests_per_sec() / ref_max.report.requests_per_sec();
+        rows.push(row(
+            &format!("single identify, flat out ({} connections)", settings.identify_connections),
+            format!(
+                "{} req/s (p99 {:.1} ms)",
+                thousands(kith_max.report.requests_per_sec()),
+                kith_max.report.percentile_ms(0.99)
+            ),
+            format!(
+                "{} req/s (p99 {:.1} ms)",
+                thousands(ref_max.report.requests_per_sec()),
+                ref_max.report.percentile_ms(0.99)
+            ),
+            format!("{:.0} %", ratio * 100.0),
+            "≥ 50 % of the reference",
+            Some(ratio >= 0.5),
+        ));
+    }
+
+    for (part, name) in [(Part::Product, "product"), (Part::Engage, "engage")] {
+        if !settings.parts.contains(&part) {
+            continue;
+        }
+        let workload: Workload = match part {
+            Part::Product => workload::product(settings.seed, settings.product),
+            _ => workload::engage(settings.seed, settings.engage_users, settings.product.batch),
+        };
+        eprintln!(
+            "{} ({} requests, {} B/event, {} connections)",
+            workload.name,
+            workload.bodies.len(),
+            workload.bytes_per_event(),
+            settings.batch_connections
+        );
+        let reference = start_reference(Mode::Parse)?;
+        let ref_phase =
+            measure(&reference, &prepare(&reference, &workload), once, "reference (parse, discard)").await?;
+        reference.stop()?;
+        let kith = start_kith(&settings, name)?;
+        let requests = prepare(&kith, &workload);
+        drop(workload);
+        let phase = measure(&kith, &requests, once, "kith").await?;
+        peak_rss = peak_rss.max(phase.peak_rss_kib);
+        kith.stop()?;
+        let events_per_sec = phase.report.events_per_sec();
+        let ratio = format!("{:.1} %", 100.0 * events_per_sec / ref_phase.report.events_per_sec());
+        let reference_rate = format!("{} events/s", thousands(ref_phase.report.events_per_sec()));
+        let written = phase.written_per_event();
+        match part {
+            Part::Product => {
+                rows.push(row(
+                    "product traffic, batches of 100",
+                    format!("{} events/s", thousands(events_per_sec)),
+                    reference_rate,
+                    ratio,
+                    "≥ 100,000 events/s",
+                    Some(events_per_sec >= 100_000.0),
+                ));
+                rows.push(row(
+                    "product traffic: written per event",
+                    format!(
+                        "{:.0} B ({:.1} CPU µs/event)",
+                        written,
+                        1e6 * phase.cpu_seconds() / phase.report.events.max(1) as f64
+                    ),
+                    "-".into(),
+                    "-".into(),
+                    "naive SQLite 15–21 KB",
+                    None,
+                ));
+            }
+            _ => {
+                let seconds = phase.report.elapsed.as_secs_f64();
+                rows.push(row(
+                    &format!("Engage first sync of {} identifies", thousands(phase.report.events as f64)),
+                    format!("{seconds:.1} s = {} events/s", thousands(events_per_sec)),
+                    reference_rate,
+                    ratio,
+                    "≥ 50,000 events/s (1 M in ≤ 20 s)",
+                    Some(events_per_sec >= 50_000.0),
+                ));
+                rows.push(row(
+                    "Engage first sync: written per event",
+                    format!("{:.0} B", written),
+                    "-".into(),
+                    "-".into(),
+                    "≤ 5 KB",
+                    Some(written <= 5_000.0),
+                ));
+            }
+        }
+    }
+    if let Some(idle) = idle_rss {
+        rows.push(row(
+            "RSS idle (2 s after start)",
+            mib(idle),
+            "-".into(),
+            "-".into(),
+            "≤ 50 MB",
+            Some(idle <= 50_000),
+        ));
+    }
+    if peak_rss > 0 {
+        rows.push(row(
+            "RSS peak under the loads above",
+            mib(peak_rss),
+            "-".into(),
+            "-".into(),
+            "≤ 300 MB",
+            Some(peak_rss <= 300_000),
+        ));
+    }
+    print_table(&settings, &rows);
+    Ok(())
+}
+
+fn print_table(settings: &Settings, rows: &[Row]) {
+    println!(
+        "\nseed {}, durability {}, {} s timed phases, {} batch connections, kith {}\n",
+        settings.seed,
+        settings.durability,
+        settings.duration.as_secs(),
+        settings.batch_connections,
+        display(&settings.kith)
+    );
+    println!("| measure | kith | reference (same run) | kith / reference | SPEC §9 target | |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.measure, row.kith, row.reference, row.ratio, row.target, row.verdict
+        );
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+    }
+}
