@@ -36,6 +36,11 @@ impl Target {
         Ok(Target { addr, host, key })
     }
 
+    /// A complete GET request, ready to write.
+    pub fn get(&self, path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host).into_bytes()
+    }
+
     /// A complete POST request with a JSON body, ready to write.
     pub fn post(&self, path: &str, body: &[u8]) -> Vec<u8> {
         let mut request = format!(

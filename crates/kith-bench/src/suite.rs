@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::http::Target;
+use crate::http::{Connection, Target};
 use crate::load::{self, Options, Report, Requests};
 use crate::procfs::{self, PeakRss, Reading};
 use crate::reference::Mode;
@@ -158,6 +158,41 @@ struct Phase {
     before: Reading,
     after: Reading,
     peak_rss_kib: u64,
+    /// kith's writer over the phase, from `/metrics`.
+    writer: Option<WriterStats>,
+}
+
+/// kith's ingest transactions, from its Prometheus counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct WriterStats {
+    commits: f64,
+    events: f64,
+    seconds: f64,
+}
+
+impl WriterStats {
+    async fn read(target: &Target) -> Option<WriterStats> {
+        let answer = Connection::new(target.addr).send(&target.get("/metrics")).await.ok()?;
+        let text = String::from_utf8(answer.body).ok()?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Some(WriterStats {
+            commits: value("kith_commits_total"),
+            events: value("kith_committed_events_total"),
+            seconds: value("kith_commit_seconds_sum"),
+        })
+    }
+
+    fn since(self, before: WriterStats) -> WriterStats {
+        WriterStats {
+            commits: self.commits - before.commits,
+            events: self.events - before.events,
+            seconds: self.seconds - before.seconds,
+        }
+    }
 }
 
 impl Phase {
@@ -172,11 +207,17 @@ impl Phase {
 
 async fn measure(server: &Server, requests: &Arc<Requests>, options: Options, label: &str) -> anyhow::Result<Phase> {
     let target = Target::new(&server.url, server.write_key.clone()).await?;
+    let is_kith = server.write_key.is_some();
+    let writer_before = if is_kith { WriterStats::read(&target).await } else { None };
     let before = server.reading();
     let peak = PeakRss::start(server.pid());
     let report = load::run(&target, requests.clone(), options).await;
     let after = server.reading();
-    let phase = Phase { report, before, after, peak_rss_kib: peak.peak_kib().max(after.rss_kib) };
+    let writer = match writer_before {
+        Some(before) => WriterStats::read(&target).await.map(|now| now.since(before)),
+        None => None,
+    };
+    let phase = Phase { report, before, after, peak_rss_kib: peak.peak_kib().max(after.rss_kib), writer };
     eprintln!(
         "  {label}: {}; server peak RSS {} MiB, {:.0} B written/event, {:.1} CPU s",
         phase.report.summary(),
@@ -184,10 +225,26 @@ async fn measure(server: &Server, requests: &Arc<Requests>, options: Options, la
         phase.written_per_event(),
         phase.cpu_seconds()
     );
+    if let Some(writer) = phase.writer {
+        // The share of wall time the single writer spent in transactions: near 100 % means
+        // the writer, not HTTP or parsing, sets the pace.
+        eprintln!(
+            "  {label}: {:.0} commits, {:.0} events/commit, mean transaction {:.1} ms, writer busy {:.0} % of the time",
+            writer.commits,
+            writer.events / writer.commits.max(1.0),
+            1000.0 * writer.seconds / writer.commits.max(1.0),
+            100.0 * writer.seconds / phase.report.elapsed.as_secs_f64().max(1e-9)
+        );
+    }
     if phase.report.failed + phase.report.io_errors > 0 {
         eprintln!("  warning: {label} had failures; its figures are not comparable");
     }
     Ok(phase)
+}
+
+/// Phases whose requests failed: their figures mean nothing, and the run says so by failing.
+fn failures(phases: &[&Phase]) -> u64 {
+    phases.iter().map(|phase| phase.report.failed + phase.report.io_errors).sum()
 }
 
 fn prepare(server: &Server, workload: &Workload) -> Arc<Requests> {
@@ -259,6 +316,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let mut idle_rss = None;
     let mut peak_rss = 0u64;
+    let mut failed = 0;
     if settings.parts.contains(&Part::Identify) {
         eprintln!("single identifies ({} connections, {secs:.0} s phases)", settings.identify_connections);
         let at_rate = workload::identifies(settings.seed, settings.product.users, (settings.rate * secs) as usize + 1);
@@ -286,6 +344,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             measure(&kith, &prepare(&kith, &flat_out), timed(None, settings.identify_connections), "kith flat out")
                 .await?;
         peak_rss = peak_rss.max(kith_rate.peak_rss_kib).max(kith_max.peak_rss_kib);
+        failed += failures(&[&ref_rate, &ref_max, &kith_rate, &kith_max]);
         kith.stop()?;
 
         let rate = settings.rate;
@@ -340,6 +399,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         drop(workload);
         let phase = measure(&kith, &requests, once, "kith").await?;
         peak_rss = peak_rss.max(phase.peak_rss_kib);
+        failed += failures(&[&ref_phase, &phase]);
         kith.stop()?;
         let events_per_sec = phase.report.events_per_sec();
         let ratio = format!("{:.1} %", 100.0 * events_per_sec / ref_phase.report.events_per_sec());
@@ -410,6 +470,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ));
     }
     print_table(&settings, &rows);
+    if failed > 0 {
+        bail!("{failed} requests failed or got no answer: the figures above are not valid");
+    }
     Ok(())
 }
 
