@@ -96,7 +96,7 @@ impl Report {
             self.failed,
             self.partial,
             self.io_errors,
-            if self.wrapped { " (requests were reused: give more)" } else { "" }
+            if self.wrapped { " (it ran out of requests and sent some again)" } else { "" }
         )
     }
 

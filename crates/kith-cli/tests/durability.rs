@@ -324,17 +324,18 @@ fn sigterm_answers_every_request_in_flight_and_stores_every_200() {
             assert!(*code == 200 || *code == 503, "{answer:?}");
         }
     }
-    let acked: HashSet<_> = acknowledged(&requests, &answers)
-        .into_iter()
-        .chain(slow.iter().flat_map(|request| request.message_ids.iter().cloned()))
-        .collect();
+    let acked_under_load = acknowledged(&requests, &answers);
     eprintln!(
         "SIGTERM after {} requests; {} answered, {} events acknowledged",
         answers.len(),
         answers.values().filter(|answer| **answer != Answer::None).count(),
-        acked.len()
+        acked_under_load.len()
     );
-    assert!(acked.len() > 100, "the load was under way at SIGTERM");
+    assert!(!acked_under_load.is_empty(), "the load was under way at SIGTERM");
+    let acked: HashSet<_> = acked_under_load
+        .into_iter()
+        .chain(slow.iter().flat_map(|request| request.message_ids.iter().cloned()))
+        .collect();
     let stored = stored(dir.path());
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains_key(*id)).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
