@@ -36,9 +36,16 @@ impl Target {
         Ok(Target { addr, host, key })
     }
 
-    /// A complete GET request, ready to write.
+    /// A complete GET request, with the key if there is one, ready to write.
     pub fn get(&self, path: &str) -> Vec<u8> {
-        format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host).into_bytes()
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if let Some(key) = &self.key {
+            request.push_str("Authorization: Bearer ");
+            request.push_str(key);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        request.into_bytes()
     }
 
     /// A complete POST request with a JSON body, ready to write.

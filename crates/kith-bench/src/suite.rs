@@ -60,6 +60,7 @@ struct Server {
     child: Child,
     url: String,
     write_key: Option<String>,
+    secret_key: Option<String>,
 }
 
 impl Server {
@@ -115,7 +116,7 @@ fn start_reference(mode: Mode) -> anyhow::Result<Server> {
         .spawn()
         .context("cannot start the reference server")?;
     wait_listening(&mut child, port)?;
-    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: None })
+    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: None, secret_key: None })
 }
 
 fn start_kith(settings: &Settings, name: &str) -> anyhow::Result<Server> {
@@ -137,11 +138,14 @@ fn start_kith(settings: &Settings, name: &str) -> anyhow::Result<Server> {
         .with_context(|| format!("cannot start {}", settings.kith.display()))?;
     // The first start prints the keys and then a curl line naming /api/contacts.
     let stdout = child.stdout.take().context("no stdout")?;
-    let mut write_key = None;
+    let (mut write_key, mut secret_key) = (None, None);
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if line.contains("write key") {
             write_key = line.split_whitespace().last().map(str::to_owned);
+        }
+        if line.contains("secret key") {
+            secret_key = line.split_whitespace().last().map(str::to_owned);
         }
         if line.contains("/api/contacts") {
             break;
@@ -149,7 +153,7 @@ fn start_kith(settings: &Settings, name: &str) -> anyhow::Result<Server> {
     }
     let write_key = write_key.context("kith printed no write key on first start")?;
     wait_listening(&mut child, port)?;
-    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: Some(write_key) })
+    Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: Some(write_key), secret_key })
 }
 
 /// One measured phase against one server.
@@ -240,6 +244,79 @@ async fn measure(server: &Server, requests: &Arc<Requests>, options: Options, la
         eprintln!("  warning: {label} had failures; its figures are not comparable");
     }
     Ok(phase)
+}
+
+/// Latencies of read-API GETs sent one after another (a person's page views, not a load).
+struct Reads {
+    latencies_us: Vec<u32>,
+    failed: u64,
+}
+
+impl Reads {
+    fn percentile_ms(&self, q: f64) -> f64 {
+        Report { latencies_us: self.latencies_us.clone(), ..Report::default() }.percentile_ms(q)
+    }
+}
+
+async fn reads(server: &Server, paths: &[String]) -> anyhow::Result<Reads> {
+    let target = Target::new(&server.url, server.secret_key.clone()).await?;
+    let mut connection = Connection::new(target.addr);
+    let mut reads = Reads { latencies_us: Vec::with_capacity(paths.len()), failed: 0 };
+    for path in paths {
+        let request = target.get(path);
+        let started = Instant::now();
+        match connection.send(&request).await {
+            Ok(answer) if answer.status == 200 => {
+                reads.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            Ok(answer) => {
+                reads.failed += 1;
+                eprintln!("  GET {path}: {} {}", answer.status, String::from_utf8_lossy(&answer.body));
+            }
+            Err(error) => {
+                reads.failed += 1;
+                eprintln!("  GET {path}: {error}");
+            }
+        }
+    }
+    reads.latencies_us.sort_unstable();
+    Ok(reads)
+}
+
+/// The read paths SPEC §9 bounds, on the database a load has just filled: the closest 50
+/// contacts, and the timelines of the most active users.
+async fn read_paths(server: &Server, part: Part, events: u64, rows: &mut Vec<Row>) -> anyhow::Result<u64> {
+    let closest: Vec<String> = (0..200).map(|_| "/api/contacts?sort=closeness&limit=50".to_owned()).collect();
+    let reads_closest = reads(server, &closest).await?;
+    let contacts = match part {
+        Part::Product => "the product-traffic contacts".to_owned(),
+        _ => format!("{} Engage contacts (no interactions yet)", thousands(events as f64)),
+    };
+    rows.push(row(
+        &format!("closest 50 of {contacts}: p50 / p99"),
+        format!("{:.2} / {:.2} ms", reads_closest.percentile_ms(0.5), reads_closest.percentile_ms(0.99)),
+        "-".into(),
+        "-".into(),
+        "≤ 10 ms",
+        Some(reads_closest.percentile_ms(0.99) <= 10.0),
+    ));
+    let mut failed = reads_closest.failed;
+    if part == Part::Product {
+        // Low Zipf ranks are the busiest users, with the longest timelines.
+        let timelines: Vec<String> =
+            (0..200).map(|rank| format!("/api/contacts/{}/timeline", workload::product_email(rank % 50))).collect();
+        let reads_timeline = reads(server, &timelines).await?;
+        rows.push(row(
+            "a busy contact's timeline page: p50 / p99",
+            format!("{:.2} / {:.2} ms", reads_timeline.percentile_ms(0.5), reads_timeline.percentile_ms(0.99)),
+            "-".into(),
+            "-".into(),
+            "≤ 10 ms",
+            Some(reads_timeline.percentile_ms(0.99) <= 10.0),
+        ));
+        failed += reads_timeline.failed;
+    }
+    Ok(failed)
 }
 
 /// Phases whose requests failed: their figures mean nothing, and the run says so by failing.
@@ -400,6 +477,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let phase = measure(&kith, &requests, once, "kith").await?;
         peak_rss = peak_rss.max(phase.peak_rss_kib);
         failed += failures(&[&ref_phase, &phase]);
+        let mut read_rows = Vec::new();
+        failed += read_paths(&kith, part, phase.report.events, &mut read_rows).await?;
         kith.stop()?;
         let events_per_sec = phase.report.events_per_sec();
         let ratio = format!("{:.1} %", 100.0 * events_per_sec / ref_phase.report.events_per_sec());
@@ -448,6 +527,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 ));
             }
         }
+        rows.extend(read_rows);
     }
     if let Some(idle) = idle_rss {
         rows.push(row(

@@ -89,6 +89,11 @@ fn anonymous_id(user: usize) -> String {
     format!("anon-{:016x}", Rng::new(user as u64 ^ 0x5eed).next_u64())
 }
 
+/// The email a product-traffic user is identified with.
+pub fn product_email(user: usize) -> String {
+    format!("user{user}@example{}.com", user % 97)
+}
+
 /// Writes a `context` object shared by browser-side events.
 fn context(out: &mut String, rng: &mut Rng, user: usize) {
     let _ = write!(
@@ -112,8 +117,8 @@ fn product_event(out: &mut String, rng: &mut Rng, message_id: &str, user: usize,
         Kind::Identify => {
             let _ = write!(
                 out,
-                r#""type":"identify","traits":{{"email":"user{user}@example{}.com","name":"User {user}","plan":"{}","company":"Company {}","title":"Engineer"}},"#,
-                user % 97,
+                r#""type":"identify","traits":{{"email":"{}","name":"User {user}","plan":"{}","company":"Company {}","title":"Engineer"}},"#,
+                product_email(user),
                 PLANS[user % PLANS.len()],
                 user % 5000
             );
