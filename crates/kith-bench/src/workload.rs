@@ -26,6 +26,8 @@ pub struct Workload {
     pub counts: Vec<u32>,
     /// Events over all bodies.
     pub events: usize,
+    /// Emails of the most active contacts the workload creates, busiest first (at most 50).
+    pub busiest: Vec<String>,
 }
 
 impl Workload {
@@ -163,6 +165,13 @@ pub fn product(seed: u64, shape: ProductShape) -> Workload {
         .map(|_| (START_MS + rng.below((shape.days * DAY_MS) as u64) as i64, zipf.sample(&mut rng)))
         .collect();
     draws.sort_unstable();
+    let mut activity = vec![0u32; shape.users];
+    for (_, user) in &draws {
+        activity[*user] += 1;
+    }
+    let mut busiest: Vec<usize> = (0..shape.users).filter(|user| activity[*user] > 0).collect();
+    busiest.sort_by_key(|user| std::cmp::Reverse(activity[*user]));
+    busiest.truncate(50);
     let mut seen = vec![false; shape.users];
     let mut events = Vec::with_capacity(shape.events + shape.events / 8);
     for (at, user) in draws {
@@ -207,6 +216,7 @@ pub fn product(seed: u64, shape: ProductShape) -> Workload {
         bodies,
         counts,
         events: count,
+        busiest: busiest.into_iter().map(product_email).collect(),
     }
 }
 
@@ -245,6 +255,7 @@ pub fn engage(seed: u64, users: usize, batch: usize) -> Workload {
         bodies,
         counts,
         events: users,
+        busiest: (0..users.min(50)).map(|user| format!("member{user}@example.com")).collect(),
     }
 }
 
@@ -267,6 +278,7 @@ pub fn identifies(seed: u64, users: usize, count: usize) -> Workload {
         bodies,
         counts: vec![1; count],
         events: count,
+        busiest: Vec::new(),
     }
 }
 
@@ -304,6 +316,8 @@ mod tests {
         assert!(a.bodies.iter().all(|body| is_json_object(body)));
         let per_event = a.bytes_per_event();
         assert!((300..=600).contains(&per_event), "{per_event} bytes per event");
+        assert_eq!(a.busiest.len(), 50);
+        assert!(a.busiest.iter().all(|email| a.bodies.iter().any(|body| body.contains(email.as_str()))));
         // A user's first event with a userId is an identify.
         let all = a.bodies.concat();
         let mut identified = std::collections::HashSet::new();
