@@ -22,7 +22,7 @@ pub fn check_body(body: &[u8]) {
                 assert!(envelope.items.len() <= MAX_BATCH_EVENTS);
                 for item in envelope.items {
                     for route_type in [None, Some(EventType::Identify), Some(EventType::Track)] {
-                        check_item(item.clone(), &ParseContext { route_type, now });
+                        check_item(item.clone(), &ParseContext::live(route_type, now));
                     }
                 }
             }
