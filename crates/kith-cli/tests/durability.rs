@@ -403,7 +403,6 @@ fn shed_requests_store_nothing_and_succeed_when_retried() {
 /// `queue_events` permits. Ignored until the pipeline caps a request's permits at the queue
 /// size (or the settings refuse a queue shorter than the largest batch, 2,500 events).
 #[test]
-#[ignore = "known bug in the ingest pipeline: a batch over KITH_QUEUE_EVENTS is refused forever"]
 fn a_batch_larger_than_the_queue_is_eventually_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let (kith, key) = start(dir.path(), &[("KITH_QUEUE_EVENTS", "60")]);

@@ -81,7 +81,7 @@ pub struct PipelineStats {
 pub struct Pipeline {
     sender: mpsc::UnboundedSender<Message>,
     capacity: Arc<Semaphore>,
-    max_batch: usize,
+    queue_events: usize,
     stats: Arc<PipelineStats>,
 }
 
@@ -94,8 +94,8 @@ impl Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let pipeline = Pipeline {
             sender,
-            capacity: Arc::new(Semaphore::new(config.queue_events)),
-            max_batch: config.max_batch_events,
+            capacity: Arc::new(Semaphore::new(config.queue_events.max(1))),
+            queue_events: config.queue_events.max(1),
             stats: stats.clone(),
         };
         let writer = tokio::spawn(run_writer(store, receiver, config.max_batch_events, stats));
@@ -107,7 +107,9 @@ impl Pipeline {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let count = events.len().min(self.max_batch).max(1) as u32;
+        // A request larger than the whole queue takes all of it rather than waiting forever
+        // for room that can never exist.
+        let count = events.len().min(self.queue_events) as u32;
         let permit = self.capacity.clone().try_acquire_many_owned(count).map_err(|_| SubmitError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
         let len = events.len();
