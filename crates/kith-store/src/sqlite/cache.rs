@@ -31,6 +31,8 @@ pub struct WriterCache {
     pub states: HashMap<ContactId, ContactState>,
     /// `(contact, day)` → the activity interaction's row id.
     pub days: HashMap<(ContactId, i32), i64>,
+    /// `(workspace, audience key)` → the audience's id.
+    pub audiences: HashMap<(WorkspaceId, String), i64>,
     /// Ids that have pending events; `None` until loaded or after it grew too large.
     pub pending_ids: Option<HashSet<(WorkspaceId, String)>>,
     pending_loaded: bool,

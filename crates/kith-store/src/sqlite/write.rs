@@ -20,7 +20,7 @@ use crate::{Result, StoreError};
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// Applies a batch of events in one transaction.
-pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
+pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: &[Incoming]) -> Result<Vec<Outcome>> {
     if cache.needs_pending_load() {
         cache.load_pending(load_pending_ids(c)?);
     }
@@ -34,12 +34,12 @@ pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: Vec<Inco
         })
         .collect::<Result<_>>()?;
     // Claiming a messageId is how a duplicate is found: one statement per event, no lookup.
-    let (claimed, seen) = claim_message_ids(&tx, &batch)?;
+    let (claimed, seen) = claim_message_ids(&tx, batch)?;
     let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
     let mut lookups = lookup(&tx, cache, &needs)?;
     lookups.seen_messages = seen;
     let mut planner = Planner::new(&rules, lookups, batch.len());
-    planner.plan_identities(&batch);
+    planner.plan_identities(batch);
     loop {
         let links = planner.take_new_links();
         if links.is_empty() {
@@ -53,7 +53,7 @@ pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: Vec<Inco
         planner.extend_lookups(lookup(&tx, cache, &needs)?);
         planner.attach_pending(pending);
     }
-    planner.plan_activity(&batch);
+    planner.plan_activity(batch);
     let plan = planner.finish();
     release_unstored_claims(&tx, claimed, &plan.claims)?;
     // The batch's own receive time, so that what it stamps follows the server's clock.
@@ -254,7 +254,7 @@ fn execute(
 
     let mut membership_changed: HashSet<ContactId> = HashSet::new();
     write_accounts(tx, plan, &id, now, &mut membership_changed)?;
-    write_audiences(tx, plan, &id, now, &mut membership_changed)?;
+    write_audiences(tx, cache, plan, &id, now, &mut membership_changed)?;
 
     // One write per contact-day: by row id when the writer knows the day exists, otherwise an
     // upsert, after which the day is new if the stored hits equal the batch's.
@@ -471,6 +471,7 @@ fn write_accounts(
 
 fn write_audiences(
     tx: &Transaction,
+    cache: &mut WriterCache,
     plan: &Plan,
     id: &dyn Fn(ContactRef) -> ContactId,
     now: i64,
@@ -479,14 +480,22 @@ fn write_audiences(
     for audience_event in &plan.audiences {
         let change = &audience_event.change;
         let contact = id(audience_event.contact);
-        let audience_id = upsert_audience(
-            tx,
-            audience_event.workspace_id,
-            &change.key,
-            change.computation_id.as_deref(),
-            change.space_id.as_deref(),
-            now,
-        )?;
+        let key = (audience_event.workspace_id, change.key.clone());
+        let audience_id = match cache.audiences.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = upsert_audience(
+                    tx,
+                    audience_event.workspace_id,
+                    &change.key,
+                    change.computation_id.as_deref(),
+                    change.space_id.as_deref(),
+                    now,
+                )?;
+                cache.audiences.insert(key, id);
+                id
+            }
+        };
         let current: Option<i64> = tx
             .prepare_cached("SELECT changed_at FROM audience_members WHERE audience_id = ?1 AND contact_id = ?2")?
             .query_row(params![audience_id, contact], |row| row.get(0))
