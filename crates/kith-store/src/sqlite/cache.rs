@@ -12,11 +12,11 @@ use crate::model::{ContactId, WorkspaceId};
 use crate::state::ContactState;
 
 /// Entries of the id and email maps before they start over.
-const MAX_KEYS: usize = 300_000;
+const MAX_KEYS: usize = 50_000;
 /// Contact rows kept.
-const MAX_STATES: usize = 50_000;
+const MAX_STATES: usize = 10_000;
 /// Contact-days kept.
-const MAX_DAYS: usize = 300_000;
+const MAX_DAYS: usize = 50_000;
 /// Pending ids tracked; past this the writer stops trusting the set and asks the database.
 const MAX_PENDING_IDS: usize = 500_000;
 

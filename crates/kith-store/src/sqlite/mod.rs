@@ -62,44 +62,6 @@ impl SqliteOptions {
 pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     readers: Arc<ReadPool>,
-    _checkpointer: Arc<Checkpointer>,
-}
-
-/// How often the background checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Copies committed WAL frames into the database file on its own connection and thread, so
-/// that the writer's commits never pay for it (a passive checkpoint never blocks a writer).
-/// It stops when the last handle to the store is dropped.
-struct Checkpointer {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Checkpointer {
-    fn start(path: &Path) -> Result<Checkpointer> {
-        let connection = Connection::open(path)?;
-        connection.execute_batch("PRAGMA busy_timeout = 10000;")?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name("kith-checkpoint".into())
-            .spawn(move || {
-                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::warn!(%error, "background checkpoint failed; the writer checkpoints when the WAL is large");
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Database(format!("cannot start the checkpointer: {e}")))?;
-        Ok(Checkpointer { stop })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// The one write connection and what the ingest path remembers between batches.
@@ -124,7 +86,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() })),
             readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
-            _checkpointer: Arc::new(Checkpointer::start(&options.path)?),
         })
     }
 
@@ -220,9 +181,7 @@ fn configure_writer(connection: &Connection, options: &SqliteOptions) -> Result<
          PRAGMA busy_timeout = 10000;
          PRAGMA cache_size = -{cache_kib};
          PRAGMA temp_store = MEMORY;
-         -- The checkpointer thread keeps the WAL short; the writer checkpoints itself only if
-         -- the WAL grows past 1 GiB anyway.
-         PRAGMA wal_autocheckpoint = 262144;
+         PRAGMA wal_autocheckpoint = 16384;
          PRAGMA foreign_keys = OFF;",
         cache_kib = options.cache_mib * 1024,
     ))?;
@@ -236,8 +195,7 @@ fn open_reader(path: &Path) -> Result<Connection> {
     )?;
     connection.execute_batch(
         "PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -16384;
-         PRAGMA mmap_size = 268435456;",
+         PRAGMA cache_size = -8192;",
     )?;
     Ok(connection)
 }
