@@ -1,14 +1,16 @@
 //! kith's storage.
 //!
 //! [`Store`] is what the HTTP layer and the jobs talk to; [`sqlite::SqliteStore`] is the
-//! embedded default. Writes of events are planned once for every backend by [`plan`] and
-//! reach the store in groups through the [`pipeline`].
+//! embedded default and [`postgres::PostgresStore`] serves several nodes on one database.
+//! Writes of events are planned once for every backend by [`plan`] and reach the store in
+//! groups through the [`pipeline`].
 #![forbid(unsafe_code)]
 
 pub mod model;
 pub mod nudge;
 pub mod pipeline;
 pub mod plan;
+pub mod postgres;
 pub mod sqlite;
 pub mod state;
 

@@ -1,0 +1,49 @@
+//! Embedded migrations for PostgreSQL, applied in order at start and by `kith migrate`, under
+//! an advisory lock so that nodes starting together apply each one once.
+
+use tokio_postgres::Client;
+
+use super::{now_ms, MIGRATION_LOCK};
+use crate::{Result, StoreError};
+
+/// `(version, name, sql)` of every migration this binary knows.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Applies the migrations the database lacks; returns their versions.
+pub async fn run(client: &mut Client) -> Result<Vec<i64>> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let result = apply_missing(client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    result
+}
+
+async fn apply_missing(client: &mut Client) -> Result<Vec<i64>> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version     BIGINT PRIMARY KEY,
+                 name        TEXT   NOT NULL,
+                 applied_at  BIGINT NOT NULL
+             )",
+        )
+        .await?;
+    let applied_versions: Vec<i64> =
+        client.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|row| row.get(0)).collect();
+    let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    if let Some(unknown) = applied_versions.iter().find(|v| !MIGRATIONS.iter().any(|(known, _, _)| known == *v)) {
+        return Err(StoreError::SchemaTooNew { found: *unknown, known });
+    }
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| !applied_versions.contains(version)) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[version, name, &now_ms()],
+        )
+        .await?;
+        tx.commit().await?;
+        applied.push(*version);
+    }
+    Ok(applied)
+}

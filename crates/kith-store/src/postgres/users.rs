@@ -1,0 +1,85 @@
+//! Users and sessions of the web app.
+
+use jiff::Timestamp;
+use kith_core::time::from_millis;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Row};
+
+use super::now_ms;
+use crate::model::*;
+use crate::{Result, StoreError};
+
+const USER_COLUMNS: &str = "u.id, u.workspace_id, u.email, u.password_hash, u.created_at";
+
+fn user_row(row: &Row) -> Result<User> {
+    Ok(User {
+        id: row.try_get(0)?,
+        workspace_id: row.try_get(1)?,
+        email: row.try_get(2)?,
+        password_hash: row.try_get(3)?,
+        created_at: from_millis(row.try_get(4)?),
+    })
+}
+
+pub async fn create_user(c: &Client, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
+    if c.query_opt("SELECT 1 FROM workspaces WHERE id = $1", &[&workspace]).await?.is_none() {
+        return Err(StoreError::NotFound(format!("workspace {workspace}")));
+    }
+    // The unique email index decides between two nodes creating the same user at once.
+    let inserted = c
+        .query_one(
+            &format!(
+                "INSERT INTO users AS u (workspace_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)
+                 RETURNING {USER_COLUMNS}"
+            ),
+            &[&workspace, &email, &password_hash, &now_ms()],
+        )
+        .await;
+    match inserted {
+        Ok(row) => user_row(&row),
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            Err(StoreError::Conflict(format!("a user with the email {email} already exists")))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub async fn user_by_email(c: &Client, email: &str) -> Result<Option<User>> {
+    let row = c.query_opt(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1"), &[&email]).await?;
+    row.as_ref().map(user_row).transpose()
+}
+
+pub async fn user_count(c: &Client) -> Result<i64> {
+    Ok(c.query_one("SELECT COUNT(*) FROM users", &[]).await?.try_get(0)?)
+}
+
+pub async fn create_session(c: &Client, user: i64, token_hash: &[u8; 32], expires_at: Timestamp) -> Result<()> {
+    let now = now_ms();
+    // Sign-ins are rare, so this is where old sessions are swept; the index keeps it cheap.
+    // The sweep stands on its own: it need not share a transaction with the new session.
+    c.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now]).await?;
+    c.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        &[&token_hash.as_slice(), &user, &now, &expires_at.as_millisecond()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn session(c: &Client, token_hash: &[u8; 32], now: Timestamp) -> Result<Option<Session>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {USER_COLUMNS}, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+                  WHERE s.token_hash = $1 AND s.expires_at > $2"
+            ),
+            &[&token_hash.as_slice(), &now.as_millisecond()],
+        )
+        .await?;
+    row.map(|row| Ok(Session { user: user_row(&row)?, expires_at: from_millis(row.try_get(5)?) })).transpose()
+}
+
+pub async fn delete_session(c: &Client, token_hash: &[u8; 32]) -> Result<()> {
+    c.execute("DELETE FROM sessions WHERE token_hash = $1", &[&token_hash.as_slice()]).await?;
+    Ok(())
+}
