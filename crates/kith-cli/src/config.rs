@@ -16,6 +16,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL instead of SQLite.
     pub database_url: Option<Secret>,
+    /// PostgreSQL connections this node keeps open at most.
+    pub max_connections: usize,
     /// `full` (fsync every commit) or `normal` (survives a killed process, not a power cut).
     pub durability: Durability,
     /// `text` or `json` logs.
@@ -36,6 +38,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("kith-data"),
             database_url: None,
+            max_connections: 16,
             durability: Durability::Full,
             log_format: "text".into(),
             queue_events: 50_000,
@@ -100,9 +103,11 @@ impl Settings {
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
         }
-        for (name, field) in
-            [("KITH_QUEUE_EVENTS", &mut self.queue_events), ("KITH_MAX_BATCH_EVENTS", &mut self.max_batch_events)]
-        {
+        for (name, field) in [
+            ("KITH_QUEUE_EVENTS", &mut self.queue_events),
+            ("KITH_MAX_BATCH_EVENTS", &mut self.max_batch_events),
+            ("KITH_MAX_CONNECTIONS", &mut self.max_connections),
+        ] {
             if let Some(value) = var(name) {
                 *field = value.parse().with_context(|| format!("{name} must be a whole number"))?;
             }

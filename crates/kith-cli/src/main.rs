@@ -17,6 +17,7 @@ use kith_server::auth::generate_key;
 use kith_server::web::session::{create_user, generate_password};
 use kith_server::{App, AppConfig, Clock};
 use kith_store::pipeline::PipelineConfig;
+use kith_store::postgres::{PostgresOptions, PostgresStore};
 use kith_store::sqlite::{SqliteOptions, SqliteStore};
 use kith_store::{KeyKind, Store, WorkspaceId, WorkspacePatch};
 
@@ -32,6 +33,10 @@ struct Cli {
     /// Folder of the SQLite database.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// `postgres://user:password@host:port/database` to use PostgreSQL instead of the
+    /// embedded SQLite (also `KITH_DATABASE_URL`).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +166,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
+    if let Some(url) = cli.database_url {
+        settings.database_url = Some(config::Secret(url));
+    }
     if let Command::Serve { listen: Some(listen) } = &cli.command {
         settings.listen = listen.clone();
     }
@@ -180,12 +188,20 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(url) = &settings.database_url {
-        if !url.0.starts_with("postgres://") && !url.0.starts_with("postgresql://") {
-            bail!("database_url must be a postgres:// URL; leave it unset for the embedded SQLite");
-        }
-        bail!("PostgreSQL is not available in this build yet; remove database_url to use the embedded SQLite");
+/// The PostgreSQL URL, when one is configured.
+fn postgres_url(settings: &Settings) -> anyhow::Result<Option<&str>> {
+    match &settings.database_url {
+        Some(url) if url.0.starts_with("postgres://") || url.0.starts_with("postgresql://") => Ok(Some(&url.0)),
+        Some(_) => bail!("database_url must be a postgres:// URL; leave it unset for the embedded SQLite"),
+        None => Ok(None),
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = postgres_url(settings)? {
+        let options = PostgresOptions { max_connections: settings.max_connections, ..PostgresOptions::new(url) };
+        let store = PostgresStore::open(&options).await.context("cannot open the PostgreSQL database")?;
+        return Ok(Arc::new(store));
     }
     let path = settings.database_path();
     let mut options = SqliteOptions::new(&path);
@@ -198,6 +214,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(settings).await,
         Command::Migrate => {
+            if let Some(url) = postgres_url(&settings)? {
+                let applied = PostgresStore::migrate(url).await.context("cannot migrate the PostgreSQL database")?;
+                match applied.as_slice() {
+                    [] => println!("the PostgreSQL database is up to date"),
+                    versions => println!("applied migrations {versions:?} to the PostgreSQL database"),
+                }
+                return Ok(());
+            }
             let path = settings.database_path();
             let applied = SqliteStore::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
             match applied.as_slice() {
@@ -206,16 +230,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys { command } => keys(open_store(&settings)?.as_ref(), command).await,
-        Command::Workspaces { command } => workspaces(open_store(&settings)?.as_ref(), command).await,
-        Command::Import { file, workspace } => import(open_store(&settings)?.as_ref(), &file, workspace).await,
-        Command::Export { output, workspace } => export(open_store(&settings)?.as_ref(), output, workspace).await,
-        Command::Users { command } => users(open_store(&settings)?.as_ref(), command).await,
+        Command::Keys { command } => keys(open_store(&settings).await?.as_ref(), command).await,
+        Command::Workspaces { command } => workspaces(open_store(&settings).await?.as_ref(), command).await,
+        Command::Import { file, workspace } => import(open_store(&settings).await?.as_ref(), &file, workspace).await,
+        Command::Export { output, workspace } => export(open_store(&settings).await?.as_ref(), output, workspace).await,
+        Command::Users { command } => users(open_store(&settings).await?.as_ref(), command).await,
     }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(&settings)?;
+    let store = open_store(&settings).await?;
     let keys = if store.workspaces().await?.is_empty() {
         Some(create_workspace(store.as_ref(), "Default").await?)
     } else {

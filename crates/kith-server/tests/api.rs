@@ -11,7 +11,6 @@ fn identify(email: &str, name: &str, time: &str) -> Value {
     json!({"type":"identify","traits":{"email": email, "name": name},"timestamp": time})
 }
 
-#[tokio::test]
 async fn contacts_are_searchable_sortable_and_paginated() {
     let server = TestServer::start().await;
     let mut batch = Vec::new();
@@ -58,7 +57,6 @@ async fn contacts_are_searchable_sortable_and_paginated() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn a_contact_by_id_or_email_with_profile_and_identities() {
     let server = TestServer::start().await;
     server.send("/v1/identify", common::fixture("segment/identify.json")).await;
@@ -84,7 +82,6 @@ async fn a_contact_by_id_or_email_with_profile_and_identities() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn timelines_page_newest_first() {
     let server = TestServer::start().await;
     let mut batch = vec![identify("ada@example.com", "Ada", "2024-01-01T10:00:00Z")];
@@ -105,7 +102,6 @@ async fn timelines_page_newest_first() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn workspace_settings_are_read_and_changed() {
     let server = TestServer::start().await;
     let workspace = server.get("/api/workspace").await;
@@ -124,7 +120,6 @@ async fn workspace_settings_are_read_and_changed() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn validate_is_a_dry_run() {
     let server = TestServer::start().await;
     let answer = server
@@ -173,7 +168,6 @@ async fn validate_is_a_dry_run() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn contacts_export_as_csv_across_pages() {
     let server = TestServer::start().await;
     let batch: Vec<Value> = (0..1500)
@@ -201,7 +195,6 @@ async fn contacts_export_as_csv_across_pages() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn health_metrics_and_the_openapi_document() {
     let server = TestServer::start().await;
     for path in ["/healthz", "/readyz"] {
@@ -224,3 +217,13 @@ async fn health_metrics_and_the_openapi_document() {
     assert!(metrics.contains("kith_commits_total 1"), "{metrics}");
     server.stop().await;
 }
+
+crate::backend_tests!(
+    contacts_are_searchable_sortable_and_paginated,
+    a_contact_by_id_or_email_with_profile_and_identities,
+    timelines_page_newest_first,
+    workspace_settings_are_read_and_changed,
+    validate_is_a_dry_run,
+    contacts_export_as_csv_across_pages,
+    health_metrics_and_the_openapi_document,
+);

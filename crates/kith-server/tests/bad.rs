@@ -14,7 +14,6 @@ async fn assert_nothing_stored(server: &TestServer) {
     assert!(metrics.contains("kith_events_stored_total 0"), "{metrics}");
 }
 
-#[tokio::test]
 async fn every_bad_fixture_gets_its_code() {
     let server = TestServer::start().await;
     let mut files: Vec<_> = std::fs::read_dir(fixtures_dir().join("bad"))
@@ -36,7 +35,6 @@ async fn every_bad_fixture_gets_its_code() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn oversize_events_requests_and_batches_are_refused() {
     let server = TestServer::start().await;
     let big = "x".repeat(33 * 1024);
@@ -58,7 +56,6 @@ async fn oversize_events_requests_and_batches_are_refused() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn a_gzip_bomb_is_refused_before_it_is_inflated() {
     let server = TestServer::start().await;
     let mut bomb = br#"{"type":"identify","traits":{"email":"a@example.com","pad":""#.to_vec();
@@ -81,7 +78,6 @@ async fn a_gzip_bomb_is_refused_before_it_is_inflated() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn keys_are_required_and_checked() {
     let server = TestServer::start().await;
     let event = json!({"type":"identify","traits":{"email":"a@example.com"},"timestamp":"2024-06-01T10:00:00Z"});
@@ -122,7 +118,6 @@ fn nested(depth: usize, open: &str, close: &str, inner: &str) -> String {
     format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
 }
 
-#[tokio::test]
 async fn deep_nesting_is_refused_wherever_it_is_and_never_crashes() {
     let server = TestServer::start().await;
     let deep_object = nested(5_000, r#"{"a":"#, "}", "1");
@@ -158,7 +153,6 @@ async fn deep_nesting_is_refused_wherever_it_is_and_never_crashes() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn nesting_within_the_json_limit_is_stored_and_read_back() {
     let server = TestServer::start().await;
     // serde_json refuses more than 128 levels; a payload just within is a real event and must
@@ -179,7 +173,6 @@ async fn nesting_within_the_json_limit_is_stored_and_read_back() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn gzip_that_lies_is_refused_and_bombs_are_caught_without_the_header() {
     let server = TestServer::start().await;
     let event = br#"{"type":"identify","traits":{"email":"a@example.com"},"timestamp":"2024-06-01T10:00:00Z"}"#;
@@ -200,7 +193,6 @@ async fn gzip_that_lies_is_refused_and_bombs_are_caught_without_the_header() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_request_limit_is_exact_and_an_oversize_item_is_refused_by_index() {
     let server = TestServer::start().await;
     let limit = kith_core::envelope::MAX_REQUEST_BYTES;
@@ -225,7 +217,6 @@ async fn the_request_limit_is_exact_and_an_oversize_item_is_refused_by_index() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn odd_json_gets_a_4xx_with_a_code_never_a_5xx() {
     let server = TestServer::start().await;
     let long_message_id = format!(
@@ -276,7 +267,6 @@ async fn odd_json_gets_a_4xx_with_a_code_never_a_5xx() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn control_and_unicode_characters_are_stored_as_sent() {
     let server = TestServer::start().await;
     let name = "nul\u{0}tab\tbidi\u{202e}emoji\u{1f600}";
@@ -287,3 +277,16 @@ async fn control_and_unicode_characters_are_stored_as_sent() {
     assert_eq!(contact["traits"]["name"], name, "{contact}");
     server.stop().await;
 }
+
+crate::backend_tests!(
+    every_bad_fixture_gets_its_code,
+    oversize_events_requests_and_batches_are_refused,
+    a_gzip_bomb_is_refused_before_it_is_inflated,
+    keys_are_required_and_checked,
+    deep_nesting_is_refused_wherever_it_is_and_never_crashes,
+    nesting_within_the_json_limit_is_stored_and_read_back,
+    gzip_that_lies_is_refused_and_bombs_are_caught_without_the_header,
+    the_request_limit_is_exact_and_an_oversize_item_is_refused_by_index,
+    odd_json_gets_a_4xx_with_a_code_never_a_5xx,
+    control_and_unicode_characters_are_stored_as_sent,
+);

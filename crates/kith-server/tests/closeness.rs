@@ -56,7 +56,6 @@ fn emails(list: &Value) -> Vec<&str> {
     list["items"].as_array().unwrap().iter().map(|c| c["email"].as_str().unwrap()).collect()
 }
 
-#[tokio::test]
 async fn scores_follow_the_formula_and_sort_closest_first() {
     let server = server().await;
     let mut batch = Vec::new();
@@ -127,7 +126,6 @@ async fn scores_follow_the_formula_and_sort_closest_first() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn manual_interactions_weigh_in_and_appear_on_the_timeline() {
     let server = server().await;
     server.ingest("/v1/identify", &identify("ada@example.com", 40.0)).await;
@@ -167,7 +165,6 @@ async fn manual_interactions_weigh_in_and_appear_on_the_timeline() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn losing_touch_lists_who_was_warm_within_90_days_and_is_not_any_more() {
     let server = server().await;
     let mut batch = Vec::new();
@@ -213,7 +210,6 @@ async fn losing_touch_lists_who_was_warm_within_90_days_and_is_not_any_more() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn cadences_make_contacts_due_and_any_interaction_resets_the_timer() {
     let server = server().await;
     let batch = json!({"batch": [identify("ada@example.com", 10.0), identify("bob@example.com", 2.0), identify("cy@example.com", 30.0)]});
@@ -273,7 +269,6 @@ async fn cadences_make_contacts_due_and_any_interaction_resets_the_timer() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn account_rules_give_members_a_cadence() {
     let server = server().await;
     server.ingest("/v1/identify", &identify("ada@example.com", 20.0)).await;
@@ -298,7 +293,6 @@ async fn account_rules_give_members_a_cadence() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn deleting_a_contact_erases_everything_and_can_suppress_its_email() {
     let server = server().await;
     server.ingest("/v1/identify", &identify("ada@example.com", 2.0)).await;
@@ -323,7 +317,6 @@ async fn deleting_a_contact_erases_everything_and_can_suppress_its_email() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn a_segment_deletion_request_erases_the_user() {
     let server = server().await;
     server.ingest("/v1/identify", &identify("del@example.com", 2.0)).await;
@@ -340,3 +333,13 @@ async fn a_segment_deletion_request_erases_the_user() {
     assert_eq!(server.emails().await.len(), 2);
     server.stop().await;
 }
+
+crate::backend_tests!(
+    scores_follow_the_formula_and_sort_closest_first,
+    manual_interactions_weigh_in_and_appear_on_the_timeline,
+    losing_touch_lists_who_was_warm_within_90_days_and_is_not_any_more,
+    cadences_make_contacts_due_and_any_interaction_resets_the_timer,
+    account_rules_give_members_a_cadence,
+    deleting_a_contact_erases_everything_and_can_suppress_its_email,
+    a_segment_deletion_request_erases_the_user,
+);

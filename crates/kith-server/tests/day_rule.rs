@@ -15,7 +15,6 @@ fn event(kind: &str, time: &str, description: &str, message_id: &str) -> Value {
     event
 }
 
-#[tokio::test]
 async fn the_first_event_of_the_day_sets_the_description_whatever_the_arrival_order() {
     let server = TestServer::start().await;
     server.ingest("/v1/identify", &event("identify", "2024-06-05T08:00:00Z", "", "m0")).await;
@@ -33,7 +32,6 @@ async fn the_first_event_of_the_day_sets_the_description_whatever_the_arrival_or
     server.stop().await;
 }
 
-#[tokio::test]
 async fn out_of_order_within_one_batch_and_across_batches_agree() {
     let a = TestServer::start().await;
     let b = TestServer::start().await;
@@ -57,7 +55,6 @@ async fn out_of_order_within_one_batch_and_across_batches_agree() {
     b.stop().await;
 }
 
-#[tokio::test]
 async fn days_are_counted_in_the_workspace_time_zone() {
     let server = TestServer::start().await;
     server.set_time_zone("America/Los_Angeles").await;
@@ -83,7 +80,6 @@ async fn days_are_counted_in_the_workspace_time_zone() {
     utc.stop().await;
 }
 
-#[tokio::test]
 async fn a_replayed_message_id_changes_nothing() {
     let server = TestServer::start().await;
     server.ingest("/v1/identify", &event("identify", "2024-06-05T08:00:00Z", "", "m0")).await;
@@ -111,7 +107,6 @@ async fn a_replayed_message_id_changes_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn concurrent_requests_for_one_day_make_one_interaction() {
     let server = TestServer::start().await;
     server.ingest("/v1/identify", &event("identify", "2024-06-05T08:00:00Z", "", "m0")).await;
@@ -134,3 +129,11 @@ async fn concurrent_requests_for_one_day_make_one_interaction() {
     assert_eq!(timeline[0]["hits"], 41);
     server.stop().await;
 }
+
+crate::backend_tests!(
+    the_first_event_of_the_day_sets_the_description_whatever_the_arrival_order,
+    out_of_order_within_one_batch_and_across_batches_agree,
+    days_are_counted_in_the_workspace_time_zone,
+    a_replayed_message_id_changes_nothing,
+    concurrent_requests_for_one_day_make_one_interaction,
+);

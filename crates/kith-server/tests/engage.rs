@@ -6,7 +6,6 @@ mod common;
 use common::{fixture, TestServer};
 use reqwest::StatusCode;
 
-#[tokio::test]
 async fn buyer_enters_and_exits_audiences_and_gets_a_computed_trait() {
     let server = TestServer::start().await;
     for file in [
@@ -62,7 +61,6 @@ async fn buyer_enters_and_exits_audiences_and_gets_a_computed_trait() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn a_late_older_change_does_not_undo_a_newer_one() {
     let server = TestServer::start().await;
     // The exit (June 10th) arrives before the entry (May 3rd).
@@ -75,3 +73,8 @@ async fn a_late_older_change_does_not_undo_a_newer_one() {
     assert_eq!(audience["history"].as_array().unwrap().len(), 2);
     server.stop().await;
 }
+
+crate::backend_tests!(
+    buyer_enters_and_exits_audiences_and_gets_a_computed_trait,
+    a_late_older_change_does_not_undo_a_newer_one,
+);

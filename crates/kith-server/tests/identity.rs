@@ -18,7 +18,6 @@ fn ids(contact: &Value) -> Vec<String> {
     contact["identities"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap().to_owned()).collect()
 }
 
-#[tokio::test]
 async fn junk_ids_never_link_two_people() {
     let server = TestServer::start().await;
     for (email, junk) in
@@ -39,7 +38,6 @@ async fn junk_ids_never_link_two_people() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn events_of_unknown_users_wait_then_attach_with_their_interactions() {
     let server = TestServer::start().await;
     server
@@ -78,7 +76,6 @@ async fn events_of_unknown_users_wait_then_attach_with_their_interactions() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn pending_events_expire_after_the_workspace_retention() {
     let clock = Clock::manual("2024-06-01T12:00:00Z".parse::<Timestamp>().unwrap());
     let server = TestServer::start_with_clock(clock.clone()).await;
@@ -100,7 +97,6 @@ async fn pending_events_expire_after_the_workspace_retention() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn alias_links_the_previous_id_or_waits_for_its_user() {
     let server = TestServer::start().await;
     // The alias arrives before anything is known of u1: it waits.
@@ -121,7 +117,6 @@ async fn alias_links_the_previous_id_or_waits_for_its_user() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn an_alias_between_two_known_people_is_recorded_and_merged_by_hand() {
     let server = TestServer::start().await;
     server.ingest("/v1/identify", &identify("u-work", "ada@work.example", "2024-06-01T10:00:00Z")).await;
@@ -182,7 +177,6 @@ async fn an_alias_between_two_known_people_is_recorded_and_merged_by_hand() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn closeness_keys_do_not_depend_on_the_order_events_arrive_in() {
     let forward = TestServer::start().await;
     let backward = TestServer::start().await;
@@ -220,3 +214,12 @@ async fn closeness_keys_do_not_depend_on_the_order_events_arrive_in() {
     forward.stop().await;
     backward.stop().await;
 }
+
+crate::backend_tests!(
+    junk_ids_never_link_two_people,
+    events_of_unknown_users_wait_then_attach_with_their_interactions,
+    pending_events_expire_after_the_workspace_retention,
+    alias_links_the_previous_id_or_waits_for_its_user,
+    an_alias_between_two_known_people_is_recorded_and_merged_by_hand,
+    closeness_keys_do_not_depend_on_the_order_events_arrive_in,
+);

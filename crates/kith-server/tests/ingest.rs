@@ -12,7 +12,6 @@ fn identify(email: &str) -> Value {
     json!({"type":"identify","userId": email, "traits":{"email": email},"timestamp":"2024-06-01T10:00:00Z"})
 }
 
-#[tokio::test]
 async fn keys_in_basic_bearer_and_body_all_work() {
     let server = TestServer::start().await;
     let url = format!("{}/v1/identify", server.url);
@@ -47,7 +46,6 @@ async fn keys_in_basic_bearer_and_body_all_work() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_body_is_json_whatever_the_content_type_and_gzip_is_detected() {
     let server = TestServer::start().await;
     let cases: Vec<(&str, Option<&str>, Vec<u8>)> = vec![
@@ -77,7 +75,6 @@ async fn the_body_is_json_whatever_the_content_type_and_gzip_is_detected() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn every_route_takes_its_type_from_the_path() {
     let server = TestServer::start().await;
     server
@@ -125,7 +122,6 @@ async fn every_route_takes_its_type_from_the_path() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn batches_and_arrays_keep_valid_items_and_list_the_rest() {
     let server = TestServer::start().await;
     let batch = json!({"batch": [
@@ -161,7 +157,6 @@ async fn batches_and_arrays_keep_valid_items_and_list_the_rest() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_integrations_object_can_keep_kith_out() {
     let server = TestServer::start().await;
     let mut off = identify("off@example.com");
@@ -177,7 +172,6 @@ async fn the_integrations_object_can_keep_kith_out() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn browsers_get_a_cacheable_preflight_and_telemetry_is_acknowledged() {
     let server = TestServer::start().await;
     let response = server
@@ -215,7 +209,6 @@ fn sign(secret: &str, bytes: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-#[tokio::test]
 async fn a_signing_secret_requires_a_matching_signature() {
     let server = TestServer::start().await;
     let (status, _) = server.call(reqwest::Method::PATCH, "/api/workspace", &json!({"signing_secret": "whsec"})).await;
@@ -244,3 +237,13 @@ async fn a_signing_secret_requires_a_matching_signature() {
     assert_eq!(server.emails().await.len(), 3);
     server.stop().await;
 }
+
+crate::backend_tests!(
+    keys_in_basic_bearer_and_body_all_work,
+    the_body_is_json_whatever_the_content_type_and_gzip_is_detected,
+    every_route_takes_its_type_from_the_path,
+    batches_and_arrays_keep_valid_items_and_list_the_rest,
+    the_integrations_object_can_keep_kith_out,
+    browsers_get_a_cacheable_preflight_and_telemetry_is_acknowledged,
+    a_signing_secret_requires_a_matching_signature,
+);

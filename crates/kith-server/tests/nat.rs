@@ -14,7 +14,6 @@ async fn sent_alone(file: &str) -> (TestServer, serde_json::Value) {
     (server, body)
 }
 
-#[tokio::test]
 async fn recommended_format_gives_the_url_as_description() {
     let (server, _) = sent_alone("recommended.json").await;
     assert_eq!(server.emails().await, ["peter@example.com"]);
@@ -27,7 +26,6 @@ async fn recommended_format_gives_the_url_as_description() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn example_1_without_traits_gets_the_standard_message() {
     let (server, _) = sent_alone("alt-1-no-traits.json").await;
     let timeline = server.timeline("test@example.com").await;
@@ -37,7 +35,6 @@ async fn example_1_without_traits_gets_the_standard_message() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn example_2_event_replaces_the_url() {
     let (server, _) = sent_alone("alt-2-event.json").await;
     let timeline = server.timeline("test@example.com").await;
@@ -46,7 +43,6 @@ async fn example_2_event_replaces_the_url() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn example_2_as_printed_is_invalid_json_with_line_and_column() {
     let server = TestServer::start().await;
     let (status, body) = server.send("/v1/identify", fixture("nat/alt-2-event-as-printed.txt")).await;
@@ -61,7 +57,6 @@ async fn example_2_as_printed_is_invalid_json_with_line_and_column() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_three_formats_also_arrive_through_the_destination_endpoint() {
     let server = TestServer::start().await;
     for file in ["recommended.json", "alt-1-no-traits.json"] {
@@ -71,3 +66,11 @@ async fn the_three_formats_also_arrive_through_the_destination_endpoint() {
     assert_eq!(server.emails().await.len(), 2);
     server.stop().await;
 }
+
+crate::backend_tests!(
+    recommended_format_gives_the_url_as_description,
+    example_1_without_traits_gets_the_standard_message,
+    example_2_event_replaces_the_url,
+    example_2_as_printed_is_invalid_json_with_line_and_column,
+    the_three_formats_also_arrive_through_the_destination_endpoint,
+);

@@ -55,7 +55,6 @@ fn advance(server: &TestServer, hours: f64) {
     server.state.clock.advance(SignedDuration::from_secs_f64(hours * 3600.0));
 }
 
-#[tokio::test]
 async fn slack_me_when_an_enterprise_user_signs_up_but_invites_nobody_within_two_days() {
     let slack = Receiver::start().await;
     let server = server().await;
@@ -113,7 +112,6 @@ async fn slack_me_when_an_enterprise_user_signs_up_but_invites_nobody_within_two
     server.stop().await;
 }
 
-#[tokio::test]
 async fn rules_are_managed_through_the_api_and_refuse_nonsense() {
     let server = server().await;
     let rule = create_rule(
@@ -150,7 +148,6 @@ async fn rules_are_managed_through_the_api_and_refuse_nonsense() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn deliveries_retry_through_500_and_429_then_succeed_and_survive_a_restart() {
     let hook = Receiver::start().await;
     hook.answer(&[(500, None), (429, Some("600"))]);
@@ -189,7 +186,6 @@ async fn deliveries_retry_through_500_and_429_then_succeed_and_survive_a_restart
     server.stop().await;
 }
 
-#[tokio::test]
 async fn deliveries_give_up_on_other_4xx_and_after_four_hours_and_can_be_retried() {
     let hook = Receiver::start().await;
     let server = server().await;
@@ -232,7 +228,6 @@ async fn deliveries_give_up_on_other_4xx_and_after_four_hours_and_can_be_retried
     server.stop().await;
 }
 
-#[tokio::test]
 async fn contact_went_cold_and_audiences_go_back_to_segment_on_a_second_kith() {
     // The second kith plays Segment: it receives kith's track calls on /v1/batch.
     let segment = TestServer::start().await;
@@ -287,7 +282,6 @@ async fn contact_went_cold_and_audiences_go_back_to_segment_on_a_second_kith() {
     segment.stop().await;
 }
 
-#[tokio::test]
 async fn nudge_sent_and_bucket_and_due_rules_fire_once() {
     let segment = Receiver::start().await;
     let hook = Receiver::start().await;
@@ -326,7 +320,6 @@ async fn nudge_sent_and_bucket_and_due_rules_fire_once() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_daily_digest_goes_once_a_day_at_the_local_time() {
     let hook = Receiver::start().await;
     let smtp = SmtpSink::start().await;
@@ -373,7 +366,6 @@ async fn the_daily_digest_goes_once_a_day_at_the_local_time() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn email_actions_go_through_smtp() {
     let smtp = SmtpSink::start().await;
     let server = TestServer::start_with(Options {
@@ -403,7 +395,6 @@ async fn email_actions_go_through_smtp() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn an_email_action_without_smtp_fails_visibly() {
     let server = server().await;
     create_rule(
@@ -418,3 +409,15 @@ async fn an_email_action_without_smtp_fails_visibly() {
     assert!(failed[0]["last_error"].as_str().unwrap().contains("SMTP"));
     server.stop().await;
 }
+
+crate::backend_tests!(
+    slack_me_when_an_enterprise_user_signs_up_but_invites_nobody_within_two_days,
+    rules_are_managed_through_the_api_and_refuse_nonsense,
+    deliveries_retry_through_500_and_429_then_succeed_and_survive_a_restart,
+    deliveries_give_up_on_other_4xx_and_after_four_hours_and_can_be_retried,
+    contact_went_cold_and_audiences_go_back_to_segment_on_a_second_kith,
+    nudge_sent_and_bucket_and_due_rules_fire_once,
+    the_daily_digest_goes_once_a_day_at_the_local_time,
+    email_actions_go_through_smtp,
+    an_email_action_without_smtp_fails_visibly,
+);

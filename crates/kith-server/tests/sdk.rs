@@ -70,7 +70,6 @@ async fn assert_jane(server: &TestServer, sdk: &str) {
     assert_eq!(page["properties"]["url"], "https://example.com/home", "{sdk}");
 }
 
-#[tokio::test]
 async fn each_server_sdks_single_calls() {
     for sdk in SERVER_SDKS {
         let server = TestServer::start().await;
@@ -85,7 +84,6 @@ async fn each_server_sdks_single_calls() {
     }
 }
 
-#[tokio::test]
 async fn each_server_sdks_full_flush() {
     let flushes = [
         ("py-segment", vec!["full-body_async_flush_0.json"]),
@@ -106,7 +104,6 @@ async fn each_server_sdks_full_flush() {
     }
 }
 
-#[tokio::test]
 async fn analytics_next_in_the_browser_one_event_per_request() {
     let server = TestServer::start().await;
     for (path, call) in [
@@ -139,7 +136,6 @@ async fn analytics_next_in_the_browser_one_event_per_request() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn analytics_next_batching_mode() {
     let server = TestServer::start().await;
     for file in ["batch-1.json", "batch-2.json"] {
@@ -161,7 +157,6 @@ async fn analytics_next_batching_mode() {
 
 /// rudder-sdk-python puts an identify's traits only in `context.traits`: the event stream shows
 /// them beside the identify, as it does for the other SDKs' `traits`.
-#[tokio::test]
 async fn rudder_python_identify_shows_its_context_traits_in_the_event_stream() {
     let server = TestServer::start().await;
     let body = fixture("sdk/py-rudder/identify.json");
@@ -174,3 +169,11 @@ async fn rudder_python_identify_shows_its_context_traits_in_the_event_stream() {
     assert_eq!(identify["properties"], serde_json::json!({"email": "jane@example.com", "name": "Jane Doe"}));
     server.stop().await;
 }
+
+crate::backend_tests!(
+    each_server_sdks_single_calls,
+    each_server_sdks_full_flush,
+    analytics_next_in_the_browser_one_event_per_request,
+    analytics_next_batching_mode,
+    rudder_python_identify_shows_its_context_traits_in_the_event_stream,
+);

@@ -13,7 +13,6 @@ async fn ada() -> TestServer {
     server
 }
 
-#[tokio::test]
 async fn identify_normalises_the_email_and_links_both_ids() {
     let server = ada().await;
     assert_eq!(server.emails().await, ["ada@example.com"]);
@@ -27,7 +26,6 @@ async fn identify_normalises_the_email_and_links_both_ids() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn track_without_received_at_is_corrected_for_clock_skew() {
     let server = ada().await;
     let before = jiff::Timestamp::now();
@@ -52,7 +50,6 @@ async fn track_without_received_at_is_corrected_for_clock_skew() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn page_screen_group_and_alias_reach_ada_through_her_user_id() {
     let server = ada().await;
     for (path, file) in [
@@ -90,7 +87,6 @@ async fn page_screen_group_and_alias_reach_ada_through_her_user_id() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_batch_keeps_unknown_users_pending_and_refuses_the_identify_without_email() {
     let server = TestServer::start().await;
     let (status, body) = server.send("/v1/batch", fixture("segment/batch.json")).await;
@@ -120,3 +116,10 @@ async fn the_batch_keeps_unknown_users_pending_and_refuses_the_identify_without_
     assert_eq!(timeline[1]["day"], "2024-06-05");
     server.stop().await;
 }
+
+crate::backend_tests!(
+    identify_normalises_the_email_and_links_both_ids,
+    track_without_received_at_is_corrected_for_clock_skew,
+    page_screen_group_and_alias_reach_ada_through_her_user_id,
+    the_batch_keeps_unknown_users_pending_and_refuses_the_identify_without_email,
+);

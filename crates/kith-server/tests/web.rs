@@ -96,7 +96,6 @@ async fn add_ada(server: &TestServer) -> i64 {
     server.contact("ada@example.com").await["id"].as_i64().unwrap()
 }
 
-#[tokio::test]
 async fn every_page_but_sign_in_needs_a_session() {
     let server = server_with_user().await;
     let mut browser = Browser::new(&server);
@@ -131,7 +130,6 @@ async fn every_page_but_sign_in_needs_a_session() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn signing_in_and_out() {
     let server = server_with_user().await;
     let mut browser = Browser::new(&server);
@@ -178,7 +176,6 @@ async fn signing_in_and_out() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn the_sign_in_form_needs_its_own_token() {
     let server = server_with_user().await;
     let mut browser = Browser::new(&server);
@@ -202,7 +199,6 @@ async fn the_sign_in_form_needs_its_own_token() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn forms_without_the_session_token_are_refused() {
     let server = server_with_user().await;
     let id = add_ada(&server).await;
@@ -231,7 +227,6 @@ async fn forms_without_the_session_token_are_refused() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn bad_input_is_explained_not_failed() {
     let server = server_with_user().await;
     let id = add_ada(&server).await;
@@ -268,7 +263,6 @@ async fn bad_input_is_explained_not_failed() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn keys_created_in_the_app_are_shown_once_and_revoked_at_once() {
     let server = server_with_user().await;
     let mut browser = Browser::new(&server);
@@ -296,7 +290,6 @@ async fn keys_created_in_the_app_are_shown_once_and_revoked_at_once() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn a_user_sees_only_their_workspace() {
     let server = server_with_user().await;
     let ada = add_ada(&server).await;
@@ -325,7 +318,6 @@ async fn a_user_sees_only_their_workspace() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn an_expired_session_signs_nobody_in() {
     let server = server_with_user().await;
     let store = server.state.store.clone();
@@ -352,7 +344,6 @@ async fn an_expired_session_signs_nobody_in() {
     server.stop().await;
 }
 
-#[tokio::test]
 async fn nudge_rules_digest_and_segment_are_managed_in_the_app() {
     let server = server_with_user().await;
     let mut browser = Browser::new(&server);
@@ -420,3 +411,15 @@ async fn nudge_rules_digest_and_segment_are_managed_in_the_app() {
     assert_eq!(browser.post("/nudges/rules/999/delete", &[("_csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+crate::backend_tests!(
+    every_page_but_sign_in_needs_a_session,
+    signing_in_and_out,
+    the_sign_in_form_needs_its_own_token,
+    forms_without_the_session_token_are_refused,
+    bad_input_is_explained_not_failed,
+    keys_created_in_the_app_are_shown_once_and_revoked_at_once,
+    a_user_sees_only_their_workspace,
+    an_expired_session_signs_nobody_in,
+    nudge_rules_digest_and_segment_are_managed_in_the_app,
+);

@@ -1,4 +1,9 @@
 //! The test harness: a real kith on 127.0.0.1:0 with a fresh database, driven over HTTP.
+//!
+//! Every test runs on both backends: `backend_tests!` turns each listed test into
+//! `sqlite::name` and `postgres::name`. The PostgreSQL twin runs when `KITH_TEST_DATABASE_URL`
+//! names a server (each test gets a fresh, randomly named database, dropped afterwards) and
+//! says why it skipped otherwise.
 #![allow(dead_code)]
 
 pub mod outbound;
@@ -9,6 +14,7 @@ use std::sync::Arc;
 use base64::Engine;
 use kith_server::auth::generate_key;
 use kith_server::{App, AppConfig, AppState, Clock};
+use kith_store::postgres::{PostgresOptions, PostgresStore};
 use kith_store::sqlite::{Durability, SqliteOptions, SqliteStore};
 use kith_store::{KeyKind, Store};
 use reqwest::StatusCode;
@@ -30,7 +36,135 @@ pub struct TestServer {
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
-    dir: Option<tempfile::TempDir>,
+    database: Option<TestDatabase>,
+}
+
+/// The database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the server of `KITH_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// The server named by `KITH_TEST_DATABASE_URL`, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("KITH_TEST_DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
+}
+
+/// Runs a test on `backend`, or says why it cannot.
+pub async fn run_on<F: std::future::Future<Output = ()>>(backend: Backend, name: &str, test: F) {
+    if backend == Backend::Postgres && postgres_url().is_none() {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        // Straight to stderr: the test harness would swallow print! from a passing test.
+        SAID.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping the PostgreSQL twins (postgres::{name} and the rest): KITH_TEST_DATABASE_URL is not set"
+            );
+        });
+        return;
+    }
+    BACKEND.scope(backend, test).await
+}
+
+/// Declares each async test function as a test on both backends.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::common::run_on($crate::common::Backend::Sqlite, stringify!($name), super::$name()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::common::run_on($crate::common::Backend::Postgres, stringify!($name), super::$name()).await
+                }
+            )*
+        }
+    };
+}
+
+/// A test's database, removed when dropped.
+pub enum TestDatabase {
+    /// The directory of the SQLite file.
+    Sqlite(tempfile::TempDir),
+    /// A PostgreSQL database created for the test.
+    Postgres {
+        /// The server the test was given.
+        server_url: String,
+        /// The database's name.
+        name: String,
+        /// The database's URL.
+        url: String,
+    },
+}
+
+impl TestDatabase {
+    /// A fresh, empty database on the current test's backend.
+    pub async fn create() -> TestDatabase {
+        match BACKEND.try_with(|backend| *backend).unwrap_or(Backend::Sqlite) {
+            Backend::Sqlite => TestDatabase::Sqlite(tempfile::tempdir().expect("temp dir")),
+            Backend::Postgres => {
+                let server_url = postgres_url().expect("KITH_TEST_DATABASE_URL");
+                let name = format!("kith_test_{}_{:016x}", std::process::id(), rand_suffix());
+                let url = kith_store::postgres::create_database(&server_url, &name)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot create database {name} on KITH_TEST_DATABASE_URL: {e}"));
+                TestDatabase::Postgres { server_url, name, url }
+            }
+        }
+    }
+
+    /// Opens (and migrates) the store on this database.
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            TestDatabase::Sqlite(dir) => {
+                let mut options = SqliteOptions::new(dir.path().join("kith.db"));
+                options.durability = Durability::Normal;
+                Arc::new(SqliteStore::open(&options).expect("open store"))
+            }
+            TestDatabase::Postgres { url, .. } => {
+                Arc::new(PostgresStore::open(&PostgresOptions::new(url.clone())).await.expect("open store"))
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    hasher.finish()
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { server_url, name, .. } = self {
+            let (server_url, name) = (server_url.clone(), name.clone());
+            // Dropping runs inside the test's runtime, which cannot block on itself.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(kith_store::postgres::drop_database(&server_url, &name))
+            })
+            .join();
+            if let Ok(Err(error)) = dropped {
+                eprintln!("could not drop a test database: {error}");
+            }
+        }
+    }
 }
 
 /// How a test server is set up.
@@ -72,8 +206,8 @@ impl TestServer {
     /// A server on a fresh database with these options. Background jobs do not run on their
     /// own: tests run them with `kith_server::jobs::run_pending`.
     pub async fn start_with(options: Options) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(&dir);
+        let database = TestDatabase::create().await;
+        let store = database.open().await;
         let workspace = store.create_workspace("Test").await.expect("workspace");
         let write_key = generate_key(KeyKind::Write);
         let secret_key = generate_key(KeyKind::Secret);
@@ -83,20 +217,20 @@ impl TestServer {
         server.write_key = write_key;
         server.secret_key = secret_key;
         server.workspace = workspace.id;
-        server.dir = Some(dir);
+        server.database = Some(database);
         server
     }
 
     /// Stops this server and starts another on the same database, as a restart would.
     pub async fn restart(mut self, options: Options) -> TestServer {
-        let dir = self.dir.take().expect("a database");
+        let database = self.database.take().expect("a database");
         let (write_key, secret_key, workspace) = (self.write_key.clone(), self.secret_key.clone(), self.workspace);
         self.stop().await;
-        let mut server = TestServer::serve(open(&dir), options).await;
+        let mut server = TestServer::serve(database.open().await, options).await;
         server.write_key = write_key;
         server.secret_key = secret_key;
         server.workspace = workspace;
-        server.dir = Some(dir);
+        server.database = Some(database);
         server
     }
 
@@ -123,7 +257,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
             handle: Some(handle),
-            dir: None,
+            database: None,
         }
     }
 
@@ -223,12 +357,6 @@ impl TestServer {
             self.call(reqwest::Method::PATCH, "/api/workspace", &serde_json::json!({"time_zone": zone})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-}
-
-fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let mut options = SqliteOptions::new(dir.path().join("kith.db"));
-    options.durability = Durability::Normal;
-    Arc::new(SqliteStore::open(&options).expect("open store"))
 }
 
 /// `Basic base64(key:)`.

@@ -1,0 +1,278 @@
+//! Several kith nodes on one PostgreSQL database (SPEC §8): two real `kith serve` processes
+//! take the same users' events at once, in parallel and with replays. Afterwards there is one
+//! activity interaction per contact per day, no messageId stored twice, no event lost, and
+//! the data (closeness keys included) equals a single node's run of the same events.
+//!
+//! Runs when `KITH_TEST_DATABASE_URL` names a PostgreSQL server; says why it skipped otherwise.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A running `kith serve` on PostgreSQL, stopped when dropped.
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a node on `database_url`; the first node of a database returns the write key it prints.
+fn start_node(database_url: &str, first: bool) -> (Node, Option<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(["--database-url", database_url, "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("KITH_CONFIG")
+        .env("KITH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start kith");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "kith exited at start");
+        assert!(Instant::now() < deadline, "kith did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut key = None;
+    if first {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("write key") {
+                key = line.split_whitespace().last().map(str::to_owned);
+            }
+            if line.contains("/api/contacts") {
+                break;
+            }
+        }
+        assert!(key.is_some(), "the first node prints a write key");
+    }
+    (Node { child, url: format!("http://127.0.0.1:{port}") }, key)
+}
+
+/// One request: a path and its body.
+#[derive(Clone)]
+struct Request {
+    path: &'static str,
+    body: Value,
+}
+
+/// Every user identifies twice (two messageIds, so both nodes may create the contact at
+/// once) and is active over eight days, two events a day, each its own request so that
+/// the two nodes update the same contact, its days and its contact-days at the same moment; tracks and pages
+/// may also arrive before any identify and wait as pending.
+fn workload() -> (Vec<Request>, BTreeSet<String>) {
+    let mut requests = Vec::new();
+    let mut message_ids = BTreeSet::new();
+    for user in 0..30 {
+        for copy in 0..2 {
+            let id = format!("identify-{user}-{copy}");
+            message_ids.insert(id.clone());
+            requests.push(Request {
+                path: "/v1/identify",
+                body: json!({"messageId": id, "userId": format!("user-{user}"),
+                    "timestamp": format!("2024-06-01T08:0{copy}:00Z"),
+                    "traits": {"email": format!("user{user}@example.com"), "name": format!("User {user}")}}),
+            });
+        }
+        for day in 1..=8 {
+            for i in 0..2 {
+                let id = format!("u{user}-d{day}-{i}");
+                message_ids.insert(id.clone());
+                let time = format!("2024-06-{day:02}T1{}:{:02}:00Z", i, user % 60);
+                let user_id = format!("user-{user}");
+                requests.push(if (user + i) % 2 == 0 {
+                    Request {
+                        path: "/v1/track",
+                        body: json!({"event": "Report Viewed", "messageId": id, "userId": user_id, "timestamp": time}),
+                    }
+                } else {
+                    Request {
+                        path: "/v1/page",
+                        body: json!({"messageId": id, "userId": user_id, "timestamp": time,
+                            "properties": {"url": format!("https://app.example.com/reports/{i}")}}),
+                    }
+                });
+            }
+        }
+    }
+    (requests, message_ids)
+}
+
+fn send(client: &reqwest::blocking::Client, node: &str, key: &str, request: &Request) {
+    let response = client
+        .post(format!("{node}{}", request.path))
+        .basic_auth(key, Some(""))
+        .json(&request.body)
+        .send()
+        .expect("request");
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap_or_default());
+}
+
+/// Sends every request from several threads: request `n` goes to node `n % nodes.len()`,
+/// and every third one is replayed on the next node.
+fn send_all(nodes: &[&str], key: &str, requests: &[Request]) {
+    let queue = Mutex::new(requests.iter().enumerate().rev().collect::<Vec<_>>());
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                let client = reqwest::blocking::Client::new();
+                while let Some((n, request)) = queue.lock().unwrap().pop() {
+                    send(&client, nodes[n % nodes.len()], key, request);
+                    if n % 3 == 0 {
+                        send(&client, nodes[(n + 1) % nodes.len()], key, request);
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `(email, name, first seen, last seen, last interaction, warm until)` of a contact.
+type ContactRow = (String, Option<String>, i64, i64, Option<i64>, Option<i64>);
+
+/// What a run leaves in the database, in a form two runs can be compared by.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    /// `(email, kind, day, occurred_at, description, hits)` of every interaction.
+    interactions: Vec<(String, String, i32, i64, String, i64)>,
+    /// `(email, closeness key)`.
+    closeness: Vec<(String, Option<f64>)>,
+    /// Every contact's row.
+    contacts: Vec<ContactRow>,
+}
+
+async fn read_back(url: &str, message_ids: &BTreeSet<String>) -> Outcome {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let doubled = client
+        .query(
+            "SELECT contact_id, day FROM interactions WHERE kind = 'activity' GROUP BY 1, 2 HAVING count(*) > 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(doubled.is_empty(), "{} contact-days have more than one activity interaction", doubled.len());
+    let stored: Vec<String> =
+        client.query("SELECT message_id FROM events", &[]).await.unwrap().iter().map(|row| row.get(0)).collect();
+    assert_eq!(stored.len(), message_ids.len(), "every event stored exactly once");
+    assert_eq!(&stored.into_iter().collect::<BTreeSet<_>>(), message_ids, "no event lost");
+    let pending: i64 =
+        client.query_one("SELECT count(*) FROM events WHERE contact_id IS NULL", &[]).await.unwrap().get(0);
+    assert_eq!(pending, 0, "every event reached its contact");
+    let interactions = client
+        .query(
+            "SELECT c.email, i.kind, i.day, i.occurred_at, i.description, i.hits
+             FROM interactions i JOIN contacts c ON c.id = i.contact_id
+             ORDER BY c.email, i.day, i.kind, i.occurred_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)))
+        .collect();
+    let closeness = client
+        .query("SELECT email, closeness_key FROM contacts ORDER BY email", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let contacts = client
+        .query(
+            "SELECT email, name, first_seen_at, last_seen_at, last_interaction_at, warm_until FROM contacts ORDER BY email",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)))
+        .collect();
+    Outcome { interactions, closeness, contacts }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_store_what_one_node_stores() {
+    let Some(server) = std::env::var("KITH_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) else {
+        eprintln!("skipped: set KITH_TEST_DATABASE_URL=postgres://… to run the two-node test");
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let suffix = format!("{}_{nanos}", std::process::id());
+    let (two, one) = (format!("kith_test_two_nodes_{suffix}"), format!("kith_test_one_node_{suffix}"));
+    let two_url = kith_store::postgres::create_database(&server, &two).await.expect("create database");
+    let one_url = kith_store::postgres::create_database(&server, &one).await.expect("create database");
+    let (requests, message_ids) = workload();
+
+    let outcome = {
+        let (url, requests) = (two_url.clone(), requests.clone());
+        tokio::task::spawn_blocking(move || {
+            let (a, key) = start_node(&url, true);
+            let (b, _) = start_node(&url, false);
+            let key = key.unwrap();
+            send_all(&[&a.url, &b.url], &key, &requests);
+            // Replays of everything, through the other node each time.
+            send_all(&[&b.url, &a.url], &key, &requests);
+        })
+        .await
+        .unwrap();
+        read_back(&two_url, &message_ids).await
+    };
+    let reference = {
+        let url = one_url.clone();
+        tokio::task::spawn_blocking(move || {
+            let (node, key) = start_node(&url, true);
+            send_all(&[&node.url], &key.unwrap(), &requests);
+        })
+        .await
+        .unwrap();
+        read_back(&one_url, &message_ids).await
+    };
+
+    assert_eq!(outcome.interactions, reference.interactions, "the same timelines as on one node");
+    assert_eq!(outcome.contacts, reference.contacts, "the same contact rows as on one node");
+    assert_eq!(outcome.closeness.len(), reference.closeness.len());
+    for ((email, key), (_, expected)) in outcome.closeness.iter().zip(&reference.closeness) {
+        let (key, expected) = (key.expect("a closeness key"), expected.expect("a closeness key"));
+        assert!((key - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{email}: closeness key {key} ≠ {expected}");
+    }
+    for name in [two, one] {
+        kith_store::postgres::drop_database(&server, &name).await.expect("drop database");
+    }
+}
+
+#[tokio::test]
+async fn migrate_applies_the_postgresql_schema_once() {
+    let Some(server) = std::env::var("KITH_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) else {
+        eprintln!("skipped: set KITH_TEST_DATABASE_URL=postgres://… to run kith migrate on PostgreSQL");
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("kith_test_migrate_{}_{nanos}", std::process::id());
+    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    let migrate = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new(env!("CARGO_BIN_EXE_kith"))
+                .env_remove("KITH_CONFIG")
+                .env("KITH_DATABASE_URL", &url)
+                .arg("migrate")
+                .output()
+                .expect("run kith migrate");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8(output.stdout).unwrap()
+        })
+    };
+    assert!(migrate(url.clone()).await.unwrap().contains("applied migrations [1]"));
+    assert!(migrate(url).await.unwrap().contains("up to date"));
+    kith_store::postgres::drop_database(&server, &name).await.expect("drop database");
+}
