@@ -94,6 +94,10 @@ enum Command {
         /// `full` or `normal`: kith's KITH_DURABILITY.
         #[arg(long, default_value = "full")]
         durability: String,
+        /// Run kith on PostgreSQL: a fresh database per part on this server (e.g.
+        /// postgres://postgres@127.0.0.1:5432/postgres).
+        #[arg(long)]
+        database_url: Option<String>,
         /// Connections posting batches.
         #[arg(long, default_value_t = 32)]
         connections: usize,
@@ -175,6 +179,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             kith,
             work_dir,
             durability,
+            database_url,
             connections,
             identify_connections,
             seconds,
@@ -192,6 +197,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 work_dir,
                 seed: sizes.seed,
                 durability,
+                database_url,
                 batch_connections: connections,
                 identify_connections,
                 duration: Duration::from_secs(seconds),

@@ -28,6 +28,9 @@ pub struct Settings {
     pub seed: u64,
     /// `full` or `normal` (`KITH_DURABILITY`).
     pub durability: String,
+    /// A PostgreSQL server: each kith then runs on a fresh database there instead of SQLite
+    /// (bytes written are then the database server's, not counted by this suite).
+    pub database_url: Option<String>,
     /// Connections posting batches.
     pub batch_connections: usize,
     /// Connections posting single identifies.
@@ -119,15 +122,21 @@ fn start_reference(mode: Mode) -> anyhow::Result<Server> {
     Ok(Server { child, url: format!("http://127.0.0.1:{port}"), write_key: None, secret_key: None })
 }
 
-fn start_kith(settings: &Settings, name: &str) -> anyhow::Result<Server> {
+async fn start_kith(settings: &Settings, name: &str) -> anyhow::Result<Server> {
     let dir = settings.work_dir.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
     let port = free_port()?;
-    let mut child = Command::new(&settings.kith)
-        .arg("--data-dir")
-        .arg(&dir)
+    let mut command = Command::new(&settings.kith);
+    command.arg("--data-dir").arg(&dir);
+    if let Some(server) = &settings.database_url {
+        let database = format!("kith_bench_{name}");
+        kith_store::postgres::drop_database(server, &database).await?;
+        let url = kith_store::postgres::create_database(server, &database).await?;
+        command.args(["--database-url", &url]);
+    }
+    let mut child = command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("KITH_DURABILITY", &settings.durability)
         .env("KITH_LOG", "warn")
@@ -418,7 +427,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await?;
         reference.stop()?;
 
-        let kith = start_kith(&settings, "identify")?;
+        let kith = start_kith(&settings, "identify").await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         idle_rss = Some(kith.reading().rss_kib);
         let kith_rate =
@@ -477,7 +486,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let ref_phase =
             measure(&reference, &prepare(&reference, &workload), once, "reference (parse, discard)").await?;
         reference.stop()?;
-        let kith = start_kith(&settings, name)?;
+        let kith = start_kith(&settings, name).await?;
         let requests = prepare(&kith, &workload);
         let busiest = workload.busiest.clone();
         drop(workload);
@@ -565,9 +574,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
 fn print_table(settings: &Settings, rows: &[Row]) {
     println!(
-        "\nseed {}, durability {}, {} s timed phases, {} batch connections, kith {}\n",
+        "\nseed {}, {}, {} s timed phases, {} batch connections, kith {}\n",
         settings.seed,
-        settings.durability,
+        match &settings.database_url {
+            Some(_) => "on PostgreSQL".to_owned(),
+            None => format!("durability {}", settings.durability),
+        },
         settings.duration.as_secs(),
         settings.batch_connections,
         display(&settings.kith)
