@@ -11,6 +11,7 @@ pub mod nudge;
 pub mod pipeline;
 pub mod plan;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 pub mod state;
 

@@ -5,6 +5,7 @@ use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{lock_contacts, now_ms, write};
 use crate::model::*;
+use crate::sql::{KEY_COLUMNS, SHOWN_PREFIX_CHARS};
 use crate::{Result, StoreError};
 
 const WORKSPACE_COLUMNS: &str =
@@ -124,8 +125,6 @@ pub async fn claim_digest(c: &Client, id: WorkspaceId, day: i32) -> Result<bool>
     Ok(changed > 0)
 }
 
-const KEY_COLUMNS: &str = "id, workspace_id, kind, name, prefix, created_at, revoked_at";
-
 fn key_row(row: &Row) -> Result<ApiKey> {
     let kind: String = row.try_get(2)?;
     Ok(ApiKey {
@@ -138,9 +137,6 @@ fn key_row(row: &Row) -> Result<ApiKey> {
         revoked_at: row.try_get::<_, Option<i64>>(6)?.map(from_millis),
     })
 }
-
-/// How much of a key is kept in clear to recognise it in lists.
-const SHOWN_PREFIX_CHARS: usize = 12;
 
 pub async fn create_key(c: &Client, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
     let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();

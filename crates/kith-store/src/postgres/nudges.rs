@@ -15,6 +15,7 @@ use tokio_postgres::{Client, GenericClient, Row};
 use super::{admin, read};
 use crate::model::*;
 use crate::nudge::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::sql::DELIVERY_COLUMNS;
 use crate::{Result, StoreError};
 
 const RULE_COLUMNS: &str = "id, spec, created_at, updated_at";
@@ -431,9 +432,6 @@ pub async fn fire_due(c: &mut Client, now: Timestamp, limit: usize) -> Result<Jo
     tx.commit().await?;
     Ok(report)
 }
-
-const DELIVERY_COLUMNS: &str = "id, workspace_id, kind, target, payload, status, attempts, next_attempt_at, last_error,
-     created_at, sent_at";
 
 fn delivery_row(row: &Row) -> Result<Delivery> {
     let payload: String = row.try_get(4)?;

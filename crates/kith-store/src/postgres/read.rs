@@ -14,11 +14,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use crate::model::*;
+use crate::sql::{like_pattern, CONTACT_COLUMNS};
 use crate::Result;
-
-const CONTACT_COLUMNS: &str = "c.id, c.email, c.name, c.traits, c.computed_traits, c.first_seen_at, c.last_seen_at,
-     c.last_interaction_at, c.closeness_key, c.cadence_days, c.effective_cadence_days, c.due_at, c.created_at,
-     c.warm_until";
 
 fn contact_row(row: &Row) -> Result<Contact> {
     let traits: String = row.try_get(3)?;
@@ -39,19 +36,6 @@ fn contact_row(row: &Row) -> Result<Contact> {
         created_at: from_millis(row.try_get(12)?),
         warm_until: row.try_get::<_, Option<i64>>(13)?.map(from_millis),
     })
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 /// The parameters of a statement built piece by piece, numbered in the order they are added.

@@ -7,9 +7,8 @@ use tokio_postgres::{Client, Row};
 
 use super::now_ms;
 use crate::model::*;
+use crate::sql::USER_COLUMNS;
 use crate::{Result, StoreError};
-
-const USER_COLUMNS: &str = "u.id, u.workspace_id, u.email, u.password_hash, u.created_at";
 
 fn user_row(row: &Row) -> Result<User> {
     Ok(User {

@@ -18,10 +18,9 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use super::{admin, lock_contacts, now_ms, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactChange, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
+use crate::sql::MS_PER_DAY;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
-
-const MS_PER_DAY: i64 = 86_400_000;
 
 /// Applies a batch of events in one transaction.
 pub async fn write_events(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> {

@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{now_ms, write};
 use crate::model::*;
+use crate::sql::{KEY_COLUMNS, SHOWN_PREFIX_CHARS};
 use crate::{Result, StoreError};
 
 const WORKSPACE_COLUMNS: &str =
@@ -110,8 +111,6 @@ pub fn claim_digest(c: &mut Connection, id: WorkspaceId, day: i32) -> Result<boo
     Ok(changed > 0)
 }
 
-const KEY_COLUMNS: &str = "id, workspace_id, kind, name, prefix, created_at, revoked_at";
-
 fn key_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let kind: String = row.get(2)?;
     Ok(ApiKey {
@@ -124,9 +123,6 @@ fn key_row(row: &Row) -> rusqlite::Result<ApiKey> {
         revoked_at: row.get::<_, Option<i64>>(6)?.map(from_millis),
     })
 }
-
-/// How much of a key is kept in clear to recognise it in lists.
-const SHOWN_PREFIX_CHARS: usize = 12;
 
 pub fn create_key(c: &mut Connection, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
     let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::{admin, read};
 use crate::model::*;
 use crate::nudge::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::sql::DELIVERY_COLUMNS;
 use crate::{Result, StoreError};
 
 fn rule_row(row: &Row) -> rusqlite::Result<Rule> {
@@ -379,9 +380,6 @@ pub fn fire_due(c: &mut Connection, now: Timestamp, limit: usize) -> Result<JobR
     tx.commit()?;
     Ok(report)
 }
-
-const DELIVERY_COLUMNS: &str = "id, workspace_id, kind, target, payload, status, attempts, next_attempt_at, last_error,
-     created_at, sent_at";
 
 fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
     let payload: String = row.get(4)?;

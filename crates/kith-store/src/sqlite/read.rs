@@ -8,11 +8,8 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::model::*;
+use crate::sql::{like_pattern, CONTACT_COLUMNS};
 use crate::Result;
-
-const CONTACT_COLUMNS: &str = "c.id, c.email, c.name, c.traits, c.computed_traits, c.first_seen_at, c.last_seen_at,
-     c.last_interaction_at, c.closeness_key, c.cadence_days, c.effective_cadence_days, c.due_at, c.created_at,
-     c.warm_until";
 
 fn contact_row(row: &Row) -> rusqlite::Result<Contact> {
     let traits: String = row.get(3)?;
@@ -33,19 +30,6 @@ fn contact_row(row: &Row) -> rusqlite::Result<Contact> {
         created_at: from_millis(row.get(12)?),
         warm_until: row.get::<_, Option<i64>>(13)?.map(from_millis),
     })
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 pub fn contacts(c: &Connection, workspace: WorkspaceId, query: &ContactQuery) -> Result<Page<Contact>> {

@@ -6,9 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::now_ms;
 use crate::model::*;
+use crate::sql::USER_COLUMNS;
 use crate::{Result, StoreError};
-
-const USER_COLUMNS: &str = "u.id, u.workspace_id, u.email, u.password_hash, u.created_at";
 
 fn user_row(row: &Row) -> rusqlite::Result<User> {
     Ok(User {

@@ -14,10 +14,9 @@ use super::cache::WriterCache;
 use super::{admin, now_ms, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
+use crate::sql::MS_PER_DAY;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
-
-const MS_PER_DAY: i64 = 86_400_000;
 
 /// Applies a batch of events in one transaction.
 pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: &[Incoming]) -> Result<Vec<Outcome>> {
