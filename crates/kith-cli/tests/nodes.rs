@@ -126,7 +126,11 @@ fn send_all(nodes: &[&str], key: &str, requests: &[Request]) {
         for _ in 0..16 {
             scope.spawn(|| {
                 let client = reqwest::blocking::Client::new();
-                while let Some((n, request)) = queue.lock().unwrap().pop() {
+                loop {
+                    // Not in the loop's condition: a guard there would be held for the whole
+                    // body and send one request at a time.
+                    let next = queue.lock().unwrap().pop();
+                    let Some((n, request)) = next else { break };
                     send(&client, nodes[n % nodes.len()], key, request);
                     if n % 3 == 0 {
                         send(&client, nodes[(n + 1) % nodes.len()], key, request);
