@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 pub struct Target {
     /// The server's address.
     pub addr: SocketAddr,
+    /// More servers taking the same requests (several kith nodes on one database): the load
+    /// spreads its connections over `addr` and these, round robin.
+    pub peers: Vec<SocketAddr>,
     /// `host:port` for the `Host` header.
     pub host: String,
     /// The key sent as `Authorization: Bearer`.
@@ -33,7 +36,15 @@ impl Target {
             .with_context(|| format!("cannot resolve {host}"))?
             .next()
             .with_context(|| format!("{host} has no address"))?;
-        Ok(Target { addr, host, key })
+        Ok(Target { addr, peers: Vec::new(), host, key })
+    }
+
+    /// The address of connection number `n`.
+    pub fn addr_for(&self, n: usize) -> SocketAddr {
+        match n % (1 + self.peers.len()) {
+            0 => self.addr,
+            peer => self.peers[peer - 1],
+        }
     }
 
     /// A complete GET request, with the key if there is one, ready to write.

@@ -124,8 +124,8 @@ pub async fn run(target: &Target, requests: Arc<Requests>, options: Options) -> 
     let start = Instant::now();
     let deadline = options.duration.map(|d| start + d);
     let workers: Vec<_> = (0..options.connections.max(1))
-        .map(|_| {
-            let (requests, next, addr) = (requests.clone(), next.clone(), target.addr);
+        .map(|n| {
+            let (requests, next, addr) = (requests.clone(), next.clone(), target.addr_for(n));
             tokio::spawn(async move { worker(Connection::new(addr), &requests, &next, start, deadline, options).await })
         })
         .collect();

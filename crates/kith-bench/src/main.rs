@@ -98,6 +98,9 @@ enum Command {
         /// postgres://postgres@127.0.0.1:5432/postgres).
         #[arg(long)]
         database_url: Option<String>,
+        /// kith nodes on that database (with --database-url), the load spread over them.
+        #[arg(long, default_value_t = 1, requires = "database_url")]
+        nodes: usize,
         /// Connections posting batches.
         #[arg(long, default_value_t = 32)]
         connections: usize,
@@ -180,6 +183,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             work_dir,
             durability,
             database_url,
+            nodes,
             connections,
             identify_connections,
             seconds,
@@ -198,6 +202,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 seed: sizes.seed,
                 durability,
                 database_url,
+                nodes,
                 batch_connections: connections,
                 identify_connections,
                 duration: Duration::from_secs(seconds),
