@@ -1,5 +1,7 @@
-//! SQL text and helpers both backends share: the column lists their row readers expect and
-//! the escaping of search patterns.
+//! SQL text and helpers both backends share: the column lists their row readers expect, the
+//! escaping of search patterns and the cutting of keyset pages.
+
+use crate::model::Cursor;
 
 /// The columns a contact row is read from, in order (the contacts table as `c`).
 pub(crate) const CONTACT_COLUMNS: &str =
@@ -35,4 +37,17 @@ pub(crate) fn like_pattern(text: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Cuts a page fetched with one row too many down to `limit`; the extra row says there is a
+/// next page, whose cursor is the last kept row's `(value, id)`.
+pub(crate) fn page_cursor<T>(items: &mut Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, i64)) -> Option<Cursor> {
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(|last| {
+        let (value, id) = key(last);
+        Cursor { value: value.into(), id }
+    })
 }

@@ -14,7 +14,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use crate::model::*;
-use crate::sql::{like_pattern, CONTACT_COLUMNS};
+use crate::sql::{like_pattern, page_cursor, CONTACT_COLUMNS};
 use crate::Result;
 
 fn contact_row(row: &Row) -> Result<Contact> {
@@ -226,17 +226,6 @@ pub async fn identities(c: &Client, workspace: WorkspaceId, contact: ContactId) 
 /// The keyset bound of a page ordered by `occurred_at DESC, id DESC`.
 fn before(cursor: Option<&Cursor>) -> (i64, i64) {
     cursor.map_or((i64::MAX, i64::MAX), |cursor| (cursor.value.as_i64().unwrap_or(i64::MAX), cursor.id))
-}
-
-fn page_cursor<T>(items: &mut Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, i64)) -> Option<Cursor> {
-    if items.len() <= limit {
-        return None;
-    }
-    items.truncate(limit);
-    items.last().map(|last| {
-        let (value, id) = key(last);
-        Cursor { value: value.into(), id }
-    })
 }
 
 pub async fn timeline(

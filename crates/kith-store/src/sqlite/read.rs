@@ -8,7 +8,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::model::*;
-use crate::sql::{like_pattern, CONTACT_COLUMNS};
+use crate::sql::{like_pattern, page_cursor, CONTACT_COLUMNS};
 use crate::Result;
 
 fn contact_row(row: &Row) -> rusqlite::Result<Contact> {
@@ -212,17 +212,6 @@ pub fn timeline(
     let mut items: Vec<Interaction> = rows.collect::<rusqlite::Result<_>>()?;
     let next = page_cursor(&mut items, limit, |item| (item.occurred_at.as_millisecond(), item.id));
     Ok(Page { items, next })
-}
-
-fn page_cursor<T>(items: &mut Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, i64)) -> Option<Cursor> {
-    if items.len() <= limit {
-        return None;
-    }
-    items.truncate(limit);
-    items.last().map(|last| {
-        let (value, id) = key(last);
-        Cursor { value: value.into(), id }
-    })
 }
 
 pub fn events(
