@@ -49,6 +49,7 @@ async fn out_of_order_within_one_batch_and_across_batches_agree() {
         let timeline = server.timeline("ada@example.com").await;
         assert_eq!(timeline.len(), 1);
         assert_eq!(timeline[0]["description"], "Early");
+        assert_eq!(timeline[0]["occurred_at"], "2024-06-05T07:00:00Z");
         assert_eq!(timeline[0]["hits"], 4);
     }
     a.stop().await;
@@ -109,14 +110,16 @@ async fn a_replayed_message_id_changes_nothing() {
 
 async fn concurrent_requests_for_one_day_make_one_interaction() {
     let server = TestServer::start().await;
-    server.ingest("/v1/identify", &event("identify", "2024-06-05T08:00:00Z", "", "m0")).await;
+    server.ingest("/v1/identify", &event("identify", "2024-06-04T08:00:00Z", "", "m0")).await;
+    // 40 events of June 5th, each with its own description, all in flight at once; the
+    // earliest (09:00, "Step 20") is neither the first nor the last one sent.
     let mut tasks = Vec::new();
     for i in 0..40 {
         let client = server.client.clone();
         let url = format!("{}/v1/track", server.url);
         let auth = server.basic();
-        let body =
-            event("track", &format!("2024-06-05T{:02}:{:02}:00Z", 9 + i / 10, i % 60), "Clicked", &format!("c{i}"));
+        let minute = (i + 20) % 40;
+        let body = event("track", &format!("2024-06-05T09:{minute:02}:00Z"), &format!("Step {i}"), &format!("c{i}"));
         tasks.push(tokio::spawn(async move {
             client.post(url).header("authorization", auth).body(body.to_string()).send().await.unwrap().status()
         }));
@@ -125,8 +128,58 @@ async fn concurrent_requests_for_one_day_make_one_interaction() {
         assert!(task.await.unwrap().is_success());
     }
     let timeline = server.timeline("ada@example.com").await;
-    assert_eq!(timeline.len(), 1);
-    assert_eq!(timeline[0]["hits"], 41);
+    assert_eq!(timeline.len(), 2, "{timeline:?}");
+    assert_eq!(timeline[0]["day"], "2024-06-05");
+    assert_eq!(timeline[0]["hits"], 40);
+    assert_eq!(timeline[0]["description"], "Step 20");
+    assert_eq!(timeline[0]["occurred_at"], "2024-06-05T09:00:00Z");
+    server.stop().await;
+}
+
+async fn across_batches_each_day_keeps_its_earliest_event() {
+    let server = TestServer::start().await;
+    server.ingest("/v1/identify", &event("identify", "2024-06-01T23:00:00Z", "", "m0")).await;
+    // Three days, four events each (06:00 the earliest), every one with its own description,
+    // spread over batches so that each day's earliest event arrives between later ones.
+    let mut events = Vec::new();
+    for day in 2..=4 {
+        for hour in [15, 6, 11, 20] {
+            let time = format!("2024-06-{day:02}T{hour:02}:00:00Z");
+            events.push(event("track", &time, &format!("Day {day} at {hour}"), &format!("d{day}-{hour}")));
+        }
+    }
+    for batch in [[11, 0, 4], [1, 8, 5], [6, 9, 3]] {
+        let batch: Vec<Value> = batch.iter().map(|&n| events[n].clone()).collect();
+        server.ingest("/v1/batch", &json!({ "batch": batch })).await;
+    }
+    let summary = |timeline: &[Value]| -> Vec<(String, String, String, i64)> {
+        timeline
+            .iter()
+            .map(|i| {
+                let text = |field: &str| i[field].as_str().unwrap().to_owned();
+                (text("day"), text("description"), text("occurred_at"), i["hits"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    let expected = |day: u32, hour: u32, hits: i64| {
+        (
+            format!("2024-06-{day:02}"),
+            format!("Day {day} at {hour}"),
+            format!("2024-06-{day:02}T{hour:02}:00:00Z"),
+            hits,
+        )
+    };
+    assert_eq!(
+        summary(&server.timeline("ada@example.com").await)[..3],
+        [expected(4, 6, 3), expected(3, 6, 3), expected(2, 6, 3)]
+    );
+    // The last event of every day, as a batch of its own.
+    let rest: Vec<Value> = [10, 7, 2].iter().map(|&n| events[n].clone()).collect();
+    server.ingest("/v1/batch", &json!({ "batch": rest })).await;
+    assert_eq!(
+        summary(&server.timeline("ada@example.com").await)[..3],
+        [expected(4, 6, 4), expected(3, 6, 4), expected(2, 6, 4)]
+    );
     server.stop().await;
 }
 
@@ -136,4 +189,5 @@ crate::backend_tests!(
     days_are_counted_in_the_workspace_time_zone,
     a_replayed_message_id_changes_nothing,
     concurrent_requests_for_one_day_make_one_interaction,
+    across_batches_each_day_keeps_its_earliest_event,
 );

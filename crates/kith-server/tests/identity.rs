@@ -215,6 +215,46 @@ async fn closeness_keys_do_not_depend_on_the_order_events_arrive_in() {
     backward.stop().await;
 }
 
+async fn after_a_merge_each_day_keeps_the_earliest_event_of_either_contact() {
+    let server = TestServer::start().await;
+    server.ingest("/v1/identify", &identify("u-work", "ada@work.example", "2024-06-01T10:00:00Z")).await;
+    server.ingest("/v1/identify", &identify("u-home", "ada@home.example", "2024-06-01T12:00:00Z")).await;
+    // June 3rd: the merged-away contact was active first; June 4th: the surviving one.
+    for (user, event, time) in [
+        ("u-work", "Exported", "2024-06-03T15:00:00Z"),
+        ("u-home", "Logged In", "2024-06-03T09:00:00Z"),
+        ("u-work", "Shared", "2024-06-04T07:00:00Z"),
+        ("u-home", "Invited", "2024-06-04T18:00:00Z"),
+    ] {
+        server.ingest("/v1/track", &json!({"userId": user, "event": event, "timestamp": time})).await;
+    }
+    let (status, body) = server
+        .call(Method::POST, "/api/contacts/ada@work.example/merge", &json!({"contact": "ada@home.example"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let days: Vec<(String, String, String, i64)> = server
+        .timeline("ada@work.example")
+        .await
+        .iter()
+        .map(|i| {
+            let text = |field: &str| i[field].as_str().unwrap().to_owned();
+            (text("day"), text("description"), text("occurred_at"), i["hits"].as_i64().unwrap())
+        })
+        .collect();
+    let day = |day: &str, description: &str, at: &str, hits: i64| {
+        (day.to_owned(), description.to_owned(), at.to_owned(), hits)
+    };
+    assert_eq!(
+        days,
+        [
+            day("2024-06-04", "Shared", "2024-06-04T07:00:00Z", 2),
+            day("2024-06-03", "Logged In", "2024-06-03T09:00:00Z", 2),
+            day("2024-06-01", "Active in your product", "2024-06-01T10:00:00Z", 2),
+        ]
+    );
+    server.stop().await;
+}
+
 crate::backend_tests!(
     junk_ids_never_link_two_people,
     events_of_unknown_users_wait_then_attach_with_their_interactions,
@@ -222,4 +262,5 @@ crate::backend_tests!(
     alias_links_the_previous_id_or_waits_for_its_user,
     an_alias_between_two_known_people_is_recorded_and_merged_by_hand,
     closeness_keys_do_not_depend_on_the_order_events_arrive_in,
+    after_a_merge_each_day_keeps_the_earliest_event_of_either_contact,
 );

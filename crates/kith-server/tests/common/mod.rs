@@ -351,6 +351,27 @@ impl TestServer {
         body["items"].as_array().unwrap().iter().map(|c| c["email"].as_str().unwrap().to_owned()).collect()
     }
 
+    /// Runs a `SELECT count(*) …` straight on the test's database, bypassing the API: how a
+    /// test proves rows are really gone. Read through the API first, so that everything
+    /// acknowledged has been written.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        match self.database.as_ref().expect("a database") {
+            TestDatabase::Sqlite(dir) => {
+                let connection = rusqlite::Connection::open(dir.path().join("kith.db")).expect("open the SQLite file");
+                connection.query_row(sql, [], |row| row.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let (client, connection) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to the test database");
+                let connection = tokio::spawn(connection);
+                let count = client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0);
+                drop(client);
+                let _ = connection.await;
+                count
+            }
+        }
+    }
+
     /// Sets the workspace's time zone through the API.
     pub async fn set_time_zone(&self, zone: &str) {
         let (status, body) =
