@@ -536,7 +536,19 @@ impl<'a> Planner<'a> {
                 }
                 return PlannedOutcome::Stored { contact, day: None, first_of_day: false };
             }
-            _ => self.resolve(workspace_id, event),
+            _ => {
+                let contact = self.resolve(workspace_id, event);
+                // An event nobody's id claims, naming a suppressed email, is that person's:
+                // kept out like their identifies, not held as pending.
+                let suppressed = event
+                    .email
+                    .as_ref()
+                    .is_some_and(|email| self.lookups.suppressed.contains(&(workspace_id, email.clone())));
+                if contact.is_none() && suppressed {
+                    return PlannedOutcome::Done(Outcome::Suppressed);
+                }
+                contact
+            }
         };
         let (day, first_of_day) = match contact {
             Some(contact) => self.apply_to_contact(workspace_id, event, contact, false),

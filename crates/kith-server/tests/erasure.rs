@@ -1,0 +1,180 @@
+//! Deletion really erases (SPEC §2.6): a 404 afterwards is not proof, so these tests count
+//! the rows left in the database itself. A Segment deletion lets the user come back with a
+//! clean slate; a suppression keeps the email out whichever way it returns.
+
+mod common;
+
+use common::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Ada with everything a contact can have: two ids, activity on two days, a pending event
+/// attached later, an account, an audience, a manual note and a rule firing.
+async fn ada_with_everything(server: &TestServer) -> i64 {
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/rules",
+            &json!({"name": "Exports", "when": {"event": {"name": "Exported"}}, "then": [{"segment": {}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let at = |hours_ago: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago)).to_string();
+    let events = [
+        json!({"type": "track", "anonymousId": "anon-ada", "event": "Viewed Pricing", "timestamp": at(50)}),
+        json!({"type": "identify", "userId": "u-ada", "anonymousId": "anon-ada", "timestamp": at(49),
+            "traits": {"email": "ada@example.com", "name": "Ada"}}),
+        json!({"type": "track", "userId": "u-ada", "event": "Exported", "timestamp": at(2)}),
+        json!({"type": "group", "userId": "u-ada", "groupId": "acme", "traits": {"name": "Acme"}, "timestamp": at(2)}),
+        json!({"type": "identify", "userId": "u-ada", "timestamp": at(1),
+            "traits": {"email": "ada@example.com", "vip": true},
+            "context": {"personas": {"computation_class": "audience", "computation_key": "vip"}}}),
+    ];
+    for event in &events {
+        server.ingest("/v1/events", event).await;
+    }
+    let (status, body) = server
+        .call(Method::POST, "/api/contacts/ada@example.com/interactions", &json!({"kind": "note", "text": "Met Ada"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.contact("ada@example.com").await["id"].as_i64().unwrap()
+}
+
+/// The rows that still hold anything of contact `id` (ids `u-ada` and `anon-ada`, email
+/// `ada@example.com`), table by table.
+async fn rows_left(server: &TestServer, id: i64) -> Vec<(&'static str, i64)> {
+    let mentions = "payload LIKE '%ada@example.com%' OR user_id IN ('u-ada', 'anon-ada') \
+                    OR anonymous_id IN ('u-ada', 'anon-ada')";
+    let mut left = Vec::new();
+    for (table, condition) in [
+        ("contacts", format!("id = {id} OR email = 'ada@example.com'")),
+        ("events", format!("contact_id = {id} OR {mentions}")),
+        ("interactions", format!("contact_id = {id}")),
+        ("identities", format!("contact_id = {id} OR value IN ('u-ada', 'anon-ada')")),
+        ("account_members", format!("contact_id = {id}")),
+        ("audience_members", format!("contact_id = {id}")),
+        ("audience_history", format!("contact_id = {id}")),
+        ("rule_firings", format!("contact_id = {id}")),
+    ] {
+        left.push((table, server.count_rows(&format!("SELECT count(*) FROM {table} WHERE {condition}")).await));
+    }
+    left
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn emails(list: &Value) -> Vec<&str> {
+    list["items"].as_array().unwrap().iter().map(|c| c["email"].as_str().unwrap()).collect()
+}
+
+async fn deleting_a_contact_leaves_no_row_of_it() {
+    let server = TestServer::start().await;
+    let id = ada_with_everything(&server).await;
+    server
+        .ingest("/v1/identify", &json!({"userId": "u-bob", "traits": {"email": "bob@example.com"}, "timestamp": now()}))
+        .await;
+    server.ingest("/v1/group", &json!({"userId": "u-bob", "groupId": "acme", "timestamp": now()})).await;
+    assert_eq!(server.timeline("ada@example.com").await.len(), 3, "two days of activity and a note");
+    for (table, count) in rows_left(&server, id).await {
+        assert!(count > 0, "the check itself finds Ada in {table}");
+    }
+
+    let (status, _) = server.call(Method::DELETE, "/api/contacts/ada@example.com", &json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(server.emails().await, ["bob@example.com"]);
+    for (table, count) in rows_left(&server, id).await {
+        assert_eq!(count, 0, "{table} still holds {count} rows of the deleted contact");
+    }
+    assert_eq!(server.get("/api/accounts/acme").await["member_count"], 1, "Bob is still in Acme");
+    assert_eq!(server.get("/api/audiences/vip").await["member_count"], 0);
+    server.stop().await;
+}
+
+async fn after_a_segment_deletion_the_returning_user_starts_afresh() {
+    let server = TestServer::start().await;
+    let id = ada_with_everything(&server).await;
+    server
+        .ingest(
+            "/v1/events",
+            &json!({"type": "delete", "userId": "u-ada", "messageId": "delete-ada", "timestamp": now()}),
+        )
+        .await;
+    assert!(server.emails().await.is_empty());
+    for (table, count) in rows_left(&server, id).await {
+        assert_eq!(count, 0, "{table} still holds {count} rows of the deleted user");
+    }
+
+    // Not suppressed: the same userId comes back, and only what follows is hers.
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "u-ada", "traits": {"email": "ada@example.com"}, "messageId": "back", "timestamp": now()}),
+        )
+        .await;
+    let contact = server.contact("ada@example.com").await;
+    assert_eq!(contact["traits"], json!({"email": "ada@example.com"}), "no trait of the erased contact");
+    assert!(contact["audiences"].as_array().unwrap().is_empty());
+    let events = server.get(&format!("/api/contacts/{}/events", contact["id"])).await;
+    let events = events["items"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["message_id"], "back");
+    let timeline = server.timeline("ada@example.com").await;
+    assert_eq!(timeline.len(), 1, "{timeline:?}");
+    assert_eq!(timeline[0]["hits"], 1);
+    let rule = &server.get("/api/rules").await[0];
+    let detail = server.get(&format!("/api/rules/{}", rule["id"])).await;
+    assert!(
+        detail["firings"].as_array().unwrap().iter().all(|f| f["contact_id"] != contact["id"]),
+        "the returning user inherits no firing: {detail}"
+    );
+    server.stop().await;
+}
+
+async fn a_suppressed_email_stays_out_under_another_user_id_and_in_a_track() {
+    let server = TestServer::start().await;
+    let id = ada_with_everything(&server).await;
+    let (status, _) = server.call(Method::DELETE, "/api/contacts/ada@example.com?suppress=true", &json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Another userId, the email written differently: still her.
+    let answer = server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "u-ada-2", "traits": {"email": " Ada@Example.COM "}, "timestamp": now()}),
+        )
+        .await;
+    assert_eq!(answer["success"], true, "acknowledged");
+    // A track naming her only by email, under a userId nobody has.
+    server
+        .ingest(
+            "/v1/track",
+            &json!({"userId": "u-ada-3", "event": "Exported", "context": {"traits": {"email": "ada@example.com"}}, "timestamp": now()}),
+        )
+        .await;
+    assert!(server.emails().await.is_empty());
+    assert!(emails(&server.get("/api/contacts?search=ada").await).is_empty());
+    for (table, count) in rows_left(&server, id).await {
+        assert_eq!(count, 0, "{table} holds {count} rows of the suppressed email");
+    }
+    let stored = server.count_rows("SELECT count(*) FROM events WHERE user_id IN ('u-ada-2', 'u-ada-3')").await;
+    assert_eq!(stored, 0, "events for a suppressed email are kept out, pending included");
+
+    // The track's userId later identifies as someone else: nothing of Ada comes with it.
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "u-ada-3", "traits": {"email": "cy@example.com"}, "timestamp": now()}),
+        )
+        .await;
+    let timeline = server.timeline("cy@example.com").await;
+    assert!(timeline.iter().all(|i| i["description"] != "Exported"), "{timeline:?}");
+    server.stop().await;
+}
+
+crate::backend_tests!(
+    deleting_a_contact_leaves_no_row_of_it,
+    after_a_segment_deletion_the_returning_user_starts_afresh,
+    a_suppressed_email_stays_out_under_another_user_id_and_in_a_track,
+);
