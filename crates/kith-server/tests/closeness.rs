@@ -334,6 +334,145 @@ async fn a_segment_deletion_request_erases_the_user() {
     server.stop().await;
 }
 
+/// SPEC §3 computed here, independently of kith's code: `key = ln Σ w·exp(t/τ)` and
+/// `score = round(100·(1 − exp(−raw/3)))` with `raw = exp(key − now/τ)`, t in days since
+/// 1970-01-01. Product activity counts once per calendar day of the workspace's zone, at
+/// the start of that date (`(date, "activity")`); manual interactions at their time.
+struct Formula<'a> {
+    zone: &'a str,
+    half_life: f64,
+    weights: [(&'a str, f64); 5],
+}
+
+impl Formula<'_> {
+    fn weight(&self, kind: &str) -> f64 {
+        self.weights.iter().find(|(k, _)| *k == kind).unwrap().1
+    }
+
+    fn key(&self, activity: &[&str], manual: &[(&str, &str)]) -> f64 {
+        let tau = self.half_life / std::f64::consts::LN_2;
+        let epoch = jiff::civil::date(1970, 1, 1);
+        let mut days: Vec<f64> = activity
+            .iter()
+            .map(|time| {
+                let date = time.parse::<Timestamp>().unwrap().in_tz(self.zone).unwrap().date();
+                f64::from(date.since(epoch).unwrap().get_days())
+            })
+            .collect();
+        days.sort_by(f64::total_cmp);
+        days.dedup();
+        let activity = days.iter().map(|t| (self.weight("activity"), *t));
+        let manual = manual.iter().map(|(kind, time)| {
+            (self.weight(kind), time.parse::<Timestamp>().unwrap().as_millisecond() as f64 / 86_400_000.0)
+        });
+        let terms: Vec<(f64, f64)> = activity.chain(manual).collect();
+        // exp(t/τ) overflows for t in days since 1970: factor out the largest exponent.
+        let largest = terms.iter().map(|(_, t)| t / tau).fold(f64::MIN, f64::max);
+        largest + terms.iter().map(|(w, t)| w * (t / tau - largest).exp()).sum::<f64>().ln()
+    }
+
+    fn score(&self, key: f64) -> u64 {
+        let tau = self.half_life / std::f64::consts::LN_2;
+        let now = now().as_millisecond() as f64 / 86_400_000.0;
+        let raw = (key - now / tau).exp();
+        (100.0 * (1.0 - (-raw / 3.0).exp())).round() as u64
+    }
+}
+
+async fn closeness_in_any_zone_with_any_weights_is_the_formula_of_the_spec() {
+    // Times chosen around midnight in Los Angeles (UTC−7) and Tokyo (UTC+9), so that the
+    // zone decides which events share a day.
+    let activity = [
+        "2024-06-20T03:00:00Z",
+        "2024-06-25T06:30:00Z",
+        "2024-06-25T07:30:00Z",
+        "2024-06-25T14:30:00Z",
+        "2024-06-25T15:30:00Z",
+        "2024-06-30T23:00:00Z",
+    ];
+    let manual =
+        [("note", "2024-06-28T10:00:00Z"), ("email", "2024-06-29T15:00:00Z"), ("call", "2024-06-30T20:00:00Z")];
+    for zone in ["America/Los_Angeles", "Asia/Tokyo", "UTC"] {
+        let server = server().await;
+        server.set_time_zone(zone).await;
+        let mut batch = vec![
+            json!({"type":"identify","userId":"u1","traits":{"email":"ada@example.com"},"timestamp": activity[0]}),
+        ];
+        for time in &activity[1..] {
+            batch.push(json!({"type":"track","userId":"u1","event":"Used","timestamp": time}));
+        }
+        server.ingest("/v1/batch", &json!({ "batch": batch })).await;
+        let mut formula = Formula {
+            zone,
+            half_life: 30.0,
+            weights: [("activity", 1.0), ("note", 1.0), ("email", 2.0), ("call", 3.0), ("meeting", 3.0)],
+        };
+        let check = |formula: &Formula, manual: &[(&str, &str)], closeness: &Value, when: &str| {
+            let expected = formula.key(&activity, manual);
+            let key = closeness["key"].as_f64().unwrap();
+            assert!((key - expected).abs() < 1e-9, "{zone}, {when}: key {key}, the formula says {expected}");
+            assert_eq!(closeness["score"], formula.score(expected), "{zone}, {when}");
+        };
+        check(&formula, &[], &server.contact("ada@example.com").await["closeness"], "product activity");
+        for (kind, time) in manual {
+            let (status, body) = server
+                .call(
+                    Method::POST,
+                    "/api/contacts/ada@example.com/interactions",
+                    &json!({"kind": kind, "text": kind, "occurred_at": time}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        check(&formula, &manual, &server.contact("ada@example.com").await["closeness"], "default weights");
+
+        // New weights and a new half-life apply to what is already stored.
+        let weights = json!({"activity": 2, "note": 3, "email": 5, "call": 1});
+        let (status, body) = server.call(Method::PATCH, "/api/workspace", &json!({"weights": weights})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        formula.weights = [("activity", 2.0), ("note", 3.0), ("email", 5.0), ("call", 1.0), ("meeting", 3.0)];
+        check(&formula, &manual, &server.contact("ada@example.com").await["closeness"], "new weights");
+        let (status, body) = server.call(Method::PATCH, "/api/workspace", &json!({"half_life_days": 10})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        formula.half_life = 10.0;
+        check(&formula, &manual, &server.contact("ada@example.com").await["closeness"], "new weights and half-life");
+        server.stop().await;
+    }
+}
+
+async fn an_account_shows_its_closest_member_and_the_mean_of_its_members() {
+    let server = server().await;
+    // Members from close to cold; none at zero, so that each one counts in the mean.
+    let members: [(&str, &[f64]); 4] = [
+        ("ada@example.com", &[0.5, 1.0, 2.0, 3.0, 4.0, 5.0]),
+        ("bob@example.com", &[6.0, 20.0]),
+        ("cy@example.com", &[45.0]),
+        ("dee@example.com", &[100.0, 101.0, 102.0]),
+    ];
+    let mut batch = Vec::new();
+    for (email, days) in members {
+        batch.push(identify(email, days[days.len() - 1]));
+        for day in &days[..days.len() - 1] {
+            batch.push(track(email, *day));
+        }
+        batch.push(json!({"type":"group","userId": email,"groupId":"acme","timestamp": at(days[0])}));
+    }
+    server.ingest("/v1/batch", &json!({ "batch": batch })).await;
+    let mut scores = Vec::new();
+    for (email, days) in members {
+        let interactions: Vec<(f64, &str)> = days.iter().map(|d| (*d, "activity")).collect();
+        let score = server.contact(email).await["closeness"]["score"].as_u64().unwrap();
+        assert_eq!(score, u64::from(expected_score(&interactions, 30.0)), "{email}");
+        scores.push(score as f64);
+    }
+    let account = server.get("/api/accounts/acme").await;
+    assert_eq!(account["member_count"], 4);
+    let mean = (scores.iter().sum::<f64>() / 4.0 * 10.0).round() / 10.0;
+    assert_eq!(account["mean_score"].as_f64().unwrap(), mean, "the mean of {scores:?}");
+    assert_eq!(account["closeness"]["score"].as_f64().unwrap(), scores[0], "the closest member's");
+    server.stop().await;
+}
+
 crate::backend_tests!(
     scores_follow_the_formula_and_sort_closest_first,
     manual_interactions_weigh_in_and_appear_on_the_timeline,
@@ -342,4 +481,6 @@ crate::backend_tests!(
     account_rules_give_members_a_cadence,
     deleting_a_contact_erases_everything_and_can_suppress_its_email,
     a_segment_deletion_request_erases_the_user,
+    closeness_in_any_zone_with_any_weights_is_the_formula_of_the_spec,
+    an_account_shows_its_closest_member_and_the_mean_of_its_members,
 );
