@@ -115,7 +115,7 @@ pub async fn deliver_due(state: &AppState) -> Result<Report, StoreError> {
         match delivery.kind.as_str() {
             "segment" => segment.entry((delivery.workspace_id, delivery.target.clone())).or_default().push(delivery),
             "webhook" => {
-                let attempt = post_json(&state.outbound.http, &delivery.target, &delivery.payload, None).await;
+                let attempt = post_json(&state.outbound.http, &delivery.target, &delivery.payload, None, now).await;
                 settle(state, &delivery, attempt, now, &mut report).await?;
             }
             "email" => {
@@ -136,7 +136,7 @@ pub async fn deliver_due(state: &AppState) -> Result<Report, StoreError> {
                 Some((configured, key)) if *configured == host => {
                     let batch: Vec<&Value> = chunk.iter().map(|d| &d.payload).collect();
                     let body = json!({"batch": batch, "sentAt": now.to_string()});
-                    post_json(&state.outbound.http, &batch_url(&host), &body, Some(key)).await
+                    post_json(&state.outbound.http, &batch_url(&host), &body, Some(key), now).await
                 }
                 _ => Attempt {
                     status: Some(400),
@@ -163,7 +163,13 @@ fn batch_url(host: &str) -> String {
     }
 }
 
-async fn post_json(client: &reqwest::Client, url: &str, body: &Value, basic_key: Option<&str>) -> Attempt {
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    basic_key: Option<&str>,
+    now: Timestamp,
+) -> Attempt {
     let mut request = client.post(url).json(body);
     if let Some(key) = basic_key {
         request = request.basic_auth(key, Some(""));
@@ -176,7 +182,7 @@ async fn post_json(client: &reqwest::Client, url: &str, body: &Value, basic_key:
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
-                .and_then(parse_retry_after);
+                .and_then(|value| parse_retry_after(value, now));
             let error = (!response.status().is_success())
                 .then(|| format!("{} {}", status, response.status().canonical_reason().unwrap_or("error")));
             let error = match error {
@@ -191,13 +197,14 @@ async fn post_json(client: &reqwest::Client, url: &str, body: &Value, basic_key:
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<SignedDuration> {
+/// `Retry-After` as seconds or an HTTP date, the date counted from `now`: the job's clock,
+/// which also stamps the next attempt.
+fn parse_retry_after(value: &str, now: Timestamp) -> Option<SignedDuration> {
     if let Ok(seconds) = value.trim().parse::<i64>() {
         return Some(SignedDuration::from_secs(seconds.max(0)));
     }
     let at = jiff::fmt::rfc2822::parse(value.trim()).ok()?.timestamp();
-    Some(at.duration_since(Timestamp::now()).max(SignedDuration::ZERO))
+    Some(at.duration_since(now).max(SignedDuration::ZERO))
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -276,8 +283,10 @@ mod tests {
 
     #[test]
     fn retry_after_is_seconds_or_a_date() {
-        assert_eq!(parse_retry_after("120"), Some(SignedDuration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(SignedDuration::ZERO));
-        assert_eq!(parse_retry_after("soon"), None);
+        let now: Timestamp = "2015-10-21T07:20:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(SignedDuration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(SignedDuration::from_mins(8)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(SignedDuration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }
