@@ -417,6 +417,165 @@ async fn an_email_action_without_smtp_fails_visibly() {
     server.stop().await;
 }
 
+async fn one_audience_entry_reaching_a_rule_twice_fires_once() {
+    let hook = Receiver::start().await;
+    let server = server().await;
+    create_rule(
+        &server,
+        json!({"name": "VIP", "when": {"audience_entered": {"audience": "vip"}}, "then": [{"webhook": {"url": hook.url}}]}),
+    )
+    .await;
+    let personas = json!({"computation_class": "audience", "computation_key": "vip"});
+    // Engage reports the same entry as an identify and as a track, with two messageIds.
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "ada", "traits": {"email": "ada@example.com", "vip": true}, "timestamp": at(0.0),
+                "messageId": "entry-identify", "context": {"personas": personas}}),
+        )
+        .await;
+    server
+        .ingest(
+            "/v1/track",
+            &json!({"userId": "ada", "event": "Audience Entered", "properties": {"audience_key": "vip", "vip": true},
+                "timestamp": at(0.0), "messageId": "entry-track", "context": {"personas": personas}}),
+        )
+        .await;
+    let report = server.run_jobs().await;
+    assert_eq!((report.nudges.fired, report.deliveries.sent), (1, 1), "{report:?}");
+    // A later entry is another occurrence.
+    advance(&server, 3.0);
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "ada", "traits": {"email": "ada@example.com", "vip": false}, "timestamp": at(1.0),
+                "context": {"personas": personas}}),
+        )
+        .await;
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "ada", "traits": {"email": "ada@example.com", "vip": true}, "timestamp": at(2.0),
+                "context": {"personas": personas}}),
+        )
+        .await;
+    assert_eq!(server.run_jobs().await.nudges.fired, 1);
+    assert_eq!(hook.received().len(), 2);
+    server.stop().await;
+}
+
+async fn the_inaction_window_counts_only_what_follows_the_trigger_within_the_delay() {
+    let hook = Receiver::start().await;
+    let server = server().await;
+    create_rule(
+        &server,
+        json!({"name": "No invite", "when": {"event": {"name": "Signed Up"}},
+            "unless": {"event": "Invited Teammate", "within_hours": 48},
+            "then": [{"webhook": {"url": hook.url, "text": "{email}"}}]}),
+    )
+    .await;
+    for email in ["before@example.com", "inside@example.com", "after@example.com"] {
+        identify(&server, email, "pro", -1.0).await;
+    }
+    // An invite a minute before the trigger does not count.
+    track(&server, "before@example.com", "Invited Teammate", json!({}), -1.0 / 60.0, "invite-before").await;
+    for email in ["before@example.com", "inside@example.com", "after@example.com"] {
+        track(&server, email, "Signed Up", json!({}), 0.0, &format!("signup-{email}")).await;
+    }
+    advance(&server, 48.0 + 2.0 / 60.0);
+    // A minute inside the window, and a minute after it (arriving before the firing is due).
+    track(&server, "inside@example.com", "Invited Teammate", json!({}), 48.0 - 1.0 / 60.0, "invite-inside").await;
+    track(&server, "after@example.com", "Invited Teammate", json!({}), 48.0 + 1.0 / 60.0, "invite-after").await;
+    let report = server.run_jobs().await;
+    assert_eq!((report.nudges.fired, report.nudges.cancelled), (2, 1), "{report:?}");
+    let mut nudged: Vec<String> = hook.received().iter().map(|r| r.json["text"].as_str().unwrap().to_owned()).collect();
+    nudged.sort();
+    assert_eq!(nudged, ["after@example.com", "before@example.com"]);
+    server.stop().await;
+}
+
+async fn a_rule_disabled_while_its_firing_waits_does_not_act() {
+    let hook = Receiver::start().await;
+    let server = server().await;
+    let rule = create_rule(
+        &server,
+        json!({"name": "No export", "when": {"event": {"name": "Signed Up"}},
+            "unless": {"event": "Exported", "within_hours": 2}, "then": [{"webhook": {"url": hook.url}}]}),
+    )
+    .await;
+    identify(&server, "ada@example.com", "pro", 0.0).await;
+    track(&server, "ada@example.com", "Signed Up", json!({}), 0.0, "signup").await;
+    let mut disabled = rule.clone();
+    disabled["enabled"] = json!(false);
+    for field in ["id", "created_at", "updated_at"] {
+        disabled.as_object_mut().unwrap().remove(field);
+    }
+    let (status, body) = server.call(Method::PUT, &format!("/api/rules/{}", rule["id"]), &disabled).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    advance(&server, 3.0);
+    let report = server.run_jobs().await;
+    assert_eq!((report.nudges.fired, report.nudges.cancelled), (0, 1), "{report:?}");
+    // Enabled again, it does not go back to what was decided while it was off.
+    disabled["enabled"] = json!(true);
+    server.call(Method::PUT, &format!("/api/rules/{}", rule["id"]), &disabled).await;
+    advance(&server, 3.0);
+    assert_eq!(server.run_jobs().await.nudges.fired, 0);
+    assert!(hook.received().is_empty());
+    assert_ne!(server.timeline("ada@example.com").await[0]["kind"], "nudge");
+    server.stop().await;
+}
+
+async fn a_delivery_whose_lease_expired_is_claimed_again() {
+    let hook = Receiver::start().await;
+    let server = server().await;
+    create_rule(
+        &server,
+        json!({"name": "Signups", "when": {"event": {"name": "Signed Up"}}, "then": [{"webhook": {"url": hook.url}}]}),
+    )
+    .await;
+    identify(&server, "ada@example.com", "pro", 0.0).await;
+    track(&server, "ada@example.com", "Signed Up", json!({}), 0.0, "s1").await;
+    hook.answer(&[(500, None)]);
+    let report = server.run_jobs().await;
+    assert_eq!((report.nudges.fired, report.deliveries.retried), (1, 1), "{report:?}");
+    // Once it is due again, a worker claims it for a minute and dies before sending it.
+    advance(&server, 1.0);
+    let claimed =
+        server.state.store.claim_deliveries(server.state.clock.now(), 10, SignedDuration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    advance(&server, 30.0 / 3600.0);
+    assert_eq!(server.run_jobs().await.deliveries.attempted(), 0, "leased to the dead worker");
+    advance(&server, 31.0 / 3600.0);
+    assert_eq!(server.run_jobs().await.deliveries.sent, 1, "its lease ended: another worker sends it");
+    assert_eq!(hook.received().len(), 2);
+    let sent = server.get("/api/deliveries?status=sent").await;
+    assert_eq!(sent[0]["attempts"], 2);
+    server.stop().await;
+}
+
+async fn a_retry_after_date_in_the_future_is_honoured() {
+    let hook = Receiver::start().await;
+    // T0 is Monday 1 July 2024, 09:00 UTC: the receiver asks for 09:20.
+    hook.answer(&[(503, Some("Mon, 01 Jul 2024 09:20:00 GMT"))]);
+    let server = server().await;
+    create_rule(
+        &server,
+        json!({"name": "Signups", "when": {"event": {"name": "Signed Up"}}, "then": [{"webhook": {"url": hook.url}}]}),
+    )
+    .await;
+    identify(&server, "ada@example.com", "pro", 0.0).await;
+    track(&server, "ada@example.com", "Signed Up", json!({}), 0.0, "s1").await;
+    assert_eq!(server.run_jobs().await.deliveries.retried, 1);
+    let pending = server.get("/api/deliveries?status=pending").await;
+    let next: Timestamp = pending[0]["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next, at(20.0 / 60.0).parse::<Timestamp>().unwrap(), "the date asked for, by the server's clock");
+    advance(&server, 19.0 / 60.0);
+    assert_eq!(server.run_jobs().await.deliveries.attempted(), 0, "not before the date");
+    advance(&server, 1.0 / 60.0);
+    assert_eq!(server.run_jobs().await.deliveries.sent, 1);
+    server.stop().await;
+}
+
 crate::backend_tests!(
     slack_me_when_an_enterprise_user_signs_up_but_invites_nobody_within_two_days,
     rules_are_managed_through_the_api_and_refuse_nonsense,
@@ -427,4 +586,9 @@ crate::backend_tests!(
     the_daily_digest_goes_once_a_day_at_the_local_time,
     email_actions_go_through_smtp,
     an_email_action_without_smtp_fails_visibly,
+    one_audience_entry_reaching_a_rule_twice_fires_once,
+    the_inaction_window_counts_only_what_follows_the_trigger_within_the_delay,
+    a_rule_disabled_while_its_firing_waits_does_not_act,
+    a_delivery_whose_lease_expired_is_claimed_again,
+    a_retry_after_date_in_the_future_is_honoured,
 );
