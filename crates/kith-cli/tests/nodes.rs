@@ -5,7 +5,7 @@
 //!
 //! Runs when `KITH_TEST_DATABASE_URL` names a PostgreSQL server; says why it skipped otherwise.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -106,6 +106,34 @@ fn workload() -> (Vec<Request>, BTreeSet<String>) {
         }
     }
     (requests, message_ids)
+}
+
+/// What SPEC §2.2 says each contact-day of the workload must show, worked out from the
+/// workload itself: `(email, "activity", day, occurred_at, description, hits)` with the
+/// earliest event's time and description (ties broken by the smaller description) and one
+/// hit per distinct messageId.
+fn expected_days(requests: &[Request]) -> Vec<(String, String, i32, i64, String, i64)> {
+    let mut days: BTreeMap<(String, i32), (i64, String, BTreeSet<String>)> = BTreeMap::new();
+    for Request { path, body } in requests {
+        let email = body["userId"].as_str().unwrap().replace("user-", "user") + "@example.com";
+        let time = body["timestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        let description = match *path {
+            "/v1/track" => body["event"].as_str().unwrap().to_owned(),
+            "/v1/page" => format!("Visited {}", body["properties"]["url"].as_str().unwrap()),
+            _ => "Active in your product".to_owned(),
+        };
+        let day = i32::try_from(time.div_euclid(86_400_000)).unwrap();
+        let entry = days.entry((email, day)).or_insert_with(|| (time, description.clone(), BTreeSet::new()));
+        if (time, &description) < (entry.0, &entry.1) {
+            (entry.0, entry.1) = (time, description);
+        }
+        entry.2.insert(body["messageId"].as_str().unwrap().to_owned());
+    }
+    days.into_iter()
+        .map(|((email, day), (time, description, ids))| {
+            (email, "activity".to_owned(), day, time, description, ids.len() as i64)
+        })
+        .collect()
 }
 
 fn send(client: &reqwest::blocking::Client, node: &str, key: &str, request: &Request) {
@@ -217,6 +245,7 @@ async fn two_nodes_store_what_one_node_stores() {
     let two_url = kith_store::postgres::create_database(&server, &two).await.expect("create database");
     let one_url = kith_store::postgres::create_database(&server, &one).await.expect("create database");
     let (requests, message_ids) = workload();
+    let expected = expected_days(&requests);
 
     let outcome = {
         let (url, requests) = (two_url.clone(), requests.clone());
@@ -243,6 +272,14 @@ async fn two_nodes_store_what_one_node_stores() {
         read_back(&one_url, &message_ids).await
     };
 
+    // Every day described by its earliest event, on two nodes as on one: compared with what
+    // the workload itself says, so that a wrong description cannot pass by being wrong on both.
+    let mut days = outcome.interactions.clone();
+    days.sort();
+    assert_eq!(days.len(), expected.len());
+    for (day, expected) in days.iter().zip(&expected) {
+        assert_eq!(day, expected, "a contact-day on two nodes");
+    }
     assert_eq!(outcome.interactions, reference.interactions, "the same timelines as on one node");
     assert_eq!(outcome.contacts, reference.contacts, "the same contact rows as on one node");
     assert_eq!(outcome.closeness.len(), reference.closeness.len());
