@@ -200,8 +200,33 @@ fn is_ok(answer: &Answer) -> bool {
     matches!(answer, Answer::Status { code: 200, body, .. } if body["rejected"].as_array().is_none_or(Vec::is_empty))
 }
 
-/// The messageIds stored, with how often each is, read from the database file.
+/// Waits (at most 30 s) until the projection has applied the whole event log: the
+/// watermark in the database equals the log's last sequence number.
+fn wait_until_applied(data_dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let log = rusqlite::Connection::open_with_flags(data_dir.join("kith.db.log"), flags).unwrap();
+        let appended: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |row| row.get(0)).unwrap();
+        let db = rusqlite::Connection::open_with_flags(data_dir.join("kith.db"), flags).unwrap();
+        let applied: i64 = db.query_row("SELECT applied_seq FROM projection", [], |row| row.get(0)).unwrap();
+        if applied >= appended {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the projection is stuck at {applied} of {appended}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The messageIds stored, with how often each is, read from the database file once the
+/// projection has applied what the log holds.
 fn stored(data_dir: &Path) -> HashMap<String, u32> {
+    wait_until_applied(data_dir);
+    stored_so_far(data_dir)
+}
+
+/// The messageIds the projection has stored so far.
+fn stored_so_far(data_dir: &Path) -> HashMap<String, u32> {
     let db =
         rusqlite::Connection::open_with_flags(data_dir.join("kith.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open the database read-only");
@@ -212,6 +237,7 @@ fn stored(data_dir: &Path) -> HashMap<String, u32> {
 
 /// Activity hits over all interactions: each stored event counts once, whatever was replayed.
 fn total_hits(data_dir: &Path) -> i64 {
+    wait_until_applied(data_dir);
     let db =
         rusqlite::Connection::open_with_flags(data_dir.join("kith.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -250,7 +276,7 @@ fn sigkill_under_load(durability: &str) {
         let loader = scope.spawn(|| load(port, &key, &requests, 6, &stop));
         // Kill once a good share of the load is acknowledged, with requests still in flight.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && stored(dir.path()).len() < 1_500 {
+        while Instant::now() < deadline && stored_so_far(dir.path()).len() < 1_500 {
             std::thread::sleep(Duration::from_millis(50));
         }
         kith.child.kill().unwrap();

@@ -104,6 +104,7 @@ impl DebugEntry {
                 };
                 (status, stored.contact_id, None)
             }
+            Outcome::Accepted => ("accepted", None, None),
             Outcome::Duplicate => ("duplicate", None, None),
             Outcome::Suppressed => ("suppressed", None, None),
             Outcome::Rejected(rejection) => ("rejected", None, Some(rejection)),

@@ -90,7 +90,7 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, answers those in flight
-    /// and waits for the writer to commit everything it acknowledged.
+    /// and waits for the writer to commit everything it acknowledged and for it to be applied.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -100,6 +100,7 @@ impl App {
         let jobs = if manual_jobs { tokio::spawn(async {}) } else { jobs::start(state.clone()) };
         let readiness = state.readiness.clone();
         let pipeline = state.pipeline.clone();
+        let store = state.store.clone();
         let router = router(state);
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -112,6 +113,10 @@ impl App {
         // No request is in flight any more: the writer commits what is queued and ends.
         pipeline.close();
         let _ = writer.await;
+        // Leave the derived data as complete as the log, so the next start has nothing to catch up.
+        if let Err(error) = store.settle().await {
+            tracing::warn!(%error, "stopped before every acknowledged event was applied; the next start applies the rest");
+        }
         Ok(())
     }
 }

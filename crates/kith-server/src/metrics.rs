@@ -54,6 +54,9 @@ impl Metrics {
                     self.interactions_added.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Outcome::Accepted => {
+                self.stored.fetch_add(1, Ordering::Relaxed);
+            }
             Outcome::Duplicate => {
                 self.duplicates.fetch_add(1, Ordering::Relaxed);
             }

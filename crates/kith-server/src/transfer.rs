@@ -86,6 +86,8 @@ pub async fn import(
         }
     }
     write_chunk(store, &mut chunk, &mut report).await?;
+    // The import is done when what it stored can be read.
+    store.settle().await?;
     progress(report.lines);
     Ok(report)
 }
@@ -102,7 +104,7 @@ async fn write_chunk(
     let outcomes = store.write_events(batch).await?;
     for (line, outcome) in lines.into_iter().zip(outcomes) {
         match outcome {
-            Outcome::Stored(_) => report.stored += 1,
+            Outcome::Stored(_) | Outcome::Accepted => report.stored += 1,
             Outcome::Duplicate => report.duplicates += 1,
             Outcome::Suppressed => report.skipped += 1,
             Outcome::Rejected(rejection) => report.refuse(line, rejection.to_string()),

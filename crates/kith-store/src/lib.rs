@@ -81,6 +81,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a batch of events in one transaction; one outcome per event, in order.
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>>;
+    /// Waits until every acknowledged event is applied to what reads see (an event log's
+    /// projection has caught up); at once for a backend that applies events as it commits.
+    async fn settle(&self) -> Result<()> {
+        Ok(())
+    }
     /// What writing `event` would do, without writing (`POST /api/validate`).
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview>;
     /// Deletes pending events older than each workspace's retention; returns how many.

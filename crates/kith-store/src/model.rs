@@ -193,6 +193,9 @@ pub fn message_digest(workspace_id: WorkspaceId, message_id: &str) -> [u8; 16] {
 pub enum Outcome {
     /// Committed.
     Stored(Stored),
+    /// Committed to the event log; the projection works out its contact and interaction
+    /// moments later (reads wait for it). Only backends with an event log answer this.
+    Accepted,
     /// Its messageId was seen before: acknowledged, nothing changed.
     Duplicate,
     /// Its email is suppressed: acknowledged, nothing stored.

@@ -247,8 +247,8 @@ pub struct AliasConflict {
     pub user_id: String,
     /// The contact of `user_id`.
     pub contact: ContactRef,
-    /// The contact `previous_id` already belongs to.
-    pub other: ContactId,
+    /// The contact `previous_id` already belongs to (perhaps created by the same batch).
+    pub other: ContactRef,
 }
 
 /// A rule triggered for a contact.
@@ -603,13 +603,9 @@ impl<'a> Planner<'a> {
                 match self.by_identity.get(&(workspace_id, previous_id.clone())).copied() {
                     None => self.link(workspace_id, previous_id, "alias", contact),
                     Some(owner) if owner == contact => {}
-                    Some(owner) => {
-                        let other = match owner {
-                            ContactRef::Existing(id) => id,
-                            // Both contacts were created in this batch; the later identify wins
-                            // the id, so there is nothing stored yet to conflict with.
-                            ContactRef::New(_) => return (None, false),
-                        };
+                    // Recorded whether or not the two contacts arrived in the same batch: how
+                    // events were batched must not change what they mean.
+                    Some(other) => {
                         self.plan.conflicts.push(AliasConflict {
                             workspace_id,
                             previous_id: previous_id.clone(),
@@ -759,7 +755,8 @@ pub fn first_event_of_day(time: i64, description: &str, current_time: i64, curre
 }
 
 /// Reads a stored pending event back into an [`Event`], keeping its recorded times.
-fn reparse(row: &PendingEvent) -> Option<Event> {
+/// Rebuilds a stored event from its payload, with its stored time.
+pub fn reparse(row: &PendingEvent) -> Option<Event> {
     let received_at = kith_core::time::from_millis(row.received_at);
     let ctx = ParseContext { route_type: EventType::parse(&row.event_type), now: received_at, history: true };
     let value: Value = serde_json::from_str(&row.payload).ok()?;

@@ -303,7 +303,7 @@ async fn execute(
             previous_ids.push(text(&conflict.previous_id));
             user_ids.push(text(&conflict.user_id));
             contacts.push(resolve(ids, conflict.contact));
-            others.push(conflict.other);
+            others.push(resolve(ids, conflict.other));
         }
         tx.execute(
             "INSERT INTO alias_conflicts (workspace_id, previous_id, user_id, contact_id, other_contact_id, created_at)

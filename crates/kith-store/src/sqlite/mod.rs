@@ -1,9 +1,12 @@
-//! The embedded SQLite backend: one write connection used by one writer at a time (the
-//! ingest pipeline makes that the common case) and a pool of read connections, which WAL
-//! lets run beside the writer.
+//! The embedded SQLite backend: accepted events are appended to an event log (`log.rs`) and
+//! applied to the main database by a projection; one write connection used by one writer at
+//! a time (the projection, or an admin write) and a pool of read connections, which WAL lets
+//! run beside the writer. Reads of what events derive wait for the projection to reach what
+//! was acknowledged before them.
 
 mod admin;
 mod cache;
+mod log;
 mod migrate;
 mod nudges;
 mod read;
@@ -62,6 +65,20 @@ impl SqliteOptions {
 pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     readers: Arc<ReadPool>,
+    log: Arc<EventLog>,
+}
+
+/// The event log's appender and the projection's progress. Dropping the last store handle
+/// lets the projection finish what is appended and stop.
+struct EventLog {
+    appender: Mutex<log::Appender>,
+    progress: Arc<log::Progress>,
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        log::close(&self.progress);
+    }
 }
 
 /// The one write connection and what the ingest path remembers between batches.
@@ -83,9 +100,13 @@ impl SqliteStore {
         configure_writer(&writer, options)?;
         migrate::run(&mut writer)?;
         let readers = (0..options.readers.max(1)).map(|_| open_reader(&options.path)).collect::<Result<Vec<_>>>()?;
+        let writer = Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() }));
+        // The projection thread ends by itself once the store is dropped and the log applied.
+        let (appender, progress, _projection) = log::open(&options.path, options.durability, writer.clone())?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() })),
+            writer,
             readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
+            log: Arc::new(EventLog { appender: Mutex::new(appender), progress }),
         })
     }
 
@@ -122,18 +143,43 @@ impl SqliteStore {
         self.with_writer(move |writer| f(&mut writer.connection)).await
     }
 
+    /// Runs `f` on the write connection once the projection has applied every event
+    /// acknowledged before the call, for jobs that act on what events derive; the ingest
+    /// cache stays valid.
+    async fn write_fresh<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        self.log.progress.wait_applied().await?;
+        self.write(f).await
+    }
+
     /// Runs `f` on the write connection for a write that changes contacts, identities or
-    /// interactions outside the ingest path: the ingest cache is cleared.
+    /// interactions outside the ingest path, once the projection has applied every event
+    /// acknowledged before: the ingest cache is cleared.
     async fn write_contacts<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        self.log.progress.wait_applied().await?;
         self.with_writer(move |writer| {
             writer.cache.clear();
             f(&mut writer.connection)
         })
         .await
+    }
+
+    /// Runs `f` on a read connection once the projection has applied every event
+    /// acknowledged before the call: for reads of what events derive.
+    async fn read_fresh<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.log.progress.wait_applied().await?;
+        self.read(f).await
     }
 
     /// Runs `f` on a read connection, off the async threads.
@@ -252,39 +298,40 @@ impl Store for SqliteStore {
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
-        let (result, batch) = self
-            .with_writer(move |writer| {
-                let result = write::write_events(&mut writer.connection, &mut writer.cache, &batch);
-                if result.is_err() {
-                    // What the failed batch taught the cache was rolled back with it.
-                    writer.cache.clear();
-                }
-                Ok((result, batch))
-            })
-            .await?;
-        // Freeing a large batch takes a while: not on the writer's path.
+        let log = self.log.clone();
+        let (result, batch) = tokio::task::spawn_blocking(move || {
+            let mut appender = log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            (appender.append(&log.progress, &batch), batch)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))?;
+        // Freeing a large batch takes a while: not on the appender's path.
         tokio::task::spawn_blocking(move || drop(batch));
         result
     }
 
+    async fn settle(&self) -> Result<()> {
+        self.log.progress.wait_applied().await
+    }
+
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
-        self.read(move |c| write::preview(c, workspace, event)).await
+        self.read_fresh(move |c| write::preview(c, workspace, event)).await
     }
 
     async fn expire_pending(&self, now: Timestamp) -> Result<u64> {
-        self.write(move |c| write::expire_pending(c, now.as_millisecond())).await
+        self.write_fresh(move |c| write::expire_pending(c, now.as_millisecond())).await
     }
 
     async fn contacts(&self, workspace: WorkspaceId, query: ContactQuery) -> Result<Page<Contact>> {
-        self.read(move |c| read::contacts(c, workspace, &query)).await
+        self.read_fresh(move |c| read::contacts(c, workspace, &query)).await
     }
 
     async fn contact(&self, workspace: WorkspaceId, key: ContactKey) -> Result<Option<Contact>> {
-        self.read(move |c| read::contact(c, workspace, &key)).await
+        self.read_fresh(move |c| read::contact(c, workspace, &key)).await
     }
 
     async fn identities(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Identity>> {
-        self.read(move |c| read::identities(c, workspace, contact)).await
+        self.read_fresh(move |c| read::identities(c, workspace, contact)).await
     }
 
     async fn timeline(
@@ -294,7 +341,7 @@ impl Store for SqliteStore {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<Interaction>> {
-        self.read(move |c| read::timeline(c, workspace, contact, cursor.as_ref(), limit)).await
+        self.read_fresh(move |c| read::timeline(c, workspace, contact, cursor.as_ref(), limit)).await
     }
 
     async fn events(
@@ -304,7 +351,7 @@ impl Store for SqliteStore {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<StoredEvent>> {
-        self.read(move |c| read::events(c, workspace, contact, cursor.as_ref(), limit)).await
+        self.read_fresh(move |c| read::events(c, workspace, contact, cursor.as_ref(), limit)).await
     }
 
     async fn identify_payloads(
@@ -313,7 +360,7 @@ impl Store for SqliteStore {
         contact: ContactId,
         until: Timestamp,
     ) -> Result<Vec<String>> {
-        self.read(move |c| read::identify_payloads(c, workspace, contact, until.as_millisecond())).await
+        self.read_fresh(move |c| read::identify_payloads(c, workspace, contact, until.as_millisecond())).await
     }
 
     async fn add_interaction(
@@ -326,13 +373,22 @@ impl Store for SqliteStore {
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
-        self.write_contacts(move |c| {
-            let tx = c.transaction()?;
-            let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
-            tx.commit()?;
-            Ok(deleted)
+        let deleted = self
+            .write_contacts(move |c| {
+                let tx = c.transaction()?;
+                let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
+                tx.commit()?;
+                Ok(deleted)
+            })
+            .await?;
+        // The contact's events may still be in the log's applied tail: erase them there too.
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prune(&log.progress)
         })
         .await
+        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))??;
+        Ok(deleted)
     }
 
     async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
@@ -344,33 +400,33 @@ impl Store for SqliteStore {
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
-        self.read(move |c| read::alias_conflicts(c, workspace)).await
+        self.read_fresh(move |c| read::alias_conflicts(c, workspace)).await
     }
 
     async fn accounts(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<Account>> {
-        self.read(move |c| read::accounts(c, workspace, None, limit)).await
+        self.read_fresh(move |c| read::accounts(c, workspace, None, limit)).await
     }
 
     async fn account(&self, workspace: WorkspaceId, group_id: &str) -> Result<Option<Account>> {
         let group_id = group_id.to_owned();
-        self.read(move |c| Ok(read::accounts(c, workspace, Some(&group_id), 1)?.pop())).await
+        self.read_fresh(move |c| Ok(read::accounts(c, workspace, Some(&group_id), 1)?.pop())).await
     }
 
     async fn contact_accounts(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Account>> {
-        self.read(move |c| read::contact_accounts(c, workspace, contact)).await
+        self.read_fresh(move |c| read::contact_accounts(c, workspace, contact)).await
     }
 
     async fn audiences(&self, workspace: WorkspaceId) -> Result<Vec<Audience>> {
-        self.read(move |c| read::audiences(c, workspace, None)).await
+        self.read_fresh(move |c| read::audiences(c, workspace, None)).await
     }
 
     async fn audience(&self, workspace: WorkspaceId, key: &str) -> Result<Option<Audience>> {
         let key = key.to_owned();
-        self.read(move |c| Ok(read::audiences(c, workspace, Some(&key))?.pop())).await
+        self.read_fresh(move |c| Ok(read::audiences(c, workspace, Some(&key))?.pop())).await
     }
 
     async fn contact_audiences(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<AudienceMembership>> {
-        self.read(move |c| read::contact_audiences(c, workspace, contact)).await
+        self.read_fresh(move |c| read::contact_audiences(c, workspace, contact)).await
     }
 
     async fn audience_history(
@@ -381,7 +437,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<AudienceHistoryEntry>> {
         let audience = audience.map(str::to_owned);
-        self.read(move |c| read::audience_history(c, workspace, audience.as_deref(), contact, limit)).await
+        self.read_fresh(move |c| read::audience_history(c, workspace, audience.as_deref(), contact, limit)).await
     }
 
     async fn cadence_rules(&self, workspace: WorkspaceId) -> Result<Vec<CadenceRule>> {
@@ -430,15 +486,15 @@ impl Store for SqliteStore {
         contact: Option<ContactId>,
         limit: usize,
     ) -> Result<Vec<Firing>> {
-        self.read(move |c| nudges::firings(c, workspace, rule, contact, limit)).await
+        self.read_fresh(move |c| nudges::firings(c, workspace, rule, contact, limit)).await
     }
 
     async fn evaluate_contacts(&self, now: Timestamp) -> Result<JobReport> {
-        self.write(move |c| nudges::evaluate_contacts(c, now)).await
+        self.write_fresh(move |c| nudges::evaluate_contacts(c, now)).await
     }
 
     async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport> {
-        self.write(move |c| nudges::fire_due(c, now, limit)).await
+        self.write_fresh(move |c| nudges::fire_due(c, now, limit)).await
     }
 
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use kith_core::closeness::{days_of_millis, History, InteractionKind, Model};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
-use kith_core::{Event, EventKind};
+use kith_core::{Event, EventKind, Rejection};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
@@ -18,8 +18,14 @@ use crate::sql::MS_PER_DAY;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
 
-/// Applies a batch of events in one transaction.
-pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: &[Incoming]) -> Result<Vec<Outcome>> {
+/// Applies a batch of events in one transaction; with `applied_through`, that event-log
+/// sequence number becomes the projection's watermark in the same transaction.
+pub fn write_events(
+    c: &mut Connection,
+    cache: &mut WriterCache,
+    batch: &[Incoming],
+    applied_through: Option<i64>,
+) -> Result<Vec<Outcome>> {
     if cache.needs_pending_load() {
         cache.load_pending(load_pending_ids(c)?);
     }
@@ -58,6 +64,9 @@ pub fn write_events(c: &mut Connection, cache: &mut WriterCache, batch: &[Incomi
     // The batch's own receive time, so that what it stamps follows the server's clock.
     let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_else(now_ms);
     let written = execute(&tx, cache, &plan, &workspaces, now)?;
+    if let Some(seq) = applied_through {
+        tx.prepare_cached("UPDATE projection SET applied_seq = ?1 WHERE id = 1")?.execute([seq])?;
+    }
     tx.commit()?;
     Ok(plan
         .resolve_outcomes(|contact| resolve(&written.contact_ids, contact), |day| written.created_days.contains(day)))
@@ -381,7 +390,7 @@ fn execute(
                 conflict.previous_id,
                 conflict.user_id,
                 id(conflict.contact),
-                conflict.other,
+                id(conflict.other),
                 now
             ])?;
         }
@@ -662,6 +671,30 @@ fn save_activity(tx: &Connection, contact: ContactId, state: &ContactState, now:
         state.warm_until_ms()
     ])?;
     Ok(())
+}
+
+/// For each event of `batch`, the refusal the planner would give it against the stored
+/// state (an identify without email whose ids belong to nobody), read-only.
+pub fn rejections(c: &Connection, batch: &[Incoming]) -> Result<Vec<Option<Rejection>>> {
+    let workspaces = load_workspaces(c, batch.iter().map(|incoming| incoming.workspace_id))?;
+    let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
+        .iter()
+        .map(|(id, workspace)| (*id, WorkspaceRules::new(workspace.tz(), Vec::new(), false)))
+        .collect();
+    let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
+    let lookups = lookup(c, &mut WriterCache::default(), &needs)?;
+    let mut planner = Planner::new(&rules, lookups, batch.len());
+    planner.plan_identities(batch);
+    planner.plan_activity(batch);
+    Ok(planner
+        .finish()
+        .outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            plan::PlannedOutcome::Done(Outcome::Rejected(rejection)) => Some(rejection),
+            _ => None,
+        })
+        .collect())
 }
 
 /// What writing `event` would do (`POST /api/validate`), read-only.

@@ -1,0 +1,389 @@
+//! The event log and its projection.
+//!
+//! The log is the source of truth: every accepted event is appended, in arrival order, to
+//! its own SQLite file beside the main database (`kith.db` → `kith.log.db`), one table with
+//! a monotonic key and no secondary index, so a group commit writes a few sequential pages
+//! and one fsync. Only then is the client answered.
+//!
+//! Everything derived from events (contacts, identities, contact-days, the event stream,
+//! accounts, audiences, pending events, rule firings) is written by the projection: a
+//! thread that reads the log after its watermark in large batches, applies them through
+//! the planner (`write::write_events`), and stores the new watermark in the same
+//! transaction, so a crash replays the unapplied tail without counting anything twice.
+//! Two files keep the append off the projection's write lock: a long projection
+//! transaction never delays an acknowledgement.
+//!
+//! Before appending, the appender decides what the client must learn in its answer:
+//! a duplicate messageId (against the events not yet applied, in memory, and the applied
+//! ones, in `message_ids`) and an identify without email for a user nobody knows (against
+//! the projected identities, after letting the projection catch up: such identifies are
+//! rare). Reads that must see acknowledged events wait for the watermark (`wait_applied`).
+//!
+//! Applied entries are pruned from the log by the appender, in the next append's
+//! transaction (deleting the oldest rows of a rowid table touches only its first pages):
+//! the main database holds their effects and their messageIds, and an erased contact's
+//! events must not outlive it in the log (`Appender::prune` runs right after an erasure).
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kith_core::EventKind;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::watch;
+
+use super::{write, Durability, Writer};
+use crate::model::{Incoming, Outcome};
+use crate::plan::PendingEvent;
+use crate::{Result, StoreError};
+
+/// The most events one projection transaction applies.
+const PROJECTION_BATCH: usize = 10_000;
+/// How far the log may run ahead of the projection before appends wait for it (and the
+/// ingest queue behind them fills up and sheds load with 503).
+const MAX_LAG: i64 = 200_000;
+/// The longest an append waits for the projection before giving up with an error.
+const APPEND_WAIT: Duration = Duration::from_secs(30);
+/// The longest a read waits for the projection to reach what was acknowledged before it.
+const READ_WAIT: Duration = Duration::from_secs(30);
+
+/// The log file beside a main database file.
+pub fn log_path(database: &Path) -> PathBuf {
+    let mut name = database.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(".log");
+    database.with_file_name(name)
+}
+
+/// How far the log and the projection have come.
+#[derive(Debug, Default)]
+struct Marks {
+    /// The last sequence number committed to the log.
+    appended: i64,
+    /// The last sequence number whose effects are committed to the main database.
+    applied: i64,
+    /// Set when the store is dropped: the projection finishes what is appended and stops.
+    closing: bool,
+}
+
+/// What the appender and the projection share.
+pub struct Progress {
+    marks: Mutex<Marks>,
+    changed: Condvar,
+    applied: watch::Sender<i64>,
+}
+
+impl Progress {
+    fn marks(&self) -> MutexGuard<'_, Marks> {
+        self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The last sequence number acknowledged to a client.
+    pub fn appended(&self) -> i64 {
+        self.marks().appended
+    }
+
+    /// Waits (asynchronously, at most [`READ_WAIT`]) until the projection has applied
+    /// everything appended when the call started.
+    pub async fn wait_applied(&self) -> Result<()> {
+        let target = self.appended();
+        let mut receiver = self.applied.subscribe();
+        let caught_up =
+            tokio::time::timeout(READ_WAIT, async { receiver.wait_for(|applied| *applied >= target).await.is_ok() })
+                .await;
+        match caught_up {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Database("the projection has stopped".into())),
+            Err(_) => Err(StoreError::Database(format!(
+                "the projection is more than {} s behind the event log",
+                READ_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Blocks until `ready(marks)` holds, at most `limit`.
+    fn block_until(&self, limit: Duration, ready: impl Fn(&Marks) -> bool) -> Result<()> {
+        let marks = self.marks();
+        let (_marks, timeout) = self
+            .changed
+            .wait_timeout_while(marks, limit, |marks| !ready(marks))
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if timeout.timed_out() {
+            return Err(StoreError::Database(format!(
+                "the projection made no progress for {} s; the event log is not accepting more",
+                limit.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The single appender: the log's write connection, a read connection on the main
+/// database, and the digests of appended events the projection has not applied yet.
+pub struct Appender {
+    log: Connection,
+    main: Connection,
+    next_seq: i64,
+    /// Entries up to here are known to be deleted from the log.
+    pruned: i64,
+    unapplied: VecDeque<(i64, [u8; 16])>,
+    unapplied_set: HashSet<[u8; 16]>,
+}
+
+/// Opens the log and starts the projection. Returns the appender, the shared progress and
+/// the projection thread's handle.
+pub fn open(
+    database: &Path,
+    durability: Durability,
+    writer: Arc<Mutex<Writer>>,
+) -> Result<(Appender, Arc<Progress>, std::thread::JoinHandle<()>)> {
+    let path = log_path(database);
+    let log = Connection::open(&path)?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    log.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA busy_timeout = 10000;
+         CREATE TABLE IF NOT EXISTS log (
+             seq          INTEGER PRIMARY KEY,
+             workspace_id INTEGER NOT NULL,
+             digest       BLOB    NOT NULL,
+             event_type   TEXT    NOT NULL,
+             occurred_at  INTEGER NOT NULL,
+             received_at  INTEGER NOT NULL,
+             payload      TEXT    NOT NULL
+         );"
+    ))?;
+    let applied = stored_watermark(&writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).connection)?;
+    // A fully pruned log is empty: numbering goes on from the watermark.
+    let logged: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |row| row.get(0))?;
+    let appended = logged.max(applied);
+    let (applied_sender, _) = watch::channel(applied);
+    let progress = Arc::new(Progress {
+        marks: Mutex::new(Marks { appended, applied, closing: false }),
+        changed: Condvar::new(),
+        applied: applied_sender,
+    });
+    let mut unapplied = VecDeque::new();
+    let mut unapplied_set = HashSet::new();
+    {
+        let mut statement = log.prepare("SELECT seq, digest FROM log WHERE seq > ?1 ORDER BY seq")?;
+        let rows = statement.query_map([applied], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, [u8; 16]>(1)?)))?;
+        for row in rows {
+            let (seq, digest) = row?;
+            unapplied.push_back((seq, digest));
+            unapplied_set.insert(digest);
+        }
+    }
+    let main = super::open_reader(database)?;
+    let reader =
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let projection = {
+        let progress = progress.clone();
+        std::thread::Builder::new()
+            .name("kith-projection".into())
+            .spawn(move || project(reader, writer, progress))
+            .map_err(|e| StoreError::Database(format!("cannot start the projection thread: {e}")))?
+    };
+    let appender = Appender { log, main, next_seq: appended + 1, pruned: 0, unapplied, unapplied_set };
+    Ok((appender, progress, projection))
+}
+
+impl Appender {
+    /// Decides each event's answer, appends the accepted ones and commits (fsync with
+    /// durability `full`), then wakes the projection. One outcome per event, in order.
+    pub fn append(&mut self, progress: &Progress, batch: &[Incoming]) -> Result<Vec<Outcome>> {
+        progress.block_until(APPEND_WAIT, |marks| marks.appended - marks.applied < MAX_LAG)?;
+        let applied = progress.marks().applied;
+        self.forget_applied(applied);
+        let mut outcomes = self.deduplicate(batch)?;
+        if batch.iter().zip(&outcomes).any(|(incoming, outcome)| needs_known_user(incoming, outcome)) {
+            // Whether an identify without email names a known user depends on every event
+            // before it: let the projection apply them, then plan the batch read-only.
+            let appended = progress.appended();
+            progress.block_until(APPEND_WAIT, |marks| marks.applied >= appended)?;
+            let rejections = write::rejections(&self.main, batch)?;
+            for ((outcome, rejection), incoming) in outcomes.iter_mut().zip(rejections).zip(batch) {
+                if let (Some(rejection), true) = (rejection, needs_known_user(incoming, outcome)) {
+                    *outcome = Outcome::Rejected(rejection);
+                }
+            }
+        }
+        let tx = self.log.transaction()?;
+        if applied > self.pruned {
+            tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
+        }
+        let mut appended = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO log (seq, workspace_id, digest, event_type, occurred_at, received_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (incoming, outcome) in batch.iter().zip(&outcomes) {
+                if !matches!(outcome, Outcome::Accepted) {
+                    continue;
+                }
+                let seq = self.next_seq + appended.len() as i64;
+                let event = &incoming.event;
+                insert.execute(params![
+                    seq,
+                    incoming.workspace_id,
+                    incoming.digest.as_slice(),
+                    event.kind.event_type().as_str(),
+                    event.time.as_millisecond(),
+                    event.received_at.as_millisecond(),
+                    event.payload,
+                ])?;
+                appended.push((seq, incoming.digest));
+            }
+        }
+        tx.commit()?;
+        if applied > self.pruned {
+            self.pruned = applied;
+        }
+        if let Some((last, _)) = appended.last().copied() {
+            self.next_seq = last + 1;
+            self.unapplied_set.extend(appended.iter().map(|(_, digest)| *digest));
+            self.unapplied.extend(appended);
+            progress.marks().appended = last;
+            progress.changed.notify_all();
+        }
+        Ok(outcomes)
+    }
+
+    /// Deletes every applied entry from the log now.
+    pub fn prune(&mut self, progress: &Progress) -> Result<()> {
+        let applied = progress.marks().applied;
+        self.log.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
+        self.pruned = applied;
+        Ok(())
+    }
+
+    /// Drops the digests of events the projection has applied: `message_ids` has them now.
+    fn forget_applied(&mut self, applied: i64) {
+        while let Some((seq, digest)) = self.unapplied.front().copied() {
+            if seq > applied {
+                break;
+            }
+            self.unapplied.pop_front();
+            self.unapplied_set.remove(&digest);
+        }
+    }
+
+    /// `Accepted` for each event, `Duplicate` for a messageId already in the log (applied
+    /// or not) or earlier in the batch.
+    fn deduplicate(&self, batch: &[Incoming]) -> Result<Vec<Outcome>> {
+        let mut seen = self.main.prepare_cached("SELECT 1 FROM message_ids WHERE digest = ?1")?;
+        let mut in_batch = HashSet::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            let duplicate = !in_batch.insert(incoming.digest)
+                || self.unapplied_set.contains(&incoming.digest)
+                || seen.exists([incoming.digest.as_slice()])?;
+            outcomes.push(if duplicate { Outcome::Duplicate } else { Outcome::Accepted });
+        }
+        Ok(outcomes)
+    }
+}
+
+/// An identify without email is only valid for a user who already has a contact.
+fn needs_known_user(incoming: &Incoming, outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Accepted)
+        && matches!(incoming.event.kind, EventKind::Identify { .. })
+        && incoming.event.email.is_none()
+}
+
+/// The projection loop: applies the log after the watermark until the store is dropped.
+fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progress>) {
+    let mut failures = 0u32;
+    loop {
+        let from = {
+            let marks = progress.marks();
+            let marks = progress
+                .changed
+                .wait_while(marks, |marks| marks.applied >= marks.appended && !marks.closing)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if marks.applied >= marks.appended {
+                return;
+            }
+            marks.applied
+        };
+        match apply_after(&reader, &writer, from) {
+            Ok(applied) => {
+                failures = 0;
+                progress.marks().applied = applied;
+                progress.applied.send_replace(applied);
+                progress.changed.notify_all();
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::error!(%error, after = from, "the projection could not apply the event log; retrying");
+                std::thread::sleep(Duration::from_millis(100u64 << failures.min(6)));
+            }
+        }
+    }
+}
+
+/// Applies the next batch of the log after `from`; returns the new watermark.
+fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result<i64> {
+    let rows = read_after(reader, from, PROJECTION_BATCH)?;
+    let Some(last) = rows.last().map(|(seq, _)| *seq) else { return Ok(from) };
+    let batch: Vec<Incoming> = rows
+        .iter()
+        .filter_map(|(seq, row)| {
+            let event = crate::plan::reparse(row);
+            if event.is_none() {
+                tracing::error!(seq, "an event in the log no longer parses; it is skipped");
+            }
+            event.map(|event| Incoming::new(row.workspace_id, event))
+        })
+        .collect();
+    let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Writer { connection, cache } = &mut *writer;
+    if let Err(error) = write::write_events(connection, cache, &batch, Some(last)) {
+        // What the failed batch taught the cache was rolled back with it.
+        cache.clear();
+        return Err(error);
+    }
+    Ok(last)
+}
+
+/// Up to `limit` log entries after `from`, in order.
+fn read_after(reader: &Connection, from: i64, limit: usize) -> Result<Vec<(i64, PendingEvent)>> {
+    let mut statement = reader.prepare_cached(
+        "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at FROM log
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![from, limit as i64], |row| {
+        let seq: i64 = row.get(0)?;
+        Ok((
+            seq,
+            PendingEvent {
+                id: seq,
+                workspace_id: row.get(1)?,
+                event_type: row.get(2)?,
+                payload: row.get(3)?,
+                occurred_at: row.get(4)?,
+                received_at: row.get(5)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The watermark stored in the main database.
+pub fn stored_watermark(connection: &Connection) -> Result<i64> {
+    Ok(connection
+        .query_row("SELECT applied_seq FROM projection WHERE id = 1", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Tells the projection to finish what is appended and stop.
+pub fn close(progress: &Progress) {
+    progress.marks().closing = true;
+    progress.changed.notify_all();
+}
