@@ -144,8 +144,9 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the write connection once the projection has applied every event
-    /// acknowledged before the call, for jobs that act on what events derive; the ingest
-    /// cache stays valid.
+    /// acknowledged before the call, for jobs that act on what events derive and for rule
+    /// changes (which apply to events after them, not to those acknowledged before); the
+    /// ingest cache stays valid.
     async fn write_fresh<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -468,15 +469,15 @@ impl Store for SqliteStore {
     }
 
     async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule> {
-        self.write(move |c| nudges::create_rule(c, workspace, &spec, now_ms())).await
+        self.write_fresh(move |c| nudges::create_rule(c, workspace, &spec, now_ms())).await
     }
 
     async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>> {
-        self.write(move |c| nudges::update_rule(c, workspace, id, &spec, now_ms())).await
+        self.write_fresh(move |c| nudges::update_rule(c, workspace, id, &spec, now_ms())).await
     }
 
     async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        self.write(move |c| nudges::delete_rule(c, workspace, id, now_ms())).await
+        self.write_fresh(move |c| nudges::delete_rule(c, workspace, id, now_ms())).await
     }
 
     async fn firings(
