@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, "users", include_str!("../../migrations/sqlite/0002_users.sql")),
     (3, "nudges", include_str!("../../migrations/sqlite/0003_nudges.sql")),
+    (5, "session_idle", include_str!("../../migrations/sqlite/0005_session_idle.sql")),
 ];
 
 /// Applies the migrations the database lacks; returns their versions.
