@@ -478,8 +478,12 @@ async fn start_session(state: &AppState, headers: &HeaderMap, user: &User, respo
     let mut token_bytes = [0u8; 32];
     rand::rng().fill(&mut token_bytes);
     let token = hex::encode(token_bytes);
-    let expires_at: Timestamp = state.clock.now() + SignedDuration::from_hours(24 * SESSION_DAYS);
+    let now = state.clock.now();
+    let expires_at: Timestamp = now + SignedDuration::from_hours(24 * SESSION_DAYS);
     state.store.create_session(user.id, key_hash(&token), expires_at).await?;
+    // The store stamps a new session with the system's time; its idle time is counted on
+    // kith's clock, which tests and replays may set elsewhere.
+    state.store.touch_session(key_hash(&token), now).await?;
     let cookie = set_cookie(state, headers, SESSION_COOKIE, &token, "/", 24 * 3600 * SESSION_DAYS);
     response.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(())
