@@ -395,8 +395,10 @@ pub async fn login(
         return Ok(login_form(&state, &headers, StatusCode::FORBIDDEN, &form.email, next, Some(message)));
     }
     let email = normalize_user_email(&form.email).unwrap_or_default();
-    // Failures are counted against what was typed, known account or not.
-    let account = if email.is_empty() { form.email.trim().to_lowercase() } else { email.clone() };
+    // Failures are counted against what was typed, known account or not (cut to an email's
+    // longest, so the counts cannot be made to hold large strings).
+    let account =
+        if email.is_empty() { form.email.trim().to_lowercase().chars().take(254).collect() } else { email.clone() };
     let refused = |refusal: Refusal| {
         let (status, wait, message) = refusal_text(&refusal);
         let mut response = login_form(&state, &headers, status, &form.email, next, Some(&message));
