@@ -170,3 +170,58 @@ impl Live {
 fn sse_event(entry: &DebugEntry, tz: &TimeZone) -> Event {
     Event::default().event("entry").id(entry.seq.to_string()).data(entry_row(entry, tz).into_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::debug::DebugFeed;
+    use crate::error::ApiError;
+
+    /// A future that counts how often it is polled, i.e. woken.
+    struct Counted<F> {
+        inner: Pin<Box<F>>,
+        polls: Arc<AtomicUsize>,
+    }
+
+    impl<F: Future> Future for Counted<F> {
+        type Output = F::Output;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_wakes_only_for_its_workspace_or_shutdown() {
+        let feed = DebugFeed::default();
+        let ticket = feed.open_stream(1, 8).expect("a stream");
+        let subscription = feed.subscribe(7);
+        let live = Live {
+            receiver: subscription.receiver,
+            closed: subscription.closed,
+            tz: TimeZone::UTC,
+            last_sent: 0,
+            _ticket: ticket,
+        };
+        let polls = Arc::new(AtomicUsize::new(0));
+        let waiting = tokio::spawn(Counted { inner: Box::pin(live.next()), polls: polls.clone() });
+        let other = ApiError::unauthorized("another workspace's refusal");
+        feed.publish(DebugEntry::refused(8, Timestamp::now(), &other));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(polls.load(Ordering::Relaxed), 1, "nothing woke the stream: no timer, no other workspace");
+        assert!(feed.is_watched());
+
+        feed.close();
+        let ended = tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("ends at once").unwrap();
+        assert!(ended.is_none(), "shutdown ends the stream");
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        assert!(!feed.is_watched(), "its place is given back");
+    }
+}
