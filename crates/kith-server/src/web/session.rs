@@ -36,6 +36,7 @@ use subtle::ConstantTimeEq;
 use super::layout;
 use super::throttle::{ClientAddress, Refusal};
 use super::{WebError, WebResult};
+use crate::error::ApiError;
 use crate::AppState;
 
 /// The session cookie.
@@ -491,7 +492,7 @@ async fn start_session(state: &AppState, headers: &HeaderMap, user: &User, respo
     Ok(())
 }
 
-/// Why a password could not be changed.
+/// What came of a password change.
 pub enum PasswordChange {
     /// Changed; every other session has ended and this browser has a new one.
     Changed(Response),
@@ -537,8 +538,8 @@ pub async fn change_password(
         let new = new.to_owned();
         tokio::task::spawn_blocking(move || hash_password(&new))
             .await
-            .map_err(|e| WebError::Page { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?
-            .map_err(|e| WebError::Page { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() })?
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
     };
     state.store.set_password(user.id, &hash).await?;
     let mut response = Redirect::to(redirect_to).into_response();
