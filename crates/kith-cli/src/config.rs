@@ -30,6 +30,9 @@ pub struct Settings {
     pub smtp_url: Option<Secret>,
     /// The From address of those emails.
     pub smtp_from: Option<String>,
+    /// The address people open kith at, e.g. `https://kith.example.com`; when it is https,
+    /// cookies are marked `Secure`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             max_batch_events: 10_000,
             smtp_url: None,
             smtp_from: None,
+            public_url: None,
         }
     }
 }
@@ -100,6 +104,17 @@ impl Settings {
         if let Some(from) = var("KITH_SMTP_FROM") {
             self.smtp_from = Some(from);
         }
+        if let Some(url) = var("KITH_PUBLIC_URL").filter(|url| !url.is_empty()) {
+            self.public_url = Some(url);
+        }
+        if let Some(url) = &self.public_url {
+            let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+            if !matches!(scheme.as_deref(), Some("http" | "https")) {
+                anyhow::bail!(
+                    "public_url is {url:?}; give the address people open kith at, e.g. https://kith.example.com"
+                );
+            }
+        }
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
         }
@@ -142,6 +157,15 @@ mod tests {
         assert_eq!(settings.listen, "127.0.0.1:7000");
         assert_eq!(settings.database_path(), PathBuf::from("/var/lib/kith/kith.db"));
         assert!(toml::from_str::<Settings>("lisen = 1").is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_address() {
+        let mut settings = Settings::default();
+        settings.apply_env(|name| (name == "KITH_PUBLIC_URL").then(|| "https://kith.example.com".to_owned())).unwrap();
+        assert_eq!(settings.public_url.as_deref(), Some("https://kith.example.com"));
+        let mut settings: Settings = toml::from_str("public_url = \"kith.example.com\"").unwrap();
+        assert!(settings.apply_env(|_| None).is_err(), "a scheme is required");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use kith_server::auth::generate_key;
-use kith_server::web::session::{create_user, generate_password};
+use kith_server::web::session::{create_user, generate_password, remove_user, set_user_password};
+use kith_server::web::WebConfig;
 use kith_server::{App, AppConfig, Clock};
 use kith_store::pipeline::PipelineConfig;
 use kith_store::postgres::{PostgresOptions, PostgresStore};
@@ -101,6 +102,22 @@ enum UsersCommand {
         /// Workspace id (default: the first).
         #[arg(long)]
         workspace: Option<WorkspaceId>,
+    },
+    /// Set a user's password (generated and printed once when not given); it signs them out
+    /// everywhere.
+    Passwd {
+        /// The email they sign in with.
+        #[arg(long)]
+        email: String,
+        /// The new password (at least 8 characters).
+        #[arg(long, env = "KITH_USER_PASSWORD")]
+        password: Option<String>,
+    },
+    /// Remove a user; their sessions end at once.
+    Remove {
+        /// The email they sign in with.
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -262,6 +279,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         pipeline: PipelineConfig { queue_events: settings.queue_events, max_batch_events: settings.max_batch_events },
         smtp: settings.smtp(),
         manual_jobs: false,
+        web: WebConfig { public_url: settings.public_url.clone(), ..WebConfig::default() },
     };
     tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "kith is listening");
     App::new(store, config, Clock::system())?.serve(listener, shutdown_signal()).await?;
@@ -400,6 +418,21 @@ async fn users(store: &dyn Store, command: UsersCommand) -> anyhow::Result<()> {
             if generated {
                 println!("password (shown once): {password}");
             }
+        }
+        UsersCommand::Passwd { email, password } => {
+            let (password, generated) = match password {
+                Some(password) => (password, false),
+                None => (generate_password(), true),
+            };
+            let user = set_user_password(store, &email, &password).await?;
+            println!("changed the password of {}; their sessions have ended", user.email);
+            if generated {
+                println!("password (shown once): {password}");
+            }
+        }
+        UsersCommand::Remove { email } => {
+            let user = remove_user(store, &email).await?;
+            println!("removed user {} of workspace {}; their sessions have ended", user.email, user.workspace_id);
         }
     }
     Ok(())

@@ -51,3 +51,21 @@ fn history_is_imported_from_gzipped_json_lines_and_exported_as_csv() {
     run(kith(dir.path()).arg("export").arg("--output").arg(&out_file));
     assert_eq!(std::fs::read_to_string(out_file).unwrap(), csv);
 }
+
+#[test]
+fn exported_cells_never_run_as_spreadsheet_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    run(kith(dir.path()).args(["workspaces", "create", "Acme"]));
+    let lines = [
+        r#"{"type":"identify","userId":"u1","traits":{"email":"ada@example.com","name":"=HYPERLINK(\"https://evil.example\",\"x\")"},"timestamp":"2023-02-01T10:00:00Z","messageId":"i1"}"#,
+        r#"{"type":"identify","userId":"u2","traits":{"email":"bob@example.com","name":"@SUM(A1)"},"timestamp":"2023-02-01T10:00:00Z","messageId":"i2"}"#,
+    ];
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    run(kith(dir.path()).arg("import").arg(&file));
+    let csv = run(kith(dir.path()).arg("export"));
+    let ada = csv.lines().find(|row| row.contains("ada@example.com")).unwrap();
+    assert!(ada.contains(r#""'=HYPERLINK(""https://evil.example"",""x"")""#), "{ada}");
+    let bob = csv.lines().find(|row| row.contains("bob@example.com")).unwrap();
+    assert!(bob.contains(",'@SUM(A1),"), "{bob}");
+}

@@ -1,25 +1,27 @@
 //! The live event debugger's feed: how kith read each incoming event (SPEC §7), kept for the
 //! last few hundred events and broadcast to whoever watches.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use kith_core::Rejection;
 use kith_store::{Activity, Incoming, Outcome, WorkspaceId};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
 
-/// Entries kept for someone who opens the debugger late.
+/// Entries kept per workspace for someone who opens the debugger late.
 const KEPT: usize = 300;
+/// Entries a slow stream may fall behind by before it skips some.
+const CHANNEL: usize = 256;
 
 /// How kith read one event, or why it refused it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DebugEntry {
-    /// Sequence number, increasing.
+    /// Sequence number, increasing within the workspace.
     pub seq: u64,
     /// Workspace.
     #[serde(skip)]
@@ -142,21 +144,75 @@ impl DebugEntry {
     }
 }
 
-/// The feed.
+/// The feed: for each workspace, its own sequence, its last [`KEPT`] entries and a broadcast
+/// channel, so a busy workspace neither pushes out another's entries nor reveals its volume
+/// through the sequence numbers, and a stream wakes only for its own workspace's events.
 #[derive(Clone)]
 pub struct DebugFeed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    workspaces: Mutex<HashMap<WorkspaceId, WorkspaceFeed>>,
+    /// Open streams per user.
+    streams: Mutex<HashMap<i64, usize>>,
+    /// Open streams in all.
+    watchers: AtomicUsize,
+    /// Set when the server shuts down: open streams end.
+    closed: watch::Sender<bool>,
+}
+
+struct WorkspaceFeed {
+    seq: u64,
+    kept: VecDeque<Arc<DebugEntry>>,
     sender: broadcast::Sender<Arc<DebugEntry>>,
-    kept: Arc<Mutex<VecDeque<Arc<DebugEntry>>>>,
-    seq: Arc<AtomicU64>,
+}
+
+impl WorkspaceFeed {
+    fn new() -> Self {
+        WorkspaceFeed { seq: 0, kept: VecDeque::with_capacity(KEPT), sender: broadcast::channel(CHANNEL).0 }
+    }
 }
 
 impl Default for DebugFeed {
     fn default() -> Self {
         DebugFeed {
-            sender: broadcast::channel(1024).0,
-            kept: Arc::new(Mutex::new(VecDeque::with_capacity(KEPT))),
-            seq: Arc::new(AtomicU64::new(0)),
+            inner: Arc::new(Inner {
+                workspaces: Mutex::default(),
+                streams: Mutex::default(),
+                watchers: AtomicUsize::new(0),
+                closed: watch::channel(false).0,
+            }),
         }
+    }
+}
+
+/// A live subscription to one workspace's entries.
+pub struct Subscription {
+    /// The entries kept when it started, oldest first.
+    pub backlog: Vec<Arc<DebugEntry>>,
+    /// Every entry published after them.
+    pub receiver: broadcast::Receiver<Arc<DebugEntry>>,
+    /// Turns true when the server shuts down.
+    pub closed: watch::Receiver<bool>,
+}
+
+/// One open stream of a user, counted until dropped.
+pub struct StreamTicket {
+    inner: Arc<Inner>,
+    user: i64,
+}
+
+impl Drop for StreamTicket {
+    fn drop(&mut self) {
+        let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = streams.get_mut(&self.user) {
+            *open -= 1;
+            if *open == 0 {
+                streams.remove(&self.user);
+            }
+        }
+        self.inner.watchers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -164,31 +220,56 @@ impl DebugFeed {
     /// Whether anyone watches live; readings of accepted events are only taken then, so the
     /// ingest path pays nothing for the debugger when it is closed.
     pub fn is_watched(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.inner.watchers.load(Ordering::Relaxed) > 0
     }
 
-    /// Records and broadcasts an entry.
+    /// Records and broadcasts an entry, numbered in its workspace's sequence.
     pub fn publish(&self, mut entry: DebugEntry) {
-        entry.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut workspaces = self.inner.workspaces.lock().unwrap_or_else(|p| p.into_inner());
+        let feed = workspaces.entry(entry.workspace_id).or_insert_with(WorkspaceFeed::new);
+        feed.seq += 1;
+        entry.seq = feed.seq;
         let entry = Arc::new(entry);
-        {
-            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            if kept.len() == KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(entry.clone());
+        if feed.kept.len() == KEPT {
+            feed.kept.pop_front();
         }
-        let _ = self.sender.send(entry);
+        feed.kept.push_back(entry.clone());
+        // No receiver is not an error: the entry is kept for whoever opens the page later.
+        let _ = feed.sender.send(entry);
     }
 
     /// The kept entries of a workspace, oldest first.
     pub fn recent(&self, workspace: WorkspaceId) -> Vec<Arc<DebugEntry>> {
-        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.iter().filter(|entry| entry.workspace_id == workspace).cloned().collect()
+        let workspaces = self.inner.workspaces.lock().unwrap_or_else(|p| p.into_inner());
+        workspaces.get(&workspace).map(|feed| feed.kept.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// A live subscription.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DebugEntry>> {
-        self.sender.subscribe()
+    /// A stream for `user`, unless they already hold `cap` open.
+    pub fn open_stream(&self, user: i64, cap: usize) -> Option<StreamTicket> {
+        let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let open = streams.entry(user).or_insert(0);
+        if *open >= cap {
+            return None;
+        }
+        *open += 1;
+        self.inner.watchers.fetch_add(1, Ordering::Relaxed);
+        Some(StreamTicket { inner: self.inner.clone(), user })
+    }
+
+    /// A live subscription to a workspace: what is kept and what comes next, with nothing
+    /// falling between the two.
+    pub fn subscribe(&self, workspace: WorkspaceId) -> Subscription {
+        let mut workspaces = self.inner.workspaces.lock().unwrap_or_else(|p| p.into_inner());
+        let feed = workspaces.entry(workspace).or_insert_with(WorkspaceFeed::new);
+        Subscription {
+            backlog: feed.kept.iter().cloned().collect(),
+            receiver: feed.sender.subscribe(),
+            closed: self.inner.closed.subscribe(),
+        }
+    }
+
+    /// Ends every open stream (the server is shutting down).
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
     }
 }

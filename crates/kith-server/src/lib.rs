@@ -49,6 +49,8 @@ pub struct AppState {
     pub readiness: ops::Readiness,
     /// HTTP and SMTP clients for outbound deliveries.
     pub outbound: Arc<jobs::delivery::Outbound>,
+    /// The web app's settings, sign-in throttling and hashing slots.
+    pub web: Arc<web::WebState>,
 }
 
 /// Server settings.
@@ -61,6 +63,8 @@ pub struct AppConfig {
     /// Whether background jobs run on a schedule; tests turn it off and run them on demand
     /// with [`jobs::run_pending`].
     pub manual_jobs: bool,
+    /// The web app's settings.
+    pub web: web::WebConfig,
 }
 
 /// A running kith: the state and the writer task behind it.
@@ -85,6 +89,7 @@ impl App {
             clock,
             readiness: ops::Readiness::default(),
             outbound,
+            web: Arc::new(web::WebState::new(config.web)),
         };
         Ok(App { state, writer, manual_jobs: config.manual_jobs })
     }
@@ -99,13 +104,16 @@ impl App {
         let App { state, writer, manual_jobs } = self;
         let jobs = if manual_jobs { tokio::spawn(async {}) } else { jobs::start(state.clone()) };
         let readiness = state.readiness.clone();
+        let debug = state.debug.clone();
         let pipeline = state.pipeline.clone();
         let store = state.store.clone();
         let router = router(state);
-        axum::serve(listener, router)
+        // The peer address is what sign-in throttling counts failures against.
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 readiness.draining();
+                debug.close();
             })
             .await?;
         jobs.abort();

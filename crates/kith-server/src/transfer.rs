@@ -139,6 +139,17 @@ pub const CSV_HEADER: &[&str] = &[
     "traits",
 ];
 
+/// A cell as a spreadsheet reads it as text, never as a formula (OWASP's rule for CSV
+/// injection): a value starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+/// leading `'`. Emails and names arrive through the public write key, so an export must not
+/// let them run `=HYPERLINK(…)` or `=cmd|…` in whoever opens it.
+pub fn neutralise(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_owned(),
+    }
+}
+
 /// One CSV page of contacts after `cursor` (closest first), and the cursor of the next page.
 pub async fn export_page(
     store: &dyn Store,
@@ -165,8 +176,8 @@ pub async fn export_page(
         writer
             .write_record([
                 contact.id.to_string(),
-                contact.email.clone(),
-                contact.name.clone().unwrap_or_default(),
+                neutralise(&contact.email),
+                neutralise(contact.name.as_deref().unwrap_or_default()),
                 closeness.score.to_string(),
                 closeness.bucket.as_str().to_owned(),
                 contact.first_seen_at.to_string(),
@@ -180,4 +191,19 @@ pub async fn export_page(
     }
     let bytes = writer.into_inner().map_err(|e| StoreError::Database(format!("writing CSV: {e}")))?;
     Ok((bytes, page.next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn cells_that_a_spreadsheet_would_run_are_neutralised() {
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise(formula), format!("'{formula}"));
+        }
+        for text in ["Ada", "ada@example.com", "", " =x", "'quoted"] {
+            assert_eq!(neutralise(text), text);
+        }
+    }
 }

@@ -233,6 +233,12 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>>;
     /// Ends a session (sign-out); ending an unknown one is not an error.
     async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    /// Records that a session was used at `at`, which keeps it from ending as idle.
+    async fn touch_session(&self, token_hash: [u8; 32], at: Timestamp) -> Result<()>;
+    /// Replaces a user's password hash and ends all their sessions.
+    async fn set_password(&self, user: i64, password_hash: &str) -> Result<()>;
+    /// Removes a user and ends their sessions; `NotFound` if there is no such user.
+    async fn delete_user(&self, user: i64) -> Result<()>;
 
     // Operations.
 

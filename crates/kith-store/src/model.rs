@@ -639,4 +639,6 @@ pub struct Session {
     pub user: User,
     /// When the session stops working.
     pub expires_at: Timestamp,
+    /// When it was last used (its sign-in, until then); an idle session ends early.
+    pub last_seen_at: Timestamp,
 }

@@ -5,31 +5,28 @@
 //! The page renders the entries kept so far; `/debugger/stream` then sends each new entry as
 //! a server-sent event carrying the same HTML row. Entries carry their sequence number as the
 //! SSE id, so a reconnecting browser (which sends `Last-Event-ID`) misses nothing still kept.
+//! A stream sleeps until its workspace publishes or the server shuts down (no timer wakes
+//! it), and a user holds a few streams at most ([`super::WebConfig::streams_per_user`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::Response;
-use futures_util::stream::{self, Stream, StreamExt};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use kith_store::WorkspaceId;
 use maud::{html, Markup};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::layout::{self, Nav};
 use super::session::Signed;
-use super::WebResult;
-use crate::debug::DebugEntry;
+use super::{WebError, WebResult};
+use crate::debug::{DebugEntry, StreamTicket};
 use crate::AppState;
-
-/// How often an idle stream checks whether the server is shutting down.
-const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
 
 /// What a status means, in a sentence.
 fn explain(entry: &DebugEntry, tz: &TimeZone) -> String {
@@ -108,41 +105,44 @@ pub struct StreamParams {
     after: Option<u64>,
 }
 
-/// `GET /debugger/stream`: server-sent events, one per new entry of the workspace.
+/// `GET /debugger/stream`: server-sent events, one per new entry of the workspace; 429 when
+/// the user already holds as many streams as allowed.
 pub async fn stream(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let workspace = signed.workspace.id;
+) -> Response {
+    let Some(ticket) = state.debug.open_stream(signed.user.id, state.web.config.streams_per_user) else {
+        let message = "you have too many live debugger tabs open; close one and reload this page";
+        return WebError::Page { status: StatusCode::TOO_MANY_REQUESTS, message: message.to_owned() }.into_response();
+    };
     let tz = signed.workspace.tz();
-    // Subscribe before reading what is kept, so nothing falls between the two.
-    let receiver = state.debug.subscribe();
+    let subscription = state.debug.subscribe(signed.workspace.id);
     let after = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
         .or(params.after)
         .unwrap_or(0);
-    let backlog: Vec<Arc<DebugEntry>> =
-        state.debug.recent(workspace).into_iter().filter(|entry| entry.seq > after).collect();
+    let backlog: Vec<Arc<DebugEntry>> = subscription.backlog.into_iter().filter(|entry| entry.seq > after).collect();
     let last_sent = backlog.last().map_or(after, |entry| entry.seq);
     let backlog = stream::iter(backlog.into_iter().map({
         let tz = tz.clone();
         move |entry| Ok(sse_event(&entry, &tz))
     }));
-    let live = Live { state, receiver, workspace, tz, last_sent };
-    Sse::new(backlog.chain(stream::unfold(live, Live::next))).keep_alive(KeepAlive::default())
+    let live = Live { receiver: subscription.receiver, closed: subscription.closed, tz, last_sent, _ticket: ticket };
+    Sse::new(backlog.chain(stream::unfold(live, Live::next))).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// The live part of a stream.
 struct Live {
-    state: AppState,
     receiver: tokio::sync::broadcast::Receiver<Arc<DebugEntry>>,
-    workspace: WorkspaceId,
+    closed: tokio::sync::watch::Receiver<bool>,
     tz: TimeZone,
     last_sent: u64,
+    /// Counts the stream against its user until it ends.
+    _ticket: StreamTicket,
 }
 
 impl Live {
@@ -150,15 +150,12 @@ impl Live {
     /// so graceful shutdown is not held open by a watching browser.
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Live)> {
         loop {
-            if self.state.readiness.is_draining() {
-                return None;
-            }
             let received = tokio::select! {
                 received = self.receiver.recv() => received,
-                () = tokio::time::sleep(SHUTDOWN_POLL) => continue,
+                _ = self.closed.wait_for(|closed| *closed) => return None,
             };
             match received {
-                Ok(entry) if entry.workspace_id == self.workspace && entry.seq > self.last_sent => {
+                Ok(entry) if entry.seq > self.last_sent => {
                     self.last_sent = entry.seq;
                     let event = sse_event(&entry, &self.tz);
                     return Some((Ok(event), self));
@@ -172,4 +169,59 @@ impl Live {
 
 fn sse_event(entry: &DebugEntry, tz: &TimeZone) -> Event {
     Event::default().event("entry").id(entry.seq.to_string()).data(entry_row(entry, tz).into_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::debug::DebugFeed;
+    use crate::error::ApiError;
+
+    /// A future that counts how often it is polled, i.e. woken.
+    struct Counted<F> {
+        inner: Pin<Box<F>>,
+        polls: Arc<AtomicUsize>,
+    }
+
+    impl<F: Future> Future for Counted<F> {
+        type Output = F::Output;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_wakes_only_for_its_workspace_or_shutdown() {
+        let feed = DebugFeed::default();
+        let ticket = feed.open_stream(1, 8).expect("a stream");
+        let subscription = feed.subscribe(7);
+        let live = Live {
+            receiver: subscription.receiver,
+            closed: subscription.closed,
+            tz: TimeZone::UTC,
+            last_sent: 0,
+            _ticket: ticket,
+        };
+        let polls = Arc::new(AtomicUsize::new(0));
+        let waiting = tokio::spawn(Counted { inner: Box::pin(live.next()), polls: polls.clone() });
+        let other = ApiError::unauthorized("another workspace's refusal");
+        feed.publish(DebugEntry::refused(8, Timestamp::now(), &other));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(polls.load(Ordering::Relaxed), 1, "nothing woke the stream: no timer, no other workspace");
+        assert!(feed.is_watched());
+
+        feed.close();
+        let ended = tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("ends at once").unwrap();
+        assert!(ended.is_none(), "shutdown ends the stream");
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        assert!(!feed.is_watched(), "its place is given back");
+    }
 }

@@ -14,16 +14,59 @@ mod layout;
 mod nudges;
 pub mod session;
 mod settings;
+pub mod throttle;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use jiff::SignedDuration;
 use kith_store::StoreError;
 
 use crate::error::ApiError;
 use crate::AppState;
+
+/// Settings of the web app.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// The address people open kith at, e.g. `https://kith.example.com`. When it is https,
+    /// cookies are marked `Secure` (they are also when a proxy sends `X-Forwarded-Proto: https`).
+    pub public_url: Option<String>,
+    /// A session not used for this long ends, before its 30-day limit.
+    pub session_idle: SignedDuration,
+    /// Live debugger streams one user may hold open at once.
+    pub streams_per_user: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { public_url: None, session_idle: SignedDuration::from_hours(24 * 7), streams_per_user: 8 }
+    }
+}
+
+impl WebConfig {
+    /// Whether people reach kith over https, so cookies must never travel in clear.
+    pub fn is_https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|url| url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")))
+    }
+}
+
+/// What the web app keeps between requests.
+#[derive(Default)]
+pub struct WebState {
+    /// Its settings.
+    pub config: WebConfig,
+    /// Sign-in throttling and the bound on password hashing.
+    pub sign_in: throttle::SignInGuard,
+}
+
+impl WebState {
+    /// The web app's state with these settings.
+    pub fn new(config: WebConfig) -> Self {
+        WebState { config, sign_in: throttle::SignInGuard::default() }
+    }
+}
 
 /// The web app's routes. None collides with `/v1/*`, `/api/*` or the operations endpoints.
 pub fn routes() -> Router<AppState> {
@@ -56,6 +99,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/signing-secret", post(settings::signing_secret))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/settings/password", post(settings::change_password))
         .route("/static/{file}", get(assets::serve))
         .layer(map_response(security_headers))
 }

@@ -1,6 +1,7 @@
-//! Settings: the workspace (name, time zone, half-life), the signing secret and the API keys.
+//! Settings: the workspace (name, time zone, half-life), the signing secret, the API keys and
+//! the signed-in user's password.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use kith_store::{ApiKey, KeyKind, WorkspacePatch};
@@ -8,7 +9,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
-use super::session::{Posted, Signed};
+use super::session::{PasswordChange, Posted, Signed};
+use super::throttle::ClientAddress;
 use super::{WebError, WebResult};
 use crate::api::settings::{patch_of, WorkspaceChange};
 use crate::auth::generate_key;
@@ -29,11 +31,29 @@ enum Form {
     Workspace,
     Secret,
     Keys,
+    Password,
+}
+
+/// `?password=changed` after a password change (the page is reached by a redirect, as the
+/// change starts a new session).
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    password: Option<String>,
 }
 
 /// `GET /settings`.
-pub async fn page(State(state): State<AppState>, signed: Signed, headers: HeaderMap) -> WebResult<Response> {
-    render(&state, &signed, &headers, Notice::default(), StatusCode::OK).await
+pub async fn page(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> WebResult<Response> {
+    let mut notice = Notice::default();
+    if query.password.as_deref() == Some("changed") {
+        let message = "your password is changed; every other session is signed out.".to_owned();
+        notice.message = Some((Form::Password, AlertKind::Success, message));
+    }
+    render(&state, &signed, &headers, notice, StatusCode::OK).await
 }
 
 async fn render(
@@ -174,6 +194,25 @@ async fn render(
                     }
                 }
             }
+            section.card #password aria-labelledby="password-title" {
+                h2 #password-title { "Your password" }
+                (message_for(Form::Password))
+                p.muted { "Changing it signs you out everywhere else." }
+                form method="post" action="/settings/password" {
+                    (layout::csrf(signed))
+                    input type="hidden" name="username" value=(signed.user.email) autocomplete="username";
+                    div.field {
+                        label for="current-password" { "Current password" }
+                        input #current-password type="password" name="current_password" autocomplete="current-password" required;
+                    }
+                    div.field {
+                        label for="new-password" { "New password" }
+                        input #new-password type="password" name="new_password" autocomplete="new-password"
+                            minlength=(super::session::MIN_PASSWORD_CHARS) required;
+                    }
+                    div { button.button type="submit" { "Change password" } }
+                }
+            }
         }
     };
     Ok(layout::page_with_status(signed, Nav::Settings, "Settings", status, body))
@@ -303,4 +342,40 @@ pub async fn revoke_key(
     state.auth.clear();
     tracing::info!(key = id, user = signed.user.id, "key revoked in the web app");
     Ok(Redirect::to("/settings#keys").into_response())
+}
+
+/// The password form.
+#[derive(Debug, Default, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+/// `POST /settings/password`: changes the signed-in user's password.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    Posted(signed, form): Posted<PasswordForm>,
+) -> WebResult<Response> {
+    let redirect = "/settings?password=changed#password";
+    let change = super::session::change_password(
+        &state,
+        &headers,
+        address,
+        &signed,
+        &form.current_password,
+        &form.new_password,
+        redirect,
+    )
+    .await?;
+    match change {
+        PasswordChange::Changed(response) => Ok(response),
+        PasswordChange::Refused(status, message) => {
+            let notice = Notice { message: Some((Form::Password, AlertKind::Error, message)), ..Notice::default() };
+            render(&state, &signed, &headers, notice, status).await
+        }
+    }
 }

@@ -174,6 +174,8 @@ pub struct Options {
     pub clock: Option<Clock>,
     /// SMTP settings.
     pub smtp: Option<kith_server::jobs::delivery::SmtpConfig>,
+    /// The web app's settings.
+    pub web: kith_server::web::WebConfig,
 }
 
 /// A file of the repository's copy of the shared fixtures.
@@ -235,7 +237,7 @@ impl TestServer {
     }
 
     async fn serve(store: Arc<dyn Store>, options: Options) -> TestServer {
-        let config = AppConfig { smtp: options.smtp, manual_jobs: true, ..AppConfig::default() };
+        let config = AppConfig { smtp: options.smtp, manual_jobs: true, web: options.web, ..AppConfig::default() };
         let app = App::new(store, config, options.clock.unwrap_or_default()).expect("app");
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,7 +7,10 @@ use super::{now_ms, MIGRATION_LOCK};
 use crate::{Result, StoreError};
 
 /// `(version, name, sql)` of every migration this binary knows.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "session_idle", include_str!("../../migrations/postgres/0002_session_idle.sql")),
+];
 
 /// Applies the migrations the database lacks; returns their versions.
 pub async fn run(client: &mut Client) -> Result<Vec<i64>> {

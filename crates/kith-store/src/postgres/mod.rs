@@ -351,6 +351,18 @@ impl Store for PostgresStore {
         users::delete_session(&*self.pool.get().await?, &token_hash).await
     }
 
+    async fn touch_session(&self, token_hash: [u8; 32], at: Timestamp) -> Result<()> {
+        users::touch_session(&*self.pool.get().await?, &token_hash, at).await
+    }
+
+    async fn set_password(&self, user: i64, password_hash: &str) -> Result<()> {
+        users::set_password(&mut *self.pool.get().await?, user, password_hash).await
+    }
+
+    async fn delete_user(&self, user: i64) -> Result<()> {
+        users::delete_user(&mut *self.pool.get().await?, user).await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.pool.get().await?.execute("SELECT 1", &[]).await?;
         Ok(())

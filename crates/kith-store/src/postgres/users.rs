@@ -69,16 +69,54 @@ pub async fn session(c: &Client, token_hash: &[u8; 32], now: Timestamp) -> Resul
     let row = c
         .query_opt(
             &format!(
-                "SELECT {USER_COLUMNS}, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+                "SELECT {USER_COLUMNS}, s.expires_at, COALESCE(s.last_seen_at, s.created_at)
+                   FROM sessions s JOIN users u ON u.id = s.user_id
                   WHERE s.token_hash = $1 AND s.expires_at > $2"
             ),
             &[&token_hash.as_slice(), &now.as_millisecond()],
         )
         .await?;
-    row.map(|row| Ok(Session { user: user_row(&row)?, expires_at: from_millis(row.try_get(5)?) })).transpose()
+    row.map(|row| {
+        Ok(Session {
+            user: user_row(&row)?,
+            expires_at: from_millis(row.try_get(5)?),
+            last_seen_at: from_millis(row.try_get(6)?),
+        })
+    })
+    .transpose()
 }
 
 pub async fn delete_session(c: &Client, token_hash: &[u8; 32]) -> Result<()> {
     c.execute("DELETE FROM sessions WHERE token_hash = $1", &[&token_hash.as_slice()]).await?;
+    Ok(())
+}
+
+pub async fn touch_session(c: &Client, token_hash: &[u8; 32], at: Timestamp) -> Result<()> {
+    c.execute(
+        "UPDATE sessions SET last_seen_at = $2 WHERE token_hash = $1",
+        &[&token_hash.as_slice(), &at.as_millisecond()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn set_password(c: &mut Client, user: i64, password_hash: &str) -> Result<()> {
+    let tx = c.transaction().await?;
+    if tx.execute("UPDATE users SET password_hash = $2 WHERE id = $1", &[&user, &password_hash]).await? == 0 {
+        return Err(StoreError::NotFound(format!("user {user}")));
+    }
+    // A new password ends every session: whoever knew the old one is signed out too.
+    tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn delete_user(c: &mut Client, user: i64) -> Result<()> {
+    let tx = c.transaction().await?;
+    tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user]).await?;
+    if tx.execute("DELETE FROM users WHERE id = $1", &[&user]).await? == 0 {
+        return Err(StoreError::NotFound(format!("user {user}")));
+    }
+    tx.commit().await?;
     Ok(())
 }

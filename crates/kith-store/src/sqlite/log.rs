@@ -138,6 +138,8 @@ pub fn open(
     writer: Arc<Mutex<Writer>>,
 ) -> Result<(Appender, Arc<Progress>, std::thread::JoinHandle<()>)> {
     let path = log_path(database);
+    // It holds every payload: as private as the database.
+    super::files::prepare(&path)?;
     let log = Connection::open(&path)?;
     let synchronous = match durability {
         Durability::Full => "FULL",

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "users", include_str!("../../migrations/sqlite/0002_users.sql")),
     (3, "nudges", include_str!("../../migrations/sqlite/0003_nudges.sql")),
     (4, "projection", include_str!("../../migrations/sqlite/0004_projection.sql")),
+    (5, "session_idle", include_str!("../../migrations/sqlite/0005_session_idle.sql")),
 ];
 
 /// Applies the migrations the database lacks; returns their versions.

@@ -6,6 +6,7 @@
 
 mod admin;
 mod cache;
+mod files;
 mod log;
 mod migrate;
 mod nudges;
@@ -95,7 +96,7 @@ struct ReadPool {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(options: &SqliteOptions) -> Result<Self> {
-        create_parent(&options.path)?;
+        files::prepare(&options.path)?;
         let mut writer = Connection::open(&options.path)?;
         configure_writer(&writer, options)?;
         migrate::run(&mut writer)?;
@@ -112,7 +113,7 @@ impl SqliteStore {
 
     /// Applies pending migrations only; returns the versions applied.
     pub fn migrate(path: &Path) -> Result<Vec<i64>> {
-        create_parent(path)?;
+        files::prepare(path)?;
         let mut connection = Connection::open(path)?;
         configure_writer(&connection, &SqliteOptions::new(path))?;
         migrate::run(&mut connection)
@@ -207,14 +208,6 @@ impl SqliteStore {
         pool.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(connection);
         result
     }
-}
-
-fn create_parent(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    Ok(())
 }
 
 /// Prepared statements each connection keeps. rusqlite keeps 16 by default, fewer than the
@@ -562,6 +555,19 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
         self.write(move |c| users::delete_session(c, &token_hash)).await
+    }
+
+    async fn touch_session(&self, token_hash: [u8; 32], at: Timestamp) -> Result<()> {
+        self.write(move |c| users::touch_session(c, &token_hash, at)).await
+    }
+
+    async fn set_password(&self, user: i64, password_hash: &str) -> Result<()> {
+        let password_hash = password_hash.to_owned();
+        self.write(move |c| users::set_password(c, user, &password_hash)).await
+    }
+
+    async fn delete_user(&self, user: i64) -> Result<()> {
+        self.write(move |c| users::delete_user(c, user)).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -61,12 +61,17 @@ pub fn create_session(c: &mut Connection, user: i64, token_hash: &[u8; 32], expi
 
 pub fn session(c: &Connection, token_hash: &[u8; 32], now: Timestamp) -> Result<Option<Session>> {
     let mut statement = c.prepare_cached(&format!(
-        "SELECT {USER_COLUMNS}, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+        "SELECT {USER_COLUMNS}, s.expires_at, COALESCE(s.last_seen_at, s.created_at)
+           FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.token_hash = ?1 AND s.expires_at > ?2"
     ))?;
     let found = statement
         .query_row(params![token_hash.as_slice(), now.as_millisecond()], |row| {
-            Ok(Session { user: user_row(row)?, expires_at: from_millis(row.get(5)?) })
+            Ok(Session {
+                user: user_row(row)?,
+                expires_at: from_millis(row.get(5)?),
+                last_seen_at: from_millis(row.get(6)?),
+            })
         })
         .optional()?;
     Ok(found)
@@ -74,5 +79,34 @@ pub fn session(c: &Connection, token_hash: &[u8; 32], now: Timestamp) -> Result<
 
 pub fn delete_session(c: &mut Connection, token_hash: &[u8; 32]) -> Result<()> {
     c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash.as_slice()])?;
+    Ok(())
+}
+
+pub fn touch_session(c: &mut Connection, token_hash: &[u8; 32], at: Timestamp) -> Result<()> {
+    c.execute(
+        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
+        params![token_hash.as_slice(), at.as_millisecond()],
+    )?;
+    Ok(())
+}
+
+pub fn set_password(c: &mut Connection, user: i64, password_hash: &str) -> Result<()> {
+    let tx = c.transaction()?;
+    if tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user, password_hash])? == 0 {
+        return Err(StoreError::NotFound(format!("user {user}")));
+    }
+    // A new password ends every session: whoever knew the old one is signed out too.
+    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn delete_user(c: &mut Connection, user: i64) -> Result<()> {
+    let tx = c.transaction()?;
+    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user])?;
+    if tx.execute("DELETE FROM users WHERE id = ?1", [user])? == 0 {
+        return Err(StoreError::NotFound(format!("user {user}")));
+    }
+    tx.commit()?;
     Ok(())
 }

@@ -48,7 +48,11 @@ document.addEventListener("change", (event) => {
   const source = new EventSource(list.getAttribute("data-stream") + "?after=" + encodeURIComponent(after));
   const show = (state, text) => { status.setAttribute("data-state", state); status.textContent = text; };
   source.addEventListener("open", () => show("live", "Live"));
-  source.addEventListener("error", () => show("connecting", "Reconnecting…"));
+  // A browser retries a dropped stream by itself, but not one refused (signed out, or too
+  // many debugger tabs open).
+  source.addEventListener("error", () => source.readyState === EventSource.CLOSED
+    ? show("connecting", "Not live: reload the page, or close another debugger tab")
+    : show("connecting", "Reconnecting…"));
   source.addEventListener("entry", (message) => {
     list.insertAdjacentHTML("afterbegin", message.data);
     list.firstElementChild.classList.add("dbg-new");
