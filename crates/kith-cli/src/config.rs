@@ -30,6 +30,9 @@ pub struct Settings {
     pub smtp_url: Option<Secret>,
     /// The From address of those emails.
     pub smtp_from: Option<String>,
+    /// Internal address ranges (CIDR, comma-separated) webhooks, digests, the outbound Segment
+    /// host and the SMTP server may be on; none by default.
+    pub outbound_allow: String,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             max_batch_events: 10_000,
             smtp_url: None,
             smtp_from: None,
+            outbound_allow: String::new(),
         }
     }
 }
@@ -100,6 +104,9 @@ impl Settings {
         if let Some(from) = var("KITH_SMTP_FROM") {
             self.smtp_from = Some(from);
         }
+        if let Some(allow) = var("KITH_OUTBOUND_ALLOW") {
+            self.outbound_allow = allow;
+        }
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
         }
@@ -124,6 +131,12 @@ impl Settings {
         })
     }
 
+    /// The parsed `outbound_allow`.
+    pub fn outbound_allow(&self) -> anyhow::Result<Vec<kith_server::outbound::IpNet>> {
+        kith_server::outbound::Policy::parse_allow(&self.outbound_allow)
+            .map_err(|error| anyhow::anyhow!("outbound_allow (KITH_OUTBOUND_ALLOW): {error}"))
+    }
+
     /// The SQLite file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("kith.db")
@@ -142,6 +155,17 @@ mod tests {
         assert_eq!(settings.listen, "127.0.0.1:7000");
         assert_eq!(settings.database_path(), PathBuf::from("/var/lib/kith/kith.db"));
         assert!(toml::from_str::<Settings>("lisen = 1").is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn outbound_allow_is_a_list_of_ranges() {
+        let mut settings: Settings = toml::from_str("outbound_allow = \"10.0.0.0/8, 127.0.0.1\"").unwrap();
+        assert_eq!(settings.outbound_allow().unwrap().len(), 2);
+        assert!(Settings::default().outbound_allow().unwrap().is_empty(), "nothing internal by default");
+        settings.apply_env(|name| (name == "KITH_OUTBOUND_ALLOW").then(|| "fd00::/8".to_owned())).unwrap();
+        assert_eq!(settings.outbound_allow().unwrap()[0].to_string(), "fd00::/8");
+        settings.apply_env(|name| (name == "KITH_OUTBOUND_ALLOW").then(|| "intranet".to_owned())).unwrap();
+        assert!(settings.outbound_allow().unwrap_err().to_string().contains("KITH_OUTBOUND_ALLOW"));
     }
 
     #[test]

@@ -262,6 +262,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         pipeline: PipelineConfig { queue_events: settings.queue_events, max_batch_events: settings.max_batch_events },
         smtp: settings.smtp(),
         manual_jobs: false,
+        outbound_allow: settings.outbound_allow()?,
+        jobs_stale_after: None,
     };
     tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "kith is listening");
     App::new(store, config, Clock::system())?.serve(listener, shutdown_signal()).await?;

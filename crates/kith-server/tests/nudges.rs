@@ -334,6 +334,7 @@ async fn the_daily_digest_goes_once_a_day_at_the_local_time() {
     let server = TestServer::start_with(Options {
         clock: Some(clock.clone()),
         smtp: Some(SmtpConfig { url: smtp.url.clone(), from: "kith <kith@example.com>".into() }),
+        ..Options::default()
     })
     .await;
     let (status, body) = server
@@ -378,6 +379,7 @@ async fn email_actions_go_through_smtp() {
     let server = TestServer::start_with(Options {
         clock: Some(Clock::manual(t0())),
         smtp: Some(SmtpConfig { url: smtp.url.clone(), from: "kith <kith@example.com>".into() }),
+        ..Options::default()
     })
     .await;
     create_rule(
