@@ -25,8 +25,12 @@ async fn strict_server() -> TestServer {
 /// Queues a webhook delivery as a rule or a digest would, without the checks made when
 /// those are saved: what a name resolves to can change after it was saved.
 async fn enqueue_webhook(server: &TestServer, url: &str) {
+    enqueue_webhook_at(server, url, server.state.clock.now()).await
+}
+
+async fn enqueue_webhook_at(server: &TestServer, url: &str, at: Timestamp) {
     let delivery = NewDelivery { kind: "webhook".into(), target: url.to_owned(), payload: json!({"text": "hi"}) };
-    server.state.store.enqueue(server.workspace, vec![delivery], server.state.clock.now()).await.unwrap();
+    server.state.store.enqueue(server.workspace, vec![delivery], at).await.unwrap();
 }
 
 async fn deliveries(server: &TestServer) -> Vec<Value> {
@@ -209,7 +213,8 @@ async fn the_scheduler_outlives_a_hostile_receiver() {
     hostile.answer(&[(503, Some("9223372036854775807"))]);
     let friendly = Receiver::start().await;
     let server = TestServer::start_with(Options { scheduled_jobs: true, ..Options::default() }).await;
-    enqueue_webhook(&server, &hostile.url).await;
+    // Queued a while ago, as a delivery being retried is: its age and the Retry-After add up.
+    enqueue_webhook_at(&server, &hostile.url, server.state.clock.now() - SignedDuration::from_secs(5)).await;
     wait_until("the hostile receiver is called", Duration::from_secs(10), async || !hostile.received().is_empty()).await;
     // The scheduler answered the hostile receiver; anything queued later still goes out.
     tokio::time::sleep(Duration::from_millis(1500)).await;
