@@ -114,7 +114,10 @@ impl Policy {
             Some(url::Host::Ipv6(ip)) => self.check(IpAddr::V6(ip)),
             Some(url::Host::Domain(name)) => {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
-                if name == "localhost" || name.ends_with(".localhost") {
+                // Hosts of non-http schemes (smtp://) are not parsed into addresses.
+                if let Ok(ip) = name.parse::<IpAddr>() {
+                    self.check(ip)
+                } else if name == "localhost" || name.ends_with(".localhost") {
                     self.check(IpAddr::V4(Ipv4Addr::LOCALHOST))
                 } else {
                     Ok(())
@@ -374,7 +377,10 @@ impl Outbound {
         };
         let port = url.port().unwrap_or(port);
         let address = match host.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, port),
+            Ok(ip) => {
+                self.policy.check(ip).map_err(|refused| MailError::Transient(refused.0))?;
+                SocketAddr::new(ip, port)
+            }
             Err(_) => self.policy.resolve(&host, port).await.map_err(|refused| MailError::Transient(refused.0))?[0],
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
@@ -490,6 +496,25 @@ mod tests {
         assert_eq!(policy.check_url("https://hooks.slack.com/services/x"), Ok(()));
         assert!(policy.check_segment_host("10.0.0.1:8080").is_err());
         assert_eq!(policy.check_segment_host("api.segment.io"), Ok(()));
+    }
+
+    #[test]
+    fn an_internal_smtp_server_must_be_listed() {
+        for url in ["smtp://127.0.0.1:25", "smtp://localhost:25", "smtps://user:pw@[::1]", "smtp://10.0.0.2:587?tls=required"] {
+            let config = SmtpConfig { url: url.into(), from: "kith <kith@example.com>".into() };
+            let error = Outbound::new(Policy::default(), Some(&config)).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("outbound_allow"), "{url}: {error}");
+            let allowed = Policy::new(Policy::parse_allow("127.0.0.0/8, ::1, 10.0.0.0/8").unwrap());
+            assert!(Outbound::new(allowed, Some(&config)).is_ok(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_checked_once_resolved() {
+        let refused = Policy::default().resolve("localhost", 25).await.unwrap_err();
+        assert!(refused.0.contains("loopback") && refused.0.contains("outbound_allow"), "{refused}");
+        let allowed = Policy::new(Policy::parse_allow("127.0.0.0/8, ::1").unwrap());
+        assert!(allowed.resolve("localhost", 25).await.unwrap().iter().all(|a| a.ip().is_loopback() && a.port() == 25));
     }
 
     #[test]
