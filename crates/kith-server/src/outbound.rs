@@ -79,17 +79,22 @@ impl Policy {
 
     /// Whether kith may connect to `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
-        let Some(class) = forbidden_class(ip) else { return Ok(()) };
+        self.forbidden(ip).map_or(Ok(()), |class| {
+            Err(Refused(format!(
+                "{ip} is {class}; kith does not connect to internal addresses unless outbound_allow \
+                 (KITH_OUTBOUND_ALLOW) lists its range, e.g. outbound_allow = \"{}\"",
+                suggested_range(ip)
+            )))
+        })
+    }
+
+    /// The kind of internal address `ip` is, unless the allow list lets it through.
+    fn forbidden(&self, ip: IpAddr) -> Option<&'static str> {
+        let class = forbidden_class(ip)?;
         // An IPv4 address written inside IPv6 is allowed by its IPv4 range too.
         let embedded = embedded_ipv4(ip).map(IpAddr::V4);
-        if self.allow.iter().any(|net| net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&v4))) {
-            return Ok(());
-        }
-        Err(Refused(format!(
-            "{ip} is {class}; kith does not connect to internal addresses unless outbound_allow \
-             (KITH_OUTBOUND_ALLOW) lists its range, e.g. outbound_allow = \"{}\"",
-            suggested_range(ip)
-        )))
+        let allowed = self.allow.iter().any(|net| net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&v4)));
+        (!allowed).then_some(class)
     }
 
     /// Checks a URL when it is saved: an http(s) scheme, and a host that is not a forbidden
@@ -137,17 +142,22 @@ impl Policy {
         let mut refusal = None;
         let permitted: Vec<SocketAddr> = found
             .into_iter()
-            .filter(|addr| match self.check(addr.ip()) {
-                Ok(()) => true,
-                Err(refused) => {
-                    refusal.get_or_insert(refused);
+            .filter(|addr| match self.forbidden(addr.ip()) {
+                None => true,
+                Some(class) => {
+                    refusal.get_or_insert(class);
                     false
                 }
             })
             .collect();
+        // The address itself is not repeated: it would tell a user what internal names
+        // resolve to.
         match (permitted.is_empty(), refusal) {
             (false, _) => Ok(permitted),
-            (true, Some(Refused(why))) => Err(Refused(format!("{host} resolves to {why}"))),
+            (true, Some(class)) => Err(Refused(format!(
+                "{host} resolves to {class}; kith does not connect to internal addresses unless \
+                 outbound_allow (KITH_OUTBOUND_ALLOW) lists its range"
+            ))),
             (true, None) => Err(Refused(format!("{host} has no address"))),
         }
     }
