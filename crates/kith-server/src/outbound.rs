@@ -134,11 +134,12 @@ impl Policy {
 
     /// Resolves `host` and keeps the addresses the policy permits; refuses when none is left.
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refused> {
-        let found: Vec<SocketAddr> = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-            Ok(Ok(found)) => found.collect(),
-            Ok(Err(error)) => return Err(Refused(format!("cannot resolve {host}: {error}"))),
-            Err(_) => return Err(Refused(format!("resolving {host} timed out"))),
-        };
+        let found: Vec<SocketAddr> =
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(error)) => return Err(Refused(format!("cannot resolve {host}: {error}"))),
+                Err(_) => return Err(Refused(format!("resolving {host} timed out"))),
+            };
         let mut refusal = None;
         let permitted: Vec<SocketAddr> = found
             .into_iter()
@@ -510,9 +511,12 @@ mod tests {
 
     #[test]
     fn an_internal_smtp_server_must_be_listed() {
-        for url in ["smtp://127.0.0.1:25", "smtp://localhost:25", "smtps://user:pw@[::1]", "smtp://10.0.0.2:587?tls=required"] {
+        for url in
+            ["smtp://127.0.0.1:25", "smtp://localhost:25", "smtps://user:pw@[::1]", "smtp://10.0.0.2:587?tls=required"]
+        {
             let config = SmtpConfig { url: url.into(), from: "kith <kith@example.com>".into() };
-            let error = Outbound::new(Policy::default(), Some(&config)).err().map(|e| e.to_string()).unwrap_or_default();
+            let error =
+                Outbound::new(Policy::default(), Some(&config)).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(error.contains("outbound_allow"), "{url}: {error}");
             let allowed = Policy::new(Policy::parse_allow("127.0.0.0/8, ::1, 10.0.0.0/8").unwrap());
             assert!(Outbound::new(allowed, Some(&config)).is_ok(), "{url}");

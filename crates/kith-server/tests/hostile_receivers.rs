@@ -76,8 +76,7 @@ async fn internal_targets_are_refused_when_saved() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
         assert_eq!(body["code"], "address_not_allowed", "{url}: {body}");
         assert!(body["message"].as_str().unwrap().contains("outbound_allow"), "says how to allow it: {body}");
-        let (status, body) =
-            server.call(Method::PATCH, "/api/workspace", &json!({"digest_webhook_url": url})).await;
+        let (status, body) = server.call(Method::PATCH, "/api/workspace", &json!({"digest_webhook_url": url})).await;
         assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("digest_webhook_url")), "{body}");
     }
     let (status, body) = server.call(Method::PATCH, "/api/workspace", &json!({"segment_host": "10.1.2.3:8080"})).await;
@@ -215,7 +214,8 @@ async fn the_scheduler_outlives_a_hostile_receiver() {
     let server = TestServer::start_with(Options { scheduled_jobs: true, ..Options::default() }).await;
     // Queued a while ago, as a delivery being retried is: its age and the Retry-After add up.
     enqueue_webhook_at(&server, &hostile.url, server.state.clock.now() - SignedDuration::from_secs(5)).await;
-    wait_until("the hostile receiver is called", Duration::from_secs(10), async || !hostile.received().is_empty()).await;
+    wait_until("the hostile receiver is called", Duration::from_secs(10), async || !hostile.received().is_empty())
+        .await;
     // The scheduler answered the hostile receiver; anything queued later still goes out.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     enqueue_webhook(&server, &friendly.url).await;

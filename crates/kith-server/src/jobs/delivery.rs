@@ -197,8 +197,11 @@ async fn settle(
         let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX).saturating_add(1);
         let age = now.duration_since(delivery.created_at);
         let jitter = rand::rng().random::<f64>();
-        let decision =
-            if panicked { Decision::GiveUp } else { after_attempt(attempt.status, attempt.retry_after, attempts, age, jitter) };
+        let decision = if panicked {
+            Decision::GiveUp
+        } else {
+            after_attempt(attempt.status, attempt.retry_after, attempts, age, jitter)
+        };
         let error = attempt.error.clone();
         let result = match decision {
             Decision::Sent => {
@@ -207,7 +210,10 @@ async fn settle(
             }
             Decision::RetryAfter(delay) => {
                 report.retried += 1;
-                DeliveryResult::Retry { at: now.checked_add(delay).unwrap_or(Timestamp::MAX), error: error.unwrap_or_default() }
+                DeliveryResult::Retry {
+                    at: now.checked_add(delay).unwrap_or(Timestamp::MAX),
+                    error: error.unwrap_or_default(),
+                }
             }
             Decision::GiveUp => {
                 report.failed += 1;
