@@ -348,7 +348,7 @@ impl Outbound {
                 .map(str::to_owned),
         };
         let mut read = 0;
-        while read <= MAX_RESPONSE_BYTES {
+        while read < MAX_RESPONSE_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => read += chunk.len(),
                 Ok(None) | Err(_) => break,
