@@ -33,6 +33,9 @@ pub struct Settings {
     /// The address people open kith at, e.g. `https://kith.example.com`; when it is https,
     /// cookies are marked `Secure`.
     pub public_url: Option<String>,
+    /// Internal address ranges (CIDR, comma-separated) webhooks, digests, the outbound Segment
+    /// host and the SMTP server may be on; none by default.
+    pub outbound_allow: String,
 }
 
 impl Default for Settings {
@@ -49,6 +52,7 @@ impl Default for Settings {
             smtp_url: None,
             smtp_from: None,
             public_url: None,
+            outbound_allow: String::new(),
         }
     }
 }
@@ -115,6 +119,9 @@ impl Settings {
                 );
             }
         }
+        if let Some(allow) = var("KITH_OUTBOUND_ALLOW") {
+            self.outbound_allow = allow;
+        }
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
         }
@@ -137,6 +144,12 @@ impl Settings {
             url: url.0.clone(),
             from: self.smtp_from.clone().unwrap_or_else(|| "kith <kith@localhost>".into()),
         })
+    }
+
+    /// The parsed `outbound_allow`.
+    pub fn outbound_allow(&self) -> anyhow::Result<Vec<kith_server::outbound::IpNet>> {
+        kith_server::outbound::Policy::parse_allow(&self.outbound_allow)
+            .map_err(|error| anyhow::anyhow!("outbound_allow (KITH_OUTBOUND_ALLOW): {error}"))
     }
 
     /// The SQLite file.
@@ -166,6 +179,17 @@ mod tests {
         assert_eq!(settings.public_url.as_deref(), Some("https://kith.example.com"));
         let mut settings: Settings = toml::from_str("public_url = \"kith.example.com\"").unwrap();
         assert!(settings.apply_env(|_| None).is_err(), "a scheme is required");
+    }
+
+    #[test]
+    fn outbound_allow_is_a_list_of_ranges() {
+        let mut settings: Settings = toml::from_str("outbound_allow = \"10.0.0.0/8, 127.0.0.1\"").unwrap();
+        assert_eq!(settings.outbound_allow().unwrap().len(), 2);
+        assert!(Settings::default().outbound_allow().unwrap().is_empty(), "nothing internal by default");
+        settings.apply_env(|name| (name == "KITH_OUTBOUND_ALLOW").then(|| "fd00::/8".to_owned())).unwrap();
+        assert_eq!(settings.outbound_allow().unwrap()[0].to_string(), "fd00::/8");
+        settings.apply_env(|name| (name == "KITH_OUTBOUND_ALLOW").then(|| "intranet".to_owned())).unwrap();
+        assert!(settings.outbound_allow().unwrap_err().to_string().contains("KITH_OUTBOUND_ALLOW"));
     }
 
     #[test]

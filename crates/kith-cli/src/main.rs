@@ -280,6 +280,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         smtp: settings.smtp(),
         manual_jobs: false,
         web: WebConfig { public_url: settings.public_url.clone(), ..WebConfig::default() },
+        outbound_allow: settings.outbound_allow()?,
+        jobs_stale_after: None,
     };
     tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "kith is listening");
     App::new(store, config, Clock::system())?.serve(listener, shutdown_signal()).await?;

@@ -248,8 +248,14 @@ pub fn after_attempt(
     // deliveries do not all come back at once.
     let base = 30.0 * 2f64.powi(attempts.saturating_sub(1).min(10) as i32);
     let backoff = SignedDuration::from_secs_f64(base.min(1800.0) * (0.5 + jitter));
-    let delay = retry_after.map_or(backoff, |asked| asked.max(backoff));
-    if age + delay > RETRY_FOR {
+    // A receiver's Retry-After is honoured while it falls inside the retry window; beyond
+    // it (a year, or i64::MAX seconds from a hostile receiver) the usual backoff applies.
+    let left = RETRY_FOR.saturating_sub(age);
+    let delay = match retry_after {
+        Some(asked) if asked <= left => asked.max(backoff),
+        _ => backoff,
+    };
+    if delay > left {
         Delivery::GiveUp
     } else {
         Delivery::RetryAfter(delay)
@@ -351,6 +357,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn retry_after_counts_only_inside_the_retry_window() {
+        let zero = SignedDuration::ZERO;
+        let backoff = SignedDuration::from_secs(15);
+        for asked in [SignedDuration::from_secs(i64::MAX), SignedDuration::MAX, SignedDuration::from_hours(5)] {
+            assert_eq!(after_attempt(Some(503), Some(asked), 1, zero, 0.0), Delivery::RetryAfter(backoff), "{asked:?}");
+            assert_eq!(after_attempt(Some(503), Some(asked), 1, SignedDuration::MAX, 0.0), Delivery::GiveUp);
+        }
+        let within = SignedDuration::from_hours(3);
+        assert_eq!(after_attempt(Some(429), Some(within), 1, zero, 0.0), Delivery::RetryAfter(within));
+        // A delivery created "in the future" (a clock set back) does not overflow either.
+        assert_eq!(after_attempt(Some(429), Some(within), 1, SignedDuration::MIN, 0.0), Delivery::RetryAfter(within));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod outbound;
 pub mod transfer;
 pub mod web;
 
@@ -47,10 +48,12 @@ pub struct AppState {
     pub clock: Clock,
     /// Whether the node is shutting down.
     pub readiness: ops::Readiness,
-    /// HTTP and SMTP clients for outbound deliveries.
-    pub outbound: Arc<jobs::delivery::Outbound>,
     /// The web app's settings, sign-in throttling and hashing slots.
     pub web: Arc<web::WebState>,
+    /// HTTP and SMTP clients for every outbound connection, behind the address policy.
+    pub outbound: Arc<outbound::Outbound>,
+    /// How the background job scheduler is doing.
+    pub jobs: Arc<jobs::Health>,
 }
 
 /// Server settings.
@@ -65,6 +68,11 @@ pub struct AppConfig {
     pub manual_jobs: bool,
     /// The web app's settings.
     pub web: web::WebConfig,
+    /// Internal address ranges outbound requests may reach anyway (`outbound_allow`).
+    pub outbound_allow: Vec<ipnet::IpNet>,
+    /// How long the scheduler may make no progress before `/readyz` reports it
+    /// ([`jobs::DEFAULT_STALE_AFTER`] when unset).
+    pub jobs_stale_after: Option<std::time::Duration>,
 }
 
 /// A running kith: the state and the writer task behind it.
@@ -78,7 +86,9 @@ pub struct App {
 impl App {
     /// Starts the ingest pipeline on `store`; fails only on unusable outbound settings.
     pub fn new(store: Arc<dyn Store>, config: AppConfig, clock: Clock) -> anyhow::Result<App> {
-        let outbound = Arc::new(jobs::delivery::Outbound::new(config.smtp.as_ref())?);
+        let policy = outbound::Policy::new(config.outbound_allow.clone());
+        let outbound = Arc::new(outbound::Outbound::new(policy, config.smtp.as_ref())?);
+        let jobs = Arc::new(jobs::Health::new(config.jobs_stale_after.unwrap_or(jobs::DEFAULT_STALE_AFTER)));
         let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
         let state = AppState {
             store,
@@ -90,6 +100,7 @@ impl App {
             readiness: ops::Readiness::default(),
             outbound,
             web: Arc::new(web::WebState::new(config.web)),
+            jobs,
         };
         Ok(App { state, writer, manual_jobs: config.manual_jobs })
     }

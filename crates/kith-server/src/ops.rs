@@ -32,10 +32,17 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The node takes traffic: its database answers and it is not shutting down.
+/// The node takes traffic: its database answers, its background jobs make progress and it
+/// is not shutting down.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.readiness.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+    }
+    if let Some(quiet) = state.jobs.stalled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "jobs stalled", "seconds_since_progress": quiet.as_secs()})),
+        );
     }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
@@ -48,5 +55,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.pipeline.stats()))
+    let mut text = state.metrics.render(state.pipeline.stats());
+    text.push_str(&state.jobs.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -359,6 +359,23 @@ async fn nudge_rules_digest_and_segment_are_managed_in_the_app() {
     assert!(page.body.contains("http://"), "the reason is shown");
     assert!(page.body.contains("gopher://x"), "and the text is kept");
 
+    // Internal addresses are refused when saved, with the way to allow them.
+    let internal =
+        r#"{"name": "x", "when": {"becomes_due": {}}, "then": [{"webhook": {"url": "http://169.254.169.254/"}}]}"#;
+    let page = browser.post("/nudges/rules", &[("_csrf", &csrf), ("rule", internal)]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("link-local") && page.body.contains("outbound_allow"), "{}", page.body);
+    let form = [("_csrf", csrf.as_str()), ("digest_time", "09:00"), ("digest_webhook_url", "http://10.0.0.1/d")];
+    let page = browser.post("/nudges/digest", &[&form[..], &[("digest_email", "")]].concat()).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("outbound_allow"), "{}", page.body);
+    let page = browser
+        .post("/nudges/segment", &[("_csrf", &csrf), ("segment_host", "[fd00::1]"), ("segment_write_key", "wk")])
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(server.get("/api/rules").await.as_array().unwrap().is_empty());
+    assert!(server.get("/api/workspace").await["segment_host"].is_null());
+
     let rule = r#"{"name": "Due nudge", "when": {"becomes_due": {}}, "then": [{"webhook": {"url": "https://hooks.example/x"}}]}"#;
     let page = browser.post("/nudges/rules", &[("_csrf", &csrf), ("rule", rule)]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kith_core::rules::RuleSpec;
+use kith_core::rules::{Action, RuleSpec};
 use kith_store::{Delivery, Firing, Rule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::json_rejection;
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
+use crate::outbound::Policy;
 use crate::AppState;
 
 /// A rule.
@@ -86,7 +87,21 @@ pub struct RuleDetail {
     pub firings: Vec<FiringView>,
 }
 
-fn read_spec(body: Result<Json<Value>, axum::extract::rejection::JsonRejection>) -> ApiResult<RuleSpec> {
+/// Refuses a rule whose webhook is an internal address written literally (names are
+/// checked when connecting): saving it would only fail every delivery, or reach inside.
+pub fn check_targets(policy: &Policy, spec: &RuleSpec) -> Result<(), String> {
+    for action in &spec.then {
+        if let Action::Webhook { url, .. } = action {
+            policy.check_url(url).map_err(|refused| format!("webhook url {url:?}: {refused}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_spec(
+    policy: &Policy,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<RuleSpec> {
     let Json(value) = body.map_err(json_rejection)?;
     let spec: RuleSpec = serde_json::from_value(value).map_err(|error| {
         ApiError::bad_request(
@@ -96,6 +111,7 @@ fn read_spec(body: Result<Json<Value>, axum::extract::rejection::JsonRejection>)
         )
     })?;
     spec.validate().map_err(|message| ApiError::bad_request("invalid_rule", "body", message))?;
+    check_targets(policy, &spec).map_err(|message| ApiError::bad_request("address_not_allowed", "body", message))?;
     Ok(spec)
 }
 
@@ -117,7 +133,7 @@ pub async fn create(
     SecretKey(key): SecretKey,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
-    let spec = read_spec(body)?;
+    let spec = read_spec(state.outbound.policy(), body)?;
     let rule = state.store.create_rule(key.workspace_id, spec).await?;
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
@@ -149,7 +165,7 @@ pub async fn update(
     Path(id): Path<i64>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<RuleView>> {
-    let spec = read_spec(body)?;
+    let spec = read_spec(state.outbound.policy(), body)?;
     let rule = state
         .store
         .update_rule(key.workspace_id, id, spec)

@@ -13,6 +13,7 @@ use super::views::{KeyView, WorkspaceView};
 use super::{json_rejection, workspace_of};
 use crate::auth::{generate_key, SecretKey};
 use crate::error::{ApiError, ApiResult};
+use crate::outbound::Policy;
 use crate::AppState;
 
 /// The workspace of the key.
@@ -167,6 +168,22 @@ pub fn patch_of(change: WorkspaceChange, current: Weights) -> ApiResult<Workspac
     Ok(patch)
 }
 
+/// Refuses outbound targets that are internal addresses written literally; names are
+/// checked again, resolved, at every connection.
+pub fn check_outbound(policy: &Policy, patch: &WorkspacePatch) -> ApiResult<()> {
+    if let Some(Some(host)) = &patch.segment_host {
+        policy
+            .check_segment_host(host)
+            .map_err(|refused| ApiError::bad_request("address_not_allowed", "segment_host", refused.0))?;
+    }
+    if let Some(Some(url)) = &patch.digest_webhook_url {
+        policy
+            .check_url(url)
+            .map_err(|refused| ApiError::bad_request("address_not_allowed", "digest_webhook_url", refused.0))?;
+    }
+    Ok(())
+}
+
 /// Changes workspace settings.
 #[utoipa::path(patch, path = "/api/workspace", tag = "settings", request_body = WorkspaceChange,
     responses((status = 200, body = WorkspaceView), (status = 400, body = crate::error::ErrorBody)),
@@ -179,6 +196,7 @@ pub async fn update_workspace(
     let Json(change) = body.map_err(json_rejection)?;
     let current = workspace_of(&state, key.workspace_id).await?;
     let patch = patch_of(change, current.weights)?;
+    check_outbound(state.outbound.policy(), &patch)?;
     let updated = state.store.update_workspace(key.workspace_id, patch).await?;
     state.auth.clear();
     Ok(Json(updated.into()))

@@ -8,8 +8,13 @@
 pub mod delivery;
 pub mod digest;
 
-use std::time::Duration;
+use std::fmt::Write;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use kith_store::{JobReport, StoreError};
 use serde::Serialize;
 
@@ -25,6 +30,11 @@ const DIGEST_EVERY_TICKS: u64 = 60;
 const EXPIRY_EVERY_TICKS: u64 = 3600;
 /// Firings acted on per pass.
 const FIRINGS_PER_PASS: usize = 500;
+/// How long the scheduler waits before starting again after it died.
+const RESTART_DELAY: Duration = Duration::from_secs(5);
+/// How long the scheduler may go without finishing a pass or a delivery before `/readyz`
+/// reports it: well above the longest single step (an SMTP exchange, 30 s).
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 
 /// What one run of every pass did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -39,32 +49,159 @@ pub struct Report {
     pub deliveries: delivery::Report,
 }
 
-/// Starts the scheduler; abort the handle to stop it.
-pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(TICK);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut tick: u64 = 0;
-        loop {
-            interval.tick().await;
-            if tick.is_multiple_of(EXPIRY_EVERY_TICKS) {
-                log_failure("pending-event expiry", expire_pending(&state).await);
-            }
-            if tick.is_multiple_of(NUDGE_EVERY_TICKS) {
-                log_failure("nudges", nudges(&state).await);
-            }
-            if tick.is_multiple_of(DIGEST_EVERY_TICKS) {
-                log_failure("digests", digest::queue_due(&state).await);
-            }
-            log_failure("deliveries", delivery::deliver_due(&state).await);
-            tick += 1;
-        }
-    })
+/// How the scheduler is doing, for `/readyz` and `/metrics`.
+pub struct Health {
+    stale_after: Duration,
+    since: Instant,
+    scheduled: AtomicBool,
+    /// Milliseconds after `since` of the last finished pass or delivery.
+    last_progress_ms: AtomicU64,
+    passes_failed: AtomicU64,
+    restarts: AtomicU64,
 }
 
-fn log_failure<T>(pass: &str, result: Result<T, StoreError>) {
-    if let Err(error) = result {
-        tracing::warn!(%error, pass, "background pass failed; it runs again at its next interval");
+impl Default for Health {
+    fn default() -> Self {
+        Health::new(DEFAULT_STALE_AFTER)
+    }
+}
+
+impl Health {
+    /// A scheduler reported stalled after `stale_after` without progress.
+    pub fn new(stale_after: Duration) -> Health {
+        Health {
+            stale_after,
+            since: Instant::now(),
+            scheduled: AtomicBool::new(false),
+            last_progress_ms: AtomicU64::new(0),
+            passes_failed: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    /// A pass or a delivery finished.
+    pub fn progress(&self) {
+        let elapsed = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_progress_ms.fetch_max(elapsed, Ordering::Relaxed);
+    }
+
+    fn since_progress(&self) -> Duration {
+        let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+
+    /// How long the scheduler has gone without progress, when that is too long. Jobs run on
+    /// demand (tests) are never stalled.
+    pub fn stalled(&self) -> Option<Duration> {
+        let quiet = self.since_progress();
+        (self.scheduled.load(Ordering::Relaxed) && quiet > self.stale_after).then_some(quiet)
+    }
+
+    /// The scheduler's lines of `/metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let scheduled = self.scheduled.load(Ordering::Relaxed);
+        let metrics: [(&str, &str, &str, String); 4] = [
+            (
+                "kith_jobs_seconds_since_progress",
+                "gauge",
+                "Seconds since the scheduler last finished a pass or a delivery (0 when jobs are not scheduled).",
+                if scheduled { format!("{:.3}", self.since_progress().as_secs_f64()) } else { "0".into() },
+            ),
+            (
+                "kith_jobs_stalled",
+                "gauge",
+                "1 when the scheduler has made no progress for longer than it should.",
+                u8::from(self.stalled().is_some()).to_string(),
+            ),
+            (
+                "kith_jobs_pass_failures_total",
+                "counter",
+                "Background passes that failed or panicked.",
+                self.passes_failed.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "kith_jobs_restarts_total",
+                "counter",
+                "Times the scheduler died and was started again.",
+                self.restarts.load(Ordering::Relaxed).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in metrics {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}
+
+/// Starts the scheduler; abort the handle to stop it. If it ever dies it is started again.
+pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
+    state.jobs.scheduled.store(true, Ordering::Relaxed);
+    state.jobs.progress();
+    let health = state.jobs.clone();
+    tokio::spawn(supervise(health, RESTART_DELAY, move || schedule(state.clone())))
+}
+
+/// Runs `run()` in its own task, and again (after `delay`) whenever it ends by panicking.
+/// Dropping the returned future stops the task it runs.
+async fn supervise<F, Fut>(health: std::sync::Arc<Health>, delay: Duration, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    /// Aborts the task when the supervisor is aborted, so stopping the handle stops both.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    loop {
+        let mut task = AbortOnDrop(tokio::spawn(run()));
+        match (&mut task.0).await {
+            Err(error) if error.is_panic() => {
+                health.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("the background job scheduler panicked; starting it again in {}s", delay.as_secs());
+            }
+            Ok(()) | Err(_) => return,
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn schedule(state: AppState) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick: u64 = 0;
+    loop {
+        interval.tick().await;
+        if tick.is_multiple_of(EXPIRY_EVERY_TICKS) {
+            isolated(&state, "pending-event expiry", expire_pending(&state)).await;
+        }
+        if tick.is_multiple_of(NUDGE_EVERY_TICKS) {
+            isolated(&state, "nudges", nudges(&state)).await;
+        }
+        if tick.is_multiple_of(DIGEST_EVERY_TICKS) {
+            isolated(&state, "digests", digest::queue_due(&state)).await;
+        }
+        isolated(&state, "deliveries", delivery::deliver_due(&state)).await;
+        tick = tick.wrapping_add(1);
+    }
+}
+
+/// Runs one pass so that its failure, even a panic, stays its own: it is logged and counted,
+/// and the next pass runs at its next interval.
+async fn isolated<T>(state: &AppState, pass: &str, run: impl Future<Output = Result<T, StoreError>>) {
+    match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(Ok(_)) => state.jobs.progress(),
+        Ok(Err(error)) => {
+            state.jobs.passes_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, pass, "background pass failed; it runs again at its next interval");
+        }
+        Err(_) => {
+            state.jobs.passes_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(pass, "background pass panicked; it runs again at its next interval");
+        }
     }
 }
 
@@ -108,4 +245,46 @@ pub async fn nudges(state: &AppState) -> Result<JobReport, StoreError> {
         tracing::info!(?report, "nudge pass");
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_scheduler_that_panics_is_started_again() {
+        let health = Arc::new(Health::default());
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let supervisor = tokio::spawn(supervise(health.clone(), Duration::from_millis(1), move || {
+            let runs = counted.clone();
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("a pass went wrong");
+                }
+                std::future::pending::<()>().await
+            }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "started again after each panic");
+        assert_eq!(health.restarts.load(Ordering::Relaxed), 2);
+        assert!(health.render().contains("kith_jobs_restarts_total 2"));
+        supervisor.abort();
+    }
+
+    #[test]
+    fn a_scheduler_without_progress_is_stalled() {
+        let health = Health::new(Duration::ZERO);
+        assert_eq!(health.stalled(), None, "jobs run on demand are never stalled");
+        health.scheduled.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(health.stalled().is_some());
+        assert!(health.render().contains("kith_jobs_stalled 1"));
+    }
 }

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Empty, Posted, Signed};
 use super::{WebError, WebResult};
-use crate::api::settings::{patch_of, WorkspaceChange};
+use crate::api::nudges::check_targets;
+use crate::api::settings::{check_outbound, patch_of, WorkspaceChange};
 use crate::AppState;
 
 /// The example a new rule starts from.
@@ -236,6 +237,7 @@ pub async fn create_rule(State(state): State<AppState>, Posted(signed, form): Po
     let text = form.rule.unwrap_or_default();
     let spec = serde_json::from_str::<RuleSpec>(&text).map_err(|e| e.to_string()).and_then(|spec| {
         spec.validate()?;
+        check_targets(state.outbound.policy(), &spec)?;
         Ok(spec)
     });
     match spec {
@@ -335,7 +337,9 @@ async fn save(
     form: Form,
     done: &str,
 ) -> WebResult<Response> {
-    let patch: WorkspacePatch = match patch_of(change, signed.workspace.weights) {
+    let checked = patch_of(change, signed.workspace.weights)
+        .and_then(|patch| check_outbound(state.outbound.policy(), &patch).map(|()| patch));
+    let patch: WorkspacePatch = match checked {
         Ok(patch) => patch,
         Err(error) => {
             let notice = Notice { message: Some((form, AlertKind::Error, error.body.message)), ..Notice::default() };

@@ -176,6 +176,13 @@ pub struct Options {
     pub smtp: Option<kith_server::jobs::delivery::SmtpConfig>,
     /// The web app's settings.
     pub web: kith_server::web::WebConfig,
+    /// `outbound_allow`; `None` allows 127.0.0.0/8, where the tests' receivers listen
+    /// (kith refuses loopback otherwise).
+    pub outbound_allow: Option<Vec<kith_server::outbound::IpNet>>,
+    /// Run the background scheduler, as `kith serve` does, instead of jobs on demand.
+    pub scheduled_jobs: bool,
+    /// How long the scheduler may go without progress before `/readyz` says so.
+    pub jobs_stale_after: Option<std::time::Duration>,
 }
 
 /// A file of the repository's copy of the shared fixtures.
@@ -237,7 +244,15 @@ impl TestServer {
     }
 
     async fn serve(store: Arc<dyn Store>, options: Options) -> TestServer {
-        let config = AppConfig { smtp: options.smtp, manual_jobs: true, web: options.web, ..AppConfig::default() };
+        let outbound_allow = options.outbound_allow.unwrap_or_else(|| vec!["127.0.0.0/8".parse().unwrap()]);
+        let config = AppConfig {
+            smtp: options.smtp,
+            manual_jobs: !options.scheduled_jobs,
+            outbound_allow,
+            jobs_stale_after: options.jobs_stale_after,
+            web: options.web,
+            ..AppConfig::default()
+        };
         let app = App::new(store, config, options.clock.unwrap_or_default()).expect("app");
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
