@@ -6,12 +6,11 @@
 //! Runs when `KITH_TEST_DATABASE_URL` names a PostgreSQL server; without it these tests are
 //! compiled as ignored (see the crate's build.rs), so the run reports them as skipped.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -30,34 +29,13 @@ impl Drop for Node {
 
 /// Starts a node on `database_url`; the first node of a database returns the write key it prints.
 fn start_node(database_url: &str, first: bool) -> (Node, Option<String>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args(["--database-url", database_url, "serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("KITH_CONFIG")
-        .env("KITH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start kith");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "kith exited at start");
-        assert!(Instant::now() < deadline, "kith did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let stdout = child.stdout.take().unwrap();
-    let mut key = None;
-    if first {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("write key") {
-                key = line.split_whitespace().last().map(str::to_owned);
-            }
-            if line.contains("/api/contacts") {
-                break;
-            }
-        }
-        assert!(key.is_some(), "the first node prints a write key");
-    }
-    (Node { child, url: format!("http://127.0.0.1:{port}") }, key)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
+    command.args(["--database-url", database_url, "serve"]).env_remove("KITH_CONFIG").env("KITH_LOG", "warn");
+    let served = common::serve(command);
+    let key = served.banner.iter().find(|line| line.contains("write key"));
+    let key = key.and_then(|line| line.split_whitespace().last()).map(str::to_owned);
+    assert!(!first || key.is_some(), "the first node prints a write key");
+    (Node { child: served.child, url: format!("http://127.0.0.1:{}", served.port) }, key)
 }
 
 /// One request: a path and its body.
