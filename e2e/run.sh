@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests of the web app: builds `kith`, starts it on port 0 (it prints the address it
-# bound) with a fresh data directory, reads the keys and the password it prints on first start, and drives Debian's
-# chromium through the app with playwright-core. Screenshots go to target/screenshots/.
+# bound) with a fresh data directory, reads the keys and the password it prints on first
+# start, and drives Debian's chromium through the app with playwright-core. Screenshots go to
+# target/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
