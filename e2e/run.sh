@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Browser tests of the web app: builds `kith`, starts it on a free port with a fresh data
-# directory, reads the keys and the password it prints on first start, and drives Debian's
-# chromium through the app with playwright-core. Screenshots go to target/screenshots/.
+# Browser tests of the web app: builds `kith`, starts it on port 0 (it prints the address it
+# bound) with a fresh data directory, reads the keys and the password it prints on first
+# start, and drives Debian's chromium through the app with playwright-core. Screenshots go to
+# target/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,8 +38,8 @@ echo "== e2e: installing playwright-core"
 
 data=$(mktemp -d)
 out="$data/stdout"
-port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-KITH_LOG=warn "$kith" --data-dir "$data/db" serve --listen "127.0.0.1:$port" >"$out" 2>"$data/stderr" &
+# Port 0: the system picks a free port and kith prints the address it bound.
+KITH_LOG=warn "$kith" --data-dir "$data/db" serve --listen 127.0.0.1:0 >"$out" 2>"$data/stderr" &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true
@@ -47,17 +48,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for _ in $(seq 1 200); do
-  grep -q "Send your first event" "$out" 2>/dev/null && break
+# Every wait is bounded: 60 s for kith to say where it listens, 30 s for it to answer.
+deadline=$((SECONDS + 60))
+until grep -q "^kith is listening on http://" "$out" 2>/dev/null; do
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "kith did not start:" >&2
     cat "$data/stderr" >&2
     exit 1
   fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "kith did not report its address within 60 s:" >&2
+    cat "$out" "$data/stderr" >&2
+    exit 1
+  fi
   sleep 0.1
 done
 field() { grep "$1" "$out" | awk '{print $NF}'; }
-export KITH_URL="http://127.0.0.1:$port"
+export KITH_URL=$(field "^kith is listening on")
 export KITH_WRITE_KEY=$(field "write key")
 export KITH_SECRET_KEY=$(field "secret key")
 export KITH_PASSWORD=$(field "password:")
@@ -70,7 +77,14 @@ if [ -z "$KITH_WRITE_KEY" ] || [ -z "$KITH_PASSWORD" ]; then
   cat "$out" >&2
   exit 1
 fi
-until node -e "fetch('$KITH_URL/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"; do sleep 0.1; done
+deadline=$((SECONDS + 30))
+until node -e "fetch('$KITH_URL/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "kith did not answer /healthz within 30 s" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
 
 echo "== e2e: browser tests against $KITH_URL"
 node --test --test-concurrency=1 e2e/tests/*.test.js

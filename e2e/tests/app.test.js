@@ -7,6 +7,7 @@ import { chromium } from "playwright-core";
 
 const url = process.env.KITH_URL;
 const writeKey = process.env.KITH_WRITE_KEY;
+const secretKey = process.env.KITH_SECRET_KEY;
 const email = process.env.KITH_EMAIL;
 const password = process.env.KITH_PASSWORD;
 const shots = process.env.SCREENSHOTS;
@@ -16,7 +17,7 @@ let context;
 let page;
 
 before(async () => {
-  assert.ok(url && writeKey && password, "run through e2e/run.sh, which starts kith and reads its banner");
+  assert.ok(url && writeKey && secretKey && password, "run through e2e/run.sh, which starts kith and reads its banner");
   browser = await chromium.launch({
     executablePath: process.env.KITH_CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -54,6 +55,18 @@ async function ingest(path, body, key = writeKey) {
     body: JSON.stringify(body),
   });
   return { status: response.status, body: await response.json() };
+}
+
+/** GETs a read-API path with the secret key, as an integration would. */
+async function api(path) {
+  const response = await fetch(url + path, { headers: { authorization: "Bearer " + secretKey } });
+  assert.equal(response.status, 200, `GET ${path}`);
+  return response.json();
+}
+
+/** The names in the page's contact table, top to bottom. */
+async function listedNames() {
+  return (await page.locator("tbody .contact-name").allTextContents()).map((n) => n.trim());
 }
 
 const DAY = 24 * 3600 * 1000;
@@ -223,10 +236,33 @@ test("a note is added to the timeline and a cadence is set", async () => {
 });
 
 test("accounts, audiences, losing-touch and due pages list who they should", async () => {
+  const audience = (user, email, member, timestamp) => ({
+    type: "identify", userId: user, timestamp, traits: { email, trial_users: member },
+    context: { personas: { computation_class: "audience", computation_key: "trial_users", computation_id: "aud_1", space_id: "spa_1" } },
+  });
+  const batch = [
+    // Bob joins Acme; Ada joins the trial audience; Grace enters it and leaves again.
+    { type: "group", userId: "u-bob", groupId: "acme", timestamp: ago(0) },
+    audience("u-ada", "ada@example.com", true, ago(0)),
+    audience("u-grace", "grace@navy.mil", true, ago(0, 2)),
+    audience("u-grace", "grace@navy.mil", false, ago(0, 1)),
+    // Linus was warm seven weeks ago and is cooling now; Margaret was warm two months ago and
+    // is cold now (SPEC §3, half-life 30 days): both are losing touch, Linus the closer.
+    { type: "identify", userId: "u-linus", traits: { email: "linus@example.com", name: "Linus Torvalds" }, timestamp: ago(52) },
+    { type: "track", userId: "u-linus", event: "Pushed", timestamp: ago(51) },
+    { type: "track", userId: "u-linus", event: "Pushed", timestamp: ago(50) },
+    { type: "identify", userId: "u-margaret", traits: { email: "margaret@example.com", name: "Margaret Hamilton" }, timestamp: ago(66) },
+    { type: "track", userId: "u-margaret", event: "Landed", timestamp: ago(65) },
+  ];
+  const answer = await ingest("/v1/batch", { batch });
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  assert.equal(answer.body.accepted, batch.length);
+
   await page.goto(url + "/accounts");
   await page.getByRole("link", { name: "Acme Inc" }).click();
   await page.getByRole("heading", { name: "Acme Inc" }).waitFor();
-  assert.match(await page.locator("main").textContent(), /Ada Lovelace/);
+  assert.deepEqual(await listedNames(), ["Ada Lovelace", "Bob Builder"], "Acme's members, closest first");
+  assert.match(await page.locator("main").textContent(), /2 members/);
   await shot("account");
   await page.goto(url + "/accounts");
   await shot("accounts");
@@ -234,13 +270,15 @@ test("accounts, audiences, losing-touch and due pages list who they should", asy
   await page.goto(url + "/audiences");
   await page.getByRole("link", { name: "trial_users" }).click();
   await page.getByRole("heading", { name: "trial_users" }).waitFor();
-  assert.match(await page.locator("main").textContent(), /Bob Builder/);
+  assert.deepEqual(await listedNames(), ["Ada Lovelace", "Bob Builder"], "members now, closest first; Grace left");
+  assert.match(await page.locator("main").textContent(), /2 members/);
   await shot("audience");
   await page.goto(url + "/audiences");
   await shot("audiences");
 
   await page.goto(url + "/losing-touch");
   await page.getByRole("heading", { name: "Losing touch", exact: true }).waitFor();
+  assert.deepEqual(await listedNames(), ["Linus Torvalds", "Margaret Hamilton"], "who slipped from warm, closest first");
   await shot("losing-touch");
 
   // Grace's last interaction is the note just added: not due for 7 days. Bob, with a one-day
@@ -251,8 +289,7 @@ test("accounts, audiences, losing-touch and due pages list who they should", asy
   await page.locator("#cadence").getByRole("button", { name: "Save" }).click();
   await page.locator("#cadence").getByText("Due now").waitFor();
   await page.goto(url + "/due");
-  const names = (await page.locator("tbody .contact-name").allTextContents()).map((n) => n.trim());
-  assert.deepEqual(names, ["Bob Builder"]);
+  assert.deepEqual(await listedNames(), ["Bob Builder"]);
   await shot("due");
 });
 
@@ -286,8 +323,12 @@ test("a nudge rule is created from the example and turned off", async () => {
   await page.getByRole("button", { name: "Create rule" }).click();
   await page.getByText("When a contact does “Signed Up” with plan = \"enterprise\"").waitFor();
   await shot("nudges");
+  const enabled = async () =>
+    (await api("/api/rules")).find((rule) => rule.name === "Enterprise signup without a teammate")?.enabled;
+  assert.equal(await enabled(), true, "the rule is created on");
   await page.getByRole("button", { name: "Turn off Enterprise signup without a teammate" }).click();
   await page.getByRole("button", { name: "Turn on Enterprise signup without a teammate" }).waitFor();
+  assert.equal(await enabled(), false, "the rule is really off, as the API shows");
 });
 
 test("the time zone and half-life are saved, bad values explained", async () => {

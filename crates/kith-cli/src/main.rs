@@ -46,7 +46,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve {
-        /// Address to listen on, e.g. 0.0.0.0:8080.
+        /// Address to listen on, e.g. 0.0.0.0:8080; with port 0 the system picks a free port, and
+        /// the address bound is printed ("kith is listening on http://…").
         #[arg(long)]
         listen: Option<String>,
     },
@@ -267,14 +268,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         0 => Some(create_first_user(store.as_ref()).await?),
         _ => None,
     };
-    if let Some((write, secret)) = &keys {
-        print_first_start(&settings.listen, write, secret, first_user.as_ref());
-    } else if let Some(user) = &first_user {
-        print_first_user(&settings.listen, user);
-    }
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    // The address actually bound: with port 0 the system picks one, and this is where to find it.
+    let address = listener.local_addr()?.to_string();
+    if let Some((write, secret)) = &keys {
+        print_first_start(&address, write, secret, first_user.as_ref());
+    } else if let Some(user) = &first_user {
+        print_first_user(&address, user);
+    }
+    println!("kith is listening on http://{address}");
     let config = AppConfig {
         pipeline: PipelineConfig { queue_events: settings.queue_events, max_batch_events: settings.max_batch_events },
         smtp: settings.smtp(),
@@ -283,32 +288,40 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         outbound_allow: settings.outbound_allow()?,
         jobs_stale_after: None,
     };
-    tracing::info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "kith is listening");
-    App::new(store, config, Clock::system())?.serve(listener, shutdown_signal()).await?;
+    tracing::info!(listen = %address, data_dir = %settings.data_dir.display(), "kith is listening");
+    App::new(store, config, Clock::system())?.serve(listener, shutdown).await?;
     tracing::info!("kith stopped; everything acknowledged is committed");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the stop signals at once, so that a SIGTERM arriving as soon as kith says it is
+/// listening is a graceful stop rather than the default kill; resolves when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            // A signal that could not be registered never arrives; the other still stops kith.
+            let wait = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(terminate) => {},
+                () = wait(interrupt) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: answering requests in flight, then committing the queue");
     }
-    tracing::info!("shutting down: answering requests in flight, then committing the queue");
 }
 
 async fn create_workspace(store: &dyn Store, name: &str) -> anyhow::Result<(String, String)> {

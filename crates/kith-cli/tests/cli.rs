@@ -1,9 +1,10 @@
 //! The `kith` binary as a newcomer uses it: first start, keys, migrations, settings.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 fn kith(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
@@ -15,10 +16,6 @@ fn kith(data_dir: &Path) -> Command {
         .env_remove("KITH_LISTEN")
         .env("KITH_LOG", "warn");
     command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn run(command: &mut Command) -> String {
@@ -35,35 +32,16 @@ struct Served {
 
 /// Starts `kith serve` and reads its first-start banner, if it prints one.
 fn serve(data_dir: &Path) -> Served {
-    let port = free_port();
-    let mut child = kith(data_dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "kith did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut stdout = Vec::new();
-    let reader = BufReader::new(child.stdout.take().unwrap());
-    for line in reader.lines() {
-        let line = line.unwrap();
-        let done = line.contains("/api/contacts");
-        stdout.push(line);
-        if done {
-            break;
-        }
-    }
-    Served { child, stdout, url }
+    let mut command = kith(data_dir);
+    command.arg("serve");
+    let served = common::serve(command);
+    Served { child: served.child, stdout: served.banner, url: format!("http://127.0.0.1:{}", served.port) }
 }
 
 fn stop(mut served: Served) {
     let pid = served.child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = served.child.wait().unwrap();
+    let status = common::wait(&mut served.child, Duration::from_secs(30));
     assert!(status.success(), "graceful shutdown exits 0: {status}");
 }
 
@@ -86,6 +64,7 @@ fn first_start_prints_keys_and_a_curl_that_works() {
     assert!(write.starts_with("kith_wk_") && secret.starts_with("kith_sk_"));
     let curl = served.stdout.iter().find(|line| line.contains("curl -u")).expect("a curl line");
     assert!(curl.contains(&write));
+    assert!(curl.contains(&format!("{}/v1/identify", served.url)), "the banner names the port bound: {curl}");
 
     let client = reqwest::blocking::Client::new();
     let response = client
@@ -101,21 +80,9 @@ fn first_start_prints_keys_and_a_curl_that_works() {
     stop(served);
 
     // Second start: same database, no new keys printed.
-    let port = free_port();
-    let child = kith(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "kith did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("kith_wk_"), "keys are printed on first start only");
+    let again = serve(dir.path());
+    assert!(!again.stdout.iter().any(|line| line.contains("kith_wk_")), "keys are printed on first start only");
+    stop(again);
 }
 
 #[test]

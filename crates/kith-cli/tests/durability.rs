@@ -6,11 +6,13 @@
 //! - SIGTERM under load: every request in flight gets an answer, every 200 is stored.
 //! - Load shedding: what is answered 503 has stored nothing and succeeds when retried.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,48 +25,26 @@ struct Kith {
     port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Starts kith on `data_dir`; on the first start, returns the write key it prints.
 fn start(data_dir: &Path, env: &[(&str, &str)]) -> (Kith, Option<String>) {
-    let first_start = !data_dir.join("kith.db").exists();
-    let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
     command
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("serve")
         .env_remove("KITH_CONFIG")
         .env_remove("KITH_DATABASE_URL")
+        .env_remove("KITH_LISTEN")
         .env("KITH_DURABILITY", "full")
-        .env("KITH_LOG", "warn")
-        .stdout(Stdio::piped());
+        .env("KITH_LOG", "warn");
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("start kith");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "kith exited at start");
-        assert!(Instant::now() < deadline, "kith did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let stdout = child.stdout.take().unwrap();
-    let mut key = None;
-    // Only the first start prints a banner, ending with a curl line naming /api/contacts.
-    if first_start {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("write key") {
-                key = line.split_whitespace().last().map(str::to_owned);
-            }
-            if line.contains("/api/contacts") {
-                break;
-            }
-        }
-    }
-    (Kith { child, port }, key)
+    let served = common::serve(command);
+    // Only the first start prints a banner with the keys.
+    let key = served.banner.iter().find(|line| line.contains("write key"));
+    let key = key.and_then(|line| line.split_whitespace().last()).map(str::to_owned);
+    (Kith { child: served.child, port: served.port }, key)
 }
 
 impl Kith {
@@ -74,14 +54,7 @@ impl Kith {
     }
 
     fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "kith did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait(&mut self.child, within)
     }
 
     /// A graceful stop that must succeed.
@@ -171,20 +144,34 @@ fn read_answer(mut stream: TcpStream) -> Answer {
     Answer::Status { code, retry_after, body: serde_json::from_str(body).unwrap_or(Value::Null) }
 }
 
+/// The longest a load may run: a bound for a hung server, far above what a slow machine needs.
+const LOAD_WITHIN: Duration = Duration::from_secs(300);
+
 /// Sends the requests from `threads` threads until they run out, `stop` is set or the
-/// server stops answering; returns each request's answer by index.
-fn load(port: u16, key: &str, requests: &[Request], threads: usize, stop: &AtomicBool) -> HashMap<usize, Answer> {
+/// server stops answering; counts the events acknowledged in `acked` as the answers come, and
+/// returns each request's answer by index.
+fn load(
+    port: u16,
+    key: &str,
+    requests: &[Request],
+    threads: usize,
+    stop: &AtomicBool,
+    acked: &AtomicUsize,
+) -> HashMap<usize, Answer> {
     let next = AtomicUsize::new(0);
     let answers = Mutex::new(HashMap::new());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let deadline = Instant::now() + Duration::from_secs(60);
+                let deadline = Instant::now() + LOAD_WITHIN;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(request) = requests.get(index) else { break };
                     let answer = send(port, key, request);
                     let failed = answer == Answer::None;
+                    if is_ok(&answer) {
+                        acked.fetch_add(request.message_ids.len(), Ordering::Relaxed);
+                    }
                     answers.lock().unwrap().insert(index, answer);
                     if failed {
                         break;
@@ -194,6 +181,18 @@ fn load(port: u16, key: &str, requests: &[Request], threads: usize, stop: &Atomi
         }
     });
     answers.into_inner().unwrap()
+}
+
+/// Waits at most `within` for `condition`; says whether it came true.
+fn wait_for(within: Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 fn is_ok(answer: &Answer) -> bool {
@@ -222,11 +221,6 @@ fn wait_until_applied(data_dir: &Path) {
 /// projection has applied what the log holds.
 fn stored(data_dir: &Path) -> HashMap<String, u32> {
     wait_until_applied(data_dir);
-    stored_so_far(data_dir)
-}
-
-/// The messageIds the projection has stored so far.
-fn stored_so_far(data_dir: &Path) -> HashMap<String, u32> {
     let db =
         rusqlite::Connection::open_with_flags(data_dir.join("kith.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open the database read-only");
@@ -271,16 +265,15 @@ fn sigkill_under_load(durability: &str) {
     let key = key.expect("first start prints a write key");
     let requests = workload("kill", 3_000, 12);
     let stop = AtomicBool::new(false);
+    let acked_events = AtomicUsize::new(0);
     let port = kith.port;
     let answers = std::thread::scope(|scope| {
-        let loader = scope.spawn(|| load(port, &key, &requests, 6, &stop));
-        // Kill once a good share of the load is acknowledged, with requests still in flight.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && stored_so_far(dir.path()).len() < 1_500 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let loader = scope.spawn(|| load(port, &key, &requests, 6, &stop, &acked_events));
+        // Kill once kith has acknowledged a good share of the load, with requests still in
+        // flight: however fast or slow the machine, the kill lands at the same point.
+        wait_for(LOAD_WITHIN, || acked_events.load(Ordering::Relaxed) >= 1_500 || loader.is_finished());
         kith.child.kill().unwrap();
-        kith.wait(Duration::from_secs(10));
+        kith.wait(Duration::from_secs(30));
         stop.store(true, Ordering::Relaxed);
         loader.join().unwrap()
     });
@@ -292,7 +285,7 @@ fn sigkill_under_load(durability: &str) {
         acked.len(),
         answers.values().filter(|answer| **answer == Answer::None).count()
     );
-    assert!(acked.len() >= 500, "the load was under way when kith was killed: {} acknowledged", acked.len());
+    assert!(acked.len() >= 1_500, "the load was under way when kith was killed: {} acknowledged", acked.len());
     assert!(answers.len() < requests.len(), "kith was killed before the load ended");
 
     let (kith, _) = start(dir.path(), &[("KITH_DURABILITY", durability)]);
@@ -301,7 +294,7 @@ fn sigkill_under_load(durability: &str) {
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
 
     // Replay everything, acknowledged or not: each event is then stored exactly once.
-    let replay = load(kith.port, &key, &requests, 4, &AtomicBool::new(false));
+    let replay = load(kith.port, &key, &requests, 4, &AtomicBool::new(false), &AtomicUsize::new(0));
     assert_eq!(replay.len(), requests.len());
     assert!(replay.values().all(is_ok), "every replayed request is acknowledged");
     kith.stop();
@@ -331,13 +324,16 @@ fn sigterm_answers_every_request_in_flight_and_stores_every_200() {
         })
         .collect();
     let stop = AtomicBool::new(false);
+    let acked_events = AtomicUsize::new(0);
     let port = kith.port;
-    let answers = std::thread::scope(|scope| {
-        let loader = scope.spawn(|| load(port, &key, &requests, 6, &stop));
-        std::thread::sleep(Duration::from_millis(1_000));
+    let (answers, under_way, draining) = std::thread::scope(|scope| {
+        let loader = scope.spawn(|| load(port, &key, &requests, 6, &stop, &acked_events));
+        // SIGTERM once kith has acknowledged part of the load, with more in flight.
+        let under_way = wait_for(LOAD_WITHIN, || acked_events.load(Ordering::Relaxed) >= 200 || loader.is_finished());
         kith.signal("TERM");
-        // The uploads finish after the signal: kith is draining and must still answer them.
-        std::thread::sleep(Duration::from_millis(300));
+        // The uploads finish once kith is draining, which it shows by closing its listener:
+        // it must still answer them.
+        let draining = wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_err());
         let slow_answers: Vec<Answer> = uploads
             .drain(..)
             .zip(&slow)
@@ -347,9 +343,12 @@ fn sigterm_answers_every_request_in_flight_and_stores_every_200() {
             })
             .collect();
         stop.store(true, Ordering::Relaxed);
-        (loader.join().unwrap(), slow_answers)
+        ((loader.join().unwrap(), slow_answers), under_way, draining)
     });
     let (answers, slow_answers) = answers;
+    assert!(under_way, "the load was under way at SIGTERM");
+    assert!(draining, "kith stopped accepting connections after SIGTERM");
+    assert!(answers.len() < requests.len(), "SIGTERM came before the load ended");
     assert!(kith.wait(Duration::from_secs(30)).success(), "SIGTERM ends kith cleanly");
     for answer in &slow_answers {
         assert!(is_ok(answer), "a request in flight at SIGTERM is answered and stored: {answer:?}");
@@ -386,7 +385,7 @@ fn shed_requests_store_nothing_and_succeed_when_retried() {
     let key = key.expect("first start prints a write key");
     let requests: Vec<Request> =
         workload("shed", 600, 40).into_iter().filter(|request| request.path == "/v1/batch").collect();
-    let answers = load(kith.port, &key, &requests, 8, &AtomicBool::new(false));
+    let answers = load(kith.port, &key, &requests, 8, &AtomicBool::new(false), &AtomicUsize::new(0));
     assert_eq!(answers.len(), requests.len());
     let shed: Vec<usize> = answers
         .iter()
@@ -424,10 +423,9 @@ fn shed_requests_store_nothing_and_succeed_when_retried() {
     assert!(stored.values().all(|&n| n == 1));
 }
 
-/// A batch larger than the whole queue can never be admitted, so its 503 is not retryable:
-/// the pipeline asks for one permit per event (up to `max_batch_events`) from a semaphore of
-/// `queue_events` permits. Ignored until the pipeline caps a request's permits at the queue
-/// size (or the settings refuse a queue shorter than the largest batch, 2,500 events).
+/// A batch larger than the whole queue must still get in: the pipeline caps a request's
+/// permits at the queue size, so once the queue is free a retried batch is admitted, instead
+/// of a 503 that no retry could cure.
 #[test]
 fn a_batch_larger_than_the_queue_is_eventually_accepted() {
     let dir = tempfile::tempdir().unwrap();

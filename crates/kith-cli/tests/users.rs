@@ -1,8 +1,10 @@
 //! `kith users create` and the first user printed on first start.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 fn kith(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
@@ -51,22 +53,13 @@ fn users_are_created_with_a_given_or_generated_password() {
 #[test]
 fn the_first_start_prints_a_user_and_its_password_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = kith(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "kith did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let served = child.wait_with_output().unwrap();
-    assert!(served.status.success());
-    let stdout = String::from_utf8_lossy(&served.stdout);
-    assert!(stdout.contains(&format!("http://127.0.0.1:{port}/ as admin@localhost")), "{stdout}");
+    let mut command = kith(dir.path());
+    command.arg("serve");
+    let mut served = common::serve(command);
+    Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(common::wait(&mut served.child, Duration::from_secs(30)).success());
+    let stdout = served.banner.join("\n");
+    assert!(stdout.contains(&format!("http://127.0.0.1:{}/ as admin@localhost", served.port)), "{stdout}");
     let password = stdout.lines().find(|l| l.trim_start().starts_with("password:")).expect("a password line");
     assert_eq!(password.split_whitespace().last().map(str::len), Some(23));
 

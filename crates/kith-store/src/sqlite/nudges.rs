@@ -73,10 +73,14 @@ pub fn update_rule(
 pub fn delete_rule(c: &mut Connection, workspace: WorkspaceId, id: i64, now: i64) -> Result<bool> {
     let tx = c.transaction()?;
     let deleted = tx.execute("DELETE FROM rules WHERE workspace_id = ?1 AND id = ?2", params![workspace, id])? > 0;
-    tx.execute(
-        "UPDATE rule_firings SET state = 'cancelled', decided_at = ?2 WHERE rule_id = ?1 AND state = 'waiting'",
-        params![id, now],
-    )?;
+    // Only the rule's own workspace: an id named in another workspace touches nothing.
+    if deleted {
+        tx.execute(
+            "UPDATE rule_firings SET state = 'cancelled', decided_at = ?3
+             WHERE rule_id = ?1 AND workspace_id = ?2 AND state = 'waiting'",
+            params![id, workspace, now],
+        )?;
+    }
     tx.commit()?;
     Ok(deleted)
 }
