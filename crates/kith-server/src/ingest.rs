@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::auth::Signing;
 use crate::debug::{self, DebugEntry};
 use crate::error::ApiError;
 use crate::AppState;
@@ -199,13 +200,13 @@ async fn handle(
     let key = authenticate(state, &key_text).await?;
     let workspace = key.workspace_id;
     let with_workspace = |error: ApiError| Failure { error, workspace: Some(workspace) };
-    let secret = state.auth.signing_secret(state.store.as_ref(), workspace).await.map_err(with_workspace)?;
+    let signing = state.auth.signing(state.store.as_ref(), workspace).await.map_err(with_workspace)?;
 
     // Reading up to 2,500 events is CPU work: it runs on the blocking pool so a few large
     // bodies cannot hold up the workers that answer every other request.
     let reading = {
         let (state, headers) = (state.clone(), headers.clone());
-        tokio::task::spawn_blocking(move || read_body(&state, &headers, &bytes, route, received_at, workspace, secret))
+        tokio::task::spawn_blocking(move || read_body(&state, &headers, &bytes, route, received_at, workspace, signing))
             .await
             .map_err(|error| with_workspace(ApiError::internal(error)))?
             .map_err(with_workspace)?
@@ -269,15 +270,24 @@ fn read_body(
     route: RouteKind,
     received_at: Timestamp,
     workspace: i64,
-    secret: Option<String>,
+    signing: Option<Signing>,
 ) -> Result<Reading, ApiError> {
     let (shape, route_type) = match route {
         RouteKind::Single(event_type) => (BodyShape::Single, Some(event_type)),
         RouteKind::Batch | RouteKind::Events => (BodyShape::Batch, None),
     };
     let envelope = envelope::split(bytes, shape)?;
-    if let Some(secret) = secret {
-        verify_signature(headers, bytes, &envelope, &secret)?;
+    if let Some(signing) = signing {
+        if signing.refuse_array_bodies && envelope.is_array {
+            return Err(Rejection::new(
+                Code::InvalidSignature,
+                None,
+                "this workspace refuses JSON-array bodies: their signature covers only the first event; \
+                 send one event per request or a {\"batch\": [...]} object, which is signed whole",
+            )
+            .into());
+        }
+        verify_signature(headers, bytes, &envelope, &signing.secret)?;
     }
     let ctx = ParseContext::live(route_type, received_at);
     let is_batch = envelope.is_batch;
