@@ -198,6 +198,15 @@ fn slow_and_idle_connections_are_closed_and_the_server_keeps_answering() {
         ],
     );
     let connect = || TcpStream::connect(("127.0.0.1", kith.port)).unwrap();
+    // At the cap, the next client waits for a connection to close (here, by its deadline).
+    let holding: Vec<TcpStream> = (0..16).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (status, _) = request(kith.port, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(500), "served at once: no cap ({:?})", started.elapsed());
+    drop(holding);
+
     // More than the cap: those past it wait to be accepted, then get the same deadlines.
     let mut silent: Vec<TcpStream> = (0..10).map(|_| connect()).collect();
     let mut unfinished_headers: Vec<TcpStream> = (0..10)

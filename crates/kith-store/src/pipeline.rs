@@ -308,3 +308,21 @@ fn record_commit(stats: &PipelineStats, events: usize, elapsed: Duration) {
     stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
     stats.max_commit_micros.fetch_max(micros, Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_gets_its_share_and_no_more() {
+        let shares = Arc::new(Shares::default());
+        let first = shares.take(1, 15, 20).expect("room");
+        assert!(shares.take(1, 6, 20).is_none(), "over the share while the first is waiting");
+        let other = shares.take(2, 20, 20).expect("another workspace has its own share");
+        let small = shares.take(1, 5, 20).expect("up to the share");
+        drop((first, small));
+        assert!(shares.take(1, 100, 20).is_some(), "with nothing waiting, even a large request is admitted");
+        drop(other);
+        assert!(shares.0.lock().unwrap().is_empty(), "every share is given back");
+    }
+}
