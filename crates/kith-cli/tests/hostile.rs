@@ -263,22 +263,36 @@ fn readyz_reports_a_writer_whose_writes_all_fail() {
     assert_eq!(send("before"), 200);
     assert_eq!(request(kith.port, "GET", "/readyz", &[], b"").0, 200);
 
-    // A full disk, as the database sees it: every insert and update fails.
-    let database = rusqlite::Connection::open(dir.path().join("kith.db")).unwrap();
-    let tables: Vec<String> = database
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    // A full disk, as the databases see it (the main file and any beside it, such as the
+    // event log): every insert and update fails.
+    let databases: Vec<rusqlite::Connection> = std::fs::read_dir(dir.path())
         .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("kith.db") && !["-wal", "-shm", "-journal"].iter().any(|end| name.ends_with(end))
+        })
+        .map(|path| rusqlite::Connection::open(path).unwrap())
         .collect();
-    for table in &tables {
-        for (when, name) in [("INSERT", "full_i"), ("UPDATE", "full_u")] {
-            database
-                .execute_batch(&format!(
-                    "CREATE TRIGGER {name}_{table} BEFORE {when} ON {table} BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
-                ))
-                .unwrap();
+    let tables_of = |database: &rusqlite::Connection| -> Vec<String> {
+        database
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    for database in &databases {
+        for table in tables_of(database) {
+            for (when, name) in [("INSERT", "full_i"), ("UPDATE", "full_u")] {
+                database
+                    .execute_batch(&format!(
+                        "CREATE TRIGGER {name}_{table} BEFORE {when} ON {table} \
+                         BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+                    ))
+                    .unwrap();
+            }
         }
     }
     for attempt in 0..3 {
@@ -288,8 +302,10 @@ fn readyz_reports_a_writer_whose_writes_all_fail() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("writes failing"), "{body}");
 
-    for table in &tables {
-        database.execute_batch(&format!("DROP TRIGGER full_i_{table}; DROP TRIGGER full_u_{table};")).unwrap();
+    for database in &databases {
+        for table in tables_of(database) {
+            database.execute_batch(&format!("DROP TRIGGER full_i_{table}; DROP TRIGGER full_u_{table};")).unwrap();
+        }
     }
     assert_eq!(send("after"), 200);
     assert_eq!(request(kith.port, "GET", "/readyz", &[], b"").0, 200);
