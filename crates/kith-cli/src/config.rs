@@ -26,6 +26,20 @@ pub struct Settings {
     pub queue_events: usize,
     /// The most events one transaction applies.
     pub max_batch_events: usize,
+    /// Events of one workspace that may wait for the writer before kith answers it 429
+    /// (default: half of `queue_events`), so one workspace cannot fill the queue for all.
+    pub workspace_queue_events: Option<usize>,
+    /// Client connections open at once; more wait to be accepted.
+    pub http_max_connections: usize,
+    /// Seconds a client has to send a request's headers, from when it connects or its
+    /// previous answer was sent (so also how long a kept-alive connection may sit idle).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers are in.
+    pub http_body_timeout_secs: u64,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    /// When set, `/metrics` is served on this address only, not on `listen`.
+    pub metrics_listen: Option<String>,
     /// The SMTP server nudges and digests are emailed through, e.g. `smtp://user:pw@host:587`.
     pub smtp_url: Option<Secret>,
     /// The From address of those emails.
@@ -49,6 +63,12 @@ impl Default for Settings {
             log_format: "text".into(),
             queue_events: 50_000,
             max_batch_events: 10_000,
+            workspace_queue_events: None,
+            http_max_connections: 512,
+            http_header_timeout_secs: 10,
+            http_body_timeout_secs: 30,
+            metrics_token: None,
+            metrics_listen: None,
             smtp_url: None,
             smtp_from: None,
             public_url: None,
@@ -125,16 +145,55 @@ impl Settings {
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
         }
+        if let Some(token) = var("KITH_METRICS_TOKEN").filter(|token| !token.is_empty()) {
+            self.metrics_token = Some(Secret(token));
+        }
+        if let Some(listen) = var("KITH_METRICS_LISTEN").filter(|listen| !listen.is_empty()) {
+            self.metrics_listen = Some(listen);
+        }
+        let number = |name: &str| -> anyhow::Result<Option<u64>> {
+            var(name).map(|value| value.parse().with_context(|| format!("{name} must be a whole number"))).transpose()
+        };
         for (name, field) in [
             ("KITH_QUEUE_EVENTS", &mut self.queue_events),
             ("KITH_MAX_BATCH_EVENTS", &mut self.max_batch_events),
             ("KITH_MAX_CONNECTIONS", &mut self.max_connections),
+            ("KITH_HTTP_MAX_CONNECTIONS", &mut self.http_max_connections),
         ] {
-            if let Some(value) = var(name) {
-                *field = value.parse().with_context(|| format!("{name} must be a whole number"))?;
+            if let Some(value) = number(name)? {
+                *field = value as usize;
+            }
+        }
+        if let Some(value) = number("KITH_WORKSPACE_QUEUE_EVENTS")? {
+            self.workspace_queue_events = Some(value as usize);
+        }
+        for (name, field) in [
+            ("KITH_HTTP_HEADER_TIMEOUT_SECS", &mut self.http_header_timeout_secs),
+            ("KITH_HTTP_BODY_TIMEOUT_SECS", &mut self.http_body_timeout_secs),
+        ] {
+            if let Some(value) = number(name)? {
+                *field = value;
             }
         }
         Ok(())
+    }
+
+    /// The ingest pipeline's limits.
+    pub fn pipeline(&self) -> kith_store::pipeline::PipelineConfig {
+        kith_store::pipeline::PipelineConfig {
+            queue_events: self.queue_events,
+            max_batch_events: self.max_batch_events,
+            workspace_queue_events: self.workspace_queue_events.unwrap_or(self.queue_events / 2),
+        }
+    }
+
+    /// The bounds on client connections.
+    pub fn connections(&self) -> kith_server::conn::ConnectionLimits {
+        kith_server::conn::ConnectionLimits {
+            max_connections: self.http_max_connections,
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs.max(1)),
+            body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs.max(1)),
+        }
     }
 
     /// The SMTP settings, when a server is configured.
@@ -190,6 +249,28 @@ mod tests {
         assert_eq!(settings.outbound_allow().unwrap()[0].to_string(), "fd00::/8");
         settings.apply_env(|name| (name == "KITH_OUTBOUND_ALLOW").then(|| "intranet".to_owned())).unwrap();
         assert!(settings.outbound_allow().unwrap_err().to_string().contains("KITH_OUTBOUND_ALLOW"));
+    }
+
+    #[test]
+    fn connection_queue_and_metrics_settings() {
+        let mut settings: Settings =
+            toml::from_str("queue_events = 1000\nhttp_max_connections = 64\nmetrics_listen = \"127.0.0.1:9100\"")
+                .unwrap();
+        assert_eq!(settings.pipeline().workspace_queue_events, 500, "half the queue by default");
+        assert_eq!(settings.connections().max_connections, 64);
+        let env = [
+            ("KITH_WORKSPACE_QUEUE_EVENTS", "200"),
+            ("KITH_HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("KITH_HTTP_BODY_TIMEOUT_SECS", "4"),
+            ("KITH_METRICS_TOKEN", "t0ken"),
+        ];
+        settings.apply_env(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())).unwrap();
+        assert_eq!(settings.pipeline().workspace_queue_events, 200);
+        assert_eq!(settings.connections().header_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(settings.connections().body_timeout, std::time::Duration::from_secs(4));
+        assert_eq!(settings.metrics_token.as_ref().map(|token| token.0.as_str()), Some("t0ken"));
+        assert_eq!(settings.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+        assert!(settings.apply_env(|name| (name == "KITH_HTTP_BODY_TIMEOUT_SECS").then(|| "soon".into())).is_err());
     }
 
     #[test]

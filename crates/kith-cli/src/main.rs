@@ -17,7 +17,6 @@ use kith_server::auth::generate_key;
 use kith_server::web::session::{create_user, generate_password, remove_user, set_user_password};
 use kith_server::web::WebConfig;
 use kith_server::{App, AppConfig, Clock};
-use kith_store::pipeline::PipelineConfig;
 use kith_store::postgres::{PostgresOptions, PostgresStore};
 use kith_store::sqlite::{SqliteOptions, SqliteStore};
 use kith_store::{KeyKind, Store, WorkspaceId, WorkspacePatch};
@@ -281,15 +280,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     println!("kith is listening on http://{address}");
     let config = AppConfig {
-        pipeline: PipelineConfig { queue_events: settings.queue_events, max_batch_events: settings.max_batch_events },
+        pipeline: settings.pipeline(),
         smtp: settings.smtp(),
         manual_jobs: false,
         web: WebConfig { public_url: settings.public_url.clone(), ..WebConfig::default() },
         outbound_allow: settings.outbound_allow()?,
         jobs_stale_after: None,
+        connections: settings.connections(),
+        metrics_token: settings.metrics_token.as_ref().map(|token| token.0.clone()),
     };
+    let mut app = App::new(store, config, Clock::system())?;
+    if let Some(address) = &settings.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for metrics"))?;
+        app = app.with_metrics_listener(metrics);
+    }
     tracing::info!(listen = %address, data_dir = %settings.data_dir.display(), "kith is listening");
-    App::new(store, config, Clock::system())?.serve(listener, shutdown).await?;
+    app.serve(listener, shutdown).await?;
     tracing::info!("kith stopped; everything acknowledged is committed");
     Ok(())
 }

@@ -3,8 +3,16 @@
 //! A body is one event, a Segment batch `{"batch": [...], "context"?, "integrations"?,
 //! "sentAt"?, "writeKey"?}`, or a bare JSON array of events (Segment's Actions webhook
 //! batching). Batch-level `context`, `integrations` and `sentAt` are merged into each item,
-//! the item's own values winning.
+//! the item's own values winning, one item at a time as the items are read: a large shared
+//! `context` is never copied into every item at once.
+//!
+//! [`write_key`] finds the key a body carries without building it, so a request can be
+//! authenticated before any work proportional to its events is done.
 
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
 use serde_json::{Map, Value};
 
 use crate::error::{Code, Rejection};
@@ -28,14 +36,34 @@ pub enum BodyShape {
 /// The events of one request, before each is read.
 #[derive(Debug)]
 pub struct Envelope {
-    /// Each item with the batch-level fields merged in; non-objects are kept to be refused by index.
-    pub items: Vec<Value>,
+    /// Each item as sent; non-objects are kept to be refused by index.
+    items: Vec<Value>,
+    /// The batch-level fields merged into each item when it is taken.
+    shared: Map<String, Value>,
     /// The write key given in the body (the batch's, or the first event's).
     pub write_key: Option<String>,
     /// Whether the body was a batch or an array (the answer then lists rejections by index).
     pub is_batch: bool,
     /// Whether the body was a bare JSON array (Segment signs only its first element).
     pub is_array: bool,
+}
+
+impl Envelope {
+    /// How many events the body holds.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the body holds no event (never, for an envelope [`split`] returned).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The events in order, each with the batch-level fields merged in as it is taken.
+    pub fn into_items(self) -> impl Iterator<Item = Value> {
+        let shared = self.shared;
+        self.items.into_iter().map(move |item| merge_batch_fields(item, &shared))
+    }
 }
 
 /// Parses a body into its events.
@@ -45,7 +73,7 @@ pub fn split(body: &[u8], _shape: BodyShape) -> Result<Envelope, Rejection> {
         Value::Array(items) => {
             check_count(items.len())?;
             let write_key = items.first().and_then(|item| string_field(item, "writeKey"));
-            Ok(Envelope { items, write_key, is_batch: true, is_array: true })
+            Ok(Envelope { items, shared: Map::new(), write_key, is_batch: true, is_array: true })
         }
         Value::Object(mut object) if object.contains_key("batch") => {
             let items = match object.remove("batch") {
@@ -58,18 +86,151 @@ pub fn split(body: &[u8], _shape: BodyShape) -> Result<Envelope, Rejection> {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .or_else(|| items.first().and_then(|item| string_field(item, "writeKey")));
-            let items = items.into_iter().map(|item| merge_batch_fields(item, &object)).collect();
-            Ok(Envelope { items, write_key, is_batch: true, is_array: false })
+            // Only what merging reads is kept; the rest of the envelope is dropped now.
+            let shared = ["context", "integrations", "sentAt"]
+                .into_iter()
+                .filter_map(|field| object.remove(field).map(|value| (field.to_owned(), value)))
+                .collect();
+            Ok(Envelope { items, shared, write_key, is_batch: true, is_array: false })
         }
         Value::Object(object) => {
             let write_key = object.get("writeKey").and_then(Value::as_str).map(str::to_owned);
-            Ok(Envelope { items: vec![Value::Object(object)], write_key, is_batch: false, is_array: false })
+            Ok(Envelope {
+                items: vec![Value::Object(object)],
+                shared: Map::new(),
+                write_key,
+                is_batch: false,
+                is_array: false,
+            })
         }
         other => Err(Rejection::new(
             Code::InvalidJson,
             None,
             format!("expected a JSON object (one event or a batch), got {}", kind_of(&other)),
         )),
+    }
+}
+
+/// The write key a body carries, found as [`split`] finds it (the batch's `writeKey`, else the
+/// first event's) while reading the body once without building it: nothing is allocated for
+/// the events, so a body can be refused for its key at the cost of a syntax check. Fails only
+/// on invalid JSON.
+pub fn write_key(body: &[u8]) -> Result<Option<String>, Rejection> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let found = Probe::Top.deserialize(&mut deserializer).map_err(json_error)?;
+    deserializer.end().map_err(json_error)?;
+    Ok(found)
+}
+
+/// What the value being read is to the key search.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// The body: an event, a batch object or an array of events.
+    Top,
+    /// A `batch` array: its first element is searched.
+    FirstOf,
+    /// An event: its `writeKey` is the answer.
+    Event,
+    /// A `writeKey` value: the answer when it is a string.
+    Key,
+    /// Anything else: checked, not kept.
+    Skip,
+}
+
+impl<'de> DeserializeSeed<'de> for Probe {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Probe {
+    type Value = Option<String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut own = None;
+        let mut first_item = None;
+        while let Some(name) = map.next_key::<FieldName>()? {
+            let seed = match (self, name) {
+                (Probe::Top | Probe::Event, FieldName::WriteKey) => Probe::Key,
+                (Probe::Top, FieldName::Batch) => Probe::FirstOf,
+                _ => Probe::Skip,
+            };
+            let found = map.next_value_seed(seed)?;
+            match seed {
+                Probe::Key => own = found,
+                Probe::FirstOf => first_item = found,
+                _ => {}
+            }
+        }
+        Ok(own.or(first_item))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let first = match self {
+            Probe::Top | Probe::FirstOf => seq.next_element_seed(Probe::Event)?.flatten(),
+            _ => None,
+        };
+        while seq.next_element_seed(Probe::Skip)?.is_some() {}
+        Ok(first)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok((self == Probe::Key).then(|| text.to_owned()))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The field names the key search tells apart; others are not copied.
+enum FieldName {
+    WriteKey,
+    Batch,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = FieldName;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a field name")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<FieldName, E> {
+                Ok(match name {
+                    "writeKey" => FieldName::WriteKey,
+                    "batch" => FieldName::Batch,
+                    _ => FieldName::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 
@@ -161,21 +322,46 @@ mod tests {
         let envelope = split(body, BodyShape::Batch).unwrap();
         assert!(envelope.is_batch && !envelope.is_array);
         assert_eq!(envelope.write_key.as_deref(), Some("wk"));
-        assert_eq!(envelope.items[0]["context"]["ip"], "1.2.3.4", "the item's own value wins");
-        assert_eq!(envelope.items[0]["context"]["library"]["name"], "x");
-        assert_eq!(envelope.items[0]["integrations"]["Kith"], true);
-        assert_eq!(envelope.items[0]["sentAt"], "2024-06-05T09:08:01Z");
-        assert_eq!(envelope.items[1]["sentAt"], "2024-01-01T00:00:00Z", "per-message sentAt wins");
+        let items: Vec<Value> = envelope.into_items().collect();
+        assert_eq!(items[0]["context"]["ip"], "1.2.3.4", "the item's own value wins");
+        assert_eq!(items[0]["context"]["library"]["name"], "x");
+        assert_eq!(items[0]["integrations"]["Kith"], true);
+        assert_eq!(items[0]["sentAt"], "2024-06-05T09:08:01Z");
+        assert_eq!(items[1]["context"]["ip"], "9.9.9.9");
+        assert_eq!(items[1]["sentAt"], "2024-01-01T00:00:00Z", "per-message sentAt wins");
     }
 
     #[test]
     fn arrays_and_single_events_are_understood() {
         let envelope = split(br#"[{"type":"track","writeKey":"k"},{"type":"page"}]"#, BodyShape::Single).unwrap();
         assert!(envelope.is_array && envelope.is_batch);
-        assert_eq!(envelope.items.len(), 2);
+        assert_eq!(envelope.len(), 2);
         assert_eq!(envelope.write_key.as_deref(), Some("k"));
         let envelope = split(br#"{"type":"identify"}"#, BodyShape::Batch).unwrap();
         assert!(!envelope.is_batch);
+    }
+
+    #[test]
+    fn the_write_key_is_found_as_split_finds_it() {
+        let bodies: [&[u8]; 9] = [
+            br#"{"type":"track","writeKey":"own"}"#,
+            br#"{"batch":[{"writeKey":"first"},{"writeKey":"second"}],"writeKey":"batch"}"#,
+            br#"{"batch":[{"writeKey":"first"},{"writeKey":"second"}]}"#,
+            br#"{"writeKey":7,"batch":[{"writeKey":"first"}]}"#,
+            br#"[{"writeKey":"first"},{"writeKey":"second"}]"#,
+            br#"[[{"writeKey":"nested"}],{"writeKey":"second"}]"#,
+            br#"{"type":"track","context":{"writeKey":"deep"},"properties":{"batch":[{"writeKey":"x"}]}}"#,
+            br#"{"batch":{"writeKey":"not an array"},"writeKey":null}"#,
+            br#"[1, "two", null]"#,
+        ];
+        for body in bodies {
+            let expected = split(body, BodyShape::Batch).map(|envelope| envelope.write_key).unwrap_or(None);
+            assert_eq!(write_key(body).unwrap(), expected, "{}", String::from_utf8_lossy(body));
+        }
+        let deep = "[".repeat(500);
+        for broken in [&br#"{"writeKey":"k""#[..], b"", b"{} {}", deep.as_bytes()] {
+            assert_eq!(write_key(broken).unwrap_err().code, Code::InvalidJson);
+        }
     }
 
     #[test]

@@ -31,7 +31,16 @@ type Cached<T> = (Option<T>, Instant);
 #[derive(Default)]
 pub struct AuthCache {
     keys: Mutex<HashMap<[u8; 32], Cached<ApiKey>>>,
-    secrets: Mutex<HashMap<WorkspaceId, Cached<String>>>,
+    secrets: Mutex<HashMap<WorkspaceId, Cached<Signing>>>,
+}
+
+/// A workspace's signing requirement.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    /// The shared secret `X-Signature` is computed with.
+    pub secret: String,
+    /// Whether JSON-array bodies are refused (Segment signs only their first event).
+    pub refuse_array_bodies: bool,
 }
 
 impl AuthCache {
@@ -52,16 +61,23 @@ impl AuthCache {
         Ok(found)
     }
 
-    /// The workspace's signing secret, if one is set.
-    pub async fn signing_secret(&self, store: &dyn Store, workspace: WorkspaceId) -> Result<Option<String>, ApiError> {
-        if let Some((secret, at)) = lock(&self.secrets).get(&workspace) {
+    /// The workspace's signing requirement, if a secret is set.
+    pub async fn signing(&self, store: &dyn Store, workspace: WorkspaceId) -> Result<Option<Signing>, ApiError> {
+        if let Some((signing, at)) = lock(&self.secrets).get(&workspace) {
             if at.elapsed() < CACHE_TTL {
-                return Ok(secret.clone());
+                return Ok(signing.clone());
             }
         }
-        let secret = store.signing_secret(workspace).await?;
-        lock(&self.secrets).insert(workspace, (secret.clone(), Instant::now()));
-        Ok(secret)
+        let signing = match store.signing_secret(workspace).await? {
+            None => None,
+            Some(secret) => {
+                let refuse_array_bodies =
+                    store.workspace(workspace).await?.is_some_and(|workspace| workspace.refuse_array_bodies);
+                Some(Signing { secret, refuse_array_bodies })
+            }
+        };
+        lock(&self.secrets).insert(workspace, (signing.clone(), Instant::now()));
+        Ok(signing)
     }
 
     /// Forgets everything, after a key is revoked or a secret changes on this node.

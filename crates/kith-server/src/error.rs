@@ -122,6 +122,16 @@ impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
         match error {
             SubmitError::Overloaded | SubmitError::Closed => ApiError::overloaded(),
+            SubmitError::WorkspaceOverloaded => {
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Code::RateLimited.as_str(),
+                    "this workspace has its share of kith's ingest queue waiting; retry after the Retry-After \
+                     delay, nothing of this request was stored",
+                );
+                error.retry_after = Some(RETRY_AFTER_SECS);
+                error
+            }
             SubmitError::Store(error) => ApiError::internal(error),
         }
     }

@@ -23,7 +23,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
-use crate::debug::{DebugEntry, Reading};
+use crate::auth::Signing;
+use crate::debug::{self, DebugEntry};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -173,68 +174,47 @@ async fn handle(
     route: RouteKind,
     received_at: Timestamp,
 ) -> Result<Response, Failure> {
-    let compressed = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 1).await.map_err(|_| too_large_request())?;
+    let compressed = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 1).await.map_err(|error| {
+        if crate::conn::is_body_timeout(&error) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive in time; send it whole, at once",
+            )
+        } else {
+            too_large_request().into()
+        }
+    })?;
     let bytes = inflate(headers, compressed)?;
 
-    let header_key = crate::auth::key_from_headers(headers);
-    let shape = match route {
-        RouteKind::Single(_) => BodyShape::Single,
-        RouteKind::Batch | RouteKind::Events => BodyShape::Batch,
+    // The key is checked before any work that grows with the events: from the header, else
+    // from one pass over the body that only checks its syntax and builds nothing.
+    let key_text = match crate::auth::key_from_headers(headers) {
+        Some(text) => text,
+        None => envelope::write_key(&bytes)?.ok_or_else(|| {
+            ApiError::unauthorized(
+                "no key: send `Authorization: Basic base64(writeKey:)` or put `writeKey` in the body",
+            )
+        })?,
     };
-    // With the key in a header a stranger is turned away before the body is parsed.
-    let key = match &header_key {
-        Some(text) => Some(authenticate(state, text).await?),
-        None => None,
-    };
-    let parsed = envelope::split(&bytes, shape)
-        .map_err(|rejection| Failure { error: rejection.into(), workspace: key.as_ref().map(|key| key.workspace_id) });
-    let (envelope, key) = match key {
-        Some(key) => (parsed?, key),
-        None => {
-            let envelope = parsed?;
-            let text = envelope.write_key.clone().ok_or_else(|| {
-                ApiError::unauthorized(
-                    "no key: send `Authorization: Basic base64(writeKey:)` or put `writeKey` in the body",
-                )
-            })?;
-            let key = authenticate(state, &text).await?;
-            (envelope, key)
-        }
-    };
+    let key = authenticate(state, &key_text).await?;
     let workspace = key.workspace_id;
     let with_workspace = |error: ApiError| Failure { error, workspace: Some(workspace) };
+    let signing = state.auth.signing(state.store.as_ref(), workspace).await.map_err(with_workspace)?;
 
-    if let Some(secret) = state.auth.signing_secret(state.store.as_ref(), workspace).await? {
-        verify_signature(headers, &bytes, &envelope, &secret).map_err(|r| with_workspace(r.into()))?;
-    }
-
-    let route_type = match route {
-        RouteKind::Single(event_type) => Some(event_type),
-        RouteKind::Batch | RouteKind::Events => None,
+    // Reading up to 2,500 events is CPU work: it runs on the blocking pool so a few large
+    // bodies cannot hold up the workers that answer every other request.
+    let reading = {
+        let (state, headers) = (state.clone(), headers.clone());
+        tokio::task::spawn_blocking(move || read_body(&state, &headers, &bytes, route, received_at, workspace, signing))
+            .await
+            .map_err(|error| with_workspace(ApiError::internal(error)))?
+            .map_err(with_workspace)?
     };
-    let ctx = ParseContext::live(route_type, received_at);
-    let is_batch = envelope.is_batch;
-    let total = envelope.items.len();
-    let mut rejected = Vec::new();
-    let mut incoming = Vec::with_capacity(total);
-    let mut positions = Vec::with_capacity(total);
-    for (index, item) in envelope.items.into_iter().enumerate() {
-        match parse_event(item, &ctx) {
-            Ok(Parsed::Event(event)) => {
-                positions.push(index);
-                incoming.push(Incoming::new(workspace, *event));
-            }
-            Ok(Parsed::Skipped) => state.metrics.event_skipped(),
-            Err(rejection) => {
-                state.metrics.event_rejected(rejection.code);
-                state.debug.publish(DebugEntry::rejected(workspace, received_at, &rejection));
-                rejected.push(Refused { index, rejection });
-            }
-        }
-    }
+    let Reading { is_batch, total, incoming, positions, mut rejected } = reading;
 
-    let readings: Vec<Reading> =
-        if state.debug.is_watched() { incoming.iter().map(Reading::of).collect() } else { Vec::new() };
+    let readings: Vec<debug::Reading> =
+        if state.debug.is_watched() { incoming.iter().map(debug::Reading::of).collect() } else { Vec::new() };
     let outcomes = if incoming.is_empty() {
         Vec::new()
     } else {
@@ -252,8 +232,8 @@ async fn handle(
     rejected.sort_by_key(|item| item.index);
 
     if !is_batch {
-        // The debugger already has this refusal (published above); the error goes without its
-        // workspace so it is not shown twice.
+        // The debugger already has this refusal (published while reading); the error goes
+        // without its workspace so it is not shown twice.
         return match rejected.pop() {
             Some(item) => Err(ApiError::from(item.rejection).into()),
             None => Ok(Json(serde_json::json!({"success": true})).into_response()),
@@ -269,6 +249,66 @@ async fn handle(
         return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
     }
     Ok(Json(answer).into_response())
+}
+
+/// An authenticated body read into events.
+struct Reading {
+    is_batch: bool,
+    total: usize,
+    /// The valid events, and the position of each in the body.
+    incoming: Vec<Incoming>,
+    positions: Vec<usize>,
+    /// The events refused while reading.
+    rejected: Vec<Refused>,
+}
+
+/// Checks the signature and reads every event of an authenticated body (blocking).
+fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    route: RouteKind,
+    received_at: Timestamp,
+    workspace: i64,
+    signing: Option<Signing>,
+) -> Result<Reading, ApiError> {
+    let (shape, route_type) = match route {
+        RouteKind::Single(event_type) => (BodyShape::Single, Some(event_type)),
+        RouteKind::Batch | RouteKind::Events => (BodyShape::Batch, None),
+    };
+    let envelope = envelope::split(bytes, shape)?;
+    if let Some(signing) = signing {
+        if signing.refuse_array_bodies && envelope.is_array {
+            return Err(Rejection::new(
+                Code::InvalidSignature,
+                None,
+                "this workspace refuses JSON-array bodies: their signature covers only the first event; \
+                 send one event per request or a {\"batch\": [...]} object, which is signed whole",
+            )
+            .into());
+        }
+        verify_signature(headers, bytes, &envelope, &signing.secret)?;
+    }
+    let ctx = ParseContext::live(route_type, received_at);
+    let is_batch = envelope.is_batch;
+    let total = envelope.len();
+    let mut reading =
+        Reading { is_batch, total, incoming: Vec::with_capacity(total), positions: Vec::new(), rejected: Vec::new() };
+    for (index, item) in envelope.into_items().enumerate() {
+        match parse_event(item, &ctx) {
+            Ok(Parsed::Event(event)) => {
+                reading.positions.push(index);
+                reading.incoming.push(Incoming::new(workspace, *event));
+            }
+            Ok(Parsed::Skipped) => state.metrics.event_skipped(),
+            Err(rejection) => {
+                state.metrics.event_rejected(rejection.code);
+                state.debug.publish(DebugEntry::rejected(workspace, received_at, &rejection));
+                reading.rejected.push(Refused { index, rejection });
+            }
+        }
+    }
+    Ok(reading)
 }
 
 async fn authenticate(state: &AppState, text: &str) -> Result<ApiKey, ApiError> {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod conn;
 pub mod debug;
 pub mod error;
 pub mod ingest;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub outbound: Arc<outbound::Outbound>,
     /// How the background job scheduler is doing.
     pub jobs: Arc<jobs::Health>,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// Server settings.
@@ -73,6 +76,10 @@ pub struct AppConfig {
     /// How long the scheduler may make no progress before `/readyz` reports it
     /// ([`jobs::DEFAULT_STALE_AFTER`] when unset).
     pub jobs_stale_after: Option<std::time::Duration>,
+    /// Bounds on client connections.
+    pub connections: conn::ConnectionLimits,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 /// A running kith: the state and the writer task behind it.
@@ -81,6 +88,8 @@ pub struct App {
     pub state: AppState,
     writer: tokio::task::JoinHandle<()>,
     manual_jobs: bool,
+    connections: conn::ConnectionLimits,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -101,8 +110,22 @@ impl App {
             outbound,
             web: Arc::new(web::WebState::new(config.web)),
             jobs,
+            metrics_token: config.metrics_token.map(Arc::from),
         };
-        Ok(App { state, writer, manual_jobs: config.manual_jobs })
+        Ok(App {
+            state,
+            writer,
+            manual_jobs: config.manual_jobs,
+            connections: config.connections,
+            metrics_listener: None,
+        })
+    }
+
+    /// Serves `/metrics` on `listener` only, instead of beside the other routes: scrapers
+    /// reach it on a private address while the public one does not answer it.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> App {
+        self.metrics_listener = Some(listener);
+        self
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, answers those in flight
@@ -112,21 +135,31 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let App { state, writer, manual_jobs } = self;
+        let App { state, writer, manual_jobs, connections, metrics_listener } = self;
         let jobs = if manual_jobs { tokio::spawn(async {}) } else { jobs::start(state.clone()) };
         let readiness = state.readiness.clone();
         let debug = state.debug.clone();
         let pipeline = state.pipeline.clone();
         let store = state.store.clone();
-        let router = router(state);
-        // The peer address is what sign-in throttling counts failures against.
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                readiness.draining();
-                debug.close();
-            })
-            .await?;
+        let (stop_metrics, metrics_stopping) = tokio::sync::watch::channel(());
+        let metrics_server = metrics_listener.map(|listener| {
+            let router = Router::new().route("/metrics", get(ops::metrics)).with_state(state.clone());
+            let mut stopping = metrics_stopping.clone();
+            tokio::spawn(conn::serve(listener, router, connections, async move {
+                let _ = stopping.changed().await;
+            }))
+        });
+        let router = if metrics_server.is_some() { routes(state) } else { router(state) };
+        conn::serve(listener, router, connections, async move {
+            shutdown.await;
+            readiness.draining();
+            debug.close();
+        })
+        .await?;
+        let _ = stop_metrics.send(());
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         jobs.abort();
         let _ = jobs.await;
         // No request is in flight any more: the writer commits what is queued and ends.
@@ -142,13 +175,17 @@ impl App {
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
+    routes(state.clone()).merge(Router::new().route("/metrics", get(ops::metrics)).with_state(state))
+}
+
+/// Every route but `/metrics`.
+fn routes(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
         .merge(api::routes())
         .merge(web::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .with_state(state)
 }

@@ -4,11 +4,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
+use crate::error::ApiError;
 use crate::AppState;
 
 /// Flipped when shutdown starts, so load balancers stop sending before connections close.
@@ -32,11 +34,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The node takes traffic: its database answers, its background jobs make progress and it
+/// The node takes traffic: its database answers, its writes are not all failing (a full disk
+/// answers reads and pings but refuses every write), its background jobs make progress and it
 /// is not shutting down.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.readiness.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+    }
+    if state.pipeline.stats().writer_failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "writes failing"})));
     }
     if let Some(quiet) = state.jobs.stalled() {
         return (
@@ -53,9 +59,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics; with a metrics token set, only for `Authorization: Bearer <token>`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(sent.trim().as_bytes().ct_eq(token.as_bytes())) {
+            return ApiError::unauthorized("send the metrics token as `Authorization: Bearer <token>`").into_response();
+        }
+    }
     let mut text = state.metrics.render(state.pipeline.stats());
     text.push_str(&state.jobs.render());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -238,8 +238,52 @@ async fn a_signing_secret_requires_a_matching_signature() {
     server.stop().await;
 }
 
+/// Segment signs only an array's first event: a workspace may refuse array bodies so that
+/// nothing can be appended to a captured request.
+async fn a_signed_workspace_can_refuse_array_bodies() {
+    let server = TestServer::start().await;
+    let change = json!({"signing_secret": "whsec", "refuse_array_bodies": true});
+    let (status, workspace) = server.call(reqwest::Method::PATCH, "/api/workspace", &change).await;
+    assert_eq!(status, StatusCode::OK, "{workspace}");
+    assert_eq!(workspace["refuse_array_bodies"], true);
+    assert_eq!(server.get("/api/workspace").await["refuse_array_bodies"], true);
+    let post = |body: String, signed: &[u8]| {
+        server
+            .client
+            .post(format!("{}/v1/events", server.url))
+            .header("authorization", server.basic())
+            .header("x-signature", sign("whsec", signed))
+            .body(body)
+            .send()
+    };
+
+    let first = identify("first@example.com").to_string();
+    let appended = format!("[{first}, {}]", identify("appended@example.com"));
+    let (status, answer) = common::read(post(appended.clone(), first.as_bytes()).await.unwrap()).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_signature")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("array"), "{answer}");
+    assert!(server.emails().await.is_empty(), "nothing of a refused array is stored");
+
+    // One event, or a batch object, is signed whole and still accepted.
+    let (status, _) = common::read(post(first.clone(), first.as_bytes()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let batch = json!({"batch": [identify("batched@example.com")]}).to_string();
+    let (status, answer) = common::read(post(batch.clone(), batch.as_bytes()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // Turned off, arrays are checked against their first event again.
+    let (status, _) =
+        server.call(reqwest::Method::PATCH, "/api/workspace", &json!({"refuse_array_bodies": false})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = common::read(post(appended, first.as_bytes()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(server.emails().await.len(), 3);
+    server.stop().await;
+}
+
 crate::backend_tests!(
     keys_in_basic_bearer_and_body_all_work,
+    a_signed_workspace_can_refuse_array_bodies,
     the_body_is_json_whatever_the_content_type_and_gzip_is_detected,
     every_route_takes_its_type_from_the_path,
     batches_and_arrays_keep_valid_items_and_list_the_rest,

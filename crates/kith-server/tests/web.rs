@@ -429,8 +429,25 @@ async fn nudge_rules_digest_and_segment_are_managed_in_the_app() {
     server.stop().await;
 }
 
+async fn array_bodies_are_refused_or_accepted_from_the_settings_page() {
+    let server = server_with_user().await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@example.com", PASSWORD).await;
+    let page = browser.get("/settings").await;
+    assert!(page.body.contains("signs only its first event"), "the limitation is explained");
+    let page = browser.post("/settings/array-bodies", &[("_csrf", &page.csrf()), ("refuse", "1")]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Accept array bodies"));
+    assert_eq!(server.get("/api/workspace").await["refuse_array_bodies"], true);
+    let page = browser.post("/settings/array-bodies", &[("_csrf", &page.csrf()), ("refuse", "0")]).await;
+    assert!(page.body.contains("Refuse array bodies"));
+    assert_eq!(server.get("/api/workspace").await["refuse_array_bodies"], false);
+    server.stop().await;
+}
+
 crate::backend_tests!(
     every_page_but_sign_in_needs_a_session,
+    array_bodies_are_refused_or_accepted_from_the_settings_page,
     signing_in_and_out,
     the_sign_in_form_needs_its_own_token,
     forms_without_the_session_token_are_refused,

@@ -35,6 +35,9 @@ pub struct Workspace {
     pub segment_write_key_set: bool,
     /// The daily digest, if configured.
     pub digest: Digest,
+    /// With a signing secret set, JSON-array bodies are refused: Segment signs only their
+    /// first event, so the others could have been added to a captured request.
+    pub refuse_array_bodies: bool,
     /// Created.
     pub created_at: Timestamp,
 }
@@ -94,6 +97,8 @@ pub struct WorkspacePatch {
     pub digest_webhook_url: Option<Option<String>>,
     /// Digest email recipient.
     pub digest_email: Option<Option<String>>,
+    /// Whether to refuse JSON-array bodies while a signing secret is set.
+    pub refuse_array_bodies: Option<bool>,
 }
 
 /// The two kinds of API key (SPEC §1.2).

@@ -18,9 +18,9 @@ pub fn check_body(body: &[u8]) {
         match envelope::split(body, shape) {
             Err(rejection) => check_rejection(&rejection),
             Ok(envelope) => {
-                assert!(!envelope.items.is_empty(), "an empty batch is refused, not read");
-                assert!(envelope.items.len() <= MAX_BATCH_EVENTS);
-                for item in envelope.items {
+                assert!(!envelope.is_empty(), "an empty batch is refused, not read");
+                assert!(envelope.len() <= MAX_BATCH_EVENTS);
+                for item in envelope.into_items() {
                     for route_type in [None, Some(EventType::Identify), Some(EventType::Track)] {
                         check_item(item.clone(), &ParseContext::live(route_type, now));
                     }

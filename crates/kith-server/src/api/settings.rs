@@ -41,6 +41,10 @@ pub struct WorkspaceChange {
     /// Requires `X-Signature` on ingest; `""` or `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
     pub signing_secret: Option<Option<String>>,
+    /// While a signing secret is set, refuse JSON-array bodies: Segment signs only their first
+    /// event, so events appended to a captured request would pass. For senders that can send
+    /// one event per request (or a `{"batch": [...]}` object, which is signed whole).
+    pub refuse_array_bodies: Option<bool>,
     /// A Segment-compatible host (e.g. `api.segment.io`) kith sends its own track calls to.
     #[serde(default, deserialize_with = "double_option")]
     pub segment_host: Option<Option<String>>,
@@ -131,6 +135,7 @@ pub fn patch_of(change: WorkspaceChange, current: Weights) -> ApiResult<Workspac
         patch.pending_days = Some(days);
     }
     patch.signing_secret = optional_text(change.signing_secret);
+    patch.refuse_array_bodies = change.refuse_array_bodies;
     patch.segment_host = optional_text(change.segment_host);
     patch.segment_write_key = optional_text(change.segment_write_key);
     patch.digest_time = optional_text(change.digest_time);

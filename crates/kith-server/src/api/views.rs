@@ -322,6 +322,9 @@ pub struct WorkspaceView {
     pub pending_days: i64,
     /// Whether ingest requires `X-Signature`.
     pub signing_secret_set: bool,
+    /// Whether JSON-array bodies are refused while a signing secret is set (Segment signs only
+    /// their first event).
+    pub refuse_array_bodies: bool,
     /// The outbound Segment host.
     pub segment_host: Option<String>,
     /// Whether its write key is set.
@@ -344,6 +347,7 @@ impl From<Workspace> for WorkspaceView {
             half_life_days: workspace.half_life_days,
             pending_days: workspace.pending_days,
             signing_secret_set: workspace.signing_secret_set,
+            refuse_array_bodies: workspace.refuse_array_bodies,
             segment_host: workspace.segment_host,
             segment_write_key_set: workspace.segment_write_key_set,
             digest_time: workspace.digest.time,

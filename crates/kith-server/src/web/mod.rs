@@ -97,6 +97,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
         .route("/settings/signing-secret", post(settings::signing_secret))
+        .route("/settings/array-bodies", post(settings::array_bodies))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/password", post(settings::change_password))

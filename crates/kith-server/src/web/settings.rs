@@ -193,6 +193,28 @@ async fn render(
                         button.button.button-ghost.button-small type="submit" { "Remove the secret" }
                     }
                 }
+                h3 #array-bodies { "Array bodies" }
+                p.hint {
+                    "Segment's batching sends a JSON array of events and signs only its first event, so events "
+                    "appended to a captured request would still pass the check. If your sender can deliver one "
+                    "event per request (or a " code { "{\"batch\": [...]}" } " object, which is signed whole), "
+                    "refuse array bodies."
+                }
+                @if workspace.refuse_array_bodies {
+                    p { span.tag.tag-in { "refused" } " Array bodies are refused while a signing secret is set." }
+                } @else {
+                    p { span.tag { "accepted" } " Array bodies are accepted, checked against their first event's signature." }
+                }
+                form method="post" action="/settings/array-bodies" {
+                    (layout::csrf(signed))
+                    @if workspace.refuse_array_bodies {
+                        input type="hidden" name="refuse" value="0";
+                        button.button.button-ghost.button-small type="submit" { "Accept array bodies" }
+                    } @else {
+                        input type="hidden" name="refuse" value="1";
+                        button.button.button-small type="submit" { "Refuse array bodies" }
+                    }
+                }
             }
             section.card #password aria-labelledby="password-title" {
                 h2 #password-title { "Your password" }
@@ -290,6 +312,31 @@ pub async fn signing_secret(
     let patch = WorkspacePatch { signing_secret: Some(value), ..WorkspacePatch::default() };
     signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
     state.auth.clear();
+    let notice = Notice { message: Some((Form::Secret, AlertKind::Success, done.to_owned())), ..Notice::default() };
+    render(&state, &signed, &headers, notice, StatusCode::OK).await
+}
+
+/// The array-bodies form.
+#[derive(Debug, Default, Deserialize)]
+pub struct ArrayBodiesForm {
+    refuse: Option<String>,
+}
+
+/// `POST /settings/array-bodies`: refuses or accepts JSON-array bodies while signed.
+pub async fn array_bodies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(mut signed, form): Posted<ArrayBodiesForm>,
+) -> WebResult<Response> {
+    let refuse = form.refuse.as_deref() == Some("1");
+    let patch = WorkspacePatch { refuse_array_bodies: Some(refuse), ..WorkspacePatch::default() };
+    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
+    state.auth.clear();
+    let done = if refuse {
+        "array bodies are refused while a signing secret is set."
+    } else {
+        "array bodies are accepted again, checked against their first event's signature."
+    };
     let notice = Notice { message: Some((Form::Secret, AlertKind::Success, done.to_owned())), ..Notice::default() };
     render(&state, &signed, &headers, notice, StatusCode::OK).await
 }

@@ -10,6 +10,7 @@ use crate::{Result, StoreError};
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "session_idle", include_str!("../../migrations/postgres/0002_session_idle.sql")),
+    (3, "refuse_array_bodies", include_str!("../../migrations/postgres/0003_refuse_array_bodies.sql")),
 ];
 
 /// Applies the migrations the database lacks; returns their versions.

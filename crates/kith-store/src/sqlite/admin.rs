@@ -10,7 +10,8 @@ use crate::{Result, StoreError};
 
 const WORKSPACE_COLUMNS: &str =
     "id, name, time_zone, half_life_days, weights, pending_days, signing_secret IS NOT NULL,
-     created_at, segment_host, segment_write_key IS NOT NULL, digest_time, digest_webhook_url, digest_email";
+     created_at, segment_host, segment_write_key IS NOT NULL, digest_time, digest_webhook_url, digest_email,
+     refuse_array_bodies";
 
 fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
     let weights: String = row.get(4)?;
@@ -26,6 +27,7 @@ fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
         segment_host: row.get(8)?,
         segment_write_key_set: row.get(9)?,
         digest: Digest { time: row.get(10)?, webhook_url: row.get(11)?, email: row.get(12)? },
+        refuse_array_bodies: row.get(13)?,
     })
 }
 
@@ -64,6 +66,9 @@ pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePat
     }
     if let Some(days) = patch.pending_days {
         tx.execute("UPDATE workspaces SET pending_days = ?2 WHERE id = ?1", params![id, days])?;
+    }
+    if let Some(refuse) = patch.refuse_array_bodies {
+        tx.execute("UPDATE workspaces SET refuse_array_bodies = ?2 WHERE id = ?1", params![id, refuse])?;
     }
     for (column, value) in [
         ("signing_secret", &patch.signing_secret),
