@@ -220,13 +220,16 @@ async fn handle(
     } else {
         state.pipeline.submit(incoming).await.map_err(|e| with_workspace(e.into()))?
     };
-    for (position, outcome) in positions.iter().zip(&outcomes) {
+    // An event the store accepted into its log is counted and shown by the projection
+    // once it is applied (see `App::new`), with what it did.
+    for (position, outcome) in positions.iter().zip(&outcomes).filter(|(_, outcome)| **outcome != Outcome::Accepted) {
         state.metrics.event_outcome(outcome);
         if let Outcome::Rejected(rejection) = outcome {
             rejected.push(Refused { index: *position, rejection: rejection.clone() });
         }
     }
-    for (reading, outcome) in readings.into_iter().zip(&outcomes) {
+    for (reading, outcome) in readings.into_iter().zip(&outcomes).filter(|(_, outcome)| **outcome != Outcome::Accepted)
+    {
         state.debug.publish(DebugEntry::read(workspace, received_at, reading, outcome));
     }
     rejected.sort_by_key(|item| item.index);

@@ -99,12 +99,15 @@ impl App {
         let outbound = Arc::new(outbound::Outbound::new(policy, config.smtp.as_ref())?);
         let jobs = Arc::new(jobs::Health::new(config.jobs_stale_after.unwrap_or(jobs::DEFAULT_STALE_AFTER)));
         let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
+        let debug = debug::DebugFeed::default();
+        let metrics: Arc<metrics::Metrics> = Arc::default();
+        store.report_applied(applied_reporter(debug.clone(), metrics.clone()));
         let state = AppState {
             store,
             pipeline,
             auth: Arc::default(),
-            debug: debug::DebugFeed::default(),
-            metrics: Arc::default(),
+            debug,
+            metrics,
             clock,
             readiness: ops::Readiness::default(),
             outbound,
@@ -171,6 +174,25 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Counts and shows (in the live debugger) each event a store with an event log applied.
+fn applied_reporter(debug: debug::DebugFeed, metrics: Arc<metrics::Metrics>) -> kith_store::AppliedSink {
+    Arc::new(move |events, outcomes| {
+        let watched = debug.is_watched();
+        for (incoming, outcome) in events.iter().zip(outcomes) {
+            metrics.event_outcome(outcome);
+            if watched {
+                let reading = debug::Reading::of(incoming);
+                debug.publish(debug::DebugEntry::read(
+                    incoming.workspace_id,
+                    incoming.event.received_at,
+                    reading,
+                    outcome,
+                ));
+            }
+        }
+    })
 }
 
 /// Every route.

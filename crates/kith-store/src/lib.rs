@@ -50,6 +50,10 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Told what each event did once a backend that acknowledges events before applying them
+/// (SQLite's event log) has applied them: the events and their outcomes, in order.
+pub type AppliedSink = std::sync::Arc<dyn Fn(&[Incoming], &[Outcome]) + Send + Sync>;
+
 /// Shorthand for store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -81,6 +85,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a batch of events in one transaction; one outcome per event, in order.
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>>;
+    /// Registers where applied events are reported; a backend whose `write_events` answer
+    /// already says what each event did (it applies as it commits) never calls it.
+    fn report_applied(&self, _sink: AppliedSink) {}
     /// Waits until every acknowledged event is applied to what reads see (an event log's
     /// projection has caught up); at once for a backend that applies events as it commits.
     async fn settle(&self) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The event log and its projection.
 //!
 //! The log is the source of truth: every accepted event is appended, in arrival order, to
-//! its own SQLite file beside the main database (`kith.db` → `kith.log.db`), one table with
+//! its own SQLite file beside the main database (`kith.db` → `kith.db.log`), one table with
 //! a monotonic key and no secondary index, so a group commit writes a few sequential pages
 //! and one fsync. Only then is the client answered.
 //!
@@ -36,7 +36,10 @@ use tokio::sync::watch;
 use super::{write, Durability, Writer};
 use crate::model::{Incoming, Outcome};
 use crate::plan::PendingEvent;
-use crate::{Result, StoreError};
+use crate::{AppliedSink, Result, StoreError};
+
+/// Where the projection reports what it applied, once the server has said where.
+pub type SinkSlot = Arc<Mutex<Option<AppliedSink>>>;
 
 /// The most events one projection transaction applies.
 const PROJECTION_BATCH: usize = 10_000;
@@ -136,6 +139,7 @@ pub fn open(
     database: &Path,
     durability: Durability,
     writer: Arc<Mutex<Writer>>,
+    sink: SinkSlot,
 ) -> Result<(Appender, Arc<Progress>, std::thread::JoinHandle<()>)> {
     let path = log_path(database);
     // It holds every payload: as private as the database.
@@ -187,7 +191,7 @@ pub fn open(
         let progress = progress.clone();
         std::thread::Builder::new()
             .name("kith-projection".into())
-            .spawn(move || project(reader, writer, progress))
+            .spawn(move || project(reader, writer, progress, sink))
             .map_err(|e| StoreError::Database(format!("cannot start the projection thread: {e}")))?
     };
     let appender = Appender { log, main, next_seq: appended + 1, pruned: 0, unapplied, unapplied_set };
@@ -299,7 +303,7 @@ fn needs_known_user(incoming: &Incoming, outcome: &Outcome) -> bool {
 }
 
 /// The projection loop: applies the log after the watermark until the store is dropped.
-fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progress>) {
+fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progress>, sink: SinkSlot) {
     let mut failures = 0u32;
     loop {
         let from = {
@@ -314,11 +318,15 @@ fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progres
             marks.applied
         };
         match apply_after(&reader, &writer, from) {
-            Ok(applied) => {
+            Ok((applied, batch, outcomes)) => {
                 failures = 0;
                 progress.marks().applied = applied;
                 progress.applied.send_replace(applied);
                 progress.changed.notify_all();
+                let sink = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+                if let Some(sink) = sink {
+                    sink(&batch, &outcomes);
+                }
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -329,10 +337,11 @@ fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progres
     }
 }
 
-/// Applies the next batch of the log after `from`; returns the new watermark.
-fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result<i64> {
+/// Applies the next batch of the log after `from`; returns the new watermark, the events
+/// applied and what each did.
+fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result<(i64, Vec<Incoming>, Vec<Outcome>)> {
     let rows = read_after(reader, from, PROJECTION_BATCH)?;
-    let Some(last) = rows.last().map(|(seq, _)| *seq) else { return Ok(from) };
+    let Some(last) = rows.last().map(|(seq, _)| *seq) else { return Ok((from, Vec::new(), Vec::new())) };
     let batch: Vec<Incoming> = rows
         .iter()
         .filter_map(|(seq, row)| {
@@ -345,12 +354,14 @@ fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result
         .collect();
     let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let Writer { connection, cache } = &mut *writer;
-    if let Err(error) = write::write_events(connection, cache, &batch, Some(last)) {
-        // What the failed batch taught the cache was rolled back with it.
-        cache.clear();
-        return Err(error);
+    match write::write_events(connection, cache, &batch, Some(last)) {
+        Ok(outcomes) => Ok((last, batch, outcomes)),
+        Err(error) => {
+            // What the failed batch taught the cache was rolled back with it.
+            cache.clear();
+            Err(error)
+        }
     }
-    Ok(last)
 }
 
 /// Up to `limit` log entries after `from`, in order.

@@ -74,6 +74,7 @@ pub struct SqliteStore {
 struct EventLog {
     appender: Mutex<log::Appender>,
     progress: Arc<log::Progress>,
+    sink: log::SinkSlot,
 }
 
 impl Drop for EventLog {
@@ -103,11 +104,13 @@ impl SqliteStore {
         let readers = (0..options.readers.max(1)).map(|_| open_reader(&options.path)).collect::<Result<Vec<_>>>()?;
         let writer = Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() }));
         // The projection thread ends by itself once the store is dropped and the log applied.
-        let (appender, progress, _projection) = log::open(&options.path, options.durability, writer.clone())?;
+        let sink = log::SinkSlot::default();
+        let (appender, progress, _projection) =
+            log::open(&options.path, options.durability, writer.clone(), sink.clone())?;
         Ok(SqliteStore {
             writer,
             readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
-            log: Arc::new(EventLog { appender: Mutex::new(appender), progress }),
+            log: Arc::new(EventLog { appender: Mutex::new(appender), progress, sink }),
         })
     }
 
@@ -302,6 +305,10 @@ impl Store for SqliteStore {
         // Freeing a large batch takes a while: not on the appender's path.
         tokio::task::spawn_blocking(move || drop(batch));
         result
+    }
+
+    fn report_applied(&self, sink: crate::AppliedSink) {
+        *self.log.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sink);
     }
 
     async fn settle(&self) -> Result<()> {
