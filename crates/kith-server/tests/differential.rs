@@ -357,6 +357,8 @@ async fn run_seed(seed: u64) {
         comebacks.extend(workload.comeback(&mut rng, erased));
     }
     compare(&server, &model, seed, "after the merge and the erasure").await;
+    let server = server.restart(common::Options::default()).await;
+    compare(&server, &model, seed, "after a restart").await;
 
     // The merged-away person's ids and email now reach the contact they went into; the erased
     // person starts again from nothing; replays of the first phase still change nothing.
@@ -399,4 +401,30 @@ async fn the_server_agrees_with_the_model_over_generated_workloads() {
     }
 }
 
-backend_tests!(the_server_agrees_with_the_model_over_generated_workloads);
+/// The case the generated workloads found: in one batch, aliases come before the identify
+/// that links their userId, one alias hanging on the other. Both must link, and the events
+/// sent by the aliased ids must reach the contact, as they would had the batch been cut.
+async fn aliases_before_their_identify_in_one_batch_still_link() {
+    let server = TestServer::start().await;
+    let at = |hour: i64| Timestamp::from_second(1_709_888_400 + hour * 3600).unwrap().as_millisecond();
+    let events = [
+        Event::activity("track", at(1), "t1", "Signed Up", Some("older"), None),
+        Event::alias(at(2), "a1", "older", "old"),
+        Event::alias(at(3), "a2", "old", "u1"),
+        Event::identify(at(4), "i1", "ada@example.com", Some("u1"), None, None),
+        Event::activity("track", at(5), "t2", "Exported", Some("old"), None),
+    ];
+    let mut model = Model::new("UTC");
+    model.apply_all(&events);
+    let bodies: Vec<Value> = events.iter().map(|e| e.body.clone()).collect();
+    server.ingest("/v1/batch", &json!({"batch": bodies})).await;
+    compare(&server, &model, 0, "one batch").await;
+    let identities = &model.contacts["ada@example.com"].identities;
+    assert!(identities.contains(&("older".to_owned(), "alias".to_owned())), "{identities:?}");
+    server.stop().await;
+}
+
+backend_tests!(
+    the_server_agrees_with_the_model_over_generated_workloads,
+    aliases_before_their_identify_in_one_batch_still_link
+);
