@@ -427,12 +427,34 @@ impl<'a> Planner<'a> {
         self.lookups.extend(lookups);
     }
 
-    /// Step 2: identifies and aliases.
+    /// Step 2: identifies, then aliases. An alias whose userId an identify (or another alias)
+    /// of the same batch links waits for that link: planned first, it would be held as pending,
+    /// and the pending events attached after this step are only those stored by earlier batches.
     pub fn plan_identities(&mut self, batch: &[Incoming]) {
+        let mut aliases = Vec::new();
         for (index, incoming) in batch.iter().enumerate() {
-            if is_identity_call(&incoming.event.kind) {
-                self.plan_new(index, incoming);
+            match incoming.event.kind {
+                EventKind::Identify { .. } => self.plan_new(index, incoming),
+                EventKind::Alias { .. } => aliases.push(index),
+                _ => {}
             }
+        }
+        loop {
+            let waiting = aliases.len();
+            aliases.retain(|&index| {
+                let incoming = &batch[index];
+                if self.resolve(incoming.workspace_id, &incoming.event).is_none() {
+                    return true;
+                }
+                self.plan_new(index, incoming);
+                false
+            });
+            if aliases.len() == waiting {
+                break;
+            }
+        }
+        for index in aliases {
+            self.plan_new(index, &batch[index]);
         }
     }
 
