@@ -278,7 +278,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else if let Some(user) = &first_user {
         print_first_user(&address, user);
     }
-    println!("kith is listening on http://{address}");
+    announce(format_args!("kith is listening on http://{address}"));
     let config = AppConfig {
         pipeline: settings.pipeline(),
         smtp: settings.smtp(),
@@ -352,29 +352,38 @@ async fn create_first_user(store: &dyn Store) -> anyhow::Result<(String, String)
 
 fn print_first_user(listen: &str, (email, password): &(String, String)) {
     let host = listen.replace("0.0.0.0", "127.0.0.1");
-    println!(
+    announce(format_args!(
         "\nSign in to the web app at http://{host}/ as {email}; the password is shown once:\n\n  \
          password: {password}"
-    );
+    ));
 }
 
 fn print_first_start(listen: &str, write: &str, secret: &str, user: Option<&(String, String)>) {
     let host = listen.replace("0.0.0.0", "127.0.0.1");
-    println!(
+    announce(format_args!(
         "\nkith created its database and a workspace. These keys are shown once:\n\n  \
          write key  (ingest only, safe in a web page): {write}\n  \
          secret key (ingest and the read API):        {secret}"
-    );
+    ));
     if let Some(user) = user {
         print_first_user(listen, user);
     }
-    println!(
+    announce(format_args!(
         "\nSend your first event:\n\n  \
          curl -u '{write}:' http://{host}/v1/identify \\\n    \
          -d '{{\"userId\":\"u1\",\"traits\":{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}},\"timestamp\":\"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'\"}}'\n\n\
          and see the contact:\n\n  \
          curl -H 'Authorization: Bearer {secret}' http://{host}/api/contacts\n"
-    );
+    ));
+}
+
+/// Prints a line of `kith serve`'s start-up output. A server keeps serving when nobody reads
+/// its standard output any more (a supervisor that read the banner and closed the pipe), so a
+/// failed write is ignored rather than a panic.
+fn announce(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
 }
 
 async fn workspace_id(store: &dyn Store, given: Option<WorkspaceId>) -> anyhow::Result<WorkspaceId> {

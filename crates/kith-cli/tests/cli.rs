@@ -160,3 +160,30 @@ fn a_config_file_and_environment_variables_are_read() {
         .unwrap();
     assert!(!output.status.success(), "a typo in the file is an error, not silently ignored");
 }
+
+/// A supervisor may read the banner and close the pipe, or start kith with no reader at all:
+/// kith serves anyway instead of dying on its next line of output.
+#[test]
+fn serve_keeps_running_when_nobody_reads_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 0 cannot be used here: the line that reports the address is the one that cannot
+    // be read. The free port is taken back at once; a clash only fails this test.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = kith(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kith");
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + common::START_WITHIN;
+    let answer = loop {
+        assert!(child.try_wait().unwrap().is_none(), "kith exited when its output could not be written");
+        if let Ok(answer) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")) {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "kith did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(answer.status(), 200);
+    stop(Served { child, stdout: Vec::new(), url: String::new() });
+}
