@@ -318,6 +318,38 @@ async fn a_user_sees_only_their_workspace() {
     server.stop().await;
 }
 
+async fn users_are_listed_and_removed_from_the_settings_page() {
+    let server = server_with_user().await;
+    let store = server.state.store.clone();
+    create_user(store.as_ref(), server.workspace, "colleague@example.com", PASSWORD).await.unwrap();
+    let other = store.create_workspace("Other").await.unwrap();
+    let rival = create_user(store.as_ref(), other.id, "rival@example.com", PASSWORD).await.unwrap();
+    let mut colleague = Browser::new(&server);
+    colleague.sign_in("colleague@example.com", PASSWORD).await;
+
+    let mut founder = Browser::new(&server);
+    founder.sign_in("founder@example.com", PASSWORD).await;
+    let settings = founder.get("/settings").await;
+    assert!(settings.body.contains("colleague@example.com") && !settings.body.contains("rival@example.com"));
+    let csrf = settings.csrf();
+    let me = store.user_by_email("founder@example.com").await.unwrap().unwrap();
+    let refused = founder.post(&format!("/settings/users/{}/remove", me.id), &[("_csrf", &csrf)]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "nobody removes themselves");
+    assert!(refused.body.contains("cannot remove yourself"));
+    let other_workspace = founder.post(&format!("/settings/users/{}/remove", rival.id), &[("_csrf", &csrf)]).await;
+    assert_eq!(other_workspace.status, StatusCode::NOT_FOUND, "another workspace's user");
+    assert!(store.user_by_email("rival@example.com").await.unwrap().is_some());
+
+    let them = store.user_by_email("colleague@example.com").await.unwrap().unwrap();
+    let removed = founder.post(&format!("/settings/users/{}/remove", them.id), &[("_csrf", &csrf)]).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert!(store.user_by_email("colleague@example.com").await.unwrap().is_none());
+    let signed_out = colleague.get("/contacts").await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER, "their session ended with them");
+    assert!(!founder.get("/settings").await.body.contains("colleague@example.com"));
+    server.stop().await;
+}
+
 async fn an_expired_session_signs_nobody_in() {
     let server = server_with_user().await;
     let store = server.state.store.clone();
@@ -454,6 +486,7 @@ crate::backend_tests!(
     bad_input_is_explained_not_failed,
     keys_created_in_the_app_are_shown_once_and_revoked_at_once,
     a_user_sees_only_their_workspace,
+    users_are_listed_and_removed_from_the_settings_page,
     an_expired_session_signs_nobody_in,
     nudge_rules_digest_and_segment_are_managed_in_the_app,
 );

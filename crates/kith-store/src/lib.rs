@@ -234,6 +234,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     /// How many users exist, in every workspace (none: the first start creates one).
     async fn user_count(&self) -> Result<i64>;
+    /// A workspace's users, oldest first.
+    async fn users(&self, workspace: WorkspaceId) -> Result<Vec<User>>;
     /// Stores a session by the SHA-256 of its token; expired sessions are deleted on the way.
     async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()>;
     /// The session with this token hash, if it exists and has not expired at `now`.

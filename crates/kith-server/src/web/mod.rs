@@ -101,6 +101,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/password", post(settings::change_password))
+        .route("/settings/users/{id}/remove", post(settings::remove_user))
         .route("/static/{file}", get(assets::serve))
         .layer(map_response(security_headers))
 }

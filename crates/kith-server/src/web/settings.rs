@@ -32,6 +32,7 @@ enum Form {
     Secret,
     Keys,
     Password,
+    Users,
 }
 
 /// `?password=changed` after a password change (the page is reached by a redirect, as the
@@ -66,6 +67,7 @@ async fn render(
     let workspace = &signed.workspace;
     let tz = workspace.tz();
     let keys = state.store.keys(workspace.id).await?;
+    let users = state.store.users(workspace.id).await?;
     let message_for = |form: Form| -> Markup {
         html! {
             @if let Some((_, kind, message)) = notice.message.as_ref().filter(|(f, _, _)| *f == form) {
@@ -213,6 +215,35 @@ async fn render(
                     } @else {
                         input type="hidden" name="refuse" value="1";
                         button.button.button-small type="submit" { "Refuse array bodies" }
+                    }
+                }
+            }
+            section.card #users aria-labelledby="users-title" {
+                h2 #users-title { "People" }
+                (message_for(Form::Users))
+                p.muted { "Everyone who signs in to this workspace. Add people with " code { "kith users create --email …" } "." }
+                div.table-wrap {
+                    table.table.users {
+                        thead { tr { th scope="col" { "Email" } th.hide-sm scope="col" { "Since" } th scope="col" { "" } } }
+                        tbody {
+                            @for user in &users {
+                                tr {
+                                    td { (user.email) }
+                                    td.hide-sm { (layout::time_tag(user.created_at, &tz)) }
+                                    td {
+                                        @if user.id == signed.user.id {
+                                            span.tag { "you" }
+                                        } @else {
+                                            form method="post" action={ "/settings/users/" (user.id) "/remove" }
+                                                data-confirm={ "Remove " (user.email) "? They are signed out at once." } {
+                                                (layout::csrf(signed))
+                                                button.button.button-small.button-danger type="submit" aria-label={ "Remove " (user.email) } { "Remove" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -389,6 +420,28 @@ pub async fn revoke_key(
     state.auth.clear();
     tracing::info!(key = id, user = signed.user.id, "key revoked in the web app");
     Ok(Redirect::to("/settings#keys").into_response())
+}
+
+/// `POST /settings/users/{id}/remove`: removes another user of the workspace and ends their
+/// sessions. Removing yourself is refused, so a workspace always keeps someone who can sign in.
+pub async fn remove_user(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Posted(signed, _): Posted<super::session::Empty>,
+) -> WebResult<Response> {
+    let users = state.store.users(signed.workspace.id).await?;
+    let Some(user) = users.iter().find(|user| user.id == id) else {
+        return Err(WebError::not_found(format!("there is no user {id} in this workspace")));
+    };
+    if user.id == signed.user.id {
+        let message = "you cannot remove yourself; another user of the workspace can.".to_owned();
+        let notice = Notice { message: Some((Form::Users, AlertKind::Error, message)), ..Notice::default() };
+        return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+    }
+    state.store.delete_user(user.id).await?;
+    tracing::info!(removed = user.id, user = signed.user.id, "user removed in the web app");
+    Ok(Redirect::to("/settings#users").into_response())
 }
 
 /// The password form.

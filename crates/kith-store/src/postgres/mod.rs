@@ -339,6 +339,10 @@ impl Store for PostgresStore {
         users::user_count(&*self.pool.get().await?).await
     }
 
+    async fn users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
+        users::users(&*self.pool.get().await?, workspace).await
+    }
+
     async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()> {
         users::create_session(&*self.pool.get().await?, user, &token_hash, expires_at).await
     }

@@ -48,6 +48,13 @@ pub async fn user_by_email(c: &Client, email: &str) -> Result<Option<User>> {
     row.as_ref().map(user_row).transpose()
 }
 
+pub async fn users(c: &Client, workspace: WorkspaceId) -> Result<Vec<User>> {
+    let rows = c
+        .query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.workspace_id = $1 ORDER BY u.id"), &[&workspace])
+        .await?;
+    rows.iter().map(user_row).collect()
+}
+
 pub async fn user_count(c: &Client) -> Result<i64> {
     Ok(c.query_one("SELECT COUNT(*) FROM users", &[]).await?.try_get(0)?)
 }

@@ -552,6 +552,10 @@ impl Store for SqliteStore {
         self.read(users::user_count).await
     }
 
+    async fn users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
+        self.read(move |c| users::users(c, workspace)).await
+    }
+
     async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()> {
         self.write(move |c| users::create_session(c, user, &token_hash, expires_at)).await
     }

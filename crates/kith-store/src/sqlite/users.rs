@@ -37,6 +37,13 @@ pub fn create_user(c: &mut Connection, workspace: WorkspaceId, email: &str, pass
     Ok(user)
 }
 
+pub fn users(c: &Connection, workspace: WorkspaceId) -> Result<Vec<User>> {
+    let mut statement =
+        c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.workspace_id = ?1 ORDER BY u.id"))?;
+    let rows = statement.query_map([workspace], user_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn user_by_email(c: &Connection, email: &str) -> Result<Option<User>> {
     let mut statement = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = ?1"))?;
     Ok(statement.query_row([email], user_row).optional()?)
