@@ -59,6 +59,9 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The longest a scrape waits for acknowledged events to be counted.
+const METRICS_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Prometheus metrics; with a metrics token set, only for `Authorization: Bearer <token>`.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.metrics_token {
@@ -71,6 +74,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             return ApiError::unauthorized("send the metrics token as `Authorization: Bearer <token>`").into_response();
         }
     }
+    // Events are counted as the store applies them: let it catch up with what was
+    // acknowledged (briefly: a scrape must not hang on a stalled projection).
+    let _ = tokio::time::timeout(METRICS_SETTLE, state.store.settle()).await;
     let mut text = state.metrics.render(state.pipeline.stats());
     text.push_str(&state.jobs.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

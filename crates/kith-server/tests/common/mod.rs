@@ -363,9 +363,10 @@ impl TestServer {
     }
 
     /// Runs a `SELECT count(*) …` straight on the test's database, bypassing the API: how a
-    /// test proves rows are really gone. Read through the API first, so that everything
-    /// acknowledged has been written.
+    /// test proves rows are really gone.
     pub async fn count_rows(&self, sql: &str) -> i64 {
+        // Derived rows are written by the event log's projection: count once it caught up.
+        self.state.store.settle().await.expect("the projection catches up");
         match self.database.as_ref().expect("a database") {
             TestDatabase::Sqlite(dir) => {
                 let connection = rusqlite::Connection::open(dir.path().join("kith.db")).expect("open the SQLite file");

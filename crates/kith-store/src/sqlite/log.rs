@@ -46,6 +46,10 @@ const PROJECTION_BATCH: usize = 10_000;
 /// How far the log may run ahead of the projection before appends wait for it (and the
 /// ingest queue behind them fills up and sheds load with 503).
 const MAX_LAG: i64 = 200_000;
+/// Below this many unapplied events the projection waits [`GATHER`] for more before applying.
+const GATHER_BELOW: i64 = 1_000;
+/// How long the projection gathers a trickle of events into one transaction.
+const GATHER: Duration = Duration::from_millis(3);
 /// The longest an append waits for the projection before giving up with an error.
 const APPEND_WAIT: Duration = Duration::from_secs(30);
 /// The longest a read waits for the projection to reach what was acknowledged before it.
@@ -306,7 +310,7 @@ fn needs_known_user(incoming: &Incoming, outcome: &Outcome) -> bool {
 fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progress>, sink: SinkSlot) {
     let mut failures = 0u32;
     loop {
-        let from = {
+        let (from, backlog, closing) = {
             let marks = progress.marks();
             let marks = progress
                 .changed
@@ -315,18 +319,26 @@ fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progres
             if marks.applied >= marks.appended {
                 return;
             }
-            marks.applied
+            (marks.applied, marks.appended - marks.applied, marks.closing)
         };
+        if backlog < GATHER_BELOW && !closing {
+            // A trickle of small appends (single identifies) would otherwise cost one
+            // projection transaction, and its fsync, each: gathering for a moment lets one
+            // transaction apply them all. A read after a 200 waits that much longer at most.
+            std::thread::sleep(GATHER);
+        }
         match apply_after(&reader, &writer, from) {
             Ok((applied, batch, outcomes)) => {
                 failures = 0;
-                progress.marks().applied = applied;
-                progress.applied.send_replace(applied);
-                progress.changed.notify_all();
+                // Reported before the watermark moves, so whoever waited for it finds the
+                // events counted and shown.
                 let sink = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
                 if let Some(sink) = sink {
                     sink(&batch, &outcomes);
                 }
+                progress.marks().applied = applied;
+                progress.applied.send_replace(applied);
+                progress.changed.notify_all();
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
