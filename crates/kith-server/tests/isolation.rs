@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
+use common::browser::Browser;
 use common::outbound::Receiver;
 use common::TestServer;
 use jiff::Timestamp;
@@ -16,7 +15,6 @@ use kith_server::auth::generate_key;
 use kith_server::web::session::create_user;
 use kith_server::Clock;
 use kith_store::KeyKind;
-use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -339,54 +337,12 @@ async fn ingest_with_one_workspaces_key_never_reaches_another() {
     server.stop().await;
 }
 
-/// A browser without JavaScript: a cookie jar, no redirects followed.
-struct Browser {
-    url: String,
-    client: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> (StatusCode, String) {
-        let jar: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
-        let response = request.header(COOKIE, jar.join("; ")).send().await.expect("request");
-        for header in response.headers().get_all(SET_COOKIE) {
-            let (name, value) = header.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap();
-            self.cookies.insert(name.to_owned(), value.to_owned());
-        }
-        (response.status(), response.text().await.unwrap())
-    }
-
-    async fn get(&mut self, path: &str) -> (StatusCode, String) {
-        let request = self.client.get(format!("{}{path}", self.url));
-        self.send(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-        let request = self.client.post(format!("{}{path}", self.url)).form(form);
-        self.send(request).await
-    }
-}
-
-/// The value of the first form's CSRF field.
-fn csrf(page: &str) -> String {
-    let marker = r#"name="_csrf" value=""#;
-    let start = page.find(marker).unwrap_or_else(|| panic!("no form on {page}")) + marker.len();
-    page[start..].split('"').next().unwrap().to_owned()
-}
-
 async fn another_workspaces_ids_are_not_found_in_the_web_app() {
     let (server, _a, b, held, _receiver) = two_workspaces().await;
     let before = b.snapshot(&server, &held).await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut browser = Browser { url: server.url.clone(), client, cookies: HashMap::new() };
-    let (_, login) = browser.get("/login").await;
-    let (status, _) = browser
-        .post("/login", &[("_csrf", &csrf(&login)), ("email", "founder@a.example"), ("password", PASSWORD)])
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "signed in to workspace A");
-    let (_, page) = browser.get("/contacts").await;
-    let token = csrf(&page);
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@a.example", PASSWORD).await;
+    let token = browser.get("/contacts").await.csrf();
 
     for path in [
         format!("/contacts/{}", held.bea),
@@ -394,7 +350,7 @@ async fn another_workspaces_ids_are_not_found_in_the_web_app() {
         "/accounts/b-corp".to_owned(),
         "/audiences/b_vips".to_owned(),
     ] {
-        assert_eq!(browser.get(&path).await.0, StatusCode::NOT_FOUND, "GET {path}");
+        assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND, "GET {path}");
     }
     let mut forms: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
     for contact in [held.bea.to_string(), "bea@b.example".to_owned()] {
@@ -412,11 +368,11 @@ async fn another_workspaces_ids_are_not_found_in_the_web_app() {
     }
     for (path, mut fields) in forms {
         fields.push(("_csrf", &token));
-        let (status, body) = browser.post(&path, &fields).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "POST {path} from workspace A: {body}");
+        let page = browser.post(&path, &fields).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "POST {path} from workspace A: {}", page.body);
     }
 
-    let (_, nudges) = browser.get("/nudges").await;
+    let nudges = browser.get("/nudges").await.body;
     assert!(!nudges.contains("Signup without a teammate") && !nudges.contains("/paid"), "B's rules are not shown");
     assert_unchanged(&before, &b.snapshot(&server, &held).await, "after workspace A's forms");
     server.stop().await;

@@ -3,81 +3,13 @@
 
 mod common;
 
-use std::collections::HashMap;
-
+use common::browser::Browser;
 use common::TestServer;
 use kith_server::web::session::create_user;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
-
-/// A browser without JavaScript: a cookie jar, no automatic redirects.
-struct Browser {
-    url: String,
-    client: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-/// An answer: status, `Location`, body.
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-impl Page {
-    /// The CSRF token of the page's first form.
-    fn csrf(&self) -> String {
-        let marker = r#"name="_csrf" value=""#;
-        let start = self.body.find(marker).unwrap_or_else(|| panic!("no form on {}", self.body)) + marker.len();
-        self.body[start..].split('"').next().unwrap().to_owned()
-    }
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { url: server.url.clone(), client, cookies: HashMap::new() }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let jar: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
-        let response = request.header(COOKIE, jar.join("; ")).send().await.expect("request");
-        for header in response.headers().get_all(SET_COOKIE) {
-            let text = header.to_str().unwrap();
-            assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax"), "{text}");
-            let (name, value) = text.split(';').next().unwrap().split_once('=').unwrap();
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let status = response.status();
-        let location = response.headers().get(LOCATION).map(|value| value.to_str().unwrap().to_owned());
-        Page { status, location, body: response.text().await.unwrap() }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.client.get(format!("{}{path}", self.url));
-        self.send(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.client.post(format!("{}{path}", self.url)).form(form);
-        self.send(request).await
-    }
-
-    /// Signs in through the form and asserts it worked.
-    async fn sign_in(&mut self, email: &str, password: &str) {
-        let form = self.get("/login").await;
-        let page = self.post("/login", &[("_csrf", &form.csrf()), ("email", email), ("password", password)]).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        assert_eq!(page.location.as_deref(), Some("/contacts"));
-    }
-}
 
 async fn server_with_user() -> TestServer {
     let server = TestServer::start().await;
@@ -112,11 +44,11 @@ async fn every_page_but_sign_in_needs_a_session() {
     ] {
         let page = browser.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(page.location, Some(format!("/login?next={path}")), "{path}");
+        assert_eq!(page.location(), Some(format!("/login?next={path}").as_str()), "{path}");
     }
     let page = browser.get("/debugger/stream").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "the live feed too");
-    assert_eq!(browser.get("/").await.location.as_deref(), Some("/login"));
+    assert_eq!(browser.get("/").await.location(), Some("/login"));
     let page = browser.post("/settings/keys", &[("kind", "secret")]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "forms too");
     assert!(server.state.store.keys(server.workspace).await.unwrap().len() == 2, "no key was created");
@@ -158,17 +90,17 @@ async fn signing_in_and_out() {
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
-    assert_eq!(page.location.as_deref(), Some("/settings"), "back where the visitor was going");
+    assert_eq!(page.location(), Some("/settings"), "back where the visitor was going");
     assert!(browser.cookies.contains_key("kith_session"));
 
     let contacts = browser.get("/contacts").await;
     assert_eq!(contacts.status, StatusCode::OK);
     assert!(contacts.body.contains("No contacts yet") && contacts.body.contains("/v1/identify"));
-    assert_eq!(browser.get("/login").await.location.as_deref(), Some("/contacts"), "already signed in");
+    assert_eq!(browser.get("/login").await.location(), Some("/contacts"), "already signed in");
 
     let session = browser.cookies["kith_session"].clone();
     let out = browser.post("/logout", &[("_csrf", &contacts.csrf())]).await;
-    assert_eq!(out.location.as_deref(), Some("/login"));
+    assert_eq!(out.location(), Some("/login"));
     assert!(!browser.cookies.contains_key("kith_session"), "the cookie is cleared");
     browser.cookies.insert("kith_session".into(), session);
     let page = browser.get("/contacts").await;
@@ -195,7 +127,7 @@ async fn the_sign_in_form_needs_its_own_token() {
             ],
         )
         .await;
-    assert_eq!(page.location.as_deref(), Some("/contacts"), "never redirected to another site");
+    assert_eq!(page.location(), Some("/contacts"), "never redirected to another site");
     server.stop().await;
 }
 

@@ -8,93 +8,19 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::browser::{Browser, Page};
 use common::{Options, TestServer};
 use kith_server::web::session::create_user;
 use kith_server::web::throttle::MAX_HASHES;
 use kith_server::web::WebConfig;
 use kith_server::Clock;
 use kith_store::KeyKind;
-use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
 
 const EMAIL: &str = "founder@example.com";
 const PASSWORD: &str = "correct horse battery";
-
-/// A browser without JavaScript: a cookie jar, no automatic redirects.
-struct Browser {
-    url: String,
-    client: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-/// An answer: status, headers, body.
-struct Page {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> Option<&str> {
-        self.headers.get(LOCATION).map(|value| value.to_str().unwrap())
-    }
-
-    fn retry_after(&self) -> Option<u64> {
-        self.headers.get(RETRY_AFTER).map(|value| value.to_str().unwrap().parse().unwrap())
-    }
-
-    /// The CSRF token of the page's first form.
-    fn csrf(&self) -> String {
-        let marker = r#"name="_csrf" value=""#;
-        let start = self.body.find(marker).unwrap_or_else(|| panic!("no form on {}", self.body)) + marker.len();
-        self.body[start..].split('"').next().unwrap().to_owned()
-    }
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { url: server.url.clone(), client, cookies: HashMap::new() }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let jar: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
-        let response = request.header(COOKIE, jar.join("; ")).send().await.expect("request");
-        for header in response.headers().get_all(SET_COOKIE) {
-            let (name, value) = header.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap();
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let (status, headers) = (response.status(), response.headers().clone());
-        Page { status, headers, body: response.text().await.unwrap() }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.client.get(format!("{}{path}", self.url));
-        self.send(request).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let request = self.client.post(format!("{}{path}", self.url)).form(form);
-        self.send(request).await
-    }
-
-    /// Posts the sign-in form (fetching a fresh one first).
-    async fn try_sign_in(&mut self, email: &str, password: &str) -> Page {
-        let form = self.get("/login").await;
-        self.post("/login", &[("_csrf", &form.csrf()), ("email", email), ("password", password)]).await
-    }
-
-    /// Signs in and asserts it worked.
-    async fn sign_in(&mut self, email: &str, password: &str) {
-        let page = self.try_sign_in(email, password).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    }
-}
 
 async fn server_with(web: WebConfig, clock: Option<Clock>) -> TestServer {
     let server = TestServer::start_with(Options { web, clock, ..Options::default() }).await;

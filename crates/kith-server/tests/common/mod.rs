@@ -7,6 +7,7 @@
 //! as `ignored` with the reason and counts it in the summary, never as a pass.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod outbound;
 
 use std::path::PathBuf;
