@@ -6,17 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-fn kith(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("KITH_CONFIG")
-        .env_remove("KITH_DATABASE_URL")
-        .env_remove("KITH_LISTEN")
-        .env("KITH_LOG", "warn");
-    command
-}
+use common::kith;
 
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("run kith");

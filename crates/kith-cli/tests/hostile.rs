@@ -2,12 +2,16 @@
 //! key is checked, slow and idle connections, a workspace flooding the ingest queue, writes
 //! that all fail, and who may read `/metrics`.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+
+use common::kith;
 
 /// A running `kith serve`, stopped when dropped.
 struct Kith {
@@ -24,18 +28,6 @@ impl Drop for Kith {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn kith(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("KITH_CONFIG")
-        .env_remove("KITH_DATABASE_URL")
-        .env_remove("KITH_LISTEN")
-        .env("KITH_LOG", "warn");
-    command
 }
 
 /// Starts kith on `data_dir` with extra environment variables.

@@ -6,18 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-fn kith(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("KITH_CONFIG")
-        .env_remove("KITH_DATABASE_URL")
-        .env_remove("KITH_LISTEN")
-        .env_remove("KITH_USER_PASSWORD")
-        .env("KITH_LOG", "warn");
-    command
-}
+use common::kith;
 
 fn output(command: &mut Command) -> (bool, String, String) {
     let Output { status, stdout, stderr } = command.output().expect("run kith");

@@ -4,9 +4,25 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+/// The `kith` binary on `data_dir`, with nothing from the environment that would point it
+/// elsewhere (a config file, a database URL, a listen address, a preset password).
+pub fn kith(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("KITH_CONFIG")
+        .env_remove("KITH_DATABASE_URL")
+        .env_remove("KITH_LISTEN")
+        .env_remove("KITH_USER_PASSWORD")
+        .env("KITH_LOG", "warn");
+    command
+}
 
 /// What `kith serve` prints once it accepts connections.
 const LISTENING: &str = "kith is listening on http://";
