@@ -149,10 +149,7 @@ pub fn open(
     // It holds every payload: as private as the database.
     super::files::prepare(&path)?;
     let log = Connection::open(&path)?;
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
+    let synchronous = durability.synchronous();
     log.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};

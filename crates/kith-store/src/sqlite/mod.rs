@@ -41,6 +41,16 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// The `PRAGMA synchronous` value it stands for, for every file of the store.
+    fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 /// Options for opening the database.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -220,10 +230,7 @@ const STATEMENT_CACHE: usize = 256;
 
 fn configure_writer(connection: &Connection, options: &SqliteOptions) -> Result<()> {
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    let synchronous = match options.durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
+    let synchronous = options.durability.synchronous();
     connection.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
