@@ -151,6 +151,95 @@ async fn a_refused_event_leaves_its_message_id_free_for_the_corrected_retry() {
     server.stop().await;
 }
 
+/// SQLite keeps recent messageIds in memory and older ones in sealed runs in the event log's
+/// file (`kith-store/src/sqlite/dedup.rs`): none may be forgotten inside the window, across a
+/// seal, a restart and a damaged filter, and a run is dropped whole once it is old enough.
+#[tokio::test]
+async fn sqlite_remembers_message_ids_across_a_seal_a_restart_and_a_filter_rebuild() {
+    let clock = Clock::manual(T0.parse::<Timestamp>().unwrap());
+    let mut server = TestServer::start_with_clock(clock.clone()).await;
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "w0"}),
+        )
+        .await;
+    server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
+    // Two hours on, the next append seals the first two messageIds into a run.
+    clock.advance(SignedDuration::from_hours(2));
+    server.ingest("/v1/track", &track("Exported", "2024-07-01T11:00:00Z", "w2")).await;
+    let log = server.sqlite_file("kith.db.log").expect("a SQLite server");
+    let runs =
+        |sql: &str| -> i64 { rusqlite::Connection::open(&log).unwrap().query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(runs("SELECT COUNT(*) FROM dedup_runs"), 1, "one sealed run");
+    assert_eq!(runs("SELECT COUNT(*) FROM dedup_digests"), 2, "holding the two older messageIds");
+
+    // A restart: the run's filter comes back from the file, the unsealed w2 from the log.
+    server = server.restart(common::Options { clock: Some(clock.clone()), ..Default::default() }).await;
+    assert_eq!(event_count(&server, "ada@example.com").await, 3);
+    // A damaged filter is rebuilt from the run at the next start (the running server holds
+    // its copy in memory).
+    rusqlite::Connection::open(&log).unwrap().execute("UPDATE dedup_runs SET filter = X'0102'", []).unwrap();
+    server = server.restart(common::Options { clock: Some(clock.clone()), ..Default::default() }).await;
+
+    // Six days and 23 hours after the first events: every messageId is still taken.
+    clock.advance(SignedDuration::from_hours(6 * 24 + 21));
+    for (id, time) in [("w1", "2024-07-01T09:30:00Z"), ("w2", "2024-07-01T11:00:00Z")] {
+        let answer = server.ingest("/v1/track", &track("Exported", time, id)).await;
+        assert_eq!(answer["success"], true, "a duplicate is acknowledged");
+    }
+    assert_eq!(
+        event_count(&server, "ada@example.com").await,
+        3,
+        "no duplicate stored, after seal, restart and rebuild"
+    );
+
+    // Nine days on, two appends two hours apart: the second seals the first, and the runs
+    // older than the window go whole; their messageIds are free again.
+    clock.advance(SignedDuration::from_hours(2 * 24 + 3));
+    server.ingest("/v1/track", &track("Opened", "2024-07-10T10:00:00Z", "w3")).await;
+    clock.advance(SignedDuration::from_hours(2));
+    server.ingest("/v1/track", &track("Opened", "2024-07-10T12:00:00Z", "w4")).await;
+    assert_eq!(runs("SELECT COUNT(*) FROM dedup_runs"), 1, "only the run sealed just now is left");
+    assert_eq!(runs("SELECT COUNT(*) FROM dedup_digests"), 1, "holding w3");
+    server.ingest("/v1/track", &track("Exported", "2024-07-10T13:00:00Z", "w1")).await;
+    assert_eq!(event_count(&server, "ada@example.com").await, 6, "w1 is a new event once its run is gone");
+    server.stop().await;
+}
+
+/// A database written before the event log kept its messageIds in a `message_ids` table of
+/// the main file: the first start after the upgrade takes them over, forgetting none.
+#[tokio::test]
+async fn sqlite_takes_over_the_message_ids_of_a_database_from_before_the_event_log() {
+    let server = TestServer::start().await;
+    server
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "i1"}),
+        )
+        .await;
+    let main = rusqlite::Connection::open(server.sqlite_file("kith.db").expect("a SQLite server")).unwrap();
+    main.execute_batch("CREATE TABLE message_ids (digest BLOB PRIMARY KEY) WITHOUT ROWID").unwrap();
+    let legacy = kith_store::message_digest(server.workspace, "legacy-1");
+    main.execute("INSERT INTO message_ids (digest) VALUES (?1)", [legacy.as_slice()]).unwrap();
+    drop(main);
+
+    let server = server.restart(common::Options::default()).await;
+    server.ingest("/v1/track", &track("Exported", "2024-07-01T10:00:00Z", "legacy-1")).await;
+    server.ingest("/v1/track", &track("Exported", "2024-07-01T10:00:00Z", "new-1")).await;
+    assert_eq!(
+        event_count(&server, "ada@example.com").await,
+        2,
+        "the legacy messageId is a duplicate, the new one not"
+    );
+    assert_eq!(
+        server.count_rows("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'message_ids'").await,
+        0,
+        "the old table is gone once taken over"
+    );
+    server.stop().await;
+}
+
 crate::backend_tests!(
     a_duplicate_seven_days_later_is_still_a_duplicate,
     the_same_message_id_in_two_workspaces_is_two_events,

@@ -385,6 +385,14 @@ impl TestServer {
         }
     }
 
+    /// A file beside the SQLite database (`kith.db`, `kith.db.log`); `None` on PostgreSQL.
+    pub fn sqlite_file(&self, name: &str) -> Option<PathBuf> {
+        match self.database.as_ref().expect("a database") {
+            TestDatabase::Sqlite(dir) => Some(dir.path().join(name)),
+            TestDatabase::Postgres { .. } => None,
+        }
+    }
+
     /// Sets the workspace's time zone through the API.
     pub async fn set_time_zone(&self, zone: &str) {
         let (status, body) =

@@ -14,21 +14,24 @@
 //! transaction never delays an acknowledgement.
 //!
 //! Before appending, the appender decides what the client must learn in its answer:
-//! a duplicate messageId (against the events not yet applied, in memory, and the applied
-//! ones, in `message_ids`) and an identify without email for a user nobody knows (against
-//! the projected identities, after letting the projection catch up: such identifies are
-//! rare). Reads that must see acknowledged events wait for the watermark (`wait_applied`).
+//! a duplicate messageId (against the digests the log has taken within the window, in
+//! memory and in sealed runs: `dedup.rs`) and an identify without email for a user nobody
+//! knows (against the projected identities, after letting the projection catch up: such
+//! identifies are rare). Only events that pass reach the log, so the projection never sees
+//! a duplicate. Reads that must see acknowledged events wait for the watermark
+//! (`wait_applied`).
 //!
 //! No checkpoint runs inside an append: the projection thread checkpoints the log every
 //! [`CHECKPOINT_EVERY`] (copying a little often keeps the appender's fsyncs short; one large
 //! checkpoint a second made the slowest acknowledgements five times slower).
 //!
-//! Applied entries are pruned from the log by the appender, in the next append's
-//! transaction (deleting the oldest rows of a rowid table touches only its first pages):
-//! the main database holds their effects and their messageIds, and an erased contact's
-//! events must not outlive it in the log (`Appender::prune` runs right after an erasure).
+//! Entries that are applied and whose digests are sealed are pruned from the log by the
+//! appender, in the next append's transaction (deleting the oldest rows of a rowid table
+//! touches only its first pages): the main database holds their effects, the sealed runs
+//! their messageIds, and an erased contact's events must not outlive it in the log
+//! (`Appender::prune` seals and prunes right after an erasure).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,6 +40,7 @@ use kith_core::EventKind;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::watch;
 
+use super::dedup::Dedup;
 use super::{write, Durability, Writer};
 use crate::model::{Incoming, Outcome};
 use crate::plan::PendingEvent;
@@ -132,15 +136,14 @@ impl Progress {
 }
 
 /// The single appender: the log's write connection, a read connection on the main
-/// database, and the digests of appended events the projection has not applied yet.
+/// database, and the messageIds taken.
 pub struct Appender {
     log: Connection,
     main: Connection,
     next_seq: i64,
     /// Entries up to here are known to be deleted from the log.
     pruned: i64,
-    unapplied: VecDeque<(i64, [u8; 16])>,
-    unapplied_set: HashSet<[u8; 16]>,
+    dedup: Dedup,
 }
 
 /// Opens the log and starts the projection. Returns the appender, the shared progress and
@@ -154,7 +157,7 @@ pub fn open(
     let path = log_path(database);
     // It holds every payload: as private as the database.
     super::files::prepare(&path)?;
-    let log = Connection::open(&path)?;
+    let mut log = Connection::open(&path)?;
     let synchronous = durability.synchronous();
     log.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
@@ -171,6 +174,7 @@ pub fn open(
              payload      TEXT    NOT NULL
          );"
     ))?;
+    log.execute_batch(super::dedup::SCHEMA)?;
     let applied = stored_watermark(&writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).connection)?;
     // A fully pruned log is empty: numbering goes on from the watermark.
     let logged: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |row| row.get(0))?;
@@ -181,17 +185,8 @@ pub fn open(
         changed: Condvar::new(),
         applied: applied_sender,
     });
-    let mut unapplied = VecDeque::new();
-    let mut unapplied_set = HashSet::new();
-    {
-        let mut statement = log.prepare("SELECT seq, digest FROM log WHERE seq > ?1 ORDER BY seq")?;
-        let rows = statement.query_map([applied], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, [u8; 16]>(1)?)))?;
-        for row in rows {
-            let (seq, digest) = row?;
-            unapplied.push_back((seq, digest));
-            unapplied_set.insert(digest);
-        }
-    }
+    let mut dedup = Dedup::load(&log)?;
+    adopt_message_ids(&writer, &mut log, &mut dedup)?;
     let main = super::open_reader(database)?;
     // The projection's connection to the log: it reads entries and checkpoints.
     let reader =
@@ -204,7 +199,7 @@ pub fn open(
             .spawn(move || project(reader, writer, progress, sink))
             .map_err(|e| StoreError::Database(format!("cannot start the projection thread: {e}")))?
     };
-    let appender = Appender { log, main, next_seq: appended + 1, pruned: 0, unapplied, unapplied_set };
+    let appender = Appender { log, main, next_seq: appended + 1, pruned: 0, dedup };
     Ok((appender, progress, projection))
 }
 
@@ -214,7 +209,6 @@ impl Appender {
     pub fn append(&mut self, progress: &Progress, batch: &[Incoming]) -> Result<Vec<Outcome>> {
         progress.block_until(APPEND_WAIT, |marks| marks.appended - marks.applied < MAX_LAG)?;
         let applied = progress.marks().applied;
-        self.forget_applied(applied);
         let mut outcomes = self.deduplicate(batch)?;
         if batch.iter().zip(&outcomes).any(|(incoming, outcome)| needs_known_user(incoming, outcome)) {
             // Whether an identify without email names a known user depends on every event
@@ -228,9 +222,12 @@ impl Appender {
                 }
             }
         }
+        let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or(i64::MIN);
         let tx = self.log.transaction()?;
-        if applied > self.pruned {
-            tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
+        let sealing = if self.dedup.seal_due(now) { Some(self.dedup.seal(&tx, self.next_seq - 1, now)?) } else { None };
+        let prunable = applied.min(sealing.as_ref().map_or(self.dedup.sealed_through(), |sealing| sealing.through()));
+        if prunable > self.pruned {
+            tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([prunable])?;
         }
         let mut appended = Vec::with_capacity(batch.len());
         {
@@ -253,56 +250,79 @@ impl Appender {
                     event.received_at.as_millisecond(),
                     event.payload,
                 ])?;
-                appended.push((seq, incoming.digest));
+                appended.push(incoming);
             }
         }
         tx.commit()?;
-        if applied > self.pruned {
-            self.pruned = applied;
+        self.pruned = self.pruned.max(prunable);
+        if let Some(sealing) = sealing {
+            self.dedup.sealed(sealing);
         }
-        if let Some((last, _)) = appended.last().copied() {
-            self.next_seq = last + 1;
-            self.unapplied_set.extend(appended.iter().map(|(_, digest)| *digest));
-            self.unapplied.extend(appended);
-            progress.marks().appended = last;
+        if !appended.is_empty() {
+            for incoming in &appended {
+                self.dedup.remember(incoming.digest, incoming.event.received_at.as_millisecond());
+            }
+            self.next_seq += appended.len() as i64;
+            progress.marks().appended = self.next_seq - 1;
             progress.changed.notify_all();
         }
         Ok(outcomes)
     }
 
-    /// Deletes every applied entry from the log now.
+    /// Deletes every applied entry from the log now, sealing the digests of those not
+    /// sealed yet.
     pub fn prune(&mut self, progress: &Progress) -> Result<()> {
         let applied = progress.marks().applied;
-        self.log.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
-        self.pruned = applied;
+        let tx = self.log.transaction()?;
+        // No run expires here: only appends, which know the time, drop runs.
+        let sealing = self.dedup.seal(&tx, self.next_seq - 1, i64::MIN)?;
+        tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
+        tx.commit()?;
+        self.dedup.sealed(sealing);
+        self.pruned = self.pruned.max(applied);
         Ok(())
     }
 
-    /// Drops the digests of events the projection has applied: `message_ids` has them now.
-    fn forget_applied(&mut self, applied: i64) {
-        while let Some((seq, digest)) = self.unapplied.front().copied() {
-            if seq > applied {
-                break;
-            }
-            self.unapplied.pop_front();
-            self.unapplied_set.remove(&digest);
-        }
+    /// Whether a messageId digest was taken within the window.
+    pub fn seen(&self, digest: &[u8; 16]) -> Result<bool> {
+        self.dedup.contains(&self.log, digest)
     }
 
-    /// `Accepted` for each event, `Duplicate` for a messageId already in the log (applied
-    /// or not) or earlier in the batch.
+    /// `Accepted` for each event, `Duplicate` for a messageId taken within the window or
+    /// earlier in the batch.
     fn deduplicate(&self, batch: &[Incoming]) -> Result<Vec<Outcome>> {
-        let mut seen = self.main.prepare_cached("SELECT 1 FROM message_ids WHERE digest = ?1")?;
         let mut in_batch = HashSet::with_capacity(batch.len());
         let mut outcomes = Vec::with_capacity(batch.len());
         for incoming in batch {
-            let duplicate = !in_batch.insert(incoming.digest)
-                || self.unapplied_set.contains(&incoming.digest)
-                || seen.exists([incoming.digest.as_slice()])?;
+            let duplicate = !in_batch.insert(incoming.digest) || self.seen(&incoming.digest)?;
             outcomes.push(if duplicate { Outcome::Duplicate } else { Outcome::Accepted });
         }
         Ok(outcomes)
     }
+}
+
+/// Seals the messageIds a store kept in the main database before the event log into a
+/// run, then drops that table: an upgrade forgets no messageId inside the window.
+fn adopt_message_ids(writer: &Mutex<Writer>, log: &mut Connection, dedup: &mut Dedup) -> Result<()> {
+    let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let connection = &mut writer.connection;
+    let exists: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'message_ids')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    let digests: Vec<[u8; 16]> = connection
+        .prepare("SELECT digest FROM message_ids")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !digests.is_empty() {
+        dedup.adopt(log, digests, jiff::Timestamp::now().as_millisecond())?;
+    }
+    connection.execute_batch("DROP TABLE message_ids")?;
+    Ok(())
 }
 
 /// An identify without email is only valid for a user who already has a contact.

@@ -6,6 +6,7 @@
 
 mod admin;
 mod cache;
+mod dedup;
 mod files;
 mod log;
 mod migrate;
@@ -323,7 +324,14 @@ impl Store for SqliteStore {
     }
 
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
-        self.read_fresh(move |c| write::preview(c, workspace, event)).await
+        let incoming = Incoming::new(workspace, event);
+        let (log, digest) = (self.log.clone(), incoming.digest);
+        let seen = tokio::task::spawn_blocking(move || {
+            log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).seen(&digest)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))??;
+        self.read_fresh(move |c| write::preview(c, incoming, seen)).await
     }
 
     async fn expire_pending(&self, now: Timestamp) -> Result<u64> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use kith_core::closeness::{days_of_millis, History, InteractionKind, Model};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
-use kith_core::{Event, EventKind, Rejection};
+use kith_core::{EventKind, Rejection};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
@@ -38,11 +38,9 @@ pub fn write_events(
             Ok((*id, WorkspaceRules::new(workspace.tz(), rules, workspace.sends_to_segment())))
         })
         .collect::<Result<_>>()?;
-    // Claiming a messageId is how a duplicate is found: one statement per event, no lookup.
-    let (claimed, seen) = claim_message_ids(&tx, batch)?;
+    // Duplicates never get this far: the event log took each messageId once (`dedup.rs`).
     let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
-    let mut lookups = lookup(&tx, cache, &needs)?;
-    lookups.seen_messages = seen;
+    let lookups = lookup(&tx, cache, &needs)?;
     let mut planner = Planner::new(&rules, lookups, batch.len());
     planner.plan_identities(batch);
     loop {
@@ -60,7 +58,6 @@ pub fn write_events(
     }
     planner.plan_activity(batch);
     let plan = planner.finish();
-    release_unstored_claims(&tx, claimed, &plan.claims)?;
     // The batch's own receive time, so that what it stamps follows the server's clock.
     let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_else(now_ms);
     let written = execute(&tx, cache, &plan, &workspaces, now)?;
@@ -70,39 +67,6 @@ pub fn write_events(
     tx.commit()?;
     Ok(plan
         .resolve_outcomes(|contact| resolve(&written.contact_ids, contact), |day| written.created_days.contains(day)))
-}
-
-/// Message digests.
-type Digests = HashSet<[u8; 16]>;
-
-/// Inserts every messageId of the batch; returns those this batch claimed and those that
-/// were stored before it (a repeat within the batch is neither: the planner sees it).
-fn claim_message_ids(tx: &Connection, batch: &[Incoming]) -> Result<(Digests, Digests)> {
-    let mut claim = tx.prepare_cached("INSERT OR IGNORE INTO message_ids (digest) VALUES (?1)")?;
-    let mut claimed = HashSet::with_capacity(batch.len());
-    let mut seen = HashSet::new();
-    for incoming in batch {
-        if claim.execute([incoming.digest.as_slice()])? == 1 {
-            claimed.insert(incoming.digest);
-        } else if !claimed.contains(&incoming.digest) {
-            seen.insert(incoming.digest);
-        }
-    }
-    Ok((claimed, seen))
-}
-
-/// Gives back the messageIds of events the plan does not store (refused or suppressed), so
-/// that a corrected retry with the same messageId is not taken for a duplicate.
-fn release_unstored_claims(tx: &Connection, claimed: Digests, stored: &[[u8; 16]]) -> Result<()> {
-    if claimed.len() == stored.len() {
-        return Ok(());
-    }
-    let stored: HashSet<&[u8; 16]> = stored.iter().collect();
-    let mut release = tx.prepare_cached("DELETE FROM message_ids WHERE digest = ?1")?;
-    for digest in claimed.iter().filter(|digest| !stored.contains(digest)) {
-        release.execute([digest.as_slice()])?;
-    }
-    Ok(())
 }
 
 /// The ids that have pending events, or `None` when there are too many to keep in memory.
@@ -697,14 +661,15 @@ pub fn rejections(c: &Connection, batch: &[Incoming]) -> Result<Vec<Option<Rejec
         .collect())
 }
 
-/// What writing `event` would do (`POST /api/validate`), read-only.
-pub fn preview(c: &Connection, workspace: WorkspaceId, event: Event) -> Result<Preview> {
+/// What writing `incoming` would do (`POST /api/validate`), read-only; `seen` tells whether
+/// its messageId is taken.
+pub fn preview(c: &Connection, incoming: Incoming, seen: bool) -> Result<Preview> {
+    let workspace = incoming.workspace_id;
     let workspace_record =
         admin::workspace(c, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
-    let incoming = Incoming::new(workspace, event);
     let needs = plan::needs([(workspace, &incoming.event, None)]);
     let mut lookups = lookup(c, &mut WriterCache::default(), &needs)?;
-    if c.prepare_cached("SELECT 1 FROM message_ids WHERE digest = ?1")?.exists([incoming.digest.as_slice()])? {
+    if seen {
         lookups.seen_messages.insert(incoming.digest);
     }
     let rules = HashMap::from([(workspace, WorkspaceRules::new(workspace_record.tz(), Vec::new(), false))]);
