@@ -5,6 +5,9 @@ mod config;
 
 /// mimalloc instead of the system allocator: the writer allocates and frees many small
 /// values per event, and glibc's allocator spent a fifth of the CPU on it and fragmented memory.
+/// Built without transparent huge pages (`no_thp` in Cargo.toml): a 2 MiB page is resident
+/// as soon as one byte of it is touched, which put peak RSS under product traffic at about
+/// 410 MiB instead of 250 MiB, for no measurable speed.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
