@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use kith_core::Code;
 use kith_store::pipeline::PipelineStats;
-use kith_store::{Activity, Outcome};
+use kith_store::{Activity, LogPosition, Outcome};
 
 /// Ingest counters.
 #[derive(Default)]
@@ -133,4 +133,21 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The event log's gauges: what was acknowledged, what reads see, and the lag between.
+pub fn render_log_position(position: LogPosition) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        ("kith_event_log_appended", "The last event-log sequence number acknowledged.", position.appended),
+        ("kith_event_log_applied", "The last event-log sequence number the projection applied.", position.applied),
+        (
+            "kith_projection_lag_events",
+            "Acknowledged events the projection has not applied yet.",
+            position.appended - position.applied,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    out
 }

@@ -68,7 +68,8 @@ async fn write_then_read(server: Arc<TestServer>, client: usize) {
             .await;
         let events = server.get(&format!("/api/contacts/{id}/events?limit=1")).await;
         assert_eq!(
-            events["items"][0]["message_id"], message_id.as_str(),
+            events["items"][0]["message_id"],
+            message_id.as_str(),
             "client {client}, round {round}: the acknowledged event is the newest one read: {events}"
         );
     }

@@ -22,6 +22,16 @@ use kith_core::Event;
 
 pub use model::*;
 
+/// The last event-log sequence number acknowledged and the last one applied to what reads
+/// see; their difference is the projection's lag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    /// Appended and acknowledged.
+    pub appended: i64,
+    /// Applied by the projection.
+    pub applied: i64,
+}
+
 /// A storage failure. Client mistakes never end up here; these are the server's problems.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,6 +102,11 @@ pub trait Store: Send + Sync + 'static {
     /// projection has caught up); at once for a backend that applies events as it commits.
     async fn settle(&self) -> Result<()> {
         Ok(())
+    }
+    /// How far an event log and its projection have come; `None` for a backend that applies
+    /// events as it commits.
+    fn log_position(&self) -> Option<LogPosition> {
+        None
     }
     /// What writing `event` would do, without writing (`POST /api/validate`).
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview>;

@@ -100,6 +100,12 @@ impl Progress {
         self.marks().appended
     }
 
+    /// Where the log and the projection are now.
+    pub fn position(&self) -> crate::LogPosition {
+        let marks = self.marks();
+        crate::LogPosition { appended: marks.appended, applied: marks.applied }
+    }
+
     /// Waits (asynchronously, at most [`READ_WAIT`]) until the projection has applied
     /// everything appended when the call started.
     pub async fn wait_applied(&self) -> Result<()> {

@@ -323,6 +323,10 @@ impl Store for SqliteStore {
         self.log.progress.wait_applied().await
     }
 
+    fn log_position(&self) -> Option<crate::LogPosition> {
+        Some(self.log.progress.position())
+    }
+
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
         let incoming = Incoming::new(workspace, event);
         let (log, digest) = (self.log.clone(), incoming.digest);
