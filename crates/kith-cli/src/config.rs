@@ -18,6 +18,9 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     /// PostgreSQL connections this node keeps open at most.
     pub max_connections: usize,
+    /// Seconds a PostgreSQL statement may run (its `statement_timeout`) and kith waits on the
+    /// database for one operation; past it the request is answered 503 with Retry-After.
+    pub database_timeout_secs: u64,
     /// `full` (fsync every commit) or `normal` (survives a killed process, not a power cut).
     pub durability: Durability,
     /// `text` or `json` logs.
@@ -59,6 +62,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("kith-data"),
             database_url: None,
             max_connections: 16,
+            database_timeout_secs: kith_store::postgres::DEFAULT_TIMEOUT.as_secs(),
             durability: Durability::Full,
             log_format: "text".into(),
             queue_events: 50_000,
@@ -170,6 +174,7 @@ impl Settings {
         for (name, field) in [
             ("KITH_HTTP_HEADER_TIMEOUT_SECS", &mut self.http_header_timeout_secs),
             ("KITH_HTTP_BODY_TIMEOUT_SECS", &mut self.http_body_timeout_secs),
+            ("KITH_DATABASE_TIMEOUT_SECS", &mut self.database_timeout_secs),
         ] {
             if let Some(value) = number(name)? {
                 *field = value;
@@ -193,6 +198,15 @@ impl Settings {
             max_connections: self.http_max_connections,
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs.max(1)),
             body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs.max(1)),
+        }
+    }
+
+    /// How kith connects to the PostgreSQL database at `url`.
+    pub fn postgres(&self, url: &str) -> kith_store::postgres::PostgresOptions {
+        kith_store::postgres::PostgresOptions {
+            max_connections: self.max_connections,
+            timeout: std::time::Duration::from_secs(self.database_timeout_secs.max(1)),
+            ..kith_store::postgres::PostgresOptions::new(url)
         }
     }
 
@@ -271,6 +285,18 @@ mod tests {
         assert_eq!(settings.metrics_token.as_ref().map(|token| token.0.as_str()), Some("t0ken"));
         assert_eq!(settings.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
         assert!(settings.apply_env(|name| (name == "KITH_HTTP_BODY_TIMEOUT_SECS").then(|| "soon".into())).is_err());
+    }
+
+    #[test]
+    fn database_timeout() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.postgres("postgres://h/db").timeout, std::time::Duration::from_secs(10));
+        settings.apply_env(|name| (name == "KITH_DATABASE_TIMEOUT_SECS").then(|| "3".to_owned())).unwrap();
+        assert_eq!(settings.postgres("postgres://h/db").timeout, std::time::Duration::from_secs(3));
+        let settings: Settings = toml::from_str("database_timeout_secs = 0\nmax_connections = 4").unwrap();
+        let options = settings.postgres("postgres://h/db");
+        assert_eq!(options.timeout, std::time::Duration::from_secs(1), "never zero: that would fail everything");
+        assert_eq!(options.max_connections, 4);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use kith_server::auth::generate_key;
 use kith_server::web::session::{create_user, generate_password, remove_user, set_user_password};
 use kith_server::web::WebConfig;
 use kith_server::{App, AppConfig, Clock};
-use kith_store::postgres::{PostgresOptions, PostgresStore};
+use kith_store::postgres::PostgresStore;
 use kith_store::sqlite::{SqliteOptions, SqliteStore};
 use kith_store::{KeyKind, Store, WorkspaceId, WorkspacePatch};
 
@@ -219,8 +219,8 @@ fn postgres_url(settings: &Settings) -> anyhow::Result<Option<&str>> {
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(settings)? {
-        let options = PostgresOptions { max_connections: settings.max_connections, ..PostgresOptions::new(url) };
-        let store = PostgresStore::open(&options).await.context("cannot open the PostgreSQL database")?;
+        let store =
+            PostgresStore::open(&settings.postgres(url)).await.context("cannot open the PostgreSQL database")?;
         return Ok(Arc::new(store));
     }
     let path = settings.database_path();

@@ -212,6 +212,12 @@ impl TestServer {
     pub async fn start_with(options: Options) -> TestServer {
         let database = TestDatabase::create().await;
         let store = database.open().await;
+        TestServer::start_on(database, store, options).await
+    }
+
+    /// A server on `store`, which the test opened on `database` its own way (e.g. through a
+    /// proxy it controls), with a workspace and keys as [`TestServer::start_with`] gives.
+    pub async fn start_on(database: TestDatabase, store: Arc<dyn Store>, options: Options) -> TestServer {
         let workspace = store.create_workspace("Test").await.expect("workspace");
         let write_key = generate_key(KeyKind::Write);
         let secret_key = generate_key(KeyKind::Secret);

@@ -15,9 +15,13 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Applies the migrations the database lacks; returns their versions.
 pub async fn run(client: &mut Client) -> Result<Vec<i64>> {
+    // A migration may rewrite a large table, and a node starting beside one that is migrating
+    // waits for its lock: neither is a statement the statement timeout is meant to cut short.
+    client.batch_execute("SET statement_timeout = 0").await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = apply_missing(client).await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    client.batch_execute("RESET statement_timeout").await?;
     result
 }
 

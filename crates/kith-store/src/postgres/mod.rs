@@ -9,12 +9,14 @@
 //! every node can run them.
 
 mod admin;
+mod connect;
 mod migrate;
 mod nudges;
-mod pool;
 mod read;
 mod users;
 mod write;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -25,48 +27,73 @@ use tokio_postgres::GenericClient;
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
+pub use connect::{create_database, drop_database, with_database_name, SslMode, DEFAULT_CONNECT_TIMEOUT};
 pub use migrate::MIGRATIONS;
-pub use pool::{create_database, drop_database, with_database_name};
 
 /// The advisory lock that serialises the writes planned from what they read.
 const CONTACTS_LOCK: i64 = 0x6b69_7468_0001;
 /// The advisory lock held while migrating, so that nodes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6b69_7468_0002;
 
+/// How long a statement may run, and an operation wait on the database, unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Options for connecting.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
-    /// `postgres://user:password@host:port/database`.
+    /// `postgres://user:password@host:port/database`, with libpq's `sslmode`, `sslrootcert`
+    /// and `connect_timeout` if wanted.
     pub url: String,
     /// Connections this node keeps open at most.
     pub max_connections: usize,
+    /// The longest a statement may run on the server (its `statement_timeout`) and the longest
+    /// one operation waits on the database, a connection included; past it the operation fails,
+    /// so a request is answered 503 instead of hanging on a frozen database.
+    pub timeout: Duration,
 }
 
 impl PostgresOptions {
     /// Defaults for a database URL.
     pub fn new(url: impl Into<String>) -> Self {
-        PostgresOptions { url: url.into(), max_connections: 16 }
+        PostgresOptions { url: url.into(), max_connections: 16, timeout: DEFAULT_TIMEOUT }
     }
+}
+
+/// Runs `$work`, a future using `$client: &mut Client` taken from the store's pool, by the
+/// operation's deadline (or by `$deadline`): see [`connect::Connections::finish`].
+macro_rules! on_connection {
+    ($store:ident, |$client:ident| $work:expr) => {
+        on_connection!($store, $store.connections.deadline(), |$client| $work)
+    };
+    ($store:ident, $deadline:expr, |$client:ident| $work:expr) => {{
+        let deadline = $deadline;
+        let mut connection = $store.connections.get(deadline).await?;
+        let answer = {
+            let $client: &mut tokio_postgres::Client = &mut connection;
+            tokio::time::timeout_at(deadline, $work).await
+        };
+        $store.connections.finish(connection, answer)
+    }};
 }
 
 /// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: pool::Pool,
+    connections: connect::Connections,
 }
 
 impl PostgresStore {
     /// Connects and migrates the database.
     pub async fn open(options: &PostgresOptions) -> Result<Self> {
-        let pool = pool::Pool::new(&options.url, options.max_connections)?;
-        migrate::run(&mut *pool.get().await?).await?;
-        Ok(PostgresStore { pool })
+        let connections = connect::Connections::open(&options.url, options.max_connections, options.timeout)?;
+        migrate::run(&mut **connections.get(connections.deadline()).await?).await?;
+        Ok(PostgresStore { connections })
     }
 
     /// Applies pending migrations only; returns the versions applied.
     pub async fn migrate(url: &str) -> Result<Vec<i64>> {
-        let pool = pool::Pool::new(url, 1)?;
-        let applied = migrate::run(&mut *pool.get().await?).await?;
+        let connections = connect::Connections::open(url, 1, DEFAULT_TIMEOUT)?;
+        let applied = migrate::run(&mut **connections.get(connections.deadline()).await?).await?;
         Ok(applied)
     }
 }
@@ -85,63 +112,63 @@ fn now_ms() -> i64 {
 #[async_trait]
 impl Store for PostgresStore {
     async fn create_workspace(&self, name: &str) -> Result<Workspace> {
-        admin::create_workspace(&mut *self.pool.get().await?, name).await
+        on_connection!(self, |c| admin::create_workspace(c, name))
     }
 
     async fn workspaces(&self) -> Result<Vec<Workspace>> {
-        admin::workspaces(&*self.pool.get().await?).await
+        on_connection!(self, |c| admin::workspaces(c))
     }
 
     async fn workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>> {
-        admin::workspace(&*self.pool.get().await?, id).await
+        on_connection!(self, |c| admin::workspace(c, id))
     }
 
     async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
-        admin::update_workspace(&mut *self.pool.get().await?, id, patch).await
+        on_connection!(self, |c| admin::update_workspace(c, id, patch))
     }
 
     async fn signing_secret(&self, id: WorkspaceId) -> Result<Option<String>> {
-        admin::signing_secret(&*self.pool.get().await?, id).await
+        on_connection!(self, |c| admin::signing_secret(c, id))
     }
 
     async fn create_key(&self, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
-        admin::create_key(&*self.pool.get().await?, workspace, kind, name, key).await
+        on_connection!(self, |c| admin::create_key(c, workspace, kind, name, key))
     }
 
     async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        admin::find_key(&*self.pool.get().await?, &hash).await
+        on_connection!(self, |c| admin::find_key(c, &hash))
     }
 
     async fn keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
-        admin::keys(&*self.pool.get().await?, workspace).await
+        on_connection!(self, |c| admin::keys(c, workspace))
     }
 
     async fn revoke_key(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        admin::revoke_key(&*self.pool.get().await?, workspace, id).await
+        on_connection!(self, |c| admin::revoke_key(c, workspace, id))
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
-        write::write_events(&mut *self.pool.get().await?, &batch).await
+        on_connection!(self, |c| write::write_events(c, &batch))
     }
 
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
-        write::preview(&*self.pool.get().await?, workspace, event).await
+        on_connection!(self, |c| write::preview(c, workspace, event))
     }
 
     async fn expire_pending(&self, now: Timestamp) -> Result<u64> {
-        write::expire_pending(&mut *self.pool.get().await?, now.as_millisecond()).await
+        on_connection!(self, |c| write::expire_pending(c, now.as_millisecond()))
     }
 
     async fn contacts(&self, workspace: WorkspaceId, query: ContactQuery) -> Result<Page<Contact>> {
-        read::contacts(&*self.pool.get().await?, workspace, &query).await
+        on_connection!(self, |c| read::contacts(c, workspace, &query))
     }
 
     async fn contact(&self, workspace: WorkspaceId, key: ContactKey) -> Result<Option<Contact>> {
-        read::contact(&*self.pool.get().await?, workspace, &key).await
+        on_connection!(self, |c| read::contact(c, workspace, &key))
     }
 
     async fn identities(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Identity>> {
-        read::identities(&*self.pool.get().await?, workspace, contact).await
+        on_connection!(self, |c| read::identities(c, workspace, contact))
     }
 
     async fn timeline(
@@ -151,7 +178,7 @@ impl Store for PostgresStore {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<Interaction>> {
-        read::timeline(&*self.pool.get().await?, workspace, contact, cursor.as_ref(), limit).await
+        on_connection!(self, |c| read::timeline(c, workspace, contact, cursor.as_ref(), limit))
     }
 
     async fn events(
@@ -161,7 +188,7 @@ impl Store for PostgresStore {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<StoredEvent>> {
-        read::events(&*self.pool.get().await?, workspace, contact, cursor.as_ref(), limit).await
+        on_connection!(self, |c| read::events(c, workspace, contact, cursor.as_ref(), limit))
     }
 
     async fn identify_payloads(
@@ -170,7 +197,7 @@ impl Store for PostgresStore {
         contact: ContactId,
         until: Timestamp,
     ) -> Result<Vec<String>> {
-        read::identify_payloads(&*self.pool.get().await?, workspace, contact, until.as_millisecond()).await
+        on_connection!(self, |c| read::identify_payloads(c, workspace, contact, until.as_millisecond()))
     }
 
     async fn add_interaction(
@@ -179,47 +206,47 @@ impl Store for PostgresStore {
         contact: ContactId,
         interaction: NewInteraction,
     ) -> Result<Interaction> {
-        write::add_interaction(&mut *self.pool.get().await?, workspace, contact, interaction).await
+        on_connection!(self, |c| write::add_interaction(c, workspace, contact, interaction))
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
-        write::delete_contact(&mut *self.pool.get().await?, workspace, contact, suppress).await
+        on_connection!(self, |c| write::delete_contact(c, workspace, contact, suppress))
     }
 
     async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
-        write::merge_contacts(&mut *self.pool.get().await?, workspace, into, from).await
+        on_connection!(self, |c| write::merge_contacts(c, workspace, into, from))
     }
 
     async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
-        write::set_cadence(&mut *self.pool.get().await?, workspace, contact, days).await
+        on_connection!(self, |c| write::set_cadence(c, workspace, contact, days))
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
-        read::alias_conflicts(&*self.pool.get().await?, workspace).await
+        on_connection!(self, |c| read::alias_conflicts(c, workspace))
     }
 
     async fn accounts(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<Account>> {
-        read::accounts(&*self.pool.get().await?, workspace, None, limit).await
+        on_connection!(self, |c| read::accounts(c, workspace, None, limit))
     }
 
     async fn account(&self, workspace: WorkspaceId, group_id: &str) -> Result<Option<Account>> {
-        Ok(read::accounts(&*self.pool.get().await?, workspace, Some(group_id), 1).await?.pop())
+        Ok(on_connection!(self, |c| read::accounts(c, workspace, Some(group_id), 1))?.pop())
     }
 
     async fn contact_accounts(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Account>> {
-        read::contact_accounts(&*self.pool.get().await?, workspace, contact).await
+        on_connection!(self, |c| read::contact_accounts(c, workspace, contact))
     }
 
     async fn audiences(&self, workspace: WorkspaceId) -> Result<Vec<Audience>> {
-        read::audiences(&*self.pool.get().await?, workspace, None).await
+        on_connection!(self, |c| read::audiences(c, workspace, None))
     }
 
     async fn audience(&self, workspace: WorkspaceId, key: &str) -> Result<Option<Audience>> {
-        Ok(read::audiences(&*self.pool.get().await?, workspace, Some(key)).await?.pop())
+        Ok(on_connection!(self, |c| read::audiences(c, workspace, Some(key)))?.pop())
     }
 
     async fn contact_audiences(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<AudienceMembership>> {
-        read::contact_audiences(&*self.pool.get().await?, workspace, contact).await
+        on_connection!(self, |c| read::contact_audiences(c, workspace, contact))
     }
 
     async fn audience_history(
@@ -229,11 +256,11 @@ impl Store for PostgresStore {
         contact: Option<ContactId>,
         limit: usize,
     ) -> Result<Vec<AudienceHistoryEntry>> {
-        read::audience_history(&*self.pool.get().await?, workspace, audience, contact, limit).await
+        on_connection!(self, |c| read::audience_history(c, workspace, audience, contact, limit))
     }
 
     async fn cadence_rules(&self, workspace: WorkspaceId) -> Result<Vec<CadenceRule>> {
-        read::cadence_rules(&*self.pool.get().await?, workspace).await
+        on_connection!(self, |c| read::cadence_rules(c, workspace))
     }
 
     async fn set_cadence_rule(
@@ -243,31 +270,31 @@ impl Store for PostgresStore {
         key: &str,
         days: i64,
     ) -> Result<CadenceRule> {
-        write::set_cadence_rule(&mut *self.pool.get().await?, workspace, target, key, days).await
+        on_connection!(self, |c| write::set_cadence_rule(c, workspace, target, key, days))
     }
 
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        write::delete_cadence_rule(&mut *self.pool.get().await?, workspace, id).await
+        on_connection!(self, |c| write::delete_cadence_rule(c, workspace, id))
     }
 
     async fn rules(&self, workspace: WorkspaceId) -> Result<Vec<Rule>> {
-        nudges::rules(&*self.pool.get().await?, workspace).await
+        on_connection!(self, |c| nudges::rules(c, workspace))
     }
 
     async fn rule(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Rule>> {
-        nudges::rule(&*self.pool.get().await?, workspace, id).await
+        on_connection!(self, |c| nudges::rule(c, workspace, id))
     }
 
     async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule> {
-        nudges::create_rule(&*self.pool.get().await?, workspace, &spec, now_ms()).await
+        on_connection!(self, |c| nudges::create_rule(c, workspace, &spec, now_ms()))
     }
 
     async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>> {
-        nudges::update_rule(&mut *self.pool.get().await?, workspace, id, &spec, now_ms()).await
+        on_connection!(self, |c| nudges::update_rule(c, workspace, id, &spec, now_ms()))
     }
 
     async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        nudges::delete_rule(&mut *self.pool.get().await?, workspace, id, now_ms()).await
+        on_connection!(self, |c| nudges::delete_rule(c, workspace, id, now_ms()))
     }
 
     async fn firings(
@@ -277,19 +304,19 @@ impl Store for PostgresStore {
         contact: Option<ContactId>,
         limit: usize,
     ) -> Result<Vec<Firing>> {
-        nudges::firings(&*self.pool.get().await?, workspace, rule, contact, limit).await
+        on_connection!(self, |c| nudges::firings(c, workspace, rule, contact, limit))
     }
 
     async fn evaluate_contacts(&self, now: Timestamp) -> Result<JobReport> {
-        nudges::evaluate_contacts(&mut *self.pool.get().await?, now).await
+        on_connection!(self, |c| nudges::evaluate_contacts(c, now))
     }
 
     async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport> {
-        nudges::fire_due(&mut *self.pool.get().await?, now, limit).await
+        on_connection!(self, |c| nudges::fire_due(c, now, limit))
     }
 
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
-        nudges::enqueue(&*self.pool.get().await?, workspace, &deliveries, None, now.as_millisecond()).await
+        on_connection!(self, |c| nudges::enqueue(c, workspace, &deliveries, None, now.as_millisecond()))
     }
 
     async fn claim_deliveries(
@@ -298,11 +325,11 @@ impl Store for PostgresStore {
         limit: usize,
         lease: jiff::SignedDuration,
     ) -> Result<Vec<Delivery>> {
-        nudges::claim_deliveries(&*self.pool.get().await?, now, limit, lease.as_millis() as i64).await
+        on_connection!(self, |c| nudges::claim_deliveries(c, now, limit, lease.as_millis() as i64))
     }
 
     async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()> {
-        nudges::finish_delivery(&*self.pool.get().await?, id, &result, now).await
+        on_connection!(self, |c| nudges::finish_delivery(c, id, &result, now))
     }
 
     async fn deliveries(
@@ -312,64 +339,66 @@ impl Store for PostgresStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Delivery>> {
-        nudges::deliveries(&*self.pool.get().await?, workspace, status, before, limit).await
+        on_connection!(self, |c| nudges::deliveries(c, workspace, status, before, limit))
     }
 
     async fn retry_delivery(&self, workspace: WorkspaceId, id: i64, now: Timestamp) -> Result<bool> {
-        nudges::retry_delivery(&*self.pool.get().await?, workspace, id, now).await
+        on_connection!(self, |c| nudges::retry_delivery(c, workspace, id, now))
     }
 
     async fn segment_destination(&self, workspace: WorkspaceId) -> Result<Option<(String, String)>> {
-        admin::segment_destination(&*self.pool.get().await?, workspace).await
+        on_connection!(self, |c| admin::segment_destination(c, workspace))
     }
 
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool> {
-        admin::claim_digest(&*self.pool.get().await?, workspace, day).await
+        on_connection!(self, |c| admin::claim_digest(c, workspace, day))
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
-        users::create_user(&*self.pool.get().await?, workspace, email, password_hash).await
+        on_connection!(self, |c| users::create_user(c, workspace, email, password_hash))
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        users::user_by_email(&*self.pool.get().await?, email).await
+        on_connection!(self, |c| users::user_by_email(c, email))
     }
 
     async fn user_count(&self) -> Result<i64> {
-        users::user_count(&*self.pool.get().await?).await
+        on_connection!(self, |c| users::user_count(c))
     }
 
     async fn users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
-        users::users(&*self.pool.get().await?, workspace).await
+        on_connection!(self, |c| users::users(c, workspace))
     }
 
     async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()> {
-        users::create_session(&*self.pool.get().await?, user, &token_hash, expires_at).await
+        on_connection!(self, |c| users::create_session(c, user, &token_hash, expires_at))
     }
 
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {
-        users::session(&*self.pool.get().await?, &token_hash, now).await
+        on_connection!(self, |c| users::session(c, &token_hash, now))
     }
 
     async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        users::delete_session(&*self.pool.get().await?, &token_hash).await
+        on_connection!(self, |c| users::delete_session(c, &token_hash))
     }
 
     async fn touch_session(&self, token_hash: [u8; 32], at: Timestamp) -> Result<()> {
-        users::touch_session(&*self.pool.get().await?, &token_hash, at).await
+        on_connection!(self, |c| users::touch_session(c, &token_hash, at))
     }
 
     async fn set_password(&self, user: i64, password_hash: &str) -> Result<()> {
-        users::set_password(&mut *self.pool.get().await?, user, password_hash).await
+        on_connection!(self, |c| users::set_password(c, user, password_hash))
     }
 
     async fn delete_user(&self, user: i64) -> Result<()> {
-        users::delete_user(&mut *self.pool.get().await?, user).await
+        on_connection!(self, |c| users::delete_user(c, user))
     }
 
     async fn ping(&self) -> Result<()> {
-        self.pool.get().await?.execute("SELECT 1", &[]).await?;
-        Ok(())
+        on_connection!(self, self.connections.ping_deadline(), |c| async {
+            c.execute("SELECT 1", &[]).await?;
+            Ok(())
+        })
     }
 }
 
@@ -377,7 +406,7 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         match error.as_db_error() {
             Some(db) => StoreError::Database(format!("{} ({})", db.message(), db.code().code())),
-            None => StoreError::Database(error.to_string()),
+            None => StoreError::Database(connect::describe(&error)),
         }
     }
 }
