@@ -5,6 +5,9 @@
 //!   replaying everything stores nothing twice.
 //! - SIGTERM under load: every request in flight gets an answer, every 200 is stored.
 //! - Load shedding: what is answered 503 has stored nothing and succeeds when retried.
+//! - Crash points (`KITH_CRASH_POINT`): killed right after an event-log commit, or inside a
+//!   projection batch before or after its commit, kith restarts with every acknowledged
+//!   event, and after a replay its derived tables equal those of a run that never crashed.
 
 mod common;
 
@@ -303,6 +306,112 @@ fn sigkill_under_load(durability: &str) {
     assert_eq!(stored.len(), sent.len(), "every event is stored");
     assert!(stored.values().all(|&n| n == 1), "no messageId is stored twice");
     assert_eq!(total_hits(dir.path()), sent.len() as i64, "replays add no hits");
+}
+
+/// What the events derived, read from the database file: each contact's times and closeness
+/// key, and each activity day's hits, first time and description, by email (row ids differ
+/// between runs).
+fn derived(data_dir: &Path) -> Vec<String> {
+    wait_until_applied(data_dir);
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let db = rusqlite::Connection::open_with_flags(data_dir.join("kith.db"), flags).unwrap();
+    let mut rows: Vec<String> = Vec::new();
+    let mut contacts = db
+        .prepare("SELECT email, first_seen_at, last_seen_at, last_interaction_at, round(closeness_key, 9), traits FROM contacts")
+        .unwrap();
+    let found = contacts
+        .query_map([], |row| {
+            Ok(format!(
+                "contact {} {} {} {:?} {:?} {}",
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, Option<f64>>(4)?,
+                row.get::<_, String>(5)?
+            ))
+        })
+        .unwrap();
+    rows.extend(found.map(Result::unwrap));
+    let mut days = db
+        .prepare(
+            "SELECT c.email, i.day, i.hits, i.occurred_at, i.description FROM interactions i
+             JOIN contacts c ON c.id = i.contact_id WHERE i.kind = 'activity'",
+        )
+        .unwrap();
+    let found = days
+        .query_map([], |row| {
+            Ok(format!(
+                "day {} {} {} {} {}",
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?
+            ))
+        })
+        .unwrap();
+    rows.extend(found.map(Result::unwrap));
+    rows.sort();
+    rows
+}
+
+/// The crash-point workload: small, so that each run is quick and every crash lands inside it.
+fn crash_workload() -> Vec<Request> {
+    workload("crash", 400, 12)
+}
+
+/// Runs the crash-point workload on a fresh kith that aborts at `step`'s `n`-th pass, then
+/// restarts it, checks nothing acknowledged was lost, replays everything and returns what
+/// the events derived.
+fn crash_at(step: &str, n: u32) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let point = format!("{step}:{n}");
+    let (mut kith, key) = start(dir.path(), &[("KITH_CRASH_POINT", point.as_str())]);
+    let key = key.expect("first start prints a write key");
+    let requests = crash_workload();
+    let answers = load(kith.port, &key, &requests, 4, &AtomicBool::new(false), &AtomicUsize::new(0));
+    let status = kith.wait(Duration::from_secs(30));
+    assert!(!status.success(), "{point}: kith died at the crash point ({status})");
+    assert!(answers.len() < requests.len(), "{point}: the crash came before the load ended");
+    let acked = acknowledged(&requests, &answers);
+
+    let (kith, _) = start(dir.path(), &[]);
+    let after_restart = stored(dir.path());
+    let lost: Vec<_> = acked.iter().filter(|id| !after_restart.contains_key(*id)).collect();
+    assert!(lost.is_empty(), "{point}: {} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(after_restart.values().all(|&count| count == 1), "{point}: an event applied twice");
+    let replay = load(kith.port, &key, &requests, 4, &AtomicBool::new(false), &AtomicUsize::new(0));
+    assert!(replay.values().all(is_ok), "{point}: every replayed request is acknowledged");
+    kith.stop();
+    let stored = stored(dir.path());
+    let sent: HashSet<_> = requests.iter().flat_map(|r| r.message_ids.iter().cloned()).collect();
+    assert_eq!(stored.len(), sent.len(), "{point}: every event is stored");
+    assert!(stored.values().all(|&count| count == 1), "{point}: no messageId is stored twice");
+    derived(dir.path())
+}
+
+/// The same workload on a kith that never crashes.
+fn without_a_crash() -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (kith, key) = start(dir.path(), &[]);
+    let requests = crash_workload();
+    let answers = load(kith.port, &key.unwrap(), &requests, 4, &AtomicBool::new(false), &AtomicUsize::new(0));
+    assert!(answers.values().all(is_ok));
+    kith.stop();
+    derived(dir.path())
+}
+
+#[test]
+fn a_crash_at_any_step_of_the_log_or_the_projection_loses_nothing_and_counts_nothing_twice() {
+    let expected = without_a_crash();
+    assert!(expected.len() > 100, "the workload derives contacts and days: {}", expected.len());
+    for (step, n) in [("log-after-commit", 40), ("projection-before-commit", 3), ("projection-after-commit", 3)] {
+        let derived = crash_at(step, n);
+        let differences: Vec<_> = derived.iter().zip(&expected).filter(|(got, want)| got != want).take(3).collect();
+        assert_eq!(derived.len(), expected.len(), "{step}: as many contacts and days as without a crash");
+        assert!(differences.is_empty(), "{step}: derived state differs from a run without a crash: {differences:?}");
+    }
 }
 
 #[test]

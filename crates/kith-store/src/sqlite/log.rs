@@ -260,6 +260,7 @@ impl Appender {
             }
         }
         tx.commit()?;
+        super::crash::reached("log-after-commit");
         self.pruned = self.pruned.max(prunable);
         if let Some(sealing) = sealing {
             self.dedup.sealed(sealing);
@@ -412,7 +413,10 @@ fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result
     let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let Writer { connection, cache } = &mut *writer;
     match write::write_events(connection, cache, &batch, Some(last)) {
-        Ok(outcomes) => Ok((last, batch, outcomes)),
+        Ok(outcomes) => {
+            super::crash::reached("projection-after-commit");
+            Ok((last, batch, outcomes))
+        }
         Err(error) => {
             // What the failed batch taught the cache was rolled back with it.
             cache.clear();

@@ -6,6 +6,7 @@
 
 mod admin;
 mod cache;
+mod crash;
 mod dedup;
 mod files;
 mod log;

@@ -63,6 +63,7 @@ pub fn write_events(
     let written = execute(&tx, cache, &plan, &workspaces, now)?;
     if let Some(seq) = applied_through {
         tx.prepare_cached("UPDATE projection SET applied_seq = ?1 WHERE id = 1")?.execute([seq])?;
+        super::crash::reached("projection-before-commit");
     }
     tx.commit()?;
     Ok(plan
