@@ -431,20 +431,8 @@ fn read_after(reader: &Connection, from: i64, limit: usize) -> Result<Vec<(i64, 
         "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at FROM log
          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![from, limit as i64], |row| {
-        let seq: i64 = row.get(0)?;
-        Ok((
-            seq,
-            PendingEvent {
-                id: seq,
-                workspace_id: row.get(1)?,
-                event_type: row.get(2)?,
-                payload: row.get(3)?,
-                occurred_at: row.get(4)?,
-                received_at: row.get(5)?,
-            },
-        ))
-    })?;
+    let rows = statement
+        .query_map(params![from, limit as i64], |row| Ok((row.get::<_, i64>(0)?, write::pending_event(row)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -155,16 +155,7 @@ fn fetch_pending(tx: &Connection, cache: &WriterCache, ids: &[(WorkspaceId, Stri
              WHERE workspace_id = ?1 AND {column} = ?2 AND contact_id IS NULL"
         ))?;
         for (workspace, value) in &ids {
-            let rows = statement.query_map(params![workspace, value], |row| {
-                Ok(PendingEvent {
-                    id: row.get(0)?,
-                    workspace_id: row.get(1)?,
-                    event_type: row.get(2)?,
-                    payload: row.get(3)?,
-                    occurred_at: row.get(4)?,
-                    received_at: row.get(5)?,
-                })
-            })?;
+            let rows = statement.query_map(params![workspace, value], pending_event)?;
             for row in rows {
                 let row = row?;
                 if seen.insert(row.id) {
@@ -174,6 +165,20 @@ fn fetch_pending(tx: &Connection, cache: &WriterCache, ids: &[(WorkspaceId, Stri
         }
     }
     Ok(found)
+}
+
+/// A stored event to plan again, from a row of `id, workspace_id, type, payload,
+/// occurred_at, received_at` (of the events table, or of the event log with its sequence
+/// number as the id).
+pub fn pending_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEvent> {
+    Ok(PendingEvent {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        event_type: row.get(2)?,
+        payload: row.get(3)?,
+        occurred_at: row.get(4)?,
+        received_at: row.get(5)?,
+    })
 }
 
 fn resolve(ids: &[ContactId], contact: ContactRef) -> ContactId {
