@@ -9,13 +9,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// Ada with everything a contact can have: two ids, activity on two days, a pending event
-/// attached later, an account, an audience, a manual note and a rule firing.
+/// attached later, an account, an audience, a manual note, a rule firing and the webhook
+/// delivery it queued.
 async fn ada_with_everything(server: &TestServer) -> i64 {
     let (status, body) = server
         .call(
             Method::POST,
             "/api/rules",
-            &json!({"name": "Exports", "when": {"event": {"name": "Exported"}}, "then": [{"segment": {}}]}),
+            &json!({"name": "Exports", "when": {"event": {"name": "Exported"}},
+                    "then": [{"segment": {}}, {"webhook": {"url": "http://127.0.0.1:9/hook", "text": "{email} exported"}}]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -37,6 +39,8 @@ async fn ada_with_everything(server: &TestServer) -> i64 {
         .call(Method::POST, "/api/contacts/ada@example.com/interactions", &json!({"kind": "note", "text": "Met Ada"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The firing is decided and its webhook queued (its delivery fails: nothing listens).
+    server.run_jobs().await;
     server.contact("ada@example.com").await["id"].as_i64().unwrap()
 }
 
@@ -55,6 +59,7 @@ async fn rows_left(server: &TestServer, id: i64) -> Vec<(&'static str, i64)> {
         ("audience_members", format!("contact_id = {id}")),
         ("audience_history", format!("contact_id = {id}")),
         ("rule_firings", format!("contact_id = {id}")),
+        ("outbox", format!("contact_id = {id} OR payload LIKE '%ada@example.com%'")),
     ] {
         left.push((table, server.count_rows(&format!("SELECT count(*) FROM {table} WHERE {condition}")).await));
     }
@@ -76,7 +81,7 @@ async fn deleting_a_contact_leaves_no_row_of_it() {
         .ingest("/v1/identify", &json!({"userId": "u-bob", "traits": {"email": "bob@example.com"}, "timestamp": now()}))
         .await;
     server.ingest("/v1/group", &json!({"userId": "u-bob", "groupId": "acme", "timestamp": now()})).await;
-    assert_eq!(server.timeline("ada@example.com").await.len(), 3, "two days of activity and a note");
+    assert_eq!(server.timeline("ada@example.com").await.len(), 4, "two days of activity, a note and the nudge");
     for (table, count) in rows_left(&server, id).await {
         assert!(count > 0, "the check itself finds Ada in {table}");
     }

@@ -316,7 +316,7 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
-        on_connection!(self, |c| nudges::enqueue(c, workspace, &deliveries, None, now.as_millisecond()))
+        on_connection!(self, |c| nudges::enqueue(c, workspace, &deliveries, None, None, now.as_millisecond()))
     }
 
     async fn claim_deliveries(

@@ -144,12 +144,15 @@ pub async fn firings(
         .collect()
 }
 
-/// Queues deliveries, in one statement; ids follow the order given.
+/// Queues deliveries, in one statement; ids follow the order given. `firing` and `contact`
+/// say which rule firing they come from and which contact they are about, when they are
+/// (erasing the contact erases them).
 pub async fn enqueue(
     c: &(impl GenericClient + Sync),
     workspace: WorkspaceId,
     deliveries: &[NewDelivery],
     firing: Option<i64>,
+    contact: Option<ContactId>,
     now: i64,
 ) -> Result<()> {
     if deliveries.is_empty() {
@@ -159,11 +162,12 @@ pub async fn enqueue(
     let targets: Vec<&str> = deliveries.iter().map(|delivery| delivery.target.as_str()).collect();
     let payloads: Vec<String> = deliveries.iter().map(|delivery| delivery.payload.to_string()).collect();
     c.execute(
-        "INSERT INTO outbox (workspace_id, kind, target, payload, status, next_attempt_at, created_at, firing_id)
-         SELECT $1, kind, target, payload, 'pending', $5, $5, $6
+        "INSERT INTO outbox (workspace_id, kind, target, payload, status, next_attempt_at, created_at, firing_id,
+                             contact_id)
+         SELECT $1, kind, target, payload, 'pending', $5, $5, $6, $7
          FROM unnest($2::TEXT[], $3::TEXT[], $4::TEXT[]) WITH ORDINALITY AS d (kind, target, payload, n)
          ORDER BY n",
-        &[&workspace, &kinds, &targets, &payloads, &now, &firing],
+        &[&workspace, &kinds, &targets, &payloads, &now, &firing, &contact],
     )
     .await?;
     Ok(())
@@ -205,7 +209,8 @@ pub async fn enqueue_track(
     let Some((email, user_id)) = segment_identity(c, contact).await? else { return Ok(()) };
     let who = SegmentIdentity { contact_id: contact, email: &email, user_id: user_id.as_deref() };
     let payload = nudge::segment_track(&who, event, properties, from_millis(at));
-    enqueue(c, workspace.id, &[NewDelivery { kind: "segment".into(), target: host.clone(), payload }], None, now).await
+    let delivery = NewDelivery { kind: "segment".into(), target: host.clone(), payload };
+    enqueue(c, workspace.id, &[delivery], None, Some(contact), now).await
 }
 
 /// The SQL expression of a contact's bucket at the moment the three thresholds were taken for.
@@ -415,7 +420,7 @@ pub async fn fire_due(c: &mut Client, now: Timestamp, limit: usize) -> Result<Jo
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
         let fired =
             nudge::Fired { rule_id, rule: &rule.spec, contact: &contact, who, trigger: &trigger, workspace, at: now };
-        enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), now_ms).await?;
+        enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), Some(contact_id), now_ms).await?;
         tx.execute(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES ($1, $2, 'nudge', $3, $4, $5, 1, $4)",

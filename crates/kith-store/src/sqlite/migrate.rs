@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "projection", include_str!("../../migrations/sqlite/0004_projection.sql")),
     (5, "session_idle", include_str!("../../migrations/sqlite/0005_session_idle.sql")),
     (6, "refuse_array_bodies", include_str!("../../migrations/sqlite/0006_refuse_array_bodies.sql")),
+    (7, "outbox_contact", include_str!("../../migrations/sqlite/0007_outbox_contact.sql")),
 ];
 
 /// Applies the migrations the database lacks; returns their versions.

@@ -519,7 +519,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
-        self.write(move |c| nudges::enqueue(c, workspace, &deliveries, None, now.as_millisecond())).await
+        self.write(move |c| nudges::enqueue(c, workspace, &deliveries, None, None, now.as_millisecond())).await
     }
 
     async fn claim_deliveries(

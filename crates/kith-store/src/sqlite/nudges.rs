@@ -112,17 +112,20 @@ pub fn firings(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Queues deliveries.
+/// Queues deliveries, of a rule's `firing` and about a `contact` when they are (erasing the
+/// contact erases them).
 pub fn enqueue(
     c: &Connection,
     workspace: WorkspaceId,
     deliveries: &[NewDelivery],
     firing: Option<i64>,
+    contact: Option<ContactId>,
     now: i64,
 ) -> Result<()> {
     let mut insert = c.prepare_cached(
-        "INSERT INTO outbox (workspace_id, kind, target, payload, status, next_attempt_at, created_at, firing_id)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6)",
+        "INSERT INTO outbox (workspace_id, kind, target, payload, status, next_attempt_at, created_at, firing_id,
+                             contact_id)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
     )?;
     for delivery in deliveries {
         insert.execute(params![
@@ -131,7 +134,8 @@ pub fn enqueue(
             delivery.target,
             delivery.payload.to_string(),
             now,
-            firing
+            firing,
+            contact
         ])?;
     }
     Ok(())
@@ -169,7 +173,8 @@ pub fn enqueue_track(
     let Some((email, user_id)) = segment_identity(c, contact)? else { return Ok(()) };
     let who = SegmentIdentity { contact_id: contact, email: &email, user_id: user_id.as_deref() };
     let payload = nudge::segment_track(&who, event, properties, from_millis(at));
-    enqueue(c, workspace.id, &[NewDelivery { kind: "segment".into(), target: host.clone(), payload }], None, now)
+    let delivery = NewDelivery { kind: "segment".into(), target: host.clone(), payload };
+    enqueue(c, workspace.id, &[delivery], None, Some(contact), now)
 }
 
 /// The SQL expression of a contact's bucket at the moment the three thresholds were taken for.
@@ -368,7 +373,7 @@ pub fn fire_due(c: &mut Connection, now: Timestamp, limit: usize) -> Result<JobR
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
         let fired =
             nudge::Fired { rule_id, rule: &rule.spec, contact: &contact, who, trigger: &trigger, workspace, at: now };
-        enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), now_ms)?;
+        enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), Some(contact_id), now_ms)?;
         tx.prepare_cached(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES (?1, ?2, 'nudge', ?3, ?4, ?5, 1, ?4)",

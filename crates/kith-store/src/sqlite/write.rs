@@ -803,6 +803,7 @@ pub fn delete_contact(tx: &Connection, workspace: WorkspaceId, contact: ContactI
         "DELETE FROM account_members WHERE contact_id = ?1",
         "DELETE FROM audience_members WHERE contact_id = ?1",
         "DELETE FROM audience_history WHERE contact_id = ?1",
+        "DELETE FROM outbox WHERE contact_id = ?1",
         "DELETE FROM rule_firings WHERE contact_id = ?1",
         "DELETE FROM alias_conflicts WHERE contact_id = ?1 OR other_contact_id = ?1",
         "DELETE FROM contacts WHERE id = ?1",

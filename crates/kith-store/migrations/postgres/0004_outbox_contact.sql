@@ -1,0 +1,6 @@
+-- The contact a delivery is about (a rule firing's contact, the subject of a Segment track
+-- call), so that erasing a contact erases its queued and sent deliveries, whose payloads hold
+-- its email and traits. Digests, about many contacts at once, have none.
+ALTER TABLE outbox ADD COLUMN contact_id BIGINT;
+UPDATE outbox SET contact_id = rule_firings.contact_id FROM rule_firings WHERE rule_firings.id = outbox.firing_id;
+CREATE INDEX outbox_contact ON outbox (contact_id) WHERE contact_id IS NOT NULL;
