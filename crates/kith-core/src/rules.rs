@@ -1,6 +1,6 @@
-//! Nudge rules (SPEC §5): *when* a contact does something (or something happens to it),
-//! *unless* it does something else within a delay, *then* act. Rules are data; matching an
-//! event against a rule is a pure function.
+//! Nudge rules: *when* a contact does something (or something happens to it), *unless* it does
+//! something else within a delay, *then* act. Rules are data; matching an event against a rule is a
+//! pure function.
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};

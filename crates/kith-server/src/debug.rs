@@ -1,5 +1,5 @@
-//! The live event debugger's feed: how kith read each incoming event (SPEC §7), kept for the
-//! last few hundred events and broadcast to whoever watches.
+//! The live event debugger's feed: how kith read each incoming event, kept for the last few hundred
+//! events and broadcast to whoever watches.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -42,7 +42,8 @@ pub struct Workspace {
     pub created_at: Timestamp,
 }
 
-/// The daily digest of due and losing-touch contacts (SPEC §5).
+/// The daily digest of due and losing-touch contacts, sent once a day at the workspace's chosen
+/// time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Digest {
     /// "HH:MM" in the workspace's time zone; `None`: no digest.
@@ -101,7 +102,7 @@ pub struct WorkspacePatch {
     pub refuse_array_bodies: Option<bool>,
 }
 
-/// The two kinds of API key (SPEC §1.2).
+/// The two kinds of API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
@@ -251,7 +252,7 @@ pub struct Contact {
     pub last_seen_at: Timestamp,
     /// Latest interaction of any kind.
     pub last_interaction_at: Option<Timestamp>,
-    /// The stored closeness key (SPEC §3).
+    /// The stored closeness key, `ln Σ w·exp(t/τ)` with t in days; `None` without interactions.
     pub closeness_key: Option<f64>,
     /// The last moment the score was warm or better.
     pub warm_until: Option<Timestamp>,
@@ -487,7 +488,7 @@ pub struct CadenceRule {
     pub days: i64,
 }
 
-/// A hand-written interaction (SPEC §2.6).
+/// An interaction added by hand through the API or the web app.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewInteraction {
     /// Note, email, call or meeting.

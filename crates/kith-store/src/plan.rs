@@ -236,7 +236,8 @@ pub struct AudienceEvent {
     pub at: i64,
 }
 
-/// An alias whose two ids already belong to two different contacts (SPEC §2.5).
+/// An alias whose two ids already belong to two different contacts: nothing is merged; the conflict
+/// is recorded for a person to merge by hand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasConflict {
     /// Workspace.

@@ -415,7 +415,8 @@ pub fn decode_cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
         })
 }
 
-/// Days in the window of "was close or warm" for losing touch (SPEC §3.1).
+/// Days in the window of "was close or warm" for losing touch: a contact that was close or warm
+/// within it and is cooling or cold now is losing touch.
 pub const LOSING_TOUCH_WINDOW_DAYS: i64 = 90;
 
 /// The key range of a bucket at `now`: `(min, max)` with `None` for no bound.

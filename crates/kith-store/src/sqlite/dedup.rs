@@ -19,8 +19,8 @@ use rusqlite::{params, Connection};
 
 use crate::Result;
 
-/// How long a messageId is remembered, at least: SPEC's seven days, and a day more so that
-/// a run is only dropped when every digest in it is older than seven days.
+/// How long a messageId is remembered, at least: the promised seven days, and a day more so that a
+/// run is only dropped when every digest in it is older than seven days.
 pub const WINDOW_MS: i64 = 8 * 24 * 3_600_000;
 /// Unsealed digests that trigger a seal.
 const SEAL_AT: usize = 200_000;
