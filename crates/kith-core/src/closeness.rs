@@ -84,13 +84,13 @@ impl InteractionKind {
 pub struct Weights {
     /// Product activity.
     pub activity: f64,
-    /// Notes.
+    /// A note written by hand.
     pub note: f64,
-    /// Emails.
+    /// An email, logged by hand.
     pub email: f64,
-    /// Calls.
+    /// A call, logged by hand.
     pub call: f64,
-    /// Meetings.
+    /// A meeting, logged by hand.
     pub meeting: f64,
 }
 

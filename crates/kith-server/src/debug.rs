@@ -23,7 +23,7 @@ const CHANNEL: usize = 256;
 pub struct DebugEntry {
     /// Sequence number, increasing within the workspace.
     pub seq: u64,
-    /// Workspace.
+    /// Whose feed shows the entry; not sent to the browser.
     #[serde(skip)]
     pub workspace_id: WorkspaceId,
     /// When kith received it.

@@ -6,7 +6,7 @@
 //! table in the log file), with a Bloom filter kept in memory and stored beside it. A probe
 //! asks the memory set, then each run whose filter says "maybe" (about one in a hundred
 //! when the digest is new). A run is dropped whole once its newest event is older than
-//! [`WINDOW`].
+//! [`WINDOW_MS`].
 //!
 //! Nothing is forgotten across a restart: the unsealed digests are those of the log entries
 //! after the last seal, and the log keeps every entry until it is sealed (the appender prunes
