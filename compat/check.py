@@ -175,7 +175,7 @@ def check_wire(check, requests, spec, version, write_key):
             library = (message.get("context") or {}).get("library") or {}
             check.equal(f"{message.get('type')}: context.library", [library.get("name"), library.get("version")],
                         [spec["library"], version])
-            # The envelope's sentAt applies to messages without their own (SPEC 1.1, 1.4).
+            # The envelope's sentAt applies to messages without their own; a message's own sentAt wins.
             messages.append({**({"sentAt": body["sentAt"]} if "sentAt" in body else {}), **message})
     return messages
 

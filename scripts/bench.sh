@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SPEC §9 benchmarks in one run: builds release binaries, then `kith-bench suite` starts the
+# The benchmarks in one run: builds release binaries, then `kith-bench suite` starts the
 # bare axum reference and fresh kith servers in turn, drives them with the seeded workloads
 # and prints a Markdown table of figures, references, ratios and targets (BENCHMARKS.md).
 # When wrk is installed, single identifies flat out are cross-checked with it.

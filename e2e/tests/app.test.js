@@ -247,7 +247,7 @@ test("accounts, audiences, losing-touch and due pages list who they should", asy
     audience("u-grace", "grace@navy.mil", true, ago(0, 2)),
     audience("u-grace", "grace@navy.mil", false, ago(0, 1)),
     // Linus was warm seven weeks ago and is cooling now; Margaret was warm two months ago and
-    // is cold now (SPEC §3, half-life 30 days): both are losing touch, Linus the closer.
+    // is cold now (half-life 30 days): both are losing touch, Linus the closer.
     { type: "identify", userId: "u-linus", traits: { email: "linus@example.com", name: "Linus Torvalds" }, timestamp: ago(52) },
     { type: "track", userId: "u-linus", event: "Pushed", timestamp: ago(51) },
     { type: "track", userId: "u-linus", event: "Pushed", timestamp: ago(50) },

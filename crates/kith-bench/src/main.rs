@@ -1,4 +1,4 @@
-//! `kith-bench`: kith's benchmark harness (SPEC §9, BENCHMARKS.md).
+//! `kith-bench`: kith's benchmark harness; targets, figures and commands are in BENCHMARKS.md.
 //!
 //! - `suite`: everything in one run against fresh data directories, with the reference server
 //!   measured in the same run, printed as a table;

@@ -1,6 +1,6 @@
-//! The reference: a bare axum server that reads the body and answers `{"success":true}` on
-//! every route, measured in the same run as kith so that a figure comes with the ceiling the
-//! machine allows (SPEC §9).
+//! The reference: a bare axum server that reads the body and answers `{"success":true}` on every
+//! route, measured in the same run as kith so that a figure comes with the ceiling the machine
+//! allows.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;

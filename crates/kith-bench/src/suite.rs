@@ -1,5 +1,5 @@
-//! The whole benchmark in one run (SPEC §9): the reference server and kith, each started
-//! fresh, driven with the same seeded workloads, read from `/proc`, and a table of figures,
+//! The whole benchmark in one run (targets in BENCHMARKS.md): the reference server and kith, each
+//! started fresh, driven with the same seeded workloads, read from `/proc`, and a table of figures,
 //! ratios and targets.
 
 use std::io::{BufRead, BufReader};
@@ -343,8 +343,8 @@ async fn reads(server: &Server, paths: &[String]) -> anyhow::Result<Reads> {
     Ok(reads)
 }
 
-/// The read paths SPEC §9 bounds, on the database a load has just filled: the closest 50
-/// contacts, and the timelines of the most active users.
+/// The read paths BENCHMARKS.md sets targets for, on the database a load has just filled: the
+/// closest 50 contacts, and the timelines of the most active users.
 async fn read_paths(
     server: &Server,
     part: Part,
@@ -643,7 +643,7 @@ fn print_table(settings: &Settings, rows: &[Row]) {
         settings.batch_connections,
         display(&settings.kith)
     );
-    println!("| measure | kith | reference (same run) | kith / reference | SPEC §9 target | |");
+    println!("| measure | kith | reference (same run) | kith / reference | target | |");
     println!("|---|---|---|---|---|---|");
     for row in rows {
         println!(

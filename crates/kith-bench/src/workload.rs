@@ -1,7 +1,7 @@
-//! Seeded Segment workloads (SPEC §9): product traffic, an Engage first sync and single
-//! identifies. Bodies are written with plain string formatting, not a JSON library, so that
-//! generating a million events takes a fraction of a second and never competes with the
-//! server being measured; every generated string is plain ASCII that needs no escaping.
+//! Seeded Segment workloads (described in BENCHMARKS.md): product traffic, an Engage first sync and
+//! single identifies. Bodies are written with plain string formatting, not a JSON library, so that
+//! generating a million events takes a fraction of a second and never competes with the server
+//! being measured; every generated string is plain ASCII that needs no escaping.
 
 use std::fmt::Write;
 
@@ -154,10 +154,10 @@ enum Kind {
     AnonymousPage,
 }
 
-/// Product traffic (SPEC §9): users drawn by Zipf's law, times uniform over the days and sent
-/// in time order, about 10 % identifies, 45 % tracks and 45 % pages. A user's first event is an
-/// identify, or, for three users in ten, an anonymous page view that the identify right after
-/// it attaches, as when someone browses before signing in.
+/// Product traffic: users drawn by Zipf's law, times uniform over the days and sent in time order,
+/// about 10 % identifies, 45 % tracks and 45 % pages. A user's first event is an identify, or, for
+/// three users in ten, an anonymous page view that the identify right after it attaches, as when
+/// someone browses before signing in.
 pub fn product(seed: u64, shape: ProductShape) -> Workload {
     let mut rng = Rng::new(seed);
     let zipf = Zipf::new(shape.users, shape.zipf);
@@ -220,8 +220,8 @@ pub fn product(seed: u64, shape: ProductShape) -> Workload {
     }
 }
 
-/// An Engage first sync (SPEC §4, §9): one identify per distinct user carrying an audience
-/// membership in `context.personas`, as Segment sends them (`fixtures/engage/audience-identify.json`).
+/// An Engage first sync: one identify per distinct user carrying an audience membership in
+/// `context.personas`, as Segment sends them (`fixtures/engage/audience-identify.json`).
 pub fn engage(seed: u64, users: usize, batch: usize) -> Workload {
     let mut rng = Rng::new(seed);
     let audiences = ["order_completed_last_30days", "high_value_customers", "trial_users_inactive_7d"];

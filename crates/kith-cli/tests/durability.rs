@@ -1,5 +1,6 @@
-//! What kith promises about acknowledged events when the process is stopped or overloaded
-//! (SPEC §1.3, §8, §9): the real binary, real HTTP, the SQLite file read back afterwards.
+//! What kith promises about acknowledged events when the process is stopped or overloaded (200 only
+//! after a durable commit, 503 when shedding load): the real binary, real HTTP, the SQLite file
+//! read back afterwards.
 //!
 //! - SIGKILL under load: every messageId answered 200 is in the database after a restart, and
 //!   replaying everything stores nothing twice.

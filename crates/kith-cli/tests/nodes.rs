@@ -1,7 +1,7 @@
-//! Several kith nodes on one PostgreSQL database (SPEC §8): two real `kith serve` processes
-//! take the same users' events at once, in parallel and with replays. Afterwards there is one
-//! activity interaction per contact per day, no messageId stored twice, no event lost, and
-//! the data (closeness keys included) equals a single node's run of the same events.
+//! Several kith nodes on one PostgreSQL database: two real `kith serve` processes take the same
+//! users' events at once, in parallel and with replays. Afterwards there is one activity
+//! interaction per contact per day, no messageId stored twice, no event lost, and the data
+//! (closeness keys included) equals a single node's run of the same events.
 //!
 //! Runs when `KITH_TEST_DATABASE_URL` names a PostgreSQL server; without it these tests are
 //! compiled as ignored (see the crate's build.rs), so the run reports them as skipped.
@@ -87,10 +87,10 @@ fn workload() -> (Vec<Request>, BTreeSet<String>) {
     (requests, message_ids)
 }
 
-/// What SPEC §2.2 says each contact-day of the workload must show, worked out from the
-/// workload itself: `(email, "activity", day, occurred_at, description, hits)` with the
-/// earliest event's time and description (ties broken by the smaller description) and one
-/// hit per distinct messageId.
+/// What the day rule (one activity per contact per day) says each contact-day must show, worked out
+/// from the workload itself: `(email, "activity", day, occurred_at, description, hits)` with the
+/// earliest event's time and description (ties broken by the smaller description) and one hit per
+/// distinct messageId.
 fn expected_days(requests: &[Request]) -> Vec<(String, String, i32, i64, String, i64)> {
     let mut days: BTreeMap<(String, i32), (i64, String, BTreeSet<String>)> = BTreeMap::new();
     for Request { path, body } in requests {

@@ -1,4 +1,4 @@
-//! The closeness indicator (SPEC §3), made exact and cheap to sort by.
+//! The closeness indicator, made exact and cheap to sort by.
 //!
 //! Each interaction `i` has a time `t_i` (in days) and a weight `w_i`. With half-life `H` and
 //! `τ = H / ln 2`, the raw value at time `t` is `Σ w_i · exp(−(t − t_i)/τ)` and the score is
@@ -79,18 +79,18 @@ impl InteractionKind {
     }
 }
 
-/// Weights per interaction kind (SPEC §3 defaults: activity 1, note 1, email 2, call 3, meeting 3).
+/// Weights per interaction kind (defaults: activity 1, note 1, email 2, call 3, meeting 3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
     /// Product activity.
     pub activity: f64,
-    /// Notes.
+    /// A note written by hand.
     pub note: f64,
-    /// Emails.
+    /// An email, logged by hand.
     pub email: f64,
-    /// Calls.
+    /// A call, logged by hand.
     pub call: f64,
-    /// Meetings.
+    /// A meeting, logged by hand.
     pub meeting: f64,
 }
 
@@ -114,7 +114,7 @@ impl Weights {
     }
 }
 
-/// Closeness buckets (SPEC §3): close ≥ 70, warm ≥ 40, cooling ≥ 15, cold below.
+/// Closeness buckets: close ≥ 70, warm ≥ 40, cooling ≥ 15, cold below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-/// Stable machine-readable reasons for refusing input (SPEC §1.3).
+/// Stable machine-readable reasons for refusing input, sent as `code` in the error body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {

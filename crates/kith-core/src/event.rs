@@ -11,7 +11,7 @@ use crate::error::{Code, Rejection};
 use crate::identity::{normalize_email, usable_id};
 use crate::time::{event_time, parse_timestamp};
 
-/// The description of an identify that names no url or event (SPEC §2.1).
+/// The description of an identify that names no url or event.
 pub const STANDARD_DESCRIPTION: &str = "Active in your product";
 
 /// The destination name kith answers to in the `integrations` object.
@@ -138,7 +138,8 @@ impl EventKind {
     }
 }
 
-/// An Engage audience membership change carried by an event (SPEC §4).
+/// An Engage audience membership change carried by an event: an identify whose `computation_class`
+/// is `audience`, or an `Audience Entered`/`Audience Exited` track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudienceChange {
     /// The audience's `computation_key`, e.g. `order_completed_last_30days`.
@@ -403,7 +404,8 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
     })
 }
 
-/// Whether the `integrations` object lets the event reach kith (SPEC §1.5).
+/// Whether the `integrations` object lets the event reach kith: not with `"Kith": false`, nor with
+/// `"All": false` unless `Kith` is turned on.
 pub fn integration_enabled(integrations: Option<&Value>) -> bool {
     let Some(Value::Object(integrations)) = integrations else { return true };
     match integrations.get(DESTINATION_NAME) {
@@ -435,7 +437,8 @@ fn identify_email(
     })
 }
 
-/// The activity description (SPEC §2.1, §2.3); `None` for calls that are not activity.
+/// The activity description (an identify's event or url, `Visited <url>`, `Viewed <name>`, a
+/// track's name); `None` for calls that are not activity.
 fn describe(
     kind: &EventKind,
     event: &Map<String, Value>,

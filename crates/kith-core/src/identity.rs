@@ -1,7 +1,7 @@
 //! Who an event is about: email normalisation and the ids that must never link people.
 
-/// Values that SDKs and careless code send as ids but that name nobody (SPEC §2.1).
-/// Linking them would merge every visitor into one contact, so they are dropped.
+/// Values that SDKs and careless code send as ids but that name nobody, in any letter case. Linking
+/// them would merge every visitor into one contact, so they are dropped.
 const JUNK_IDS: &[&str] = &[
     "",
     "null",

@@ -1,4 +1,5 @@
-//! The profile fields of a contact, read from its traits (SPEC §2.1).
+//! The profile fields of a contact, read from its traits: `name`, first and last name, company,
+//! title, phone, avatar.
 
 use serde_json::{Map, Value};
 

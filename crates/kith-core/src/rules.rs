@@ -1,6 +1,6 @@
-//! Nudge rules (SPEC §5): *when* a contact does something (or something happens to it),
-//! *unless* it does something else within a delay, *then* act. Rules are data; matching an
-//! event against a rule is a pure function.
+//! Nudge rules: *when* a contact does something (or something happens to it), *unless* it does
+//! something else within a delay, *then* act. Rules are data; matching an event against a rule is a
+//! pure function.
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,7 @@ pub enum Action {
     },
     /// Send an email over the configured SMTP server.
     Email {
-        /// Recipient.
+        /// The recipient's address, used as written.
         to: String,
         /// Subject; placeholders as for webhooks.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,7 +216,7 @@ pub fn render(template: &str, name: &str, email: &str, rule: &str, event: &str) 
 /// What to do after one delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Delivery {
-    /// Delivered.
+    /// The receiver took it: done, no retry.
     Sent,
     /// Try again after this delay.
     RetryAfter(SignedDuration),

@@ -11,7 +11,7 @@ pub fn parse_timestamp(raw: &str) -> Option<Timestamp> {
     raw.trim().parse::<Timestamp>().ok()
 }
 
-/// The time kith records for an event (SPEC §1.4).
+/// The time kith records for an event.
 ///
 /// - relayed by Segment (`received_at` present): the timestamp is already corrected;
 /// - a device clock with `sent_at`: `now − (sent_at − timestamp)`, Segment's skew rule (the

@@ -22,7 +22,7 @@ impl Clock {
         Clock { manual: Some(Arc::new(Mutex::new(at))) }
     }
 
-    /// Now.
+    /// The manual clock's time if it is one, else the system clock's.
     pub fn now(&self) -> Timestamp {
         match &self.manual {
             Some(at) => *at.lock().unwrap_or_else(|p| p.into_inner()),

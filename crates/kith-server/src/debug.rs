@@ -1,5 +1,5 @@
-//! The live event debugger's feed: how kith read each incoming event (SPEC §7), kept for the
-//! last few hundred events and broadcast to whoever watches.
+//! The live event debugger's feed: how kith read each incoming event, kept for the last few hundred
+//! events and broadcast to whoever watches.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ const CHANNEL: usize = 256;
 pub struct DebugEntry {
     /// Sequence number, increasing within the workspace.
     pub seq: u64,
-    /// Workspace.
+    /// Whose feed shows the entry; not sent to the browser.
     #[serde(skip)]
     pub workspace_id: WorkspaceId,
     /// When kith received it.

@@ -1,5 +1,5 @@
-//! The HTTP error: a status and the flat `{code, message, field}` body (SPEC §1.3). Server
-//! faults are logged with their cause; the client sees only a code and a message.
+//! The HTTP error: a status and the flat `{code, message, field}` body. Server faults are logged
+//! with their cause; the client sees only a code and a message.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -1,4 +1,4 @@
-//! The ingest routes (SPEC §1): Segment's HTTP API and the destination endpoint.
+//! The ingest routes: Segment's HTTP API and the destination endpoint.
 //!
 //! A request is read whatever its Content-Type says, inflated if it is gzip (by header or by
 //! magic bytes, never past the size limit), authenticated, checked against the workspace's

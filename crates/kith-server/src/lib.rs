@@ -43,7 +43,7 @@ pub struct AppState {
     pub auth: Arc<auth::AuthCache>,
     /// The live debugger's feed.
     pub debug: debug::DebugFeed,
-    /// Counters.
+    /// Counters served at `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// The time.
     pub clock: Clock,

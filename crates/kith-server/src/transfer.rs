@@ -1,5 +1,5 @@
-//! Moving data in and out in bulk (SPEC §6, §8): importing Segment events from JSON lines
-//! (optionally gzipped), and exporting contacts as CSV.
+//! Moving data in and out in bulk (`kith import`, `kith export`): importing Segment events from
+//! JSON lines (optionally gzipped), and exporting contacts as CSV.
 
 use std::io::{BufRead, BufReader, Read};
 

@@ -1,6 +1,6 @@
-//! Inputs that must be refused (`fixtures/bad/`), plus generated oversize, gzip-bomb and
-//! key cases: each answer has the exact status of SPEC §1.3 (413 for size, 400 for shape,
-//! gzipped or not) and the expected code, nothing is stored and the server keeps serving.
+//! Inputs that must be refused (`fixtures/bad/`), plus generated oversize, gzip-bomb and key cases:
+//! each answer has the exact status kith promises (413 for size, 400 for shape, gzipped or not) and
+//! the expected code, nothing is stored and the server keeps serving.
 
 mod common;
 
@@ -14,7 +14,7 @@ async fn assert_nothing_stored(server: &TestServer) {
     assert!(metrics.contains("kith_events_stored_total 0"), "{metrics}");
 }
 
-/// The status SPEC §1.3 gives each refusal: 413 for size, 401 and 403 for keys, 400 for shape.
+/// The status of each refusal: 413 for size, 401 and 403 for keys, 400 for shape.
 fn status_of(code: &str) -> StatusCode {
     match code {
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,6 +1,6 @@
-//! Closeness through the API (SPEC §3, §3.1, §2.6): scores and buckets as the formula says,
-//! sorting and filtering by closeness, losing touch, cadences and due dates, manual
-//! interactions, half-life changes, deletion and suppression.
+//! Closeness through the API: scores and buckets as the formula says, sorting and filtering by
+//! closeness, losing touch, cadences and due dates, manual interactions, half-life changes,
+//! deletion and suppression.
 
 mod common;
 
@@ -334,10 +334,10 @@ async fn a_segment_deletion_request_erases_the_user() {
     server.stop().await;
 }
 
-/// SPEC §3 computed here, independently of kith's code: `key = ln Σ w·exp(t/τ)` and
+/// The closeness formula computed here, independently of kith's code: `key = ln Σ w·exp(t/τ)` and
 /// `score = round(100·(1 − exp(−raw/3)))` with `raw = exp(key − now/τ)`, t in days since
-/// 1970-01-01. Product activity counts once per calendar day of the workspace's zone, at
-/// the start of that date (`(date, "activity")`); manual interactions at their time.
+/// 1970-01-01. Product activity counts once per calendar day of the workspace's zone, at the start
+/// of that date (`(date, "activity")`); manual interactions at their time.
 struct Formula<'a> {
     zone: &'a str,
     half_life: f64,

@@ -1,5 +1,5 @@
-//! One activity interaction per contact per day (SPEC §2.2), in the workspace's time zone,
-//! whatever the arrival order, with replays and across batches; messageId idempotency.
+//! One activity interaction per contact per day, in the workspace's time zone, whatever the arrival
+//! order, with replays and across batches; messageId idempotency.
 
 mod common;
 

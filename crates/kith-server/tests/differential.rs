@@ -1,13 +1,13 @@
-//! The differential test: generated event sets against a reference model of SPEC §2–§4
-//! (`differential/model.rs`). Each seed makes a workspace in a time zone that is not UTC, with
-//! times around its local midnights and across a daylight-saving change; people who identify
-//! with and without their anonymousId, act by either id, alias an old id, enter and leave Engage
-//! audiences, and people who never identify. The events go out shuffled, replayed and cut into
-//! random batches over every ingest route, a few requests at a time; then one contact is merged
-//! into another and one is erased by a Segment deletion request, and the merged-away and the
-//! erased come back. After each phase every contact, its identities, its timeline (day,
-//! description, hits), its closeness key and its audiences, and the audiences' counts, must be
-//! what the model says.
+//! The differential test: generated event sets against a reference model of identities, timelines,
+//! closeness and audiences (`differential/model.rs`). Each seed makes a workspace in a time zone
+//! that is not UTC, with times around its local midnights and across a daylight-saving change;
+//! people who identify with and without their anonymousId, act by either id, alias an old id, enter
+//! and leave Engage audiences, and people who never identify. The events go out shuffled, replayed
+//! and cut into random batches over every ingest route, a few requests at a time; then one contact
+//! is merged into another and one is erased by a Segment deletion request, and the merged-away and
+//! the erased come back. After each phase every contact, its identities, its timeline (day,
+//! description, hits), its closeness key and its audiences, and the audiences' counts, must be what
+//! the model says.
 //!
 //! A failure names its seed; `KITH_DIFFERENTIAL_SEED=n` replays that one seed.
 
@@ -198,7 +198,7 @@ fn arrivals(rng: &mut Rng, events: &[Event]) -> Vec<Value> {
 }
 
 /// The route and body of one request carrying `bodies`, chosen at random among the equivalent
-/// ones SPEC §1.1 lists.
+/// ingest routes (`/v1/<type>`, its short path, `/v1/batch`, `/v1/import`, `/v1/events`).
 fn request(rng: &mut Rng, bodies: Vec<Value>) -> (String, Value) {
     if let [single] = bodies.as_slice() {
         let kind = single["type"].as_str().unwrap();

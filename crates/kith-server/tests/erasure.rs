@@ -1,6 +1,6 @@
-//! Deletion really erases (SPEC §2.6): a 404 afterwards is not proof, so these tests count
-//! the rows left in the database itself. A Segment deletion lets the user come back with a
-//! clean slate; a suppression keeps the email out whichever way it returns.
+//! Deletion really erases: a 404 afterwards is not proof, so these tests count the rows left in the
+//! database itself. A Segment deletion lets the user come back with a clean slate; a suppression
+//! keeps the email out whichever way it returns.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! The messageId window (SPEC §1.4): a duplicate is recognised for at least 7 days, in its
-//! own workspace only, and a messageId is taken only by an event that was stored.
+//! The messageId window: a duplicate is recognised for at least 7 days, in its own workspace only,
+//! and a messageId is taken only by an event that was stored.
 
 mod common;
 

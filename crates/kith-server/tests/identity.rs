@@ -1,6 +1,5 @@
-//! Identities (SPEC §2.1, §2.3, §2.5): junk ids never link people, events of unknown users
-//! wait as pending and attach later, alias links or records a conflict, and an explicit merge
-//! combines two contacts.
+//! Identities: junk ids never link people, events of unknown users wait as pending and attach
+//! later, alias links or records a conflict, and an explicit merge combines two contacts.
 
 mod common;
 

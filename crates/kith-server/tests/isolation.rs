@@ -1,9 +1,8 @@
-//! Workspaces are walled off from each other (SPEC §6, §7): one workspace's keys and users,
-//! naming another workspace's contact, account, audience, rule, cadence rule, key or delivery,
-//! get a 404 from every `/api` route and every web form, and ingest with one workspace's write
-//! key never reaches another's contacts — however the ids and emails coincide. Each attempt is
-//! followed by a full read-back of the other workspace through its own key, which must not
-//! have changed in any way.
+//! Workspaces are walled off from each other: one workspace's keys and users, naming another
+//! workspace's contact, account, audience, rule, cadence rule, key or delivery, get a 404 from
+//! every `/api` route and every web form, and ingest with one workspace's write key never reaches
+//! another's contacts — however the ids and emails coincide. Each attempt is followed by a full
+//! read-back of the other workspace through its own key, which must not have changed in any way.
 
 mod common;
 

@@ -1,7 +1,7 @@
-//! Junk ids (SPEC §2.1): every value the contract lists, in any letter case, is ignored as a
-//! `userId` or `anonymousId` — never linked to a contact, so later events carrying it reach
-//! nobody. The list below is copied from the contract, not from the implementation, so that
-//! dropping a value from the code's own list fails here.
+//! Junk ids: every value the contract lists, in any letter case, is ignored as a `userId` or
+//! `anonymousId` — never linked to a contact, so later events carrying it reach nobody. The list
+//! below is copied from the contract, not from the implementation, so that dropping a value from
+//! the code's own list fails here.
 
 mod common;
 
@@ -9,9 +9,9 @@ use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// SPEC §2.1, as written: "Junk ids are ignored, never linked: empty, `null`, `undefined`,
-/// `none`, `nil`, `0`, `-1`, `[object Object]`, `NaN`, `anonymous`, `guest`, `distinct_id`,
-/// `id`, `not_authenticated`, `email`, `true`, `false` (case-insensitive)."
+/// The contract, as written: "Junk ids are ignored, never linked: empty, `null`, `undefined`,
+/// `none`, `nil`, `0`, `-1`, `[object Object]`, `NaN`, `anonymous`, `guest`, `distinct_id`, `id`,
+/// `not_authenticated`, `email`, `true`, `false` (case-insensitive)."
 const CONTRACT_JUNK_IDS: [&str; 17] = [
     "",
     "null",

@@ -1,5 +1,5 @@
-//! The Nat.app identify contract (SPEC §2.1), from the repository's copy of
-//! `fixtures/nat/`: each documented format, sent as printed.
+//! The Nat.app identify contract, from the repository's copy of `fixtures/nat/`: each documented
+//! format, sent as printed.
 
 mod common;
 

@@ -1,6 +1,6 @@
-//! Nudges (SPEC §5): rules on action and inaction, firing once per occurrence; durable
-//! outbound deliveries with retries; outbound Segment track calls to a second kith; the daily
-//! digest; email over SMTP. Time is driven by the test's clock and jobs run on demand.
+//! Nudges: rules on action and inaction, firing once per occurrence; durable outbound deliveries
+//! with retries; outbound Segment track calls to a second kith; the daily digest; email over SMTP.
+//! Time is driven by the test's clock and jobs run on demand.
 
 mod common;
 

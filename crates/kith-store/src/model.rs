@@ -15,7 +15,6 @@ pub type ContactId = i64;
 /// A workspace and its settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Workspace {
-    /// Id.
     pub id: WorkspaceId,
     /// Display name.
     pub name: String,
@@ -38,11 +37,11 @@ pub struct Workspace {
     /// With a signing secret set, JSON-array bodies are refused: Segment signs only their
     /// first event, so the others could have been added to a captured request.
     pub refuse_array_bodies: bool,
-    /// Created.
     pub created_at: Timestamp,
 }
 
-/// The daily digest of due and losing-touch contacts (SPEC §5).
+/// The daily digest of due and losing-touch contacts, sent once a day at the workspace's chosen
+/// time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Digest {
     /// "HH:MM" in the workspace's time zone; `None`: no digest.
@@ -101,7 +100,7 @@ pub struct WorkspacePatch {
     pub refuse_array_bodies: Option<bool>,
 }
 
-/// The two kinds of API key (SPEC §1.2).
+/// The two kinds of API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
@@ -141,7 +140,6 @@ impl KeyKind {
 /// An API key as listed (its secret is never stored, only its hash).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiKey {
-    /// Id.
     pub id: i64,
     /// Owning workspace.
     pub workspace_id: WorkspaceId,
@@ -151,7 +149,6 @@ pub struct ApiKey {
     pub name: String,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
-    /// Created.
     pub created_at: Timestamp,
     /// Revoked, if it was.
     pub revoked_at: Option<Timestamp>,
@@ -196,7 +193,7 @@ pub fn message_digest(workspace_id: WorkspaceId, message_id: &str) -> [u8; 16] {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Committed.
+    /// Committed to the database with its effect (backends without an event log).
     Stored(Stored),
     /// Committed to the event log; the projection works out its contact and interaction
     /// moments later (reads wait for it). Only backends with an event log answer this.
@@ -235,7 +232,6 @@ pub enum Activity {
 /// A contact as listed and shown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Contact {
-    /// Id.
     pub id: ContactId,
     /// Normalised email.
     pub email: String,
@@ -251,7 +247,7 @@ pub struct Contact {
     pub last_seen_at: Timestamp,
     /// Latest interaction of any kind.
     pub last_interaction_at: Option<Timestamp>,
-    /// The stored closeness key (SPEC §3).
+    /// The stored closeness key, `ln Σ w·exp(t/τ)` with t in days; `None` without interactions.
     pub closeness_key: Option<f64>,
     /// The last moment the score was warm or better.
     pub warm_until: Option<Timestamp>,
@@ -261,7 +257,7 @@ pub struct Contact {
     pub effective_cadence_days: Option<i64>,
     /// When the contact is due a touch.
     pub due_at: Option<Timestamp>,
-    /// Created.
+    /// When the first event naming its email created the contact.
     pub created_at: Timestamp,
 }
 
@@ -288,16 +284,15 @@ pub struct Identity {
     pub value: String,
     /// `user_id`, `anonymous_id` or `alias`.
     pub kind: String,
-    /// Linked.
+    /// When the id was linked to the contact.
     pub created_at: Timestamp,
 }
 
 /// One entry of a timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Interaction {
-    /// Id.
     pub id: i64,
-    /// Contact.
+    /// The contact whose timeline it is in.
     pub contact_id: ContactId,
     /// Activity or a manual kind.
     pub kind: closeness::InteractionKind,
@@ -314,7 +309,6 @@ pub struct Interaction {
 /// One event of a contact's event stream.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredEvent {
-    /// Id.
     pub id: i64,
     /// Contact, `None` while pending.
     pub contact_id: Option<ContactId>,
@@ -369,7 +363,7 @@ pub enum ContactSort {
 pub struct ContactQuery {
     /// Substring of email, name or a trait value.
     pub search: Option<String>,
-    /// Order.
+    /// Closest first or most recently seen first.
     pub sort: ContactSort,
     /// Only contacts whose key lies in `[min, max)` (a bucket, translated by the caller).
     pub key_range: Option<(Option<f64>, Option<f64>)>,
@@ -390,7 +384,6 @@ pub struct ContactQuery {
 /// An account (a Segment group).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Account {
-    /// Id.
     pub id: i64,
     /// The Segment `groupId`.
     pub group_id: String,
@@ -398,13 +391,13 @@ pub struct Account {
     pub name: Option<String>,
     /// Merged traits.
     pub traits: Map<String, Value>,
-    /// Members.
+    /// How many contacts belong to the account.
     pub member_count: i64,
     /// The highest closeness key among members.
     pub max_closeness_key: Option<f64>,
     /// Members' keys, for the mean score (computed by the caller at a moment).
     pub member_keys: Vec<Option<f64>>,
-    /// Created.
+    /// The first group call.
     pub created_at: Timestamp,
     /// Last group call.
     pub updated_at: Timestamp,
@@ -413,7 +406,6 @@ pub struct Account {
 /// An Engage audience.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Audience {
-    /// Id.
     pub id: i64,
     /// The `computation_key`.
     pub key: String,
@@ -451,14 +443,13 @@ pub struct AudienceHistoryEntry {
     pub contact_id: ContactId,
     /// Entered or exited.
     pub entered: bool,
-    /// When.
+    /// The event time of the entry or exit.
     pub at: Timestamp,
 }
 
 /// A recorded alias conflict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AliasConflictRecord {
-    /// Id.
     pub id: i64,
     /// The alias's previousId.
     pub previous_id: String,
@@ -468,7 +459,7 @@ pub struct AliasConflictRecord {
     pub contact_id: ContactId,
     /// The contact the previousId belongs to.
     pub other_contact_id: ContactId,
-    /// When.
+    /// When the conflicting alias arrived.
     pub created_at: Timestamp,
     /// When a merge resolved it.
     pub resolved_at: Option<Timestamp>,
@@ -477,7 +468,6 @@ pub struct AliasConflictRecord {
 /// A cadence inherited by every member of an audience or account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CadenceRule {
-    /// Id.
     pub id: i64,
     /// `audience` or `account`.
     pub target: String,
@@ -487,7 +477,7 @@ pub struct CadenceRule {
     pub days: i64,
 }
 
-/// A hand-written interaction (SPEC §2.6).
+/// An interaction added by hand through the API or the web app.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewInteraction {
     /// Note, email, call or meeting.
@@ -520,11 +510,9 @@ pub struct Preview {
 /// A nudge rule as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rule {
-    /// Id.
     pub id: i64,
     /// The rule.
     pub spec: kith_core::rules::RuleSpec,
-    /// Created.
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
@@ -533,7 +521,6 @@ pub struct Rule {
 /// One firing of a rule for a contact.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Firing {
-    /// Id.
     pub id: i64,
     /// The rule.
     pub rule_id: i64,
@@ -565,9 +552,8 @@ pub struct NewDelivery {
 /// An outbound message and its delivery state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delivery {
-    /// Id.
     pub id: i64,
-    /// Workspace.
+    /// The workspace whose rule, digest or outbound Segment host it is for.
     pub workspace_id: WorkspaceId,
     /// `webhook`, `email` or `segment`.
     pub kind: String,
@@ -583,20 +569,20 @@ pub struct Delivery {
     pub next_attempt_at: Timestamp,
     /// The last error.
     pub last_error: Option<String>,
-    /// Queued.
+    /// When the message was queued.
     pub created_at: Timestamp,
-    /// Delivered.
+    /// When the receiver took it; `None` until then.
     pub sent_at: Option<Timestamp>,
 }
 
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryResult {
-    /// Delivered.
+    /// The receiver took it.
     Sent,
     /// Try again at this time.
     Retry {
-        /// When.
+        /// The earliest time of the next attempt.
         at: Timestamp,
         /// What went wrong.
         error: String,
@@ -624,7 +610,6 @@ pub struct JobReport {
 /// A person who signs in to the web app. A user belongs to one workspace and sees only it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct User {
-    /// Id.
     pub id: i64,
     /// The workspace it sees.
     pub workspace_id: WorkspaceId,
@@ -633,7 +618,6 @@ pub struct User {
     /// The password's PHC hash string (argon2id); never the password, never serialised.
     #[serde(skip)]
     pub password_hash: String,
-    /// Created.
     pub created_at: Timestamp,
 }
 

@@ -63,7 +63,7 @@ pub struct Fired<'a> {
     pub trigger: &'a str,
     /// The workspace.
     pub workspace: &'a Workspace,
-    /// Now.
+    /// When the rule fired: the time of the messages and track calls it turns into.
     pub at: Timestamp,
 }
 

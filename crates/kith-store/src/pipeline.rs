@@ -1,7 +1,7 @@
-//! The ingest pipeline (DESIGN.md): handlers parse and validate concurrently and hand their
-//! events to a bounded queue; one writer drains whatever has queued up, applies it in one
-//! transaction, commits, and only then answers every waiter. While a commit is in flight the
-//! next group forms, so batches grow with load and latency stays low when idle.
+//! The ingest pipeline (ARCHITECTURE.md, "The path of an event"): handlers parse and validate
+//! concurrently and hand their events to a bounded queue; one writer drains whatever has queued up,
+//! applies it in one transaction, commits, and only then answers every waiter. While a commit is in
+//! flight the next group forms, so batches grow with load and latency stays low when idle.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -125,7 +125,6 @@ pub fn needs<'a>(events: impl IntoIterator<Item = (WorkspaceId, &'a Event, Optio
 /// A contact the plan creates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewContact {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// Normalised email.
     pub email: String,
@@ -136,7 +135,6 @@ pub struct NewContact {
 /// Changes to one contact's row.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContactChange {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// Traits to merge in order; `null` removes a trait.
     pub traits_patch: Map<String, Value>,
@@ -153,7 +151,6 @@ pub struct ContactChange {
 /// An id to link to a contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The id.
     pub value: String,
@@ -166,7 +163,6 @@ pub struct Link {
 /// The activity of one contact-day within the batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayActivity {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The earliest event time of the day seen in the batch.
     pub occurred_at: i64,
@@ -179,7 +175,6 @@ pub struct DayActivity {
 /// An event row to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The contact, or `None` while pending.
     pub contact: Option<ContactRef>,
@@ -213,20 +208,18 @@ pub struct AccountChange {
 /// A contact joining an account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Membership {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The account's groupId.
     pub group_id: String,
     /// The member.
     pub contact: ContactRef,
-    /// When.
+    /// The group call's event time, in milliseconds since the Unix epoch.
     pub at: i64,
 }
 
 /// An Engage audience change for a contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudienceEvent {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The change.
     pub change: AudienceChange,
@@ -236,10 +229,10 @@ pub struct AudienceEvent {
     pub at: i64,
 }
 
-/// An alias whose two ids already belong to two different contacts (SPEC §2.5).
+/// An alias whose two ids already belong to two different contacts: nothing is merged; the conflict
+/// is recorded for a person to merge by hand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasConflict {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The alias's previousId.
     pub previous_id: String,
@@ -254,7 +247,6 @@ pub struct AliasConflict {
 /// A rule triggered for a contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewFiring {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The rule.
     pub rule_id: i64,
@@ -273,7 +265,6 @@ pub struct NewFiring {
 /// A track call kith reports to the workspace's outbound Segment host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundTrack {
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// The contact.
     pub contact: ContactRef,
@@ -367,7 +358,6 @@ impl Plan {
 pub struct PendingEvent {
     /// Row id.
     pub id: i64,
-    /// Workspace.
     pub workspace_id: WorkspaceId,
     /// Segment call type.
     pub event_type: String,

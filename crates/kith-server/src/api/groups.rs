@@ -131,7 +131,7 @@ impl From<kith_store::Audience> for AudienceView {
     }
 }
 
-/// Audiences.
+/// Lists the workspace's Engage audiences with their member, entry and exit counts.
 #[utoipa::path(get, path = "/api/audiences", tag = "audiences",
     responses((status = 200, body = Vec<AudienceView>)), security(("secret_key" = [])))]
 pub async fn audiences(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<Vec<AudienceView>>> {
@@ -146,7 +146,7 @@ pub struct HistoryView {
     pub contact_id: i64,
     /// Entered (true) or exited.
     pub entered: bool,
-    /// When.
+    /// When the contact entered or exited (RFC 3339, UTC).
     pub at: String,
 }
 
@@ -275,7 +275,7 @@ pub async fn delete_cadence_rule(
 /// An alias conflict.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConflictView {
-    /// Id.
+    /// The conflict's id.
     pub id: i64,
     /// The alias's previousId.
     pub previous_id: String,
@@ -285,7 +285,7 @@ pub struct ConflictView {
     pub contact_id: i64,
     /// The contact the previousId already belongs to; merge it with `POST /api/contacts/{contact_id}/merge`.
     pub other_contact_id: i64,
-    /// When.
+    /// When the conflicting alias arrived (RFC 3339, UTC).
     pub created_at: String,
     /// When a merge resolved it.
     pub resolved_at: Option<String>,

@@ -1,4 +1,4 @@
-//! The read and admin API under `/api`, for secret keys (SPEC §6).
+//! The read and admin API under `/api`, for secret keys.
 
 pub mod contacts;
 pub mod groups;

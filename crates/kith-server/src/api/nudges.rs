@@ -18,13 +18,13 @@ use crate::AppState;
 /// A rule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleView {
-    /// Id.
+    /// The rule's id, as in `/api/rules/{id}`.
     pub id: i64,
     /// The rule as written: `name`, `enabled`, `when`, `unless`, `then`.
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub spec: Value,
-    /// Created.
+    /// When the rule was created (RFC 3339, UTC).
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,
@@ -44,7 +44,7 @@ impl From<Rule> for RuleView {
 /// One firing.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FiringView {
-    /// Id.
+    /// The firing's id.
     pub id: i64,
     /// The rule.
     pub rule_id: i64,
@@ -52,7 +52,7 @@ pub struct FiringView {
     pub contact_id: i64,
     /// What occurred.
     pub trigger: String,
-    /// When.
+    /// When the trigger occurred (RFC 3339, UTC).
     pub triggered_at: String,
     /// When the rule acts.
     pub due_at: String,
@@ -192,7 +192,7 @@ pub async fn delete(
 /// An outbound message.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
-    /// Id.
+    /// The delivery's id, as in `/api/deliveries/{id}/retry`.
     pub id: i64,
     /// `webhook`, `email` or `segment`.
     pub kind: String,
@@ -209,9 +209,9 @@ pub struct DeliveryView {
     pub next_attempt_at: Option<String>,
     /// The last error.
     pub last_error: Option<String>,
-    /// Queued.
+    /// When the message was queued (RFC 3339, UTC).
     pub created_at: String,
-    /// Delivered.
+    /// When the receiver took it; `None` until then.
     pub sent_at: Option<String>,
 }
 

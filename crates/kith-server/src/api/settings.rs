@@ -27,7 +27,7 @@ pub async fn workspace(State(state): State<AppState>, SecretKey(key): SecretKey)
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceChange {
-    /// Name.
+    /// A display name, shown in the web app.
     pub name: Option<String>,
     /// IANA time zone, e.g. `Europe/Paris`.
     pub time_zone: Option<String>,

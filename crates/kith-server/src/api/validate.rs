@@ -1,4 +1,4 @@
-//! `POST /api/validate`: how kith reads an event, without storing it (SPEC §6).
+//! `POST /api/validate`: how kith reads an event, without storing it.
 
 use axum::body::Body;
 use axum::extract::State;

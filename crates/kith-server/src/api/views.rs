@@ -35,7 +35,7 @@ impl ClosenessView {
 /// A contact.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ContactView {
-    /// Id.
+    /// The contact's id, as in `/api/contacts/{id}`.
     pub id: i64,
     /// Normalised email.
     pub email: String,
@@ -145,18 +145,18 @@ impl From<AudienceMembership> for MembershipView {
 pub struct AccountView {
     /// The Segment groupId.
     pub group_id: String,
-    /// Name.
+    /// The `name` trait, if any.
     pub name: Option<String>,
-    /// Traits.
+    /// The account's traits, merged from every group call.
     #[schema(value_type = Object)]
     pub traits: Value,
-    /// Members.
+    /// How many contacts belong to the account.
     pub member_count: i64,
     /// The closest member's closeness.
     pub closeness: ClosenessView,
     /// The mean of the members' scores.
     pub mean_score: f64,
-    /// Created.
+    /// The first group call (RFC 3339, UTC).
     pub created_at: String,
     /// Last group call.
     pub updated_at: String,
@@ -194,7 +194,7 @@ pub struct ContactDetail {
     pub contact: ContactView,
     /// Linked ids.
     pub identities: Vec<IdentityView>,
-    /// Accounts.
+    /// The accounts the contact belongs to, by group calls.
     pub accounts: Vec<AccountView>,
     /// Audience memberships, current and past.
     pub audiences: Vec<MembershipView>,
@@ -203,7 +203,7 @@ pub struct ContactDetail {
 /// A timeline entry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InteractionView {
-    /// Id.
+    /// The interaction's id.
     pub id: i64,
     /// `activity`, `note`, `email`, `call` or `meeting`.
     pub kind: String,
@@ -242,7 +242,7 @@ pub struct Timeline {
 /// An event of a contact's stream.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
-    /// Id.
+    /// The event's id.
     pub id: i64,
     /// Segment call type.
     #[serde(rename = "type")]
@@ -307,9 +307,9 @@ pub struct EventList {
 /// Workspace settings.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceView {
-    /// Id.
+    /// The workspace's id.
     pub id: i64,
-    /// Name.
+    /// A display name, shown in the web app.
     pub name: String,
     /// IANA time zone in which days are counted.
     pub time_zone: String,
@@ -360,17 +360,17 @@ impl From<Workspace> for WorkspaceView {
 /// An API key as listed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
-    /// Id.
+    /// The key's id, as in `DELETE /api/keys/{id}`.
     pub id: i64,
     /// `write` or `secret`.
     pub kind: String,
-    /// Label.
+    /// A label chosen at creation, to tell keys apart.
     pub name: String,
     /// The key's first characters.
     pub prefix: String,
-    /// Created.
+    /// When the key was created (RFC 3339, UTC).
     pub created_at: String,
-    /// Revoked.
+    /// When the key was revoked; a revoked key is refused at once.
     pub revoked_at: Option<String>,
     /// The whole key: only in the answer that creates it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -415,7 +415,8 @@ pub fn decode_cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
         })
 }
 
-/// Days in the window of "was close or warm" for losing touch (SPEC §3.1).
+/// Days in the window of "was close or warm" for losing touch: a contact that was close or warm
+/// within it and is cooling or cold now is losing touch.
 pub const LOSING_TOUCH_WINDOW_DAYS: i64 = 90;
 
 /// The key range of a bucket at `now`: `(min, max)` with `None` for no bound.

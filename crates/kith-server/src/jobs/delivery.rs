@@ -38,7 +38,7 @@ pub struct SmtpConfig {
 /// What a pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
 pub struct Report {
-    /// Delivered.
+    /// Deliveries the receiver took in this pass.
     pub sent: u64,
     /// To be tried again.
     pub retried: u64,

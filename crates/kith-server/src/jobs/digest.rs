@@ -1,6 +1,6 @@
-//! The daily digest (SPEC §5): at the workspace's chosen local time, who is due a touch and
-//! who is losing touch, by webhook and/or email. Claiming the day first makes it go once,
-//! whichever node gets there.
+//! The daily digest: at the workspace's chosen local time, who is due a touch and who is losing
+//! touch, by webhook and/or email. Claiming the day first makes it go once, whichever node gets
+//! there.
 
 use std::panic::AssertUnwindSafe;
 

@@ -1,4 +1,4 @@
-//! The web app (SPEC §7): server-rendered pages for people who sign in with a password.
+//! The web app: server-rendered pages for people who sign in with a password.
 //!
 //! Pages are rendered with `maud` from the same store and closeness model as the JSON API; a
 //! little JavaScript (embedded, under `/static/`) copies keys, confirms deletions and feeds

@@ -13,9 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// A request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// Path.
+    /// The request's path, without its query.
     pub path: String,
-    /// Headers.
     pub headers: HeaderMap,
     /// Body as JSON (Null if not JSON).
     pub json: serde_json::Value,

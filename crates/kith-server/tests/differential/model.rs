@@ -1,6 +1,7 @@
-//! A small reference model of SPEC §2–§4, written from the contract and nothing else: which
-//! contact an event reaches, the ids it links, one activity per contact-day described by its
-//! earliest event, the closeness key, Engage memberships, explicit merges and erasure.
+//! A small reference model of identities, timelines, closeness and audiences, written from the
+//! rules (ARCHITECTURE.md, "Where each rule lives") and nothing else: which contact an event
+//! reaches, the ids it links, one activity per contact-day described by its earliest event, the
+//! closeness key, Engage memberships, explicit merges and erasure.
 //!
 //! It folds events one by one, identifies and aliases first, so it is only valid for what the
 //! contract says does not depend on arrival order: each person's ids are their own (no two
@@ -12,7 +13,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
-/// `Active in your product`: an identify that names no url or event (SPEC §2.1).
+/// `Active in your product`: an identify that names no url or event.
 pub const STANDARD_DESCRIPTION: &str = "Active in your product";
 
 /// A generated event: its body, and what the contract says it means.
@@ -85,7 +86,7 @@ impl Event {
         event
     }
 
-    /// An Engage audience sync: an identify that is membership, not activity (SPEC §4).
+    /// An Engage audience sync: an identify that is membership, not activity.
     pub fn engage(time: i64, message_id: &str, email: &str, user_id: &str, audience: &str, entered: bool) -> Event {
         let (mut body, mut event) = Event::base("identify", time, message_id);
         body["traits"] = json!({"email": email, audience: entered});
@@ -166,8 +167,8 @@ pub struct Day {
 }
 
 impl Day {
-    /// Folds another day's activity in: the earlier (time, description) describes it, hits add
-    /// up. The fold does not depend on order, which is what SPEC §2.2 asks of any arrival order.
+    /// Folds another day's activity in: the earlier (time, description) describes it, hits add up.
+    /// The fold does not depend on order, which is what the day rule asks of any arrival order.
     fn absorb(&mut self, other: &Day) {
         if (other.time, &other.description) < (self.time, &self.description) {
             self.time = other.time;
@@ -191,8 +192,8 @@ pub struct Contact {
 }
 
 impl Contact {
-    /// SPEC §3's key `ln Σ w·exp(t/τ)`: activity weighs 1 and counts at the start of its
-    /// date, t in days since 1970-01-01; `None` without interactions.
+    /// The closeness key `ln Σ w·exp(t/τ)`: activity weighs 1 and counts at the start of its date,
+    /// t in days since 1970-01-01; `None` without interactions.
     pub fn closeness_key(&self, half_life_days: f64) -> Option<f64> {
         let tau = half_life_days / std::f64::consts::LN_2;
         let epoch = jiff::civil::date(1970, 1, 1);
@@ -288,8 +289,8 @@ impl Model {
         }
     }
 
-    /// SPEC §2.5's explicit merge: `from` goes into `into` with its ids, days (one per date),
-    /// audiences (the latest change wins) and history; its email then reaches `into`.
+    /// An explicit merge: `from` goes into `into` with its ids, days (one per date), audiences (the
+    /// latest change wins) and history; its email then reaches `into`.
     pub fn merge(&mut self, into: &str, from: &str) {
         let gone = self.contacts.remove(from).expect("the merged contact");
         let target = self.contacts.get_mut(into).expect("the surviving contact");
@@ -313,7 +314,7 @@ impl Model {
         self.owners.insert(from.to_owned(), into.to_owned());
     }
 
-    /// SPEC §2.6: a deletion erases the contact and unlinks its ids.
+    /// A deletion erases the contact and unlinks its ids.
     fn erase(&mut self, email: &str) {
         self.contacts.remove(email);
         self.owners.retain(|_, owner| owner != email);

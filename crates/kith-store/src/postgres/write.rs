@@ -1113,7 +1113,8 @@ pub async fn add_interaction(
     })
 }
 
-/// Erases a contact and everything derived from it (SPEC §2.6).
+/// Erases a contact and everything derived from it; with `suppress`, its email stays out of kith
+/// afterwards.
 pub async fn delete_contact(
     c: &mut Client,
     workspace: WorkspaceId,
@@ -1170,7 +1171,8 @@ async fn erase_contact(
     Ok(true)
 }
 
-/// Moves everything of `from` into `into` (SPEC §2.5's explicit merge) and deletes `from`.
+/// Moves everything of `from` into `into` (an explicit merge, e.g. of an alias conflict) and
+/// deletes `from`.
 pub async fn merge_contacts(
     c: &mut Client,
     workspace: WorkspaceId,

@@ -6,7 +6,7 @@
 //! table in the log file), with a Bloom filter kept in memory and stored beside it. A probe
 //! asks the memory set, then each run whose filter says "maybe" (about one in a hundred
 //! when the digest is new). A run is dropped whole once its newest event is older than
-//! [`WINDOW`].
+//! [`WINDOW_MS`].
 //!
 //! Nothing is forgotten across a restart: the unsealed digests are those of the log entries
 //! after the last seal, and the log keeps every entry until it is sealed (the appender prunes
@@ -19,8 +19,8 @@ use rusqlite::{params, Connection};
 
 use crate::Result;
 
-/// How long a messageId is remembered, at least: SPEC's seven days, and a day more so that
-/// a run is only dropped when every digest in it is older than seven days.
+/// How long a messageId is remembered, at least: the promised seven days, and a day more so that a
+/// run is only dropped when every digest in it is older than seven days.
 pub const WINDOW_MS: i64 = 8 * 24 * 3_600_000;
 /// Unsealed digests that trigger a seal.
 const SEAL_AT: usize = 200_000;

@@ -782,7 +782,8 @@ pub fn add_interaction(
     })
 }
 
-/// Erases a contact and everything derived from it (SPEC §2.6).
+/// Erases a contact and everything derived from it; with `suppress`, its email stays out of kith
+/// afterwards.
 pub fn delete_contact(tx: &Connection, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
     let email: Option<String> = tx
         .prepare_cached("SELECT email FROM contacts WHERE id = ?1 AND workspace_id = ?2")?
@@ -819,7 +820,8 @@ pub fn delete_contact(tx: &Connection, workspace: WorkspaceId, contact: ContactI
     Ok(true)
 }
 
-/// Moves everything of `from` into `into` (SPEC §2.5's explicit merge) and deletes `from`.
+/// Moves everything of `from` into `into` (an explicit merge, e.g. of an alias conflict) and
+/// deletes `from`.
 pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
     if into == from {
         return Err(StoreError::Conflict("a contact cannot be merged into itself".into()));
