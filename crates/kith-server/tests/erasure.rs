@@ -92,6 +92,14 @@ async fn deleting_a_contact_leaves_no_row_of_it() {
     for (table, count) in rows_left(&server, id).await {
         assert_eq!(count, 0, "{table} still holds {count} rows of the deleted contact");
     }
+    // Nor in the files' bytes: freed pages and the write-ahead files are where a deleted row
+    // would otherwise linger for anyone who reads the disk.
+    for file in ["kith.db", "kith.db-wal", "kith.db.log", "kith.db.log-wal"] {
+        let Some(path) = server.sqlite_file(file) else { break };
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let found = bytes.windows(b"ada@example.com".len()).filter(|window| window == b"ada@example.com").count();
+        assert_eq!(found, 0, "{file} still holds Ada's email {found} times");
+    }
     assert_eq!(server.get("/api/accounts/acme").await["member_count"], 1, "Bob is still in Acme");
     assert_eq!(server.get("/api/audiences/vip").await["member_count"], 0);
     server.stop().await;

@@ -170,6 +170,7 @@ pub fn open(
          PRAGMA synchronous = {synchronous};
          PRAGMA busy_timeout = 10000;
          PRAGMA wal_autocheckpoint = 0;
+         PRAGMA secure_delete = ON;
          CREATE TABLE IF NOT EXISTS log (
              seq          INTEGER PRIMARY KEY,
              workspace_id INTEGER NOT NULL,
@@ -277,7 +278,7 @@ impl Appender {
     }
 
     /// Deletes every applied entry from the log now, sealing the digests of those not
-    /// sealed yet.
+    /// sealed yet, and empties the write-ahead file that still held copies of them.
     pub fn prune(&mut self, progress: &Progress) -> Result<()> {
         let applied = progress.marks().applied;
         let tx = self.log.transaction()?;
@@ -285,6 +286,7 @@ impl Appender {
         let sealing = self.dedup.seal(&tx, self.next_seq - 1, i64::MIN)?;
         tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
         tx.commit()?;
+        self.log.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         self.dedup.sealed(sealing);
         self.pruned = self.pruned.max(applied);
         Ok(())

@@ -240,7 +240,8 @@ fn configure_writer(connection: &Connection, options: &SqliteOptions) -> Result<
          PRAGMA cache_size = -{cache_kib};
          PRAGMA temp_store = MEMORY;
          PRAGMA wal_autocheckpoint = 16384;
-         PRAGMA foreign_keys = OFF;",
+         PRAGMA foreign_keys = OFF;
+         PRAGMA secure_delete = ON;",
         cache_kib = options.cache_mib * 1024,
     ))?;
     Ok(())
@@ -401,6 +402,9 @@ impl Store for SqliteStore {
                 let tx = c.transaction()?;
                 let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
                 tx.commit()?;
+                // secure_delete zeroed the rows in their pages; the write-ahead file still
+                // holds earlier copies of them until it is emptied.
+                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
                 Ok(deleted)
             })
             .await?;
