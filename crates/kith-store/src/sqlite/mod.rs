@@ -199,6 +199,19 @@ impl SqliteStore {
         self.read(f).await
     }
 
+    /// Empties what still holds copies of erased rows once they are deleted (secure_delete
+    /// zeroed them in their pages): the main write-ahead file, and the event log's applied
+    /// entries (their digests sealed first) with its write-ahead file.
+    async fn scrub(&self) -> Result<()> {
+        self.with_writer(|writer| Ok(writer.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?)).await?;
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prune(&log.progress)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))?
+    }
+
     /// Runs `f` on a read connection, off the async threads.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -314,8 +327,23 @@ impl Store for SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(format!("log task failed: {e}")))?;
+        let erases = batch.iter().any(|incoming| matches!(incoming.event.kind, kith_core::EventKind::Delete));
         // Freeing a large batch takes a while: not on the appender's path.
         tokio::task::spawn_blocking(move || drop(batch));
+        if erases && result.is_ok() {
+            // A Segment deletion is applied by the projection: once it is, scrub the files as
+            // an erasure through the API does, without holding up this acknowledgement.
+            let store = self.clone();
+            tokio::spawn(async move {
+                let scrubbed = async {
+                    store.log.progress.wait_applied().await?;
+                    store.scrub().await
+                };
+                if let Err(error) = scrubbed.await {
+                    tracing::warn!(%error, "the files could not be scrubbed after a deletion");
+                }
+            });
+        }
         result
     }
 
@@ -402,19 +430,10 @@ impl Store for SqliteStore {
                 let tx = c.transaction()?;
                 let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
                 tx.commit()?;
-                // secure_delete zeroed the rows in their pages; the write-ahead file still
-                // holds earlier copies of them until it is emptied.
-                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
                 Ok(deleted)
             })
             .await?;
-        // The contact's events may still be in the log's applied tail: erase them there too.
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || {
-            log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prune(&log.progress)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))??;
+        self.scrub().await?;
         Ok(deleted)
     }
 
