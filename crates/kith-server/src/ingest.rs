@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::auth::Signing;
-use crate::debug::{self, DebugEntry};
+use crate::debugger_feed::{self, DebugEntry};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -148,7 +148,7 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body, r
         Err(failure) => {
             state.metrics.request_refused(&failure.error.body.code);
             if let Some(workspace) = failure.workspace {
-                state.debug.publish(DebugEntry::refused(workspace, received_at, &failure.error));
+                state.debugger.publish(DebugEntry::refused(workspace, received_at, &failure.error));
             }
             failure.error.into_response()
         }
@@ -213,8 +213,11 @@ async fn handle(
     };
     let Reading { is_batch, total, incoming, positions, mut rejected } = reading;
 
-    let readings: Vec<debug::Reading> =
-        if state.debug.is_watched() { incoming.iter().map(debug::Reading::of).collect() } else { Vec::new() };
+    let readings: Vec<debugger_feed::Reading> = if state.debugger.is_watched() {
+        incoming.iter().map(debugger_feed::Reading::of).collect()
+    } else {
+        Vec::new()
+    };
     let outcomes = if incoming.is_empty() {
         Vec::new()
     } else {
@@ -230,7 +233,7 @@ async fn handle(
     }
     for (reading, outcome) in readings.into_iter().zip(&outcomes).filter(|(_, outcome)| **outcome != Outcome::Accepted)
     {
-        state.debug.publish(DebugEntry::read(workspace, received_at, reading, outcome));
+        state.debugger.publish(DebugEntry::read(workspace, received_at, reading, outcome));
     }
     rejected.sort_by_key(|item| item.index);
 
@@ -306,7 +309,7 @@ fn read_body(
             Ok(Parsed::Skipped) => state.metrics.event_skipped(),
             Err(rejection) => {
                 state.metrics.event_rejected(rejection.code);
-                state.debug.publish(DebugEntry::rejected(workspace, received_at, &rejection));
+                state.debugger.publish(DebugEntry::rejected(workspace, received_at, &rejection));
                 reading.rejected.push(Refused { index, rejection });
             }
         }

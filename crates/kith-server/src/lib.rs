@@ -10,7 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod conn;
-pub mod debug;
+pub mod debugger_feed;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
@@ -42,7 +42,7 @@ pub struct AppState {
     /// Key and signing-secret lookups.
     pub auth: Arc<auth::AuthCache>,
     /// The live debugger's feed.
-    pub debug: debug::DebugFeed,
+    pub debugger: debugger_feed::DebugFeed,
     /// Counters served at `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// The time.
@@ -99,14 +99,14 @@ impl App {
         let outbound = Arc::new(outbound::Outbound::new(policy, config.smtp.as_ref())?);
         let jobs = Arc::new(jobs::Health::new(config.jobs_stale_after.unwrap_or(jobs::DEFAULT_STALE_AFTER)));
         let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
-        let debug = debug::DebugFeed::default();
+        let debugger = debugger_feed::DebugFeed::default();
         let metrics: Arc<metrics::Metrics> = Arc::default();
-        store.report_applied(applied_reporter(debug.clone(), metrics.clone()));
+        store.report_applied(applied_reporter(debugger.clone(), metrics.clone()));
         let state = AppState {
             store,
             pipeline,
             auth: Arc::default(),
-            debug,
+            debugger,
             metrics,
             clock,
             readiness: ops::Readiness::default(),
@@ -141,7 +141,7 @@ impl App {
         let App { state, writer, manual_jobs, connections, metrics_listener } = self;
         let jobs = if manual_jobs { tokio::spawn(async {}) } else { jobs::start(state.clone()) };
         let readiness = state.readiness.clone();
-        let debug = state.debug.clone();
+        let debugger = state.debugger.clone();
         let pipeline = state.pipeline.clone();
         let store = state.store.clone();
         let (stop_metrics, metrics_stopping) = tokio::sync::watch::channel(());
@@ -156,7 +156,7 @@ impl App {
         conn::serve(listener, router, connections, async move {
             shutdown.await;
             readiness.draining();
-            debug.close();
+            debugger.close();
         })
         .await?;
         let _ = stop_metrics.send(());
@@ -177,14 +177,14 @@ impl App {
 }
 
 /// Counts and shows (in the live debugger) each event a store with an event log applied.
-fn applied_reporter(debug: debug::DebugFeed, metrics: Arc<metrics::Metrics>) -> kith_store::AppliedSink {
+fn applied_reporter(debugger: debugger_feed::DebugFeed, metrics: Arc<metrics::Metrics>) -> kith_store::AppliedSink {
     Arc::new(move |events, outcomes| {
-        let watched = debug.is_watched();
+        let watched = debugger.is_watched();
         for (incoming, outcome) in events.iter().zip(outcomes) {
             metrics.event_outcome(outcome);
             if watched {
-                let reading = debug::Reading::of(incoming);
-                debug.publish(debug::DebugEntry::read(
+                let reading = debugger_feed::Reading::of(incoming);
+                debugger.publish(debugger_feed::DebugEntry::read(
                     incoming.workspace_id,
                     incoming.event.received_at,
                     reading,

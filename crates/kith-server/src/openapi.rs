@@ -33,7 +33,7 @@ impl Modify for SecretKeyAuth {
         validate::validate,
         nudges::list, nudges::create, nudges::show, nudges::update, nudges::delete, nudges::deliveries, nudges::retry,
     ),
-    components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debug::DebugEntry)),
+    components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),
 )]
 pub struct ApiDoc;

@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::layout::{self, Nav};
 use super::session::Signed;
 use super::{WebError, WebResult};
-use crate::debug::{DebugEntry, StreamTicket};
+use crate::debugger_feed::{DebugEntry, StreamTicket};
 use crate::AppState;
 
 /// What a status means, in a sentence.
@@ -75,7 +75,7 @@ fn entry_row(entry: &DebugEntry, tz: &TimeZone) -> Markup {
 /// `GET /debugger`.
 pub async fn page(State(state): State<AppState>, signed: Signed, headers: HeaderMap) -> WebResult<Response> {
     let tz = signed.workspace.tz();
-    let recent = state.debug.recent(signed.workspace.id);
+    let recent = state.debugger.recent(signed.workspace.id);
     let last_seq = recent.last().map_or(0, |entry| entry.seq);
     let body = html! {
         (layout::page_header("Live debugger", Some(html! {
@@ -113,12 +113,12 @@ pub async fn stream(
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Response {
-    let Some(ticket) = state.debug.open_stream(signed.user.id, state.web.config.streams_per_user) else {
+    let Some(ticket) = state.debugger.open_stream(signed.user.id, state.web.config.streams_per_user) else {
         let message = "you have too many live debugger tabs open; close one and reload this page";
         return WebError::Page { status: StatusCode::TOO_MANY_REQUESTS, message: message.to_owned() }.into_response();
     };
     let tz = signed.workspace.tz();
-    let subscription = state.debug.subscribe(signed.workspace.id);
+    let subscription = state.debugger.subscribe(signed.workspace.id);
     let after = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -180,7 +180,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::debug::DebugFeed;
+    use crate::debugger_feed::DebugFeed;
     use crate::error::ApiError;
 
     /// A future that counts how often it is polled, i.e. woken.
