@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use kith_server::auth::generate_key;
-use kith_server::web::session::{create_user, generate_password, remove_user, set_user_password};
+use kith_server::service::users::{create_user, generate_password, remove_user, set_user_password};
 use kith_server::web::WebConfig;
 use kith_server::{App, AppConfig, Clock};
 use kith_store::postgres::PostgresStore;

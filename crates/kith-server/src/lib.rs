@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod outbound;
+pub mod service;
 pub mod transfer;
 pub mod web;
 

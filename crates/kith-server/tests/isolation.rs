@@ -11,7 +11,7 @@ use common::outbound::Receiver;
 use common::TestServer;
 use jiff::Timestamp;
 use kith_server::auth::generate_key;
-use kith_server::web::session::create_user;
+use kith_server::service::users::create_user;
 use kith_server::Clock;
 use kith_store::KeyKind;
 use reqwest::{Method, StatusCode};

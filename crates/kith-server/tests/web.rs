@@ -5,7 +5,7 @@ mod common;
 
 use common::browser::Browser;
 use common::TestServer;
-use kith_server::web::session::create_user;
+use kith_server::service::users::create_user;
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::browser::{Browser, Page};
 use common::{Options, TestServer};
-use kith_server::web::session::create_user;
+use kith_server::service::users::create_user;
 use kith_server::web::throttle::MAX_HASHES;
 use kith_server::web::WebConfig;
 use kith_server::Clock;

@@ -12,8 +12,9 @@ mod debugger;
 mod groups;
 mod layout;
 mod nudges;
-pub mod session;
+mod session;
 mod settings;
+mod signin;
 pub mod throttle;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -72,7 +73,7 @@ impl WebState {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/login", get(session::login_page).post(session::login))
+        .route("/login", get(signin::login_page).post(signin::login))
         .route("/logout", post(session::logout))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{id}", get(contacts::show))

@@ -9,11 +9,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
-use super::session::{PasswordChange, Posted, Signed};
+use super::session::{Empty, Posted, Signed};
+use super::signin::{self, PasswordChange};
 use super::throttle::ClientAddress;
 use super::{WebError, WebResult};
 use crate::api::settings::{patch_of, WorkspaceChange};
 use crate::auth::generate_key;
+use crate::service::users::MIN_PASSWORD_CHARS;
 use crate::AppState;
 
 /// What the page shows besides the settings.
@@ -261,7 +263,7 @@ async fn render(
                     div.field {
                         label for="new-password" { "New password" }
                         input #new-password type="password" name="new_password" autocomplete="new-password"
-                            minlength=(super::session::MIN_PASSWORD_CHARS) required;
+                            minlength=(MIN_PASSWORD_CHARS) required;
                     }
                     div { button.button type="submit" { "Change password" } }
                 }
@@ -412,7 +414,7 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Posted(signed, _): Posted<super::session::Empty>,
+    Posted(signed, _): Posted<Empty>,
 ) -> WebResult<Response> {
     if !state.store.revoke_key(signed.workspace.id, id).await? {
         return Err(WebError::not_found(format!("there is no key {id} in this workspace")));
@@ -428,7 +430,7 @@ pub async fn remove_user(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Posted(signed, _): Posted<super::session::Empty>,
+    Posted(signed, _): Posted<Empty>,
 ) -> WebResult<Response> {
     let users = state.store.users(signed.workspace.id).await?;
     let Some(user) = users.iter().find(|user| user.id == id) else {
@@ -461,7 +463,7 @@ pub async fn change_password(
     Posted(signed, form): Posted<PasswordForm>,
 ) -> WebResult<Response> {
     let redirect = "/settings?password=changed#password";
-    let change = super::session::change_password(
+    let change = signin::change_password(
         &state,
         &headers,
         address,
