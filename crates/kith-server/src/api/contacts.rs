@@ -5,19 +5,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use kith_core::closeness::{Bucket, InteractionKind};
-use kith_core::identity::normalize_email;
-use kith_core::profile::merge_traits;
-use kith_store::{Contact, ContactKey, ContactQuery, ContactSort, NewInteraction, Workspace};
+use kith_store::{Contact, ContactQuery, ContactSort, NewInteraction, Workspace};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::*;
 use super::workspace_of;
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
+use crate::service::contacts::{self, find_contact};
+use crate::service::{decode_cursor, encode_cursor};
 use crate::AppState;
 
 /// Contact list parameters.
@@ -65,7 +65,7 @@ pub async fn list(
         let bucket = Bucket::parse(bucket).ok_or_else(|| {
             ApiError::bad_request("invalid_bucket", "bucket", "bucket must be close, warm, cooling or cold")
         })?;
-        query.key_range = Some(bucket_range(bucket, &workspace.model(), now));
+        query.key_range = Some(contacts::bucket_range(bucket, &workspace.model(), now));
     }
     if params.due == Some(true) {
         query.due_before = Some(now);
@@ -122,13 +122,7 @@ pub async fn losing_touch(
 ) -> ApiResult<Json<ContactList>> {
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let now = state.clock.now();
-    let query = ContactQuery {
-        sort: ContactSort::Closeness,
-        warm_until_range: Some(losing_touch_window(now)),
-        cursor: decode_cursor(params.cursor.as_deref())?,
-        limit: params.limit.unwrap_or(50),
-        ..ContactQuery::default()
-    };
+    let query = contacts::losing_touch(now, decode_cursor(params.cursor.as_deref())?, params.limit.unwrap_or(50));
     list_page(&state, &workspace, query, now).await.map(Json)
 }
 
@@ -142,39 +136,8 @@ pub async fn due(
 ) -> ApiResult<Json<ContactList>> {
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let now = state.clock.now();
-    let query = ContactQuery {
-        sort: ContactSort::Due,
-        due_before: Some(now),
-        cursor: decode_cursor(params.cursor.as_deref())?,
-        limit: params.limit.unwrap_or(50),
-        ..ContactQuery::default()
-    };
+    let query = contacts::due(now, decode_cursor(params.cursor.as_deref())?, params.limit.unwrap_or(50));
     list_page(&state, &workspace, query, now).await.map(Json)
-}
-
-/// "Warm or better at some moment of the last 90 days, not now": the last moment a contact
-/// was warm falls in `[now − 90 days, now)`.
-pub fn losing_touch_window(now: Timestamp) -> (Timestamp, Timestamp) {
-    (now - SignedDuration::from_hours(24 * LOSING_TOUCH_WINDOW_DAYS), now)
-}
-
-/// Reads `{id-or-email}` from a path.
-pub fn contact_key(text: &str) -> ApiResult<ContactKey> {
-    if let Ok(id) = text.parse::<i64>() {
-        return Ok(ContactKey::Id(id));
-    }
-    normalize_email(text)
-        .map(ContactKey::Email)
-        .ok_or_else(|| ApiError::bad_request("invalid_contact", "id", "name a contact by its numeric id or its email"))
-}
-
-/// The contact named by `{id-or-email}`, or 404.
-pub async fn find_contact(state: &AppState, workspace: i64, text: &str) -> ApiResult<Contact> {
-    state
-        .store
-        .contact(workspace, contact_key(text)?)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no contact {text} in this workspace")))
 }
 
 /// One contact with its identities, accounts and audiences.
@@ -192,19 +155,10 @@ pub async fn show(
     detail(&state, &workspace, contact).await.map(Json)
 }
 
-/// The full view of a contact.
-pub async fn detail(state: &AppState, workspace: &Workspace, contact: Contact) -> ApiResult<ContactDetail> {
-    let now = state.clock.now();
-    let model = workspace.model();
-    let identities = state.store.identities(workspace.id, contact.id).await?;
-    let accounts = state.store.contact_accounts(workspace.id, contact.id).await?;
-    let audiences = state.store.contact_audiences(workspace.id, contact.id).await?;
-    Ok(ContactDetail {
-        contact: ContactView::new(contact, &model, now),
-        identities: identities.into_iter().map(Into::into).collect(),
-        accounts: accounts.into_iter().map(|a| AccountView::new(a, &model, now)).collect(),
-        audiences: audiences.into_iter().map(Into::into).collect(),
-    })
+/// The JSON view of a contact with its identities, accounts and audiences.
+async fn detail(state: &AppState, workspace: &Workspace, contact: Contact) -> ApiResult<ContactDetail> {
+    let detail = contacts::detail(state, workspace.id, contact).await?;
+    Ok(ContactDetail::new(detail, &workspace.model(), state.clock.now()))
 }
 
 /// A contact's timeline, newest first.
@@ -241,48 +195,12 @@ pub async fn events(
     Query(params): Query<PageParams>,
 ) -> ApiResult<Json<EventList>> {
     let contact = find_contact(&state, key.workspace_id, &id).await?;
-    let list = event_page(&state, key.workspace_id, contact.id, params).await?;
-    Ok(Json(list))
-}
-
-/// A page of events with the traits each saw.
-pub async fn event_page(state: &AppState, workspace: i64, contact: i64, params: PageParams) -> ApiResult<EventList> {
-    let page = state
-        .store
-        .events(workspace, contact, decode_cursor(params.cursor.as_deref())?, params.limit.unwrap_or(50))
-        .await?;
-    let newest = page.items.first().map_or(Timestamp::MIN, |event| event.occurred_at);
-    let identifies = state.store.identify_payloads(workspace, contact, newest).await?;
-    let history: Vec<(Timestamp, Map<String, Value>)> = identifies
-        .iter()
-        .filter_map(|payload| serde_json::from_str::<Value>(payload).ok())
-        .map(|event| {
-            let time = ["timestamp", "originalTimestamp"]
-                .iter()
-                .find_map(|field| event.get(*field).and_then(Value::as_str))
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(Timestamp::MIN);
-            let traits = event
-                .get("traits")
-                .or_else(|| event.get("context").and_then(|c| c.get("traits")))
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            (time, traits)
-        })
-        .collect();
-    let items = page
-        .items
-        .into_iter()
-        .map(|event| {
-            let mut traits = Map::new();
-            for (_, patch) in history.iter().filter(|(time, _)| *time <= event.occurred_at) {
-                merge_traits(&mut traits, patch);
-            }
-            EventView::new(event, Value::Object(traits))
-        })
-        .collect();
-    Ok(EventList { items, next_cursor: encode_cursor(page.next) })
+    let cursor = decode_cursor(params.cursor.as_deref())?;
+    let page = contacts::events(&state, key.workspace_id, contact.id, cursor, params.limit.unwrap_or(50)).await?;
+    Ok(Json(EventList {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: encode_cursor(page.next),
+    }))
 }
 
 /// A hand-written interaction.
@@ -407,7 +325,7 @@ pub async fn set_cadence(
     body: Result<Json<CadenceBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let Json(body) = body.map_err(super::json_rejection)?;
-    let days = super::check_cadence(body.days)?;
+    let days = contacts::check_cadence(body.days)?;
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let contact = find_contact(&state, workspace.id, &id).await?;
     let contact = state.store.set_cadence(workspace.id, contact.id, days).await?;

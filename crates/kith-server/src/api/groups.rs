@@ -3,14 +3,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kith_store::{ContactQuery, ContactSort};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::views::*;
-use super::{check_cadence, json_rejection, workspace_of};
+use super::{json_rejection, workspace_of};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
+use crate::service::contacts::check_cadence;
+use crate::service::{encode_cursor, groups};
 use crate::AppState;
 
 /// How many members and events an account or audience page shows.
@@ -62,38 +63,21 @@ pub async fn account(
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let now = state.clock.now();
     let model = workspace.model();
-    let account = state
-        .store
-        .account(workspace.id, &group_id)
+    let shown = groups::account(&state, workspace.id, &group_id, MEMBERS_SHOWN, MEMBERS_SHOWN)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no account {group_id:?} in this workspace")))?;
-    let members = state
-        .store
-        .contacts(
-            workspace.id,
-            ContactQuery {
-                sort: ContactSort::Closeness,
-                account: Some(group_id),
-                limit: MEMBERS_SHOWN,
-                ..ContactQuery::default()
-            },
-        )
-        .await?
-        .items;
-    let mut recent_activity = Vec::new();
-    for member in &members {
-        let page = state.store.timeline(workspace.id, member.id, None, 3).await?;
-        recent_activity.extend(page.items.into_iter().map(|interaction| MemberActivity {
+    let recent_activity = shown
+        .recent
+        .into_iter()
+        .map(|(member, interaction)| MemberActivity {
             contact_id: member.id,
-            email: member.email.clone(),
+            email: member.email,
             interaction: interaction.into(),
-        }));
-    }
-    recent_activity.sort_by(|a, b| b.interaction.occurred_at.cmp(&a.interaction.occurred_at));
-    recent_activity.truncate(MEMBERS_SHOWN);
+        })
+        .collect();
     Ok(Json(AccountDetail {
-        account: AccountView::new(account, &model, now),
-        members: members.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
+        account: AccountView::new(shown.account, &model, now),
+        members: shown.members.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
         recent_activity,
     }))
 }
@@ -176,29 +160,15 @@ pub async fn audience(
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let now = state.clock.now();
     let model = workspace.model();
-    let audience = state
-        .store
-        .audience(workspace.id, &audience_key)
+    let shown = groups::audience(&state, workspace.id, &audience_key, None, MEMBERS_SHOWN, MEMBERS_SHOWN)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no audience {audience_key:?} in this workspace")))?;
-    let page = state
-        .store
-        .contacts(
-            workspace.id,
-            ContactQuery {
-                sort: ContactSort::Closeness,
-                audience: Some(audience_key.clone()),
-                limit: MEMBERS_SHOWN,
-                ..ContactQuery::default()
-            },
-        )
-        .await?;
-    let history = state.store.audience_history(workspace.id, Some(&audience_key), None, MEMBERS_SHOWN).await?;
     Ok(Json(AudienceDetail {
-        audience: audience.into(),
-        members: page.items.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
-        next_cursor: encode_cursor(page.next),
-        history: history
+        audience: shown.audience.into(),
+        members: shown.members.items.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
+        next_cursor: encode_cursor(shown.members.next),
+        history: shown
+            .history
             .into_iter()
             .map(|h| HistoryView { contact_id: h.contact_id, entered: h.entered, at: h.at.to_string() })
             .collect(),

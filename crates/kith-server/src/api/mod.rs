@@ -15,9 +15,6 @@ use kith_store::{Workspace, WorkspaceId};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// The longest cadence accepted, in days (ten years).
-const MAX_CADENCE_DAYS: i64 = 3650;
-
 /// The `/api` routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,16 +53,4 @@ pub async fn workspace_of(state: &AppState, id: WorkspaceId) -> ApiResult<Worksp
 /// A JSON body that could not be read: 400 with what was wrong.
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::bad_request("invalid_json", "body", rejection.body_text())
-}
-
-/// Validates a cadence in days.
-pub fn check_cadence(days: Option<i64>) -> ApiResult<Option<i64>> {
-    match days {
-        Some(days) if !(1..=MAX_CADENCE_DAYS).contains(&days) => Err(ApiError::bad_request(
-            "invalid_cadence",
-            "days",
-            format!("a cadence is a whole number of days from 1 to {MAX_CADENCE_DAYS}"),
-        )),
-        other => Ok(other),
-    }
 }

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kith_core::rules::{Action, RuleSpec};
+use kith_core::rules::RuleSpec;
 use kith_store::{Delivery, Firing, Rule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +13,7 @@ use super::json_rejection;
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
+use crate::service::nudges::check_rule;
 use crate::AppState;
 
 /// A rule.
@@ -87,17 +88,7 @@ pub struct RuleDetail {
     pub firings: Vec<FiringView>,
 }
 
-/// Refuses a rule whose webhook is an internal address written literally (names are
-/// checked when connecting): saving it would only fail every delivery, or reach inside.
-pub fn check_targets(policy: &Policy, spec: &RuleSpec) -> Result<(), String> {
-    for action in &spec.then {
-        if let Action::Webhook { url, .. } = action {
-            policy.check_url(url).map_err(|refused| format!("webhook url {url:?}: {refused}"))?;
-        }
-    }
-    Ok(())
-}
-
+/// The rule in a request body, once it is one kith can run.
 fn read_spec(
     policy: &Policy,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
@@ -110,8 +101,7 @@ fn read_spec(
             format!("{error}; a rule is {{\"name\", \"when\", \"unless\"?, \"then\": [...]}} (see the README)"),
         )
     })?;
-    spec.validate().map_err(|message| ApiError::bad_request("invalid_rule", "body", message))?;
-    check_targets(policy, &spec).map_err(|message| ApiError::bad_request("address_not_allowed", "body", message))?;
+    check_rule(policy, &spec)?;
     Ok(spec)
 }
 

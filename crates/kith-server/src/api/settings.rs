@@ -3,17 +3,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kith_core::closeness::Weights;
-use kith_store::{KeyKind, WorkspacePatch};
+use kith_store::KeyKind;
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::views::{KeyView, WorkspaceView};
 use super::{json_rejection, workspace_of};
-use crate::auth::{generate_key, SecretKey};
+use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
-use crate::outbound::Policy;
+use crate::service::settings::{self, WorkspaceChange};
 use crate::AppState;
 
 /// The workspace of the key.
@@ -21,172 +19,6 @@ use crate::AppState;
     responses((status = 200, body = WorkspaceView)), security(("secret_key" = [])))]
 pub async fn workspace(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<WorkspaceView>> {
     Ok(Json(workspace_of(&state, key.workspace_id).await?.into()))
-}
-
-/// Settings to change; absent fields stay as they are.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WorkspaceChange {
-    /// A display name, shown in the web app.
-    pub name: Option<String>,
-    /// IANA time zone, e.g. `Europe/Paris`.
-    pub time_zone: Option<String>,
-    /// Closeness half-life in days (1–3650); every closeness key is recomputed.
-    pub half_life_days: Option<f64>,
-    /// Interaction weights, e.g. `{"call": 4}`; unnamed kinds keep theirs.
-    #[schema(value_type = Object)]
-    pub weights: Option<Value>,
-    /// Days an unknown user's events wait for an identify (1–365).
-    pub pending_days: Option<i64>,
-    /// Requires `X-Signature` on ingest; `""` or `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
-    pub signing_secret: Option<Option<String>>,
-    /// While a signing secret is set, refuse JSON-array bodies: Segment signs only their first
-    /// event, so events appended to a captured request would pass. For senders that can send
-    /// one event per request (or a `{"batch": [...]}` object, which is signed whole).
-    pub refuse_array_bodies: Option<bool>,
-    /// A Segment-compatible host (e.g. `api.segment.io`) kith sends its own track calls to.
-    #[serde(default, deserialize_with = "double_option")]
-    pub segment_host: Option<Option<String>>,
-    /// The write key for that host.
-    #[serde(default, deserialize_with = "double_option")]
-    pub segment_write_key: Option<Option<String>>,
-    /// The daily digest's local time, "HH:MM"; `null` turns it off.
-    #[serde(default, deserialize_with = "double_option")]
-    pub digest_time: Option<Option<String>>,
-    /// Where the digest is posted.
-    #[serde(default, deserialize_with = "double_option")]
-    pub digest_webhook_url: Option<Option<String>>,
-    /// Who the digest is emailed to.
-    #[serde(default, deserialize_with = "double_option")]
-    pub digest_email: Option<Option<String>>,
-}
-
-/// A text setting that may be removed: trimmed, empty means removed.
-fn optional_text(value: Option<Option<String>>) -> Option<Option<String>> {
-    value.map(|value| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
-}
-
-fn is_http_url(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
-}
-
-fn double_option<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Ok(Some(Option::deserialize(deserializer)?))
-}
-
-/// Validates a settings change into a store patch.
-pub fn patch_of(change: WorkspaceChange, current: Weights) -> ApiResult<WorkspacePatch> {
-    let mut patch = WorkspacePatch::default();
-    if let Some(name) = change.name {
-        let name = name.trim().to_owned();
-        if name.is_empty() || name.len() > 200 {
-            return Err(ApiError::bad_request("invalid_name", "name", "a name has 1 to 200 characters"));
-        }
-        patch.name = Some(name);
-    }
-    if let Some(zone) = change.time_zone {
-        let zone = zone.trim().to_owned();
-        if kith_core::time::time_zone(&zone).is_none() {
-            return Err(ApiError::bad_request(
-                "invalid_time_zone",
-                "time_zone",
-                format!("{zone:?} is not an IANA time zone; use a name like Europe/Paris or America/New_York"),
-            ));
-        }
-        patch.time_zone = Some(zone);
-    }
-    if let Some(days) = change.half_life_days {
-        if !(1.0..=3650.0).contains(&days) {
-            return Err(ApiError::bad_request(
-                "invalid_half_life",
-                "half_life_days",
-                "the half-life is 1 to 3650 days",
-            ));
-        }
-        patch.half_life_days = Some(days);
-    }
-    if let Some(weights) = change.weights {
-        let mut merged = serde_json::to_value(current).unwrap_or(Value::Null);
-        let (Some(target), Some(given)) = (merged.as_object_mut(), weights.as_object()) else {
-            return Err(ApiError::bad_request("invalid_weights", "weights", "weights is an object like {\"call\": 3}"));
-        };
-        for (kind, value) in given {
-            let valid = value.as_f64().is_some_and(|w| w > 0.0 && w <= 100.0);
-            if !target.contains_key(kind) || !valid {
-                return Err(ApiError::bad_request(
-                    "invalid_weights",
-                    "weights",
-                    "weights name activity, note, email, call or meeting, each above 0 and at most 100",
-                ));
-            }
-            target.insert(kind.clone(), value.clone());
-        }
-        patch.weights = serde_json::from_value(merged).ok();
-    }
-    if let Some(days) = change.pending_days {
-        if !(1..=365).contains(&days) {
-            return Err(ApiError::bad_request(
-                "invalid_pending_days",
-                "pending_days",
-                "pending events are kept 1 to 365 days",
-            ));
-        }
-        patch.pending_days = Some(days);
-    }
-    patch.signing_secret = optional_text(change.signing_secret);
-    patch.refuse_array_bodies = change.refuse_array_bodies;
-    patch.segment_host = optional_text(change.segment_host);
-    patch.segment_write_key = optional_text(change.segment_write_key);
-    patch.digest_time = optional_text(change.digest_time);
-    if let Some(Some(time)) = &patch.digest_time {
-        let valid = time.len() == 5 && time.parse::<jiff::civil::Time>().is_ok();
-        if !valid {
-            return Err(ApiError::bad_request(
-                "invalid_digest_time",
-                "digest_time",
-                "the digest time is \"HH:MM\", e.g. \"09:00\"",
-            ));
-        }
-    }
-    patch.digest_webhook_url = optional_text(change.digest_webhook_url);
-    if let Some(Some(url)) = &patch.digest_webhook_url {
-        if !is_http_url(url) {
-            return Err(ApiError::bad_request(
-                "invalid_url",
-                "digest_webhook_url",
-                "the webhook url starts with http:// or https://",
-            ));
-        }
-    }
-    patch.digest_email = optional_text(change.digest_email)
-        .map(|email| email.and_then(|e| kith_core::identity::normalize_email(&e).or(Some(e))));
-    if let Some(Some(email)) = &patch.digest_email {
-        if kith_core::identity::normalize_email(email).is_none() {
-            return Err(ApiError::bad_request(
-                "invalid_email",
-                "digest_email",
-                format!("{email:?} is not an email address"),
-            ));
-        }
-    }
-    Ok(patch)
-}
-
-/// Refuses outbound targets that are internal addresses written literally; names are
-/// checked again, resolved, at every connection.
-pub fn check_outbound(policy: &Policy, patch: &WorkspacePatch) -> ApiResult<()> {
-    if let Some(Some(host)) = &patch.segment_host {
-        policy
-            .check_segment_host(host)
-            .map_err(|refused| ApiError::bad_request("address_not_allowed", "segment_host", refused.0))?;
-    }
-    if let Some(Some(url)) = &patch.digest_webhook_url {
-        policy
-            .check_url(url)
-            .map_err(|refused| ApiError::bad_request("address_not_allowed", "digest_webhook_url", refused.0))?;
-    }
-    Ok(())
 }
 
 /// Changes workspace settings.
@@ -200,11 +32,7 @@ pub async fn update_workspace(
 ) -> ApiResult<Json<WorkspaceView>> {
     let Json(change) = body.map_err(json_rejection)?;
     let current = workspace_of(&state, key.workspace_id).await?;
-    let patch = patch_of(change, current.weights)?;
-    check_outbound(state.outbound.policy(), &patch)?;
-    let updated = state.store.update_workspace(key.workspace_id, patch).await?;
-    state.auth.clear();
-    Ok(Json(updated.into()))
+    Ok(Json(settings::update_workspace(&state, &current, change).await?.into()))
 }
 
 /// The workspace's keys (never their secret part).
@@ -236,9 +64,7 @@ pub async fn create_key(
     let Json(body) = body.map_err(json_rejection)?;
     let kind = KeyKind::parse(&body.kind)
         .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind is `write` or `secret`"))?;
-    let text = generate_key(kind);
-    let name = body.name.unwrap_or_else(|| format!("{} key", kind.as_str()));
-    let created = state.store.create_key(key.workspace_id, kind, &name, &text).await?;
+    let (created, text) = settings::create_key(&state, key.workspace_id, kind, body.name).await?;
     let mut view = KeyView::from(created);
     view.key = Some(text);
     Ok((StatusCode::CREATED, Json(view)))
@@ -252,9 +78,8 @@ pub async fn revoke_key(
     SecretKey(key): SecretKey,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    if !state.store.revoke_key(key.workspace_id, id).await? {
+    if !settings::revoke_key(&state, key.workspace_id, id).await? {
         return Err(ApiError::not_found(format!("no key {id} in this workspace")));
     }
-    state.auth.clear();
     Ok(StatusCode::NO_CONTENT)
 }

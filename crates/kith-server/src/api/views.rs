@@ -1,17 +1,18 @@
-//! The JSON shapes of the read API, with their OpenAPI schemas.
+//! The JSON shapes of the read API, with their OpenAPI schemas: how `api/` renders what the
+//! service layer (`service/`) returns.
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use jiff::Timestamp;
-use kith_core::closeness::{days_of_millis, score_of_raw, Bucket, Model};
+use kith_core::closeness::{days_of_millis, Model};
 use kith_core::profile;
-use kith_store::{Account, ApiKey, AudienceMembership, Contact, Cursor, Identity, Interaction, StoredEvent, Workspace};
+use kith_store::{Account, ApiKey, AudienceMembership, Contact, Identity, Interaction, Workspace};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::service::contacts::{self, StreamEvent};
+use crate::service::groups::mean_score;
 
 /// A contact's closeness at the moment of the answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,21 +166,13 @@ pub struct AccountView {
 impl AccountView {
     /// The view at `now`.
     pub fn new(account: Account, model: &Model, now: Timestamp) -> Self {
-        let now_days = days_of_millis(now.as_millisecond());
-        let scores: Vec<f64> =
-            account.member_keys.iter().map(|key| f64::from(score_of_raw(model.raw(*key, now_days)))).collect();
-        let mean_score = if scores.is_empty() {
-            0.0
-        } else {
-            (scores.iter().sum::<f64>() / scores.len() as f64 * 10.0).round() / 10.0
-        };
         AccountView {
+            mean_score: mean_score(&account, model, now),
             closeness: ClosenessView::of(account.max_closeness_key, model, now),
             group_id: account.group_id,
             name: account.name,
             traits: Value::Object(account.traits),
             member_count: account.member_count,
-            mean_score,
             created_at: account.created_at.to_string(),
             updated_at: account.updated_at.to_string(),
         }
@@ -198,6 +191,18 @@ pub struct ContactDetail {
     pub accounts: Vec<AccountView>,
     /// Audience memberships, current and past.
     pub audiences: Vec<MembershipView>,
+}
+
+impl ContactDetail {
+    /// The view at `now`.
+    pub fn new(detail: contacts::Detail, model: &Model, now: Timestamp) -> Self {
+        ContactDetail {
+            contact: ContactView::new(detail.contact, model, now),
+            identities: detail.identities.into_iter().map(Into::into).collect(),
+            accounts: detail.accounts.into_iter().map(|a| AccountView::new(a, model, now)).collect(),
+            audiences: detail.audiences.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 /// A timeline entry.
@@ -266,21 +271,9 @@ pub struct EventView {
     pub payload: Value,
 }
 
-impl EventView {
-    /// The view of an event, with the traits in force at its time.
-    pub fn new(event: StoredEvent, traits: Value) -> Self {
-        // An identify's traits are `traits`, else `context.traits` (as ingest reads them:
-        // rudder-sdk-python sends them only there).
-        let context_traits = || match event.event_type.as_str() {
-            "identify" => event.payload.get("context").and_then(|context| context.get("traits")),
-            _ => None,
-        };
-        let properties = [event.payload.get("properties"), event.payload.get("traits"), context_traits()]
-            .into_iter()
-            .flatten()
-            .find(|value| value.is_object())
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()));
+impl From<StreamEvent> for EventView {
+    fn from(shown: StreamEvent) -> Self {
+        let StreamEvent { event, properties, traits } = shown;
         EventView {
             id: event.id,
             event_type: event.event_type,
@@ -389,41 +382,4 @@ impl From<ApiKey> for KeyView {
             key: None,
         }
     }
-}
-
-/// Encodes a cursor for a URL.
-pub fn encode_cursor(cursor: Option<Cursor>) -> Option<String> {
-    let cursor = cursor?;
-    let json = serde_json::to_vec(&cursor).ok()?;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
-}
-
-/// Decodes a cursor from a URL.
-pub fn decode_cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_cursor",
-                "cursor",
-                "this cursor was not made by kith; pass the `next_cursor` of the previous page",
-            )
-        })
-}
-
-/// Days in the window of "was close or warm" for losing touch: a contact that was close or warm
-/// within it and is cooling or cold now is losing touch.
-pub const LOSING_TOUCH_WINDOW_DAYS: i64 = 90;
-
-/// The key range of a bucket at `now`: `(min, max)` with `None` for no bound.
-pub fn bucket_range(bucket: Bucket, model: &Model, now: Timestamp) -> (Option<f64>, Option<f64>) {
-    let now_days = days_of_millis(now.as_millisecond());
-    (
-        model.key_for_score(bucket.min_score(), now_days),
-        bucket.upper_score().and_then(|score| model.key_for_score(score, now_days)),
-    )
 }

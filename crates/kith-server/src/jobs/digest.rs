@@ -7,10 +7,10 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use jiff::civil::Time;
 use jiff::Timestamp;
-use kith_store::{ContactQuery, ContactSort, NewDelivery, StoreError, Workspace};
+use kith_store::{NewDelivery, StoreError, Workspace};
 use serde_json::json;
 
-use crate::api::contacts::losing_touch_window;
+use crate::service::contacts;
 use crate::AppState;
 
 /// Contacts listed per section.
@@ -48,27 +48,8 @@ async fn queue_one(state: &AppState, workspace: &Workspace, now: Timestamp) -> R
     if !state.store.claim_digest(workspace.id, today).await? {
         return Ok(false);
     }
-    let due = state
-        .store
-        .contacts(
-            workspace.id,
-            ContactQuery { sort: ContactSort::Due, due_before: Some(now), limit: LISTED, ..ContactQuery::default() },
-        )
-        .await?
-        .items;
-    let losing = state
-        .store
-        .contacts(
-            workspace.id,
-            ContactQuery {
-                sort: ContactSort::Closeness,
-                warm_until_range: Some(losing_touch_window(now)),
-                limit: LISTED,
-                ..ContactQuery::default()
-            },
-        )
-        .await?
-        .items;
+    let due = state.store.contacts(workspace.id, contacts::due(now, None, LISTED)).await?.items;
+    let losing = state.store.contacts(workspace.id, contacts::losing_touch(now, None, LISTED)).await?.items;
     let line = |c: &kith_store::Contact| match &c.name {
         Some(name) => format!("• {name} <{}>", c.email),
         None => format!("• {}", c.email),

@@ -16,10 +16,9 @@ use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Posted, Signed};
-use super::{WebError, WebResult};
-use crate::api::contacts::losing_touch_window;
-use crate::api::contacts::{event_page, find_contact, PageParams};
-use crate::api::views::{bucket_range, decode_cursor, encode_cursor, EventView};
+use super::{page_cursor, WebError, WebResult};
+use crate::service::contacts::{self, find_contact, StreamEvent, MAX_CADENCE_DAYS};
+use crate::service::encode_cursor;
 use crate::AppState;
 
 /// Contacts per page of a list.
@@ -164,13 +163,12 @@ pub async fn list(
     let bucket = params.bucket.as_deref().and_then(Bucket::parse);
     let audience = params.audience.as_deref().filter(|s| !s.is_empty());
     let by_closeness = params.sort.as_deref() == Some("closeness");
-    // A cursor from an old or edited link starts the list over rather than failing.
-    let cursor = decode_cursor(params.cursor.as_deref()).unwrap_or(None);
+    let cursor = page_cursor(params.cursor.as_deref());
     let on_later_page = cursor.is_some();
     let query = ContactQuery {
         search: search.map(str::to_owned),
         sort: if by_closeness { ContactSort::Closeness } else { ContactSort::LastSeen },
-        key_range: bucket.map(|bucket| bucket_range(bucket, &workspace.model(), now)),
+        key_range: bucket.map(|bucket| contacts::bucket_range(bucket, &workspace.model(), now)),
         audience: audience.map(str::to_owned),
         cursor,
         limit: PAGE_SIZE,
@@ -264,14 +262,7 @@ pub async fn losing_touch(
     signed: Signed,
     Query(params): Query<CursorParams>,
 ) -> WebResult<Response> {
-    let now = state.clock.now();
-    let query = ContactQuery {
-        sort: ContactSort::Closeness,
-        warm_until_range: Some(losing_touch_window(now)),
-        cursor: decode_cursor(params.cursor.as_deref()).unwrap_or(None),
-        limit: PAGE_SIZE,
-        ..ContactQuery::default()
-    };
+    let query = contacts::losing_touch(state.clock.now(), page_cursor(params.cursor.as_deref()), PAGE_SIZE);
     let lead = html! { "People who were close or warm in the last 90 days and are now cooling or cold, closest first. A note, a call or a meeting brings them back." };
     let empty = html! {
         p { "Nobody is slipping away. When someone who was close or warm goes quiet, they show up here before they go cold." }
@@ -293,14 +284,7 @@ pub async fn due(
     signed: Signed,
     Query(params): Query<CursorParams>,
 ) -> WebResult<Response> {
-    let now = state.clock.now();
-    let query = ContactQuery {
-        sort: ContactSort::Due,
-        due_before: Some(now),
-        cursor: decode_cursor(params.cursor.as_deref()).unwrap_or(None),
-        limit: PAGE_SIZE,
-        ..ContactQuery::default()
-    };
+    let query = contacts::due(state.clock.now(), page_cursor(params.cursor.as_deref()), PAGE_SIZE);
     let lead = html! { "Contacts whose cadence has passed since their last interaction, most overdue first. Any interaction resets the timer, product activity included." };
     let empty = html! {
         p { "Nobody is due. Give a contact a cadence (every N days) on its page, and kith lists it here when the time since the last interaction passes it." }
@@ -383,27 +367,18 @@ async fn render_contact(
     let now = state.clock.now();
     let tz = workspace.tz();
     let closeness = contact.closeness(&workspace.model(), now);
-    let identities = state.store.identities(workspace.id, contact.id).await?;
-    let accounts = state.store.contact_accounts(workspace.id, contact.id).await?;
-    let audiences = state.store.contact_audiences(workspace.id, contact.id).await?;
-    let timeline_cursor = decode_cursor(params.timeline.as_deref()).unwrap_or(None);
+    let contacts::Detail { contact, identities, accounts, audiences } =
+        contacts::detail(state, workspace.id, contact).await?;
+    let timeline_cursor = page_cursor(params.timeline.as_deref());
     let timeline_later = timeline_cursor.is_some();
     let timeline = state.store.timeline(workspace.id, contact.id, timeline_cursor, PAGE_SIZE).await?;
     let events_later = params.events.as_deref().is_some_and(|c| !c.is_empty());
-    let events = event_page(
-        state,
-        workspace.id,
-        contact.id,
-        PageParams {
-            cursor: params.events.clone().filter(|_| decode_cursor(params.events.as_deref()).is_ok()),
-            limit: Some(EVENTS_PAGE_SIZE),
-        },
-    )
-    .await?;
+    let events_cursor = page_cursor(params.events.as_deref());
+    let events = contacts::events(state, workspace.id, contact.id, events_cursor, EVENTS_PAGE_SIZE).await?;
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
-    let events_next = events.next_cursor.as_ref().map(|c| format!("{base}?events={c}#events"));
+    let events_next = encode_cursor(events.next).map(|c| format!("{base}?events={c}#events"));
     let name = contact.name.clone().unwrap_or_else(|| contact.email.clone());
     let fields = profile::profile(&contact.traits);
     // "CTO at Analytical Engines".
@@ -537,7 +512,7 @@ async fn render_contact(
                     form.inline-form method="post" action={ (base) "/cadence" } {
                         (layout::csrf(signed))
                         label for="days" { "Every" }
-                        input #days type="number" name="days" min="1" max="3650" inputmode="numeric" value=(cadence_value) placeholder="—";
+                        input #days type="number" name="days" min="1" max=(MAX_CADENCE_DAYS) inputmode="numeric" value=(cadence_value) placeholder="—";
                         span { "days" }
                         button.button type="submit" { "Save" }
                     }
@@ -632,25 +607,25 @@ fn timeline_item(interaction: &Interaction, tz: &jiff::tz::TimeZone) -> Markup {
 }
 
 /// One event of the stream, folded: its type, name and time; unfolded: properties and traits.
-fn event_item(event: &EventView, tz: &jiff::tz::TimeZone) -> Markup {
-    let time = event.occurred_at.parse::<Timestamp>().ok();
+fn event_item(shown: &StreamEvent, tz: &jiff::tz::TimeZone) -> Markup {
+    let event = &shown.event;
     html! {
         li {
             details.event {
                 summary {
                     span class={ "pill pill-" (event.event_type) } { (event.event_type) }
                     " "
-                    span.event-name { (event_label(event)) }
-                    @if let Some(time) = time { span.event-time { (layout::date_time(time, tz)) } }
+                    span.event-name { (event_label(shown)) }
+                    span.event-time { (layout::date_time(event.occurred_at, tz)) }
                 }
                 div.event-body {
                     div {
                         h4 { "Properties" }
-                        pre { (layout::pretty_json(&event.properties)) }
+                        pre { (layout::pretty_json(&shown.properties)) }
                     }
                     div {
                         h4 { "Traits at the time" }
-                        pre { (layout::pretty_json(&event.traits)) }
+                        pre { (layout::pretty_json(&shown.traits)) }
                     }
                     p.small.muted { "messageId " code { (event.message_id) } }
                 }
@@ -660,12 +635,13 @@ fn event_item(event: &EventView, tz: &jiff::tz::TimeZone) -> Markup {
 }
 
 /// What an event is about: its name, else a page's URL, else an identify's event.
-fn event_label(event: &EventView) -> &str {
+fn event_label(shown: &StreamEvent) -> &str {
+    let event = &shown.event;
     let from_payload = |pointer: &str| event.payload.pointer(pointer).and_then(serde_json::Value::as_str);
     event
         .name
         .as_deref()
-        .or_else(|| event.properties.get("url").and_then(serde_json::Value::as_str))
+        .or_else(|| shown.properties.get("url").and_then(serde_json::Value::as_str))
         .or_else(|| from_payload("/context/page/url"))
         .or_else(|| from_payload("/event"))
         .unwrap_or_default()
@@ -745,11 +721,11 @@ pub async fn set_cadence(
     let contact = find_contact(&state, signed.workspace.id, &id).await?;
     let typed = form.days.as_deref().map(str::trim).unwrap_or_default();
     let days = if typed.is_empty() { Ok(None) } else { typed.parse::<i64>().map(Some).map_err(|_| ()) };
-    let checked = days.ok().and_then(|days| crate::api::check_cadence(days).ok());
+    let checked = days.ok().and_then(|days| contacts::check_cadence(days).ok());
     let Some(days) = checked else {
         let problem = Problem {
             section: Section::Cadence,
-            message: "a cadence is a whole number of days from 1 to 3650".to_owned(),
+            message: format!("a cadence is a whole number of days from 1 to {MAX_CADENCE_DAYS}"),
             interaction: None,
             cadence: Some(typed),
         };

@@ -2,17 +2,17 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use kith_core::closeness::{days_of_millis, score_of_raw};
+use kith_core::closeness::days_of_millis;
 use kith_core::time::date_of_day_key;
-use kith_store::{Account, ContactQuery, ContactSort, Workspace};
+use kith_store::Account;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::contacts::{contact_table, rows, Extra};
 use super::layout::{self, Nav};
 use super::session::Signed;
-use super::{WebError, WebResult};
-use crate::api::views::{decode_cursor, encode_cursor};
+use super::{page_cursor, WebError, WebResult};
+use crate::service::{encode_cursor, groups};
 use crate::AppState;
 
 /// Accounts listed on one page.
@@ -21,19 +21,6 @@ const ACCOUNTS_SHOWN: usize = 500;
 const MEMBERS_SHOWN: usize = 50;
 /// Entries of an account's recent activity and of an audience's history.
 const RECENT_SHOWN: usize = 20;
-
-/// The mean of the members' scores now, to one decimal.
-fn mean_score(account: &Account, workspace: &Workspace, now: jiff::Timestamp) -> f64 {
-    let model = workspace.model();
-    let now_days = days_of_millis(now.as_millisecond());
-    let scores: Vec<f64> =
-        account.member_keys.iter().map(|key| f64::from(score_of_raw(model.raw(*key, now_days)))).collect();
-    if scores.is_empty() {
-        0.0
-    } else {
-        (scores.iter().sum::<f64>() / scores.len() as f64 * 10.0).round() / 10.0
-    }
-}
 
 fn account_name(account: &Account) -> &str {
     account.name.as_deref().unwrap_or(&account.group_id)
@@ -82,7 +69,7 @@ pub async fn accounts(State(state): State<AppState>, signed: Signed) -> WebResul
                                 }
                                 td { (account.member_count) }
                                 td { (layout::badge(&model.closeness(account.max_closeness_key, days_of_millis(now.as_millisecond())))) }
-                                td.hide-sm { (mean_score(account, workspace, now)) }
+                                td.hide-sm { (groups::mean_score(account, &model, now)) }
                                 td.hide-sm { (account.traits.get("plan").map(layout::trait_text).unwrap_or_default()) }
                                 td.hide-sm { (layout::time_tag(account.updated_at, &tz)) }
                             }
@@ -104,37 +91,17 @@ pub async fn account(
     let workspace = &signed.workspace;
     let now = state.clock.now();
     let tz = workspace.tz();
-    let account = state
-        .store
-        .account(workspace.id, &group_id)
-        .await?
-        .ok_or_else(|| WebError::not_found(format!("there is no account {group_id:?} in this workspace")))?;
-    let members = state
-        .store
-        .contacts(
-            workspace.id,
-            ContactQuery {
-                sort: ContactSort::Closeness,
-                account: Some(group_id.clone()),
-                limit: MEMBERS_SHOWN,
-                ..ContactQuery::default()
-            },
-        )
-        .await?
-        .items;
-    let mut recent = Vec::new();
-    for member in &members {
-        let page = state.store.timeline(workspace.id, member.id, None, 3).await?;
-        recent.extend(page.items.into_iter().map(|interaction| (member.clone(), interaction)));
-    }
-    recent.sort_by_key(|(_, interaction)| std::cmp::Reverse(interaction.occurred_at));
-    recent.truncate(RECENT_SHOWN);
-    let closest = workspace.model().closeness(account.max_closeness_key, days_of_millis(now.as_millisecond()));
+    let groups::AccountMembers { account, members, recent } =
+        groups::account(&state, workspace.id, &group_id, MEMBERS_SHOWN, RECENT_SHOWN)
+            .await?
+            .ok_or_else(|| WebError::not_found(format!("there is no account {group_id:?} in this workspace")))?;
+    let model = workspace.model();
+    let closest = model.closeness(account.max_closeness_key, days_of_millis(now.as_millisecond()));
     let rows = rows(&state, workspace, members).await?;
     let body = html! {
         p.crumbs { a href="/accounts" { "← Accounts" } }
         (layout::page_header(account_name(&account), Some(html! {
-            code { (account.group_id) } " · " (layout::count(account.member_count, "member")) " · mean score " (mean_score(&account, workspace, now))
+            code { (account.group_id) } " · " (layout::count(account.member_count, "member")) " · mean score " (groups::mean_score(&account, &model, now))
         }), Some(layout::badge(&closest))))
         div.contact-grid {
             div.contact-main {
@@ -258,27 +225,12 @@ pub async fn audience(
     let workspace = &signed.workspace;
     let now = state.clock.now();
     let tz = workspace.tz();
-    let audience = state
-        .store
-        .audience(workspace.id, &key)
-        .await?
-        .ok_or_else(|| WebError::not_found(format!("there is no audience {key:?} in this workspace")))?;
-    let cursor = decode_cursor(params.cursor.as_deref()).unwrap_or(None);
+    let cursor = page_cursor(params.cursor.as_deref());
     let later = cursor.is_some();
-    let page = state
-        .store
-        .contacts(
-            workspace.id,
-            ContactQuery {
-                sort: ContactSort::Closeness,
-                audience: Some(key.clone()),
-                cursor,
-                limit: MEMBERS_SHOWN,
-                ..ContactQuery::default()
-            },
-        )
-        .await?;
-    let history = state.store.audience_history(workspace.id, Some(&key), None, RECENT_SHOWN).await?;
+    let groups::AudienceMembers { audience, members: page, history } =
+        groups::audience(&state, workspace.id, &key, cursor, MEMBERS_SHOWN, RECENT_SHOWN)
+            .await?
+            .ok_or_else(|| WebError::not_found(format!("there is no audience {key:?} in this workspace")))?;
     let base = format!("/audiences/{}", layout::encode_query(&key));
     let next = encode_cursor(page.next).map(|cursor| layout::link(&base, &[("cursor", Some(&cursor))]));
     let rows = rows(&state, workspace, page.items).await?;

@@ -23,9 +23,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use jiff::SignedDuration;
-use kith_store::StoreError;
+use kith_store::{Cursor, StoreError, Workspace};
 
 use crate::error::ApiError;
+use crate::service;
+use crate::service::settings::WorkspaceChange;
 use crate::AppState;
 
 /// Settings of the web app.
@@ -186,6 +188,27 @@ impl IntoResponse for WebError {
             }
             WebError::Page { status, message } => (status, layout::error_page(status, &message)).into_response(),
         }
+    }
+}
+
+/// The cursor of a page link; one from an old or edited link starts the list over rather
+/// than failing.
+fn page_cursor(text: Option<&str>) -> Option<Cursor> {
+    service::decode_cursor(text).unwrap_or(None)
+}
+
+/// Applies a settings change sent by a form: the workspace as changed, or why the change was
+/// refused, to show on the form (a store fault is an error page).
+async fn save_settings(
+    state: &AppState,
+    workspace: &Workspace,
+    change: WorkspaceChange,
+) -> WebResult<Result<Workspace, String>> {
+    match service::settings::update_workspace(state, workspace, change).await {
+        Ok(updated) => Ok(Ok(updated)),
+        // The store answers no 400: that status is a refused change.
+        Err(error) if error.status == StatusCode::BAD_REQUEST => Ok(Err(error.body.message)),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -6,15 +6,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use kith_core::rules::{Action, RuleSpec, Trigger};
-use kith_store::{Rule, WorkspacePatch};
+use kith_store::Rule;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Empty, Posted, Signed};
-use super::{WebError, WebResult};
-use crate::api::nudges::check_targets;
-use crate::api::settings::{check_outbound, patch_of, WorkspaceChange};
+use super::{save_settings, WebError, WebResult};
+use crate::service::nudges::check_rule;
+use crate::service::settings::WorkspaceChange;
 use crate::AppState;
 
 /// The example a new rule starts from.
@@ -236,8 +236,7 @@ pub struct RuleForm {
 pub async fn create_rule(State(state): State<AppState>, Posted(signed, form): Posted<RuleForm>) -> WebResult<Response> {
     let text = form.rule.unwrap_or_default();
     let spec = serde_json::from_str::<RuleSpec>(&text).map_err(|e| e.to_string()).and_then(|spec| {
-        spec.validate()?;
-        check_targets(state.outbound.policy(), &spec)?;
+        check_rule(state.outbound.policy(), &spec).map_err(|error| error.body.message)?;
         Ok(spec)
     });
     match spec {
@@ -337,16 +336,13 @@ async fn save(
     form: Form,
     done: &str,
 ) -> WebResult<Response> {
-    let checked = patch_of(change, signed.workspace.weights)
-        .and_then(|patch| check_outbound(state.outbound.policy(), &patch).map(|()| patch));
-    let patch: WorkspacePatch = match checked {
-        Ok(patch) => patch,
-        Err(error) => {
-            let notice = Notice { message: Some((form, AlertKind::Error, error.body.message)), ..Notice::default() };
+    signed.workspace = match save_settings(state, &signed.workspace, change).await? {
+        Ok(updated) => updated,
+        Err(message) => {
+            let notice = Notice { message: Some((form, AlertKind::Error, message)), ..Notice::default() };
             return render(state, &signed, notice, StatusCode::BAD_REQUEST).await;
         }
     };
-    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
     let notice = Notice { message: Some((form, AlertKind::Success, done.to_owned())), ..Notice::default() };
     render(state, &signed, notice, StatusCode::OK).await
 }

@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use kith_store::{ApiKey, KeyKind, WorkspacePatch};
+use kith_store::{ApiKey, KeyKind};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -12,9 +12,8 @@ use super::layout::{self, AlertKind, Nav};
 use super::session::{Empty, Posted, Signed};
 use super::signin::{self, PasswordChange};
 use super::throttle::ClientAddress;
-use super::{WebError, WebResult};
-use crate::api::settings::{patch_of, WorkspaceChange};
-use crate::auth::generate_key;
+use super::{save_settings, WebError, WebResult};
+use crate::service::settings::{self, WorkspaceChange};
 use crate::service::users::MIN_PASSWORD_CHARS;
 use crate::AppState;
 
@@ -25,6 +24,18 @@ struct Notice {
     created: Option<(ApiKey, String)>,
     /// Which form the message concerns, and whether it went wrong.
     message: Option<(Form, AlertKind, String)>,
+}
+
+impl Notice {
+    /// What went wrong with a form.
+    fn error(form: Form, message: impl Into<String>) -> Self {
+        Notice { message: Some((form, AlertKind::Error, message.into())), ..Notice::default() }
+    }
+
+    /// What a form did.
+    fn success(form: Form, message: impl Into<String>) -> Self {
+        Notice { message: Some((form, AlertKind::Success, message.into())), ..Notice::default() }
+    }
 }
 
 /// The forms of the page.
@@ -51,11 +62,11 @@ pub async fn page(
     headers: HeaderMap,
     Query(query): Query<PageQuery>,
 ) -> WebResult<Response> {
-    let mut notice = Notice::default();
-    if query.password.as_deref() == Some("changed") {
-        let message = "your password is changed; every other session is signed out.".to_owned();
-        notice.message = Some((Form::Password, AlertKind::Success, message));
-    }
+    let notice = if query.password.as_deref() == Some("changed") {
+        Notice::success(Form::Password, "your password is changed; every other session is signed out.")
+    } else {
+        Notice::default()
+    };
     render(&state, &signed, &headers, notice, StatusCode::OK).await
 }
 
@@ -285,16 +296,14 @@ pub struct WorkspaceForm {
 pub async fn update_workspace(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Posted(mut signed, form): Posted<WorkspaceForm>,
+    Posted(signed, form): Posted<WorkspaceForm>,
 ) -> WebResult<Response> {
     let half_life = match form.half_life_days.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(text) => match text.parse::<f64>() {
             Ok(days) if days.is_finite() => Some(days),
             _ => {
-                let message = "the half-life is a number of days, e.g. 30".to_owned();
-                let notice =
-                    Notice { message: Some((Form::Workspace, AlertKind::Error, message)), ..Notice::default() };
+                let notice = Notice::error(Form::Workspace, "the half-life is a number of days, e.g. 30");
                 return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
             }
         },
@@ -305,18 +314,25 @@ pub async fn update_workspace(
         half_life_days: half_life,
         ..WorkspaceChange::default()
     };
-    let patch = match patch_of(change, signed.workspace.weights) {
-        Ok(patch) => patch,
-        Err(error) => {
-            let notice =
-                Notice { message: Some((Form::Workspace, AlertKind::Error, error.body.message)), ..Notice::default() };
-            return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
+    save(&state, &headers, signed, change, Form::Workspace, "saved.").await
+}
+
+/// Applies a change from one of the forms and shows the page with what came of it.
+async fn save(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut signed: Signed,
+    change: WorkspaceChange,
+    form: Form,
+    done: &str,
+) -> WebResult<Response> {
+    match save_settings(state, &signed.workspace, change).await? {
+        Ok(updated) => {
+            signed.workspace = updated;
+            render(state, &signed, headers, Notice::success(form, done), StatusCode::OK).await
         }
-    };
-    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
-    let notice =
-        Notice { message: Some((Form::Workspace, AlertKind::Success, "saved.".to_owned())), ..Notice::default() };
-    render(&state, &signed, &headers, notice, StatusCode::OK).await
+        Err(message) => render(state, &signed, headers, Notice::error(form, message), StatusCode::BAD_REQUEST).await,
+    }
 }
 
 /// The signing-secret form.
@@ -330,23 +346,19 @@ pub struct SecretForm {
 pub async fn signing_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Posted(mut signed, form): Posted<SecretForm>,
+    Posted(signed, form): Posted<SecretForm>,
 ) -> WebResult<Response> {
     let secret = form.secret.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let (value, done) = match (form.remove.is_some(), secret) {
         (true, _) => (None, "the signing secret is removed; requests need only a key."),
         (false, Some(secret)) => (Some(secret), "the signing secret is set; unsigned requests are now refused."),
         (false, None) => {
-            let message = "type the secret you set in Segment".to_owned();
-            let notice = Notice { message: Some((Form::Secret, AlertKind::Error, message)), ..Notice::default() };
+            let notice = Notice::error(Form::Secret, "type the secret you set in Segment");
             return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
         }
     };
-    let patch = WorkspacePatch { signing_secret: Some(value), ..WorkspacePatch::default() };
-    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
-    state.auth.clear();
-    let notice = Notice { message: Some((Form::Secret, AlertKind::Success, done.to_owned())), ..Notice::default() };
-    render(&state, &signed, &headers, notice, StatusCode::OK).await
+    let change = WorkspaceChange { signing_secret: Some(value), ..WorkspaceChange::default() };
+    save(&state, &headers, signed, change, Form::Secret, done).await
 }
 
 /// The array-bodies form.
@@ -359,19 +371,16 @@ pub struct ArrayBodiesForm {
 pub async fn array_bodies(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Posted(mut signed, form): Posted<ArrayBodiesForm>,
+    Posted(signed, form): Posted<ArrayBodiesForm>,
 ) -> WebResult<Response> {
     let refuse = form.refuse.as_deref() == Some("1");
-    let patch = WorkspacePatch { refuse_array_bodies: Some(refuse), ..WorkspacePatch::default() };
-    signed.workspace = state.store.update_workspace(signed.workspace.id, patch).await?;
-    state.auth.clear();
+    let change = WorkspaceChange { refuse_array_bodies: Some(refuse), ..WorkspaceChange::default() };
     let done = if refuse {
         "array bodies are refused while a signing secret is set."
     } else {
         "array bodies are accepted again, checked against their first event's signature."
     };
-    let notice = Notice { message: Some((Form::Secret, AlertKind::Success, done.to_owned())), ..Notice::default() };
-    render(&state, &signed, &headers, notice, StatusCode::OK).await
+    save(&state, &headers, signed, change, Form::Secret, done).await
 }
 
 /// The new-key form.
@@ -389,23 +398,15 @@ pub async fn create_key(
     Posted(signed, form): Posted<KeyForm>,
 ) -> WebResult<Response> {
     let Some(kind) = form.kind.as_deref().and_then(KeyKind::parse) else {
-        let notice = Notice {
-            message: Some((Form::Keys, AlertKind::Error, "choose a write or a secret key".to_owned())),
-            ..Notice::default()
-        };
+        let notice = Notice::error(Form::Keys, "choose a write or a secret key");
         return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
     };
     let name = form.name.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let name = name.unwrap_or_else(|| format!("{} key", kind.as_str()));
-    if name.chars().count() > 100 {
-        let notice = Notice {
-            message: Some((Form::Keys, AlertKind::Error, "a key name has at most 100 characters".to_owned())),
-            ..Notice::default()
-        };
+    if name.as_ref().is_some_and(|name| name.chars().count() > 100) {
+        let notice = Notice::error(Form::Keys, "a key name has at most 100 characters");
         return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
     }
-    let text = generate_key(kind);
-    let key = state.store.create_key(signed.workspace.id, kind, &name, &text).await?;
+    let (key, text) = settings::create_key(&state, signed.workspace.id, kind, name).await?;
     tracing::info!(key = key.id, user = signed.user.id, "key created in the web app");
     render(&state, &signed, &headers, Notice { created: Some((key, text)), message: None }, StatusCode::OK).await
 }
@@ -416,10 +417,9 @@ pub async fn revoke_key(
     Path(id): Path<i64>,
     Posted(signed, _): Posted<Empty>,
 ) -> WebResult<Response> {
-    if !state.store.revoke_key(signed.workspace.id, id).await? {
+    if !settings::revoke_key(&state, signed.workspace.id, id).await? {
         return Err(WebError::not_found(format!("there is no key {id} in this workspace")));
     }
-    state.auth.clear();
     tracing::info!(key = id, user = signed.user.id, "key revoked in the web app");
     Ok(Redirect::to("/settings#keys").into_response())
 }
@@ -437,8 +437,7 @@ pub async fn remove_user(
         return Err(WebError::not_found(format!("there is no user {id} in this workspace")));
     };
     if user.id == signed.user.id {
-        let message = "you cannot remove yourself; another user of the workspace can.".to_owned();
-        let notice = Notice { message: Some((Form::Users, AlertKind::Error, message)), ..Notice::default() };
+        let notice = Notice::error(Form::Users, "you cannot remove yourself; another user of the workspace can.");
         return render(&state, &signed, &headers, notice, StatusCode::BAD_REQUEST).await;
     }
     state.store.delete_user(user.id).await?;
@@ -476,7 +475,7 @@ pub async fn change_password(
     match change {
         PasswordChange::Changed(response) => Ok(response),
         PasswordChange::Refused(status, message) => {
-            let notice = Notice { message: Some((Form::Password, AlertKind::Error, message)), ..Notice::default() };
+            let notice = Notice::error(Form::Password, message);
             render(&state, &signed, &headers, notice, status).await
         }
     }
