@@ -13,7 +13,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::*;
-use super::workspace_of;
+use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::service::contacts::{self, find_contact};
@@ -223,9 +223,8 @@ pub async fn add_interaction(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
     Path(id): Path<String>,
-    body: Result<Json<NewInteractionBody>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<NewInteractionBody>,
 ) -> ApiResult<(StatusCode, Json<InteractionView>)> {
-    let Json(body) = body.map_err(super::json_rejection)?;
     let kind = InteractionKind::parse(&body.kind)
         .filter(|kind| kind.is_manual())
         .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind must be note, email, call or meeting"))?;
@@ -289,9 +288,8 @@ pub async fn merge(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
     Path(id): Path<String>,
-    body: Result<Json<MergeBody>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<MergeBody>,
 ) -> ApiResult<Json<ContactDetail>> {
-    let Json(body) = body.map_err(super::json_rejection)?;
     let other = match &body.contact {
         Value::String(text) => text.clone(),
         Value::Number(number) => number.to_string(),
@@ -322,9 +320,8 @@ pub async fn set_cadence(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
     Path(id): Path<String>,
-    body: Result<Json<CadenceBody>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<CadenceBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let Json(body) = body.map_err(super::json_rejection)?;
     let days = contacts::check_cadence(body.days)?;
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let contact = find_contact(&state, workspace.id, &id).await?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::views::*;
-use super::{json_rejection, workspace_of};
+use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::service::contacts::check_cadence;
@@ -213,9 +213,8 @@ pub async fn cadence_rules(
 pub async fn set_cadence_rule(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
-    body: Result<Json<CadenceRuleView>, axum::extract::rejection::JsonRejection>,
+    Body(rule): Body<CadenceRuleView>,
 ) -> ApiResult<Json<CadenceRuleView>> {
-    let Json(rule) = body.map_err(json_rejection)?;
     if rule.target != "audience" && rule.target != "account" {
         return Err(ApiError::bad_request("invalid_target", "target", "target is `audience` or `account`"));
     }

@@ -7,10 +7,11 @@ pub mod settings;
 pub mod validate;
 pub mod views;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::routing::{delete, get, post, put};
-use axum::Router;
+use axum::{Json, Router};
 use kith_store::{Workspace, WorkspaceId};
+use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -50,7 +51,17 @@ pub async fn workspace_of(state: &AppState, id: WorkspaceId) -> ApiResult<Worksp
     state.store.workspace(id).await?.ok_or_else(|| ApiError::not_found(format!("workspace {id}")))
 }
 
-/// A JSON body that could not be read: 400 with what was wrong.
-pub fn json_rejection(rejection: JsonRejection) -> ApiError {
-    ApiError::bad_request("invalid_json", "body", rejection.body_text())
+/// A JSON request body; one that cannot be read is a 400 with what was wrong, in kith's error
+/// shape rather than axum's plain text.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::bad_request("invalid_json", "body", rejection.body_text())),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::json_rejection;
+use super::Body;
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
@@ -89,11 +89,7 @@ pub struct RuleDetail {
 }
 
 /// The rule in a request body, once it is one kith can run.
-fn read_spec(
-    policy: &Policy,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<RuleSpec> {
-    let Json(value) = body.map_err(json_rejection)?;
+fn read_spec(policy: &Policy, value: Value) -> ApiResult<RuleSpec> {
     let spec: RuleSpec = serde_json::from_value(value).map_err(|error| {
         ApiError::bad_request(
             "invalid_rule",
@@ -121,7 +117,7 @@ pub async fn list(State(state): State<AppState>, SecretKey(key): SecretKey) -> A
 pub async fn create(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<Value>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
     let spec = read_spec(state.outbound.policy(), body)?;
     let rule = state.store.create_rule(key.workspace_id, spec).await?;
@@ -153,7 +149,7 @@ pub async fn update(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
     Path(id): Path<i64>,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<Value>,
 ) -> ApiResult<Json<RuleView>> {
     let spec = read_spec(state.outbound.policy(), body)?;
     let rule = state

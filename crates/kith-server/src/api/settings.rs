@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::views::{KeyView, WorkspaceView};
-use super::{json_rejection, workspace_of};
+use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::service::settings::{self, WorkspaceChange};
@@ -28,9 +28,8 @@ pub async fn workspace(State(state): State<AppState>, SecretKey(key): SecretKey)
 pub async fn update_workspace(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
-    body: Result<Json<WorkspaceChange>, axum::extract::rejection::JsonRejection>,
+    Body(change): Body<WorkspaceChange>,
 ) -> ApiResult<Json<WorkspaceView>> {
-    let Json(change) = body.map_err(json_rejection)?;
     let current = workspace_of(&state, key.workspace_id).await?;
     Ok(Json(settings::update_workspace(&state, &current, change).await?.into()))
 }
@@ -59,9 +58,8 @@ pub struct NewKey {
 pub async fn create_key(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
-    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+    Body(body): Body<NewKey>,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    let Json(body) = body.map_err(json_rejection)?;
     let kind = KeyKind::parse(&body.kind)
         .ok_or_else(|| ApiError::bad_request("invalid_kind", "kind", "kind is `write` or `secret`"))?;
     let (created, text) = settings::create_key(&state, key.workspace_id, kind, body.name).await?;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Posted, Signed};
-use super::{page_cursor, WebError, WebResult};
+use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::contacts::{self, find_contact, StreamEvent, MAX_CADENCE_DAYS};
 use crate::service::encode_cursor;
 use crate::AppState;
@@ -127,18 +127,6 @@ pub fn contact_table(rows: &[Row], workspace: &Workspace, now: Timestamp, extra:
     }
 }
 
-/// "Next page" and "first page" links of a keyset-paged list.
-fn pager(first: &str, next: Option<String>, on_later_page: bool) -> Markup {
-    html! {
-        @if next.is_some() || on_later_page {
-            nav.pager aria-label="Pages" {
-                @if on_later_page { a.button href=(first) { "← First page" } }
-                @if let Some(next) = next { a.button rel="next" href=(next) { "Next page →" } }
-            }
-        }
-    }
-}
-
 /// `/contacts` parameters.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
@@ -244,16 +232,10 @@ pub async fn list(
             }))
         } @else {
             (contact_table(&rows, workspace, now, Extra::LastSeen))
-            (pager(&first, next, on_later_page))
+            (layout::pager(&first, next, on_later_page))
         }
     };
     Ok(layout::page(&signed, Nav::Contacts, "Contacts", body))
-}
-
-/// Page parameters of the losing-touch and due lists.
-#[derive(Debug, Default, Deserialize)]
-pub struct CursorParams {
-    cursor: Option<String>,
 }
 
 /// `GET /losing-touch`: close or warm in the last 90 days, cooling or cold now.
@@ -317,7 +299,7 @@ async fn contact_list(state: &AppState, signed: &Signed, list: ListPage, query: 
             (layout::empty_state(&format!("No one is {}", title.to_lowercase()), empty))
         } @else {
             (contact_table(&rows, &signed.workspace, now, extra))
-            (pager(path, next, on_later_page))
+            (layout::pager(path, next, on_later_page))
         }
     };
     Ok(layout::page(signed, nav, title, body))
@@ -465,7 +447,7 @@ async fn render_contact(
                             @for interaction in &timeline.items { (timeline_item(interaction, &tz)) }
                         }
                     }
-                    (pager(&format!("{base}#timeline"), timeline_next, timeline_later))
+                    (layout::pager(&format!("{base}#timeline"), timeline_next, timeline_later))
                 }
                 section.card #events aria-labelledby="events-title" {
                     h2 #events-title { "Event stream" }
@@ -475,7 +457,7 @@ async fn render_contact(
                     } @else {
                         ul.events { @for event in &events.items { (event_item(event, &tz)) } }
                     }
-                    (pager(&format!("{base}#events"), events_next, events_later))
+                    (layout::pager(&format!("{base}#events"), events_next, events_later))
                 }
             }
             aside.contact-side {

@@ -6,12 +6,11 @@ use kith_core::closeness::days_of_millis;
 use kith_core::time::date_of_day_key;
 use kith_store::Account;
 use maud::{html, Markup};
-use serde::Deserialize;
 
 use super::contacts::{contact_table, rows, Extra};
 use super::layout::{self, Nav};
 use super::session::Signed;
-use super::{page_cursor, WebError, WebResult};
+use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::{encode_cursor, groups};
 use crate::AppState;
 
@@ -209,18 +208,12 @@ pub async fn audiences(State(state): State<AppState>, signed: Signed) -> WebResu
     Ok(layout::page(&signed, Nav::Audiences, "Audiences", body))
 }
 
-/// A page of members.
-#[derive(Debug, Default, Deserialize)]
-pub struct MembersParams {
-    cursor: Option<String>,
-}
-
 /// `GET /audiences/{key}`: members closest first, and the latest entries and exits.
 pub async fn audience(
     State(state): State<AppState>,
     signed: Signed,
     Path(key): Path<String>,
-    Query(params): Query<MembersParams>,
+    Query(params): Query<CursorParams>,
 ) -> WebResult<Response> {
     let workspace = &signed.workspace;
     let now = state.clock.now();
@@ -250,12 +243,7 @@ pub async fn audience(
                     } @else {
                         (contact_table(&rows, workspace, now, Extra::LastSeen))
                     }
-                    @if next.is_some() || later {
-                        nav.pager aria-label="Pages" {
-                            @if later { a.button href=(base) { "← First page" } }
-                            @if let Some(next) = &next { a.button rel="next" href=(next) { "Next page →" } }
-                        }
-                    }
+                    (layout::pager(&base, next, later))
                 }
             }
             aside.contact-side {

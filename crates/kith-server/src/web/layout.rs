@@ -316,6 +316,18 @@ pub fn link(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     }
 }
 
+/// "Next page" and "first page" links of a keyset-paged list.
+pub fn pager(first: &str, next: Option<String>, on_later_page: bool) -> Markup {
+    html! {
+        @if next.is_some() || on_later_page {
+            nav.pager aria-label="Pages" {
+                @if on_later_page { a.button href=(first) { "← First page" } }
+                @if let Some(next) = next { a.button rel="next" href=(next) { "Next page →" } }
+            }
+        }
+    }
+}
+
 /// A JSON value, pretty-printed for a `<pre>`.
 pub fn pretty_json(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()

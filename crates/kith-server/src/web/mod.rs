@@ -24,6 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use jiff::SignedDuration;
 use kith_store::{Cursor, StoreError, Workspace};
+use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::service;
@@ -189,6 +190,12 @@ impl IntoResponse for WebError {
             WebError::Page { status, message } => (status, layout::error_page(status, &message)).into_response(),
         }
     }
+}
+
+/// The page of a paged list a link asks for.
+#[derive(Debug, Default, Deserialize)]
+pub struct CursorParams {
+    cursor: Option<String>,
 }
 
 /// The cursor of a page link; one from an old or edited link starts the list over rather
