@@ -28,7 +28,7 @@ pub fn generate_password() -> String {
 }
 
 /// The argon2id hash (PHC string) of a password.
-pub fn hash_password(password: &str) -> Result<String, UserError> {
+fn hash_password(password: &str) -> Result<String, UserError> {
     let mut salt = [0u8; 16];
     rand::rng().fill(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
