@@ -1,4 +1,6 @@
-//! The read and admin API under `/api`, for secret keys.
+//! The read and admin API under `/api`, for secret keys: each handler reads the request, calls
+//! the service layer (`service/`) and answers in JSON (the shapes are in `views.rs`, or beside
+//! the handlers that alone use them).
 
 pub mod contacts;
 pub mod groups;

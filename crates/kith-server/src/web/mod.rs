@@ -1,10 +1,10 @@
 //! The web app: server-rendered pages for people who sign in with a password.
 //!
-//! Pages are rendered with `maud` from the same store and closeness model as the JSON API; a
-//! little JavaScript (embedded, under `/static/`) copies keys, confirms deletions and feeds
-//! the live debugger from server-sent events. Every page but `/login` needs a session
-//! ([`session::Signed`]) and shows only the signed-in user's workspace; every form POST
-//! carries the session's CSRF token ([`session::Posted`]).
+//! Pages are rendered with `maud` from what the service layer (`service/`) returns, the same
+//! calls the JSON API renders; a little JavaScript (embedded, under `/static/`) copies keys,
+//! confirms deletions and feeds the live debugger from server-sent events. Every page but
+//! `/login` needs a session (`session::Signed`) and shows only the signed-in user's workspace;
+//! every form POST carries the session's CSRF token (`session::Posted`).
 
 mod assets;
 mod contacts;
