@@ -43,7 +43,7 @@ pub struct AppState {
     pub auth: Arc<auth::AuthCache>,
     /// The live debugger's feed.
     pub debug: debug::DebugFeed,
-    /// Counters served at `/metrics`.
+    /// The series served at `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// The time.
     pub clock: Clock,
@@ -100,7 +100,7 @@ impl App {
         let jobs = Arc::new(jobs::Health::new(config.jobs_stale_after.unwrap_or(jobs::DEFAULT_STALE_AFTER)));
         let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
         let debug = debug::DebugFeed::default();
-        let metrics: Arc<metrics::Metrics> = Arc::default();
+        let metrics = Arc::new(metrics::Metrics::new(&store, &pipeline, &jobs));
         store.report_applied(applied_reporter(debug.clone(), metrics.clone()));
         let state = AppState {
             store,

@@ -1,27 +1,73 @@
-//! Counters for `/metrics`, in the Prometheus text format.
+//! What `/metrics` shows, kept in a `prometheus-client` registry and written in the
+//! Prometheus text format (version 0.0.4).
+//!
+//! Each [`crate::App`] has its own registry, never a process-wide one: tests run several
+//! servers in one process and each must count only its own traffic. Counters the server
+//! updates as things happen live here; what other parts already count (the ingest pipeline,
+//! the event log, the job scheduler) is read at scrape time by collectors.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Weak};
 
 use kith_core::Code;
-use kith_store::pipeline::PipelineStats;
-use kith_store::{Activity, LogPosition, Outcome};
+use kith_store::pipeline::Pipeline;
+use kith_store::{Activity, Outcome, Store};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-/// Ingest counters.
-#[derive(Default)]
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The labels of a rejection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+/// The server's registry and the metrics it updates itself.
 pub struct Metrics {
-    stored: AtomicU64,
-    pending: AtomicU64,
-    interactions_added: AtomicU64,
-    duplicates: AtomicU64,
-    suppressed: AtomicU64,
-    skipped: AtomicU64,
-    rejections: Mutex<BTreeMap<String, u64>>,
+    registry: Registry,
+    stored: Counter,
+    pending: Counter,
+    interactions_added: Counter,
+    duplicates: Counter,
+    suppressed: Counter,
+    skipped: Counter,
+    rejections: Family<CodeLabels, Counter>,
 }
 
 impl Metrics {
+    /// A registry with every series, reading the pipeline's counters, the store's event log
+    /// and the job scheduler's health at each scrape.
+    pub fn new(store: &Arc<dyn Store>, pipeline: &Pipeline, jobs: &Arc<crate::jobs::Health>) -> Metrics {
+        let mut registry = Registry::default();
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let stored = counter("kith_events_stored", "Events committed");
+        let pending = counter("kith_events_pending", "Events stored as pending (unknown user)");
+        let interactions_added = counter("kith_interactions_added", "Activity interactions created");
+        let duplicates = counter("kith_events_duplicate", "Events acknowledged as replays of a messageId");
+        let suppressed = counter("kith_events_suppressed", "Events dropped for a suppressed email");
+        let skipped = counter("kith_events_filtered", "Events the integrations object kept away");
+        let rejections = Family::default();
+        registry.register("kith_rejections", "Refused events and requests by code", rejections.clone());
+        registry.register_collector(Box::new(PipelineCollector(pipeline.clone())));
+        // Weak: the store holds these metrics (through the applied sink `App::new` installs),
+        // and a strong reference back would keep both alive after the server stops.
+        registry.register_collector(Box::new(EventLogCollector(Arc::downgrade(store))));
+        registry.register_collector(Box::new(jobs.clone()));
+        Metrics { registry, stored, pending, interactions_added, duplicates, suppressed, skipped, rejections }
+    }
+
     /// An event refused while reading it.
     pub fn event_rejected(&self, code: Code) {
         self.count_rejection(code.as_str());
@@ -33,121 +79,141 @@ impl Metrics {
     }
 
     fn count_rejection(&self, code: &str) {
-        let mut rejections = self.rejections.lock().unwrap_or_else(|p| p.into_inner());
-        *rejections.entry(code.to_owned()).or_default() += 1;
+        self.rejections.get_or_create(&CodeLabels { code: code.to_owned() }).inc();
     }
 
     /// An event the `integrations` object kept away.
     pub fn event_skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
+        self.skipped.inc();
     }
 
     /// What the writer did with an event.
     pub fn event_outcome(&self, outcome: &Outcome) {
         match outcome {
             Outcome::Stored(stored) => {
-                self.stored.fetch_add(1, Ordering::Relaxed);
+                self.stored.inc();
                 if stored.pending {
-                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    self.pending.inc();
                 }
                 if stored.activity == Activity::Added {
-                    self.interactions_added.fetch_add(1, Ordering::Relaxed);
+                    self.interactions_added.inc();
                 }
             }
             Outcome::Accepted => {
-                self.stored.fetch_add(1, Ordering::Relaxed);
+                self.stored.inc();
             }
             Outcome::Duplicate => {
-                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                self.duplicates.inc();
             }
             Outcome::Suppressed => {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                self.suppressed.inc();
             }
             Outcome::Rejected(rejection) => self.event_rejected(rejection.code),
         }
     }
 
     /// The exposition text.
-    pub fn render(&self, pipeline: &PipelineStats) -> String {
-        let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-        };
-        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
-        counter(&mut out, "kith_events_stored_total", "Events committed.", load(&self.stored));
-        counter(&mut out, "kith_events_pending_total", "Events stored as pending (unknown user).", load(&self.pending));
-        counter(
-            &mut out,
-            "kith_interactions_added_total",
-            "Activity interactions created.",
-            load(&self.interactions_added),
-        );
-        counter(
-            &mut out,
-            "kith_events_duplicate_total",
-            "Events acknowledged as replays of a messageId.",
-            load(&self.duplicates),
-        );
-        counter(
-            &mut out,
-            "kith_events_suppressed_total",
-            "Events dropped for a suppressed email.",
-            load(&self.suppressed),
-        );
-        counter(
-            &mut out,
-            "kith_events_filtered_total",
-            "Events the integrations object kept away.",
-            load(&self.skipped),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kith_rejections_total Refused events and requests by code.\n# TYPE kith_rejections_total counter"
-        );
-        for (code, count) in self.rejections.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "kith_rejections_total{{code=\"{code}\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP kith_ingest_queue_events Events waiting for or in the writer.\n# TYPE kith_ingest_queue_events gauge\nkith_ingest_queue_events {}",
-            pipeline.queued.load(Ordering::Relaxed)
-        );
-        counter(&mut out, "kith_commits_total", "Ingest transactions committed.", load(&pipeline.commits));
-        counter(&mut out, "kith_commit_failures_total", "Ingest transactions that failed.", load(&pipeline.failures));
-        counter(
-            &mut out,
-            "kith_committed_events_total",
-            "Events in committed transactions.",
-            load(&pipeline.committed_events),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kith_commit_seconds Time spent in ingest transactions.\n# TYPE kith_commit_seconds summary\nkith_commit_seconds_sum {}\nkith_commit_seconds_count {}",
-            load(&pipeline.commit_micros) as f64 / 1e6,
-            load(&pipeline.commits)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kith_commit_seconds_max Longest ingest transaction since start.\n# TYPE kith_commit_seconds_max gauge\nkith_commit_seconds_max {}",
-            load(&pipeline.max_commit_micros) as f64 / 1e6
-        );
-        out
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        text
     }
 }
 
-/// The event log's gauges: what was acknowledged, what reads see, and the lag between.
-pub fn render_log_position(position: LogPosition) -> String {
-    let mut out = String::new();
-    for (name, help, value) in [
-        ("kith_event_log_appended", "The last event-log sequence number acknowledged.", position.appended),
-        ("kith_event_log_applied", "The last event-log sequence number the projection applied.", position.applied),
-        (
-            "kith_projection_lag_events",
-            "Acknowledged events the projection has not applied yet.",
-            position.appended - position.applied,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+/// Writes one series a collector read at scrape time.
+pub fn encode_reading(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    let series = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(series)
+}
+
+/// The ingest pipeline's counters: the writer's queue and its transactions.
+struct PipelineCollector(Pipeline);
+
+impl fmt::Debug for PipelineCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PipelineCollector")
     }
-    out
+}
+
+impl Collector for PipelineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let stats = self.0.stats();
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        let queued = i64::try_from(stats.queued.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let e = &mut encoder;
+        encode_reading(e, "kith_ingest_queue_events", "Events waiting for or in the writer.", ConstGauge::new(queued))?;
+        encode_reading(e, "kith_commits", "Ingest transactions committed.", ConstCounter::new(load(&stats.commits)))?;
+        encode_reading(
+            e,
+            "kith_commit_failures",
+            "Ingest transactions that failed.",
+            ConstCounter::new(load(&stats.failures)),
+        )?;
+        encode_reading(
+            e,
+            "kith_committed_events",
+            "Events in committed transactions.",
+            ConstCounter::new(load(&stats.committed_events)),
+        )?;
+        encode_reading(
+            e,
+            "kith_commit_seconds",
+            "Time spent in ingest transactions.",
+            Totals { sum: load(&stats.commit_micros) as f64 / 1e6, count: load(&stats.commits) },
+        )?;
+        encode_reading(
+            e,
+            "kith_commit_seconds_max",
+            "Longest ingest transaction since start.",
+            ConstGauge::new(load(&stats.max_commit_micros) as f64 / 1e6),
+        )
+    }
+}
+
+/// A sum and a count of observations, all that the pipeline keeps of its commit times: a
+/// histogram whose only bucket is `+Inf`, which gives the `_sum` and `_count` series.
+struct Totals {
+    sum: f64,
+    count: u64,
+}
+
+impl EncodeMetric for Totals {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &[], None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The event log's gauges: what was acknowledged, what reads see, and the lag between. A
+/// backend that applies events as it commits has no log and shows none.
+#[derive(Debug)]
+struct EventLogCollector(Weak<dyn Store>);
+
+impl Collector for EventLogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Some(position) = self.0.upgrade().and_then(|store| store.log_position()) else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            ("kith_event_log_appended", "The last event-log sequence number acknowledged.", position.appended),
+            ("kith_event_log_applied", "The last event-log sequence number the projection applied.", position.applied),
+            (
+                "kith_projection_lag_events",
+                "Acknowledged events the projection has not applied yet.",
+                position.appended - position.applied,
+            ),
+        ] {
+            encode_reading(&mut encoder, name, help, ConstGauge::new(value))?;
+        }
+        Ok(())
+    }
 }

@@ -8,7 +8,6 @@
 pub mod delivery;
 pub mod digest;
 
-use std::fmt::Write;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,8 +15,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use kith_store::{JobReport, StoreError};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 
+use crate::metrics::encode_reading;
 use crate::AppState;
 
 /// How often the scheduler wakes up.
@@ -50,6 +54,7 @@ pub struct Report {
 }
 
 /// How the scheduler is doing, for `/readyz` and `/metrics`.
+#[derive(Debug)]
 pub struct Health {
     stale_after: Duration,
     since: Instant,
@@ -96,41 +101,38 @@ impl Health {
         let quiet = self.since_progress();
         (self.scheduled.load(Ordering::Relaxed) && quiet > self.stale_after).then_some(quiet)
     }
+}
 
-    /// The scheduler's lines of `/metrics`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let scheduled = self.scheduled.load(Ordering::Relaxed);
-        let metrics: [(&str, &str, &str, String); 4] = [
-            (
-                "kith_jobs_seconds_since_progress",
-                "gauge",
-                "Seconds since the scheduler last finished a pass or a delivery (0 when jobs are not scheduled).",
-                if scheduled { format!("{:.3}", self.since_progress().as_secs_f64()) } else { "0".into() },
-            ),
-            (
-                "kith_jobs_stalled",
-                "gauge",
-                "1 when the scheduler has made no progress for longer than it should.",
-                u8::from(self.stalled().is_some()).to_string(),
-            ),
-            (
-                "kith_jobs_pass_failures_total",
-                "counter",
-                "Background passes that failed or panicked.",
-                self.passes_failed.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "kith_jobs_restarts_total",
-                "counter",
-                "Times the scheduler died and was started again.",
-                self.restarts.load(Ordering::Relaxed).to_string(),
-            ),
-        ];
-        for (name, kind, help, value) in metrics {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        }
-        out
+/// The scheduler's series of `/metrics`, read at each scrape.
+impl Collector for Health {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let since_progress =
+            if self.scheduled.load(Ordering::Relaxed) { self.since_progress().as_secs_f64() } else { 0.0 };
+        let e = &mut encoder;
+        encode_reading(
+            e,
+            "kith_jobs_seconds_since_progress",
+            "Seconds since the scheduler last finished a pass or a delivery (0 when jobs are not scheduled).",
+            ConstGauge::new(since_progress),
+        )?;
+        encode_reading(
+            e,
+            "kith_jobs_stalled",
+            "1 when the scheduler has made no progress for longer than it should.",
+            ConstGauge::new(i64::from(self.stalled().is_some())),
+        )?;
+        encode_reading(
+            e,
+            "kith_jobs_pass_failures",
+            "Background passes that failed or panicked.",
+            ConstCounter::new(self.passes_failed.load(Ordering::Relaxed)),
+        )?;
+        encode_reading(
+            e,
+            "kith_jobs_restarts",
+            "Times the scheduler died and was started again.",
+            ConstCounter::new(self.restarts.load(Ordering::Relaxed)),
+        )
     }
 }
 
@@ -252,7 +254,18 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
 
+    use prometheus_client::registry::Registry;
+
     use super::*;
+
+    /// The scheduler's series as `/metrics` writes them.
+    fn exposition(health: &Arc<Health>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(health.clone()));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
 
     #[tokio::test]
     async fn a_scheduler_that_panics_is_started_again() {
@@ -274,17 +287,17 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 3, "started again after each panic");
         assert_eq!(health.restarts.load(Ordering::Relaxed), 2);
-        assert!(health.render().contains("kith_jobs_restarts_total 2"));
+        assert!(exposition(&health).contains("kith_jobs_restarts_total 2"));
         supervisor.abort();
     }
 
     #[test]
     fn a_scheduler_without_progress_is_stalled() {
-        let health = Health::new(Duration::ZERO);
+        let health = Arc::new(Health::new(Duration::ZERO));
         assert_eq!(health.stalled(), None, "jobs run on demand are never stalled");
         health.scheduled.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(5));
         assert!(health.stalled().is_some());
-        assert!(health.render().contains("kith_jobs_stalled 1"));
+        assert!(exposition(&health).contains("kith_jobs_stalled 1"));
     }
 }
