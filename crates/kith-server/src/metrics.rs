@@ -9,7 +9,12 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
 use kith_core::Code;
 use kith_store::pipeline::Pipeline;
 use kith_store::{Activity, Outcome, Store};
@@ -18,16 +23,38 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// Upper bounds, in seconds, of the latency histograms: from a cached read (a millisecond) to
+/// a slow commit or an export (seconds).
+const LATENCY_BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The `route` of a request no route matched: the raw path would let any client create
+/// series without end.
+const UNMATCHED: &str = "unmatched";
+
+/// The labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    /// The route's template (`/api/contacts/{id}`), or [`UNMATCHED`].
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
 /// The labels of a rejection.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// The server's registry and the metrics it updates itself.
@@ -40,6 +67,8 @@ pub struct Metrics {
     suppressed: Counter,
     skipped: Counter,
     rejections: Family<CodeLabels, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<HttpLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -60,12 +89,35 @@ impl Metrics {
         let skipped = counter("kith_events_filtered", "Events the integrations object kept away");
         let rejections = Family::default();
         registry.register("kith_rejections", "Refused events and requests by code", rejections.clone());
+        let http_requests = Family::default();
+        registry.register(
+            "kith_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            http_requests.clone(),
+        );
+        let http_seconds = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "kith_http_request_duration_seconds",
+            "Time from a request's arrival to its response's head, by route template, method and status",
+            http_seconds.clone(),
+        );
         registry.register_collector(Box::new(PipelineCollector(pipeline.clone())));
         // Weak: the store holds these metrics (through the applied sink `App::new` installs),
         // and a strong reference back would keep both alive after the server stops.
         registry.register_collector(Box::new(EventLogCollector(Arc::downgrade(store))));
         registry.register_collector(Box::new(jobs.clone()));
-        Metrics { registry, stored, pending, interactions_added, duplicates, suppressed, skipped, rejections }
+        Metrics {
+            registry,
+            stored,
+            pending,
+            interactions_added,
+            duplicates,
+            suppressed,
+            skipped,
+            rejections,
+            http_requests,
+            http_seconds,
+        }
     }
 
     /// An event refused while reading it.
@@ -112,12 +164,42 @@ impl Metrics {
         }
     }
 
+    fn http_request(&self, labels: HttpLabels, took: Duration) {
+        self.http_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// Middleware counting every request the router answers and timing it to its response's
+/// head (a streamed body, like the live debugger's, can last as long as the client stays).
+pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED, MatchedPath::as_str).to_owned();
+    let method = method_label(request.method());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(HttpLabels { route, method, status: response.status().as_u16() }, started.elapsed());
+    response
+}
+
+/// The method as a label: any method can be sent, only the standard ones become values.
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
     }
 }
 
