@@ -53,6 +53,42 @@ struct CodeLabels {
     code: String,
 }
 
+/// The labels of a background pass.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PassLabels {
+    pass: &'static str,
+    outcome: &'static str,
+}
+
+/// The labels of a delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+/// How a background pass ended.
+#[derive(Debug, Clone, Copy)]
+pub enum PassOutcome {
+    /// It did its work.
+    Ok,
+    /// It returned an error.
+    Failed,
+    /// It panicked.
+    Panicked,
+}
+
+/// What became of one delivery after an attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum DeliveryOutcome {
+    /// The receiver took it.
+    Sent,
+    /// It will be tried again.
+    Retried,
+    /// It was given up.
+    Failed,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -69,6 +105,9 @@ pub struct Metrics {
     rejections: Family<CodeLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    write_seconds: Histogram,
+    job_passes: Family<PassLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
 }
 
 impl Metrics {
@@ -101,6 +140,16 @@ impl Metrics {
             "Time from a request's arrival to its response's head, by route template, method and status",
             http_seconds.clone(),
         );
+        let write_seconds = latency_histogram();
+        registry.register(
+            "kith_ingest_write_seconds",
+            "Time an ingest request waited for the writer to commit its events (queue and transaction)",
+            write_seconds.clone(),
+        );
+        let job_passes = Family::default();
+        registry.register("kith_jobs_passes", "Background passes run, by pass and outcome", job_passes.clone());
+        let deliveries = Family::default();
+        registry.register("kith_deliveries", "Outbound delivery attempts, by kind and outcome", deliveries.clone());
         registry.register_collector(Box::new(PipelineCollector(pipeline.clone())));
         // Weak: the store holds these metrics (through the applied sink `App::new` installs),
         // and a strong reference back would keep both alive after the server stops.
@@ -117,6 +166,9 @@ impl Metrics {
             rejections,
             http_requests,
             http_seconds,
+            write_seconds,
+            job_passes,
+            deliveries,
         }
     }
 
@@ -162,6 +214,38 @@ impl Metrics {
             }
             Outcome::Rejected(rejection) => self.event_rejected(rejection.code),
         }
+    }
+
+    /// An ingest request's events were committed after waiting `waited` for the writer.
+    pub fn events_written(&self, waited: Duration) {
+        self.write_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// A background pass ended.
+    pub fn job_pass(&self, pass: &'static str, outcome: PassOutcome) {
+        let outcome = match outcome {
+            PassOutcome::Ok => "ok",
+            PassOutcome::Failed => "failed",
+            PassOutcome::Panicked => "panicked",
+        };
+        self.job_passes.get_or_create(&PassLabels { pass, outcome }).inc();
+    }
+
+    /// A delivery of `kind` was attempted.
+    pub fn delivery(&self, kind: &str, outcome: DeliveryOutcome) {
+        // The kind comes from the database: only the known ones become label values.
+        let kind = match kind {
+            "webhook" => "webhook",
+            "email" => "email",
+            "segment" => "segment",
+            _ => "other",
+        };
+        let outcome = match outcome {
+            DeliveryOutcome::Sent => "sent",
+            DeliveryOutcome::Retried => "retried",
+            DeliveryOutcome::Failed => "failed",
+        };
+        self.deliveries.get_or_create(&DeliveryLabels { kind, outcome }).inc();
     }
 
     fn http_request(&self, labels: HttpLabels, took: Duration) {

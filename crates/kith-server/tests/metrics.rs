@@ -1,9 +1,12 @@
 //! `/metrics` as a scraper reads it: HTTP requests by route template, method and status with
-//! their latency histogram, beside the ingest and event-log series that were there before.
+//! their latency histogram, the writer's wait, background passes and deliveries by outcome,
+//! beside the ingest and event-log series that were there before.
 
 mod common;
 
+use common::outbound::Receiver;
 use common::TestServer;
+use kith_store::NewDelivery;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -20,7 +23,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn requests_are_counted_by_route_and_status() {
+async fn requests_passes_and_deliveries_are_counted() {
     let server = TestServer::start().await;
     let identify =
         json!({"type": "identify", "traits": {"email": "m@example.com"}, "timestamp": "2024-06-01T10:00:00Z"});
@@ -30,6 +33,17 @@ async fn requests_are_counted_by_route_and_status() {
     server.get(&format!("/api/contacts/{}", contact["id"])).await;
     let response = server.client.get(format!("{}/no/such/page/42", server.url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Two webhooks; the receiver refuses the first attempt with a 503, so one is sent and
+    // the other is tried again later.
+    let hook = Receiver::start().await;
+    hook.answer(&[(503, None)]);
+    let deliveries = (0..2)
+        .map(|_| NewDelivery { kind: "webhook".into(), target: format!("{}/hook", hook.url), payload: json!({}) })
+        .collect();
+    server.state.store.enqueue(server.workspace, deliveries, server.state.clock.now()).await.unwrap();
+    let report = server.run_jobs().await;
+    assert_eq!((report.deliveries.sent, report.deliveries.retried), (1, 1), "{report:?}");
 
     let text = scrape(&server).await;
     let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
@@ -49,6 +63,17 @@ async fn requests_are_counted_by_route_and_status() {
         value(r#"kith_http_request_duration_seconds_count{route="/api/contacts/{id}",method="GET",status="200"}"#),
         2.0
     );
+
+    // The writer's wait for the one request that reached it.
+    assert_eq!(value("kith_ingest_write_seconds_count"), 1.0);
+    assert!(value("kith_ingest_write_seconds_sum") > 0.0, "{text}");
+
+    // Background passes and deliveries.
+    assert_eq!(value(r#"kith_jobs_passes_total{pass="nudges",outcome="ok"}"#), 1.0);
+    assert_eq!(value(r#"kith_jobs_passes_total{pass="digests",outcome="ok"}"#), 1.0);
+    assert_eq!(value(r#"kith_jobs_passes_total{pass="deliveries",outcome="ok"}"#), 2.0, "one with work, one without");
+    assert_eq!(value(r#"kith_deliveries_total{kind="webhook",outcome="sent"}"#), 1.0);
+    assert_eq!(value(r#"kith_deliveries_total{kind="webhook",outcome="retried"}"#), 1.0);
 
     // The series that were there before.
     assert_eq!(value("kith_events_stored_total"), 1.0);
@@ -98,4 +123,4 @@ async fn each_server_has_its_own_series() {
     second.stop().await;
 }
 
-crate::backend_tests!(requests_are_counted_by_route_and_status, each_server_has_its_own_series);
+crate::backend_tests!(requests_passes_and_deliveries_are_counted, each_server_has_its_own_series);

@@ -21,7 +21,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 
-use crate::metrics::encode_reading;
+use crate::metrics::{encode_reading, PassOutcome};
 use crate::AppState;
 
 /// How often the scheduler wakes up.
@@ -39,6 +39,12 @@ const RESTART_DELAY: Duration = Duration::from_secs(5);
 /// How long the scheduler may go without finishing a pass or a delivery before `/readyz`
 /// reports it: well above the longest single step (an SMTP exchange, 30 s).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
+
+/// The passes' names, in the log and as the `pass` label of `kith_jobs_passes_total`.
+const EXPIRY: &str = "pending-event expiry";
+const NUDGES: &str = "nudges";
+const DIGESTS: &str = "digests";
+const DELIVERIES: &str = "deliveries";
 
 /// What one run of every pass did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -178,23 +184,23 @@ async fn schedule(state: AppState) {
     loop {
         interval.tick().await;
         if tick.is_multiple_of(EXPIRY_EVERY_TICKS) {
-            isolated(&state, "pending-event expiry", expire_pending(&state)).await;
+            isolated(&state, EXPIRY, expire_pending(&state)).await;
         }
         if tick.is_multiple_of(NUDGE_EVERY_TICKS) {
-            isolated(&state, "nudges", nudges(&state)).await;
+            isolated(&state, NUDGES, nudges(&state)).await;
         }
         if tick.is_multiple_of(DIGEST_EVERY_TICKS) {
-            isolated(&state, "digests", digest::queue_due(&state)).await;
+            isolated(&state, DIGESTS, digest::queue_due(&state)).await;
         }
-        isolated(&state, "deliveries", delivery::deliver_due(&state)).await;
+        isolated(&state, DELIVERIES, delivery::deliver_due(&state)).await;
         tick = tick.wrapping_add(1);
     }
 }
 
 /// Runs one pass so that its failure, even a panic, stays its own: it is logged and counted,
 /// and the next pass runs at its next interval.
-async fn isolated<T>(state: &AppState, pass: &str, run: impl Future<Output = Result<T, StoreError>>) {
-    match AssertUnwindSafe(run).catch_unwind().await {
+async fn isolated<T>(state: &AppState, pass: &'static str, run: impl Future<Output = Result<T, StoreError>>) {
+    match AssertUnwindSafe(counted(state, pass, run)).catch_unwind().await {
         Ok(Ok(_)) => state.jobs.progress(),
         Ok(Err(error)) => {
             state.jobs.passes_failed.fetch_add(1, Ordering::Relaxed);
@@ -202,18 +208,30 @@ async fn isolated<T>(state: &AppState, pass: &str, run: impl Future<Output = Res
         }
         Err(_) => {
             state.jobs.passes_failed.fetch_add(1, Ordering::Relaxed);
+            state.metrics.job_pass(pass, PassOutcome::Panicked);
             tracing::error!(pass, "background pass panicked; it runs again at its next interval");
         }
     }
 }
 
+/// Runs one pass and counts how it returned, whether the scheduler or [`run_pending`] ran it.
+async fn counted<T>(
+    state: &AppState,
+    pass: &'static str,
+    run: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let result = run.await;
+    state.metrics.job_pass(pass, if result.is_ok() { PassOutcome::Ok } else { PassOutcome::Failed });
+    result
+}
+
 /// Runs every pass once, as of the state's clock, until nothing is left to do now.
 pub async fn run_pending(state: &AppState) -> Result<Report, StoreError> {
-    let mut report = Report { expired: expire_pending(state).await?, ..Report::default() };
-    report.nudges = nudges(state).await?;
-    report.digests = digest::queue_due(state).await?;
+    let mut report = Report { expired: counted(state, EXPIRY, expire_pending(state)).await?, ..Report::default() };
+    report.nudges = counted(state, NUDGES, nudges(state)).await?;
+    report.digests = counted(state, DIGESTS, digest::queue_due(state)).await?;
     loop {
-        let pass = delivery::deliver_due(state).await?;
+        let pass = counted(state, DELIVERIES, delivery::deliver_due(state)).await?;
         if pass.attempted() == 0 {
             break;
         }
