@@ -221,7 +221,10 @@ async fn handle(
     let outcomes = if incoming.is_empty() {
         Vec::new()
     } else {
-        state.pipeline.submit(incoming).await.map_err(|e| with_workspace(e.into()))?
+        let submitted = std::time::Instant::now();
+        let outcomes = state.pipeline.submit(incoming).await.map_err(|e| with_workspace(e.into()))?;
+        state.metrics.events_written(submitted.elapsed());
+        outcomes
     };
     // An event the store accepted into its log is counted and shown by the projection
     // once it is applied (see `App::new`), with what it did.

@@ -44,7 +44,7 @@ pub struct AppState {
     pub auth: Arc<auth::AuthCache>,
     /// The live debugger's feed.
     pub debugger: debugger_feed::DebugFeed,
-    /// Counters served at `/metrics`.
+    /// The series served at `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// The time.
     pub clock: Clock,
@@ -101,7 +101,7 @@ impl App {
         let jobs = Arc::new(jobs::Health::new(config.jobs_stale_after.unwrap_or(jobs::DEFAULT_STALE_AFTER)));
         let (pipeline, writer) = Pipeline::start(store.clone(), config.pipeline);
         let debugger = debugger_feed::DebugFeed::default();
-        let metrics: Arc<metrics::Metrics> = Arc::default();
+        let metrics = Arc::new(metrics::Metrics::new(&store, &pipeline, &jobs));
         store.report_applied(applied_reporter(debugger.clone(), metrics.clone()));
         let state = AppState {
             store,
@@ -147,7 +147,7 @@ impl App {
         let store = state.store.clone();
         let (stop_metrics, metrics_stopping) = tokio::sync::watch::channel(());
         let metrics_server = metrics_listener.map(|listener| {
-            let router = Router::new().route("/metrics", get(ops::metrics)).with_state(state.clone());
+            let router = observed(Router::new().route("/metrics", get(ops::metrics)), state.clone());
             let mut stopping = metrics_stopping.clone();
             tokio::spawn(conn::serve(listener, router, connections, async move {
                 let _ = stopping.changed().await;
@@ -198,11 +198,16 @@ fn applied_reporter(debugger: debugger_feed::DebugFeed, metrics: Arc<metrics::Me
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
-    routes(state.clone()).merge(Router::new().route("/metrics", get(ops::metrics)).with_state(state))
+    observed(app_routes().route("/metrics", get(ops::metrics)), state)
 }
 
 /// Every route but `/metrics`.
 fn routes(state: AppState) -> Router {
+    observed(app_routes(), state)
+}
+
+/// The routes, before the state and the metrics layer are added.
+fn app_routes() -> Router<AppState> {
     Router::new()
         .merge(ingest::routes())
         .merge(api::routes())
@@ -210,5 +215,10 @@ fn routes(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/api/openapi.json", get(openapi::openapi_json))
-        .with_state(state)
+}
+
+/// `routes` with every request counted and timed by its route (see [`metrics::observe`]).
+fn observed(routes: Router<AppState>, state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    routes.layer(axum::middleware::from_fn_with_state(metrics, metrics::observe)).with_state(state)
 }

@@ -77,10 +77,5 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     // Events are counted as the store applies them: let it catch up with what was
     // acknowledged (briefly: a scrape must not hang on a stalled projection).
     let _ = tokio::time::timeout(METRICS_SETTLE, state.store.settle()).await;
-    let mut text = state.metrics.render(state.pipeline.stats());
-    if let Some(position) = state.store.log_position() {
-        text.push_str(&crate::metrics::render_log_position(position));
-    }
-    text.push_str(&state.jobs.render());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.render()).into_response()
 }

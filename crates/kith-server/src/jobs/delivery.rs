@@ -15,6 +15,7 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::metrics::DeliveryOutcome;
 use crate::outbound::{segment_batch_url, MailError};
 use crate::AppState;
 
@@ -206,10 +207,12 @@ async fn settle(
         let result = match decision {
             Decision::Sent => {
                 report.sent += 1;
+                state.metrics.delivery(&delivery.kind, DeliveryOutcome::Sent);
                 DeliveryResult::Sent
             }
             Decision::RetryAfter(delay) => {
                 report.retried += 1;
+                state.metrics.delivery(&delivery.kind, DeliveryOutcome::Retried);
                 DeliveryResult::Retry {
                     at: now.checked_add(delay).unwrap_or(Timestamp::MAX),
                     error: error.unwrap_or_default(),
@@ -217,6 +220,7 @@ async fn settle(
             }
             Decision::GiveUp => {
                 report.failed += 1;
+                state.metrics.delivery(&delivery.kind, DeliveryOutcome::Failed);
                 tracing::warn!(id = delivery.id, kind = %delivery.kind, error = ?error, "delivery failed for good");
                 DeliveryResult::Failed { error: error.unwrap_or_else(|| "gave up".into()) }
             }

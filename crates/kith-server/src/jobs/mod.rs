@@ -8,7 +8,6 @@
 pub mod delivery;
 pub mod digest;
 
-use std::fmt::Write;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,8 +15,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use kith_store::{JobReport, StoreError};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 
+use crate::metrics::{encode_reading, PassOutcome};
 use crate::AppState;
 
 /// How often the scheduler wakes up.
@@ -36,6 +40,12 @@ const RESTART_DELAY: Duration = Duration::from_secs(5);
 /// reports it: well above the longest single step (an SMTP exchange, 30 s).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 
+/// The passes' names, in the log and as the `pass` label of `kith_jobs_passes_total`.
+const EXPIRY: &str = "pending-event expiry";
+const NUDGES: &str = "nudges";
+const DIGESTS: &str = "digests";
+const DELIVERIES: &str = "deliveries";
+
 /// What one run of every pass did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
@@ -50,6 +60,7 @@ pub struct Report {
 }
 
 /// How the scheduler is doing, for `/readyz` and `/metrics`.
+#[derive(Debug)]
 pub struct Health {
     stale_after: Duration,
     since: Instant,
@@ -96,41 +107,38 @@ impl Health {
         let quiet = self.since_progress();
         (self.scheduled.load(Ordering::Relaxed) && quiet > self.stale_after).then_some(quiet)
     }
+}
 
-    /// The scheduler's lines of `/metrics`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let scheduled = self.scheduled.load(Ordering::Relaxed);
-        let metrics: [(&str, &str, &str, String); 4] = [
-            (
-                "kith_jobs_seconds_since_progress",
-                "gauge",
-                "Seconds since the scheduler last finished a pass or a delivery (0 when jobs are not scheduled).",
-                if scheduled { format!("{:.3}", self.since_progress().as_secs_f64()) } else { "0".into() },
-            ),
-            (
-                "kith_jobs_stalled",
-                "gauge",
-                "1 when the scheduler has made no progress for longer than it should.",
-                u8::from(self.stalled().is_some()).to_string(),
-            ),
-            (
-                "kith_jobs_pass_failures_total",
-                "counter",
-                "Background passes that failed or panicked.",
-                self.passes_failed.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "kith_jobs_restarts_total",
-                "counter",
-                "Times the scheduler died and was started again.",
-                self.restarts.load(Ordering::Relaxed).to_string(),
-            ),
-        ];
-        for (name, kind, help, value) in metrics {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        }
-        out
+/// The scheduler's series of `/metrics`, read at each scrape.
+impl Collector for Health {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let since_progress =
+            if self.scheduled.load(Ordering::Relaxed) { self.since_progress().as_secs_f64() } else { 0.0 };
+        let e = &mut encoder;
+        encode_reading(
+            e,
+            "kith_jobs_seconds_since_progress",
+            "Seconds since the scheduler last finished a pass or a delivery (0 when jobs are not scheduled).",
+            ConstGauge::new(since_progress),
+        )?;
+        encode_reading(
+            e,
+            "kith_jobs_stalled",
+            "1 when the scheduler has made no progress for longer than it should.",
+            ConstGauge::new(i64::from(self.stalled().is_some())),
+        )?;
+        encode_reading(
+            e,
+            "kith_jobs_pass_failures",
+            "Background passes that failed or panicked.",
+            ConstCounter::new(self.passes_failed.load(Ordering::Relaxed)),
+        )?;
+        encode_reading(
+            e,
+            "kith_jobs_restarts",
+            "Times the scheduler died and was started again.",
+            ConstCounter::new(self.restarts.load(Ordering::Relaxed)),
+        )
     }
 }
 
@@ -176,23 +184,23 @@ async fn schedule(state: AppState) {
     loop {
         interval.tick().await;
         if tick.is_multiple_of(EXPIRY_EVERY_TICKS) {
-            isolated(&state, "pending-event expiry", expire_pending(&state)).await;
+            isolated(&state, EXPIRY, expire_pending(&state)).await;
         }
         if tick.is_multiple_of(NUDGE_EVERY_TICKS) {
-            isolated(&state, "nudges", nudges(&state)).await;
+            isolated(&state, NUDGES, nudges(&state)).await;
         }
         if tick.is_multiple_of(DIGEST_EVERY_TICKS) {
-            isolated(&state, "digests", digest::queue_due(&state)).await;
+            isolated(&state, DIGESTS, digest::queue_due(&state)).await;
         }
-        isolated(&state, "deliveries", delivery::deliver_due(&state)).await;
+        isolated(&state, DELIVERIES, delivery::deliver_due(&state)).await;
         tick = tick.wrapping_add(1);
     }
 }
 
 /// Runs one pass so that its failure, even a panic, stays its own: it is logged and counted,
 /// and the next pass runs at its next interval.
-async fn isolated<T>(state: &AppState, pass: &str, run: impl Future<Output = Result<T, StoreError>>) {
-    match AssertUnwindSafe(run).catch_unwind().await {
+async fn isolated<T>(state: &AppState, pass: &'static str, run: impl Future<Output = Result<T, StoreError>>) {
+    match AssertUnwindSafe(counted(state, pass, run)).catch_unwind().await {
         Ok(Ok(_)) => state.jobs.progress(),
         Ok(Err(error)) => {
             state.jobs.passes_failed.fetch_add(1, Ordering::Relaxed);
@@ -200,18 +208,30 @@ async fn isolated<T>(state: &AppState, pass: &str, run: impl Future<Output = Res
         }
         Err(_) => {
             state.jobs.passes_failed.fetch_add(1, Ordering::Relaxed);
+            state.metrics.job_pass(pass, PassOutcome::Panicked);
             tracing::error!(pass, "background pass panicked; it runs again at its next interval");
         }
     }
 }
 
+/// Runs one pass and counts how it returned, whether the scheduler or [`run_pending`] ran it.
+async fn counted<T>(
+    state: &AppState,
+    pass: &'static str,
+    run: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let result = run.await;
+    state.metrics.job_pass(pass, if result.is_ok() { PassOutcome::Ok } else { PassOutcome::Failed });
+    result
+}
+
 /// Runs every pass once, as of the state's clock, until nothing is left to do now.
 pub async fn run_pending(state: &AppState) -> Result<Report, StoreError> {
-    let mut report = Report { expired: expire_pending(state).await?, ..Report::default() };
-    report.nudges = nudges(state).await?;
-    report.digests = digest::queue_due(state).await?;
+    let mut report = Report { expired: counted(state, EXPIRY, expire_pending(state)).await?, ..Report::default() };
+    report.nudges = counted(state, NUDGES, nudges(state)).await?;
+    report.digests = counted(state, DIGESTS, digest::queue_due(state)).await?;
     loop {
-        let pass = delivery::deliver_due(state).await?;
+        let pass = counted(state, DELIVERIES, delivery::deliver_due(state)).await?;
         if pass.attempted() == 0 {
             break;
         }
@@ -252,7 +272,18 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
 
+    use prometheus_client::registry::Registry;
+
     use super::*;
+
+    /// The scheduler's series as `/metrics` writes them.
+    fn exposition(health: &Arc<Health>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(health.clone()));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
 
     #[tokio::test]
     async fn a_scheduler_that_panics_is_started_again() {
@@ -274,17 +305,17 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 3, "started again after each panic");
         assert_eq!(health.restarts.load(Ordering::Relaxed), 2);
-        assert!(health.render().contains("kith_jobs_restarts_total 2"));
+        assert!(exposition(&health).contains("kith_jobs_restarts_total 2"));
         supervisor.abort();
     }
 
     #[test]
     fn a_scheduler_without_progress_is_stalled() {
-        let health = Health::new(Duration::ZERO);
+        let health = Arc::new(Health::new(Duration::ZERO));
         assert_eq!(health.stalled(), None, "jobs run on demand are never stalled");
         health.scheduled.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(5));
         assert!(health.stalled().is_some());
-        assert!(health.render().contains("kith_jobs_stalled 1"));
+        assert!(exposition(&health).contains("kith_jobs_stalled 1"));
     }
 }
