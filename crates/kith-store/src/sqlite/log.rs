@@ -21,9 +21,9 @@
 //! a duplicate. Reads that must see acknowledged events wait for the watermark
 //! (`wait_applied`).
 //!
-//! No checkpoint runs inside an append: the projection thread checkpoints the log every
-//! [`CHECKPOINT_EVERY`] (copying a little often keeps the appender's fsyncs short; one large
-//! checkpoint a second made the slowest acknowledgements five times slower).
+//! The appender hands the events it parsed to the projection (`handoff.rs`), which then
+//! reads and parses the log only after a restart or when it fell far behind. No checkpoint
+//! runs inside an append or a projection transaction (`checkpoint.rs`).
 //!
 //! Entries that are applied and whose digests are sealed are pruned from the log by the
 //! appender, in the next append's transaction (deleting the oldest rows of a rowid table
@@ -34,13 +34,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kith_core::EventKind;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::watch;
 
 use super::dedup::Dedup;
+use super::handoff::Handoff;
 use super::{write, Durability, Writer};
 use crate::model::{Incoming, Outcome};
 use crate::plan::PendingEvent;
@@ -58,8 +59,6 @@ const MAX_LAG: i64 = 200_000;
 const GATHER_BELOW: i64 = 1_000;
 /// How long the projection gathers a trickle of events into one transaction.
 const GATHER: Duration = Duration::from_millis(3);
-/// How often the projection thread checkpoints the log while events arrive.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// The longest an append waits for the projection before giving up with an error.
 const APPEND_WAIT: Duration = Duration::from_secs(30);
 /// The longest a read waits for the projection to reach what was acknowledged before it.
@@ -88,6 +87,7 @@ pub struct Progress {
     marks: Mutex<Marks>,
     changed: Condvar,
     applied: watch::Sender<i64>,
+    handoff: Handoff,
 }
 
 impl Progress {
@@ -98,6 +98,11 @@ impl Progress {
     /// The last sequence number acknowledged to a client.
     pub fn appended(&self) -> i64 {
         self.marks().appended
+    }
+
+    /// Whether the store is closing.
+    pub fn closing(&self) -> bool {
+        self.marks().closing
     }
 
     /// Where the log and the projection are now.
@@ -191,11 +196,12 @@ pub fn open(
         marks: Mutex::new(Marks { appended, applied, closing: false }),
         changed: Condvar::new(),
         applied: applied_sender,
+        handoff: Handoff::default(),
     });
     let mut dedup = Dedup::load(&log)?;
     adopt_message_ids(&writer, &mut log, &mut dedup)?;
     let main = super::open_reader(database)?;
-    // The projection's connection to the log: it reads entries and checkpoints.
+    // The projection's connection to the log, to read entries.
     let reader =
         Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     reader.execute_batch("PRAGMA busy_timeout = 10000;")?;
@@ -213,17 +219,17 @@ pub fn open(
 impl Appender {
     /// Decides each event's answer, appends the accepted ones and commits (fsync with
     /// durability `full`), then wakes the projection. One outcome per event, in order.
-    pub fn append(&mut self, progress: &Progress, batch: &[Incoming]) -> Result<Vec<Outcome>> {
+    pub fn append(&mut self, progress: &Progress, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
         progress.block_until(APPEND_WAIT, |marks| marks.appended - marks.applied < MAX_LAG)?;
         let applied = progress.marks().applied;
-        let mut outcomes = self.deduplicate(batch)?;
+        let mut outcomes = self.deduplicate(&batch)?;
         if batch.iter().zip(&outcomes).any(|(incoming, outcome)| needs_known_user(incoming, outcome)) {
             // Whether an identify without email names a known user depends on every event
             // before it: let the projection apply them, then plan the batch read-only.
             let appended = progress.appended();
             progress.block_until(APPEND_WAIT, |marks| marks.applied >= appended)?;
-            let rejections = write::rejections(&self.main, batch)?;
-            for ((outcome, rejection), incoming) in outcomes.iter_mut().zip(rejections).zip(batch) {
+            let rejections = write::rejections(&self.main, &batch)?;
+            for ((outcome, rejection), incoming) in outcomes.iter_mut().zip(rejections).zip(&batch) {
                 if let (Some(rejection), true) = (rejection, needs_known_user(incoming, outcome)) {
                     *outcome = Outcome::Rejected(rejection);
                 }
@@ -242,7 +248,7 @@ impl Appender {
                 "INSERT INTO log (seq, workspace_id, digest, event_type, occurred_at, received_at, payload)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for (incoming, outcome) in batch.iter().zip(&outcomes) {
+            for (incoming, outcome) in batch.into_iter().zip(&outcomes) {
                 if !matches!(outcome, Outcome::Accepted) {
                     continue;
                 }
@@ -270,7 +276,10 @@ impl Appender {
             for incoming in &appended {
                 self.dedup.remember(incoming.digest, incoming.event.received_at.as_millisecond());
             }
+            let first = self.next_seq;
             self.next_seq += appended.len() as i64;
+            // Handed over before the projection learns of them, so that it finds them there.
+            progress.handoff.give(first, appended);
             progress.marks().appended = self.next_seq - 1;
             progress.changed.notify_all();
         }
@@ -344,7 +353,6 @@ fn needs_known_user(incoming: &Incoming, outcome: &Outcome) -> bool {
 /// The projection loop: applies the log after the watermark until the store is dropped.
 fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progress>, sink: SinkSlot) {
     let mut failures = 0u32;
-    let mut last_checkpoint = Instant::now();
     loop {
         let (from, backlog, closing) = {
             let marks = progress.marks();
@@ -363,7 +371,7 @@ fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progres
             // transaction apply them all. A read after a 200 waits that much longer at most.
             std::thread::sleep(GATHER);
         }
-        match apply_after(&reader, &writer, from) {
+        match apply_after(&reader, &writer, &progress.handoff, from) {
             Ok((applied, batch, outcomes)) => {
                 failures = 0;
                 // Reported before the watermark moves, so whoever waited for it finds the
@@ -375,10 +383,6 @@ fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progres
                 progress.marks().applied = applied;
                 progress.applied.send_replace(applied);
                 progress.changed.notify_all();
-                if closing || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                    checkpoint_log(&reader);
-                    last_checkpoint = Instant::now();
-                }
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -389,29 +393,26 @@ fn project(reader: Connection, writer: Arc<Mutex<Writer>>, progress: Arc<Progres
     }
 }
 
-/// Copies the log's write-ahead file into the log without holding up the appender, so
-/// that a later append can start the write-ahead file over instead of growing it.
-fn checkpoint_log(log: &Connection) {
-    if let Err(error) = log.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-        tracing::warn!(%error, "the event log could not be checkpointed; the next pass tries again");
-    }
-}
-
 /// Applies the next batch of the log after `from`; returns the new watermark, the events
 /// applied and what each did.
-fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result<(i64, Vec<Incoming>, Vec<Outcome>)> {
-    let rows = read_after(reader, from, PROJECTION_BATCH)?;
-    let Some(last) = rows.last().map(|(seq, _)| *seq) else { return Ok((from, Vec::new(), Vec::new())) };
-    let batch: Vec<Incoming> = rows
-        .iter()
-        .filter_map(|(seq, row)| {
-            let event = crate::plan::reparse(row);
-            if event.is_none() {
-                tracing::error!(seq, "an event in the log no longer parses; it is skipped");
-            }
-            event.map(|event| Incoming::new(row.workspace_id, event))
-        })
-        .collect();
+fn apply_after(
+    reader: &Connection,
+    writer: &Mutex<Writer>,
+    handoff: &Handoff,
+    from: i64,
+) -> Result<(i64, Vec<Incoming>, Vec<Outcome>)> {
+    let (last, batch) = match handoff.take(from, PROJECTION_BATCH) {
+        Ok(handed) => {
+            let last = handed.last().map_or(from, |(seq, _)| *seq);
+            (last, handed.into_iter().map(|(_, incoming)| incoming).collect())
+        }
+        Err(handed_from) => {
+            let before = handed_from.unwrap_or(i64::MAX);
+            let rows = read_after(reader, from, before, PROJECTION_BATCH)?;
+            let Some(last) = rows.last().map(|(seq, _)| *seq) else { return Ok((from, Vec::new(), Vec::new())) };
+            (last, reparse(&rows))
+        }
+    };
     let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let Writer { connection, cache } = &mut *writer;
     match write::write_events(connection, cache, &batch, Some(last)) {
@@ -427,15 +428,29 @@ fn apply_after(reader: &Connection, writer: &Mutex<Writer>, from: i64) -> Result
     }
 }
 
-/// Up to `limit` log entries after `from`, in order.
-fn read_after(reader: &Connection, from: i64, limit: usize) -> Result<Vec<(i64, PendingEvent)>> {
+/// Up to `limit` log entries after `from` and before `before`, in order.
+fn read_after(reader: &Connection, from: i64, before: i64, limit: usize) -> Result<Vec<(i64, PendingEvent)>> {
     let mut statement = reader.prepare_cached(
         "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at FROM log
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+         WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = statement
-        .query_map(params![from, limit as i64], |row| Ok((row.get::<_, i64>(0)?, write::pending_event(row)?)))?;
+    let rows = statement.query_map(params![from, before, limit as i64], |row| {
+        Ok((row.get::<_, i64>(0)?, write::pending_event(row)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The events of log entries, parsed again as they were when appended.
+fn reparse(rows: &[(i64, PendingEvent)]) -> Vec<Incoming> {
+    rows.iter()
+        .filter_map(|(seq, row)| {
+            let event = crate::plan::reparse(row);
+            if event.is_none() {
+                tracing::error!(seq, "an event in the log no longer parses; it is skipped");
+            }
+            event.map(|event| Incoming::new(row.workspace_id, event))
+        })
+        .collect()
 }
 
 /// The watermark stored in the main database.

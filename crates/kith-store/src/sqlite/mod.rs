@@ -6,9 +6,11 @@
 
 mod admin;
 mod cache;
+mod checkpoint;
 mod crash;
 mod dedup;
 mod files;
+mod handoff;
 mod log;
 mod migrate;
 mod nudges;
@@ -115,10 +117,12 @@ impl SqliteStore {
         migrate::run(&mut writer)?;
         let readers = (0..options.readers.max(1)).map(|_| open_reader(&options.path)).collect::<Result<Vec<_>>>()?;
         let writer = Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() }));
-        // The projection thread ends by itself once the store is dropped and the log applied.
+        // The projection and checkpoint threads end by themselves once the store is dropped
+        // (and the log applied).
         let sink = log::SinkSlot::default();
         let (appender, progress, _projection) =
             log::open(&options.path, options.durability, writer.clone(), sink.clone())?;
+        checkpoint::start(&log::log_path(&options.path), &options.path, progress.clone())?;
         Ok(SqliteStore {
             writer,
             readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
@@ -252,7 +256,7 @@ fn configure_writer(connection: &Connection, options: &SqliteOptions) -> Result<
          PRAGMA busy_timeout = 10000;
          PRAGMA cache_size = -{cache_kib};
          PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 16384;
+         PRAGMA wal_autocheckpoint = 0;
          PRAGMA foreign_keys = OFF;
          PRAGMA secure_delete = ON;",
         cache_kib = options.cache_mib * 1024,
@@ -320,16 +324,14 @@ impl Store for SqliteStore {
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
+        let erases = batch.iter().any(|incoming| matches!(incoming.event.kind, kith_core::EventKind::Delete));
         let log = self.log.clone();
-        let (result, batch) = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut appender = log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            (appender.append(&log.progress, &batch), batch)
+            appender.append(&log.progress, batch)
         })
         .await
         .map_err(|e| StoreError::Database(format!("log task failed: {e}")))?;
-        let erases = batch.iter().any(|incoming| matches!(incoming.event.kind, kith_core::EventKind::Delete));
-        // Freeing a large batch takes a while: not on the appender's path.
-        tokio::task::spawn_blocking(move || drop(batch));
         if erases && result.is_ok() {
             // A Segment deletion is applied by the projection: once it is, scrub the files as
             // an erasure through the API does, without holding up this acknowledgement.
