@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 use kith_server::auth::generate_key;
 use kith_server::service::users::{create_user, generate_password, remove_user, set_user_password};
 use kith_server::web::WebConfig;
-use kith_server::{App, AppConfig, Clock};
+use kith_server::{App, AppConfig};
 use kith_store::postgres::PostgresStore;
 use kith_store::sqlite::{SqliteOptions, SqliteStore};
 use kith_store::{KeyKind, Store, WorkspaceId, WorkspacePatch};
@@ -294,7 +294,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         connections: settings.connections(),
         metrics_token: settings.metrics_token.as_ref().map(|token| token.0.clone()),
     };
-    let mut app = App::new(store, config, Clock::system())?;
+    let mut app = App::new(store, config)?;
     if let Some(address) = &settings.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address)
             .await
@@ -530,7 +530,7 @@ async fn import(store: &dyn Store, file: &std::path::Path, workspace: Option<Wor
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let lines = kith_server::transfer::maybe_gunzip(bar.wrap_read(reader))?;
-    let report = kith_server::transfer::import(store, workspace, lines, jiff::Timestamp::now(), |lines| {
+    let report = kith_server::transfer::import(store, workspace, lines, store.clock().now(), |lines| {
         bar.set_message(format!("{lines} lines"));
     })
     .await?;
@@ -555,7 +555,7 @@ async fn export(store: &dyn Store, output: Option<PathBuf>, workspace: Option<Wo
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let now = jiff::Timestamp::now();
+    let now = store.clock().now();
     let (mut cursor, mut first) = (None, true);
     loop {
         let (bytes, next) = kith_server::transfer::export_page(store, &workspace, now, cursor, first).await?;

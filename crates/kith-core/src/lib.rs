@@ -6,6 +6,7 @@
 //! ([`identity`]), event times and day keys ([`time`]) and the closeness model ([`closeness`]).
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod closeness;
 pub mod envelope;
 pub mod error;
@@ -15,5 +16,6 @@ pub mod profile;
 pub mod rules;
 pub mod time;
 
+pub use clock::Clock;
 pub use error::{Code, Rejection};
 pub use event::{AudienceChange, Event, EventKind, ParseContext};

@@ -8,7 +8,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod clock;
 pub mod conn;
 pub mod debugger_feed;
 pub mod error;
@@ -31,7 +30,7 @@ use kith_store::pipeline::{Pipeline, PipelineConfig};
 use kith_store::Store;
 use tokio::net::TcpListener;
 
-pub use clock::Clock;
+pub use kith_core::clock::{self, Clock};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -94,8 +93,10 @@ pub struct App {
 }
 
 impl App {
-    /// Starts the ingest pipeline on `store`; fails only on unusable outbound settings.
-    pub fn new(store: Arc<dyn Store>, config: AppConfig, clock: Clock) -> anyhow::Result<App> {
+    /// Starts the ingest pipeline on `store`, on the store's clock; fails only on unusable
+    /// outbound settings.
+    pub fn new(store: Arc<dyn Store>, config: AppConfig) -> anyhow::Result<App> {
+        let clock = store.clock();
         let policy = outbound::Policy::new(config.outbound_allow.clone());
         let outbound = Arc::new(outbound::Outbound::new(policy, config.smtp.as_ref())?);
         let jobs = Arc::new(jobs::Health::new(config.jobs_stale_after.unwrap_or(jobs::DEFAULT_STALE_AFTER)));

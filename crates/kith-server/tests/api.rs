@@ -4,6 +4,8 @@
 mod common;
 
 use common::TestServer;
+use jiff::{SignedDuration, Timestamp};
+use kith_server::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -224,7 +226,34 @@ async fn health_metrics_and_the_openapi_document() {
     server.stop().await;
 }
 
+/// The store stamps what it writes with the server's clock, not the machine's: a test that
+/// moves the clock sees keys and rules stamped at the moved time.
+async fn every_time_the_store_stamps_comes_from_the_server_clock() {
+    let t0: Timestamp = "2031-03-04T05:06:07Z".parse().unwrap();
+    let clock = Clock::manual(t0);
+    let server = TestServer::start_with_clock(clock.clone()).await;
+    let (status, key) = server.call(Method::POST, "/api/keys", &json!({"kind": "write", "name": "later"})).await;
+    assert!(status.is_success(), "{key}");
+    assert_eq!(key["created_at"], "2031-03-04T05:06:07Z", "{key}");
+
+    clock.advance(SignedDuration::from_hours(24));
+    let rule =
+        json!({"name": "Due", "when": {"becomes_due": {}}, "then": [{"webhook": {"url": "https://hooks.example/x"}}]});
+    let (status, rule) = server.call(Method::POST, "/api/rules", &rule).await;
+    assert!(status.is_success(), "{rule}");
+    assert_eq!(rule["created_at"], "2031-03-05T05:06:07Z", "{rule}");
+
+    let id = key["id"].as_i64().unwrap();
+    let (status, _) = server.call(Method::DELETE, &format!("/api/keys/{id}"), &Value::Null).await;
+    assert!(status.is_success());
+    let keys = server.get("/api/keys").await;
+    let revoked = keys.as_array().unwrap().iter().find(|k| k["id"] == id).expect("the revoked key is listed");
+    assert_eq!(revoked["revoked_at"], "2031-03-05T05:06:07Z", "{revoked}");
+    server.stop().await;
+}
+
 crate::backend_tests!(
+    every_time_the_store_stamps_comes_from_the_server_clock,
     contacts_are_searchable_sortable_and_paginated,
     a_contact_by_id_or_email_with_profile_and_identities,
     timelines_page_newest_first,

@@ -202,7 +202,34 @@ async fn a_suppressed_email_stays_out_under_another_user_id_and_in_a_track() {
     server.stop().await;
 }
 
+/// A deletion takes effect where it stands in the stream: one for a userId nobody holds yet
+/// erases nobody, even when the same batch later gives that id to a contact (the planner
+/// plans a batch's deletions after its other events).
+async fn a_deletion_of_an_unknown_user_spares_who_takes_the_id_later_in_the_batch() {
+    let server = TestServer::start().await;
+    let batch = json!({"batch": [
+        {"type": "delete", "userId": "u-old", "timestamp": now()},
+        {"type": "identify", "userId": "u-new", "traits": {"email": "ada@example.com"}, "timestamp": now()},
+        {"type": "alias", "previousId": "u-old", "userId": "u-new", "timestamp": now()},
+        {"type": "track", "userId": "u-old", "event": "Opened", "timestamp": now()},
+    ]});
+    server.ingest("/v1/batch", &batch).await;
+    let ada = server.contact("ada@example.com").await;
+    let ids: Vec<&str> = ada["identities"].as_array().unwrap().iter().filter_map(|i| i["value"].as_str()).collect();
+    assert!(ids.contains(&"u-old"), "the alias still links u-old to Ada: {ada}");
+
+    // A deletion after the alias erases her, with everything before it in its batch.
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "u-new", "event": "Opened", "timestamp": now()},
+        {"type": "delete", "userId": "u-old", "timestamp": now()},
+    ]});
+    server.ingest("/v1/batch", &batch).await;
+    assert!(server.emails().await.is_empty());
+    server.stop().await;
+}
+
 crate::backend_tests!(
+    a_deletion_of_an_unknown_user_spares_who_takes_the_id_later_in_the_batch,
     deleting_a_contact_leaves_no_row_of_it,
     after_a_segment_deletion_the_returning_user_starts_afresh,
     a_suppressed_email_stays_out_under_another_user_id_and_in_a_track,

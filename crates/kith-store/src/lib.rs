@@ -18,7 +18,7 @@ pub mod state;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kith_core::rules::RuleSpec;
-use kith_core::Event;
+use kith_core::{Clock, Event};
 
 pub use model::*;
 
@@ -70,6 +70,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything kith reads and writes. Implemented once per database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The clock the store was opened with: every time kith stamps or compares comes from it.
+    fn clock(&self) -> Clock;
+
     // Workspaces and keys.
 
     /// Creates a workspace with default settings.

@@ -16,6 +16,7 @@
 //! one per event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 
 use jiff::tz::TimeZone;
 use kith_core::event::{parse_event, EventType, ParseContext, Parsed};
@@ -448,7 +449,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Step 4: everything else.
+    /// Step 4: everything else, deletions last (a user's events before their deletion go with
+    /// them): callers cut batches with [`deletion_runs`] so that nothing follows a deletion.
     pub fn plan_activity(&mut self, batch: &[Incoming]) {
         for (index, incoming) in batch.iter().enumerate() {
             if !is_identity_call(&incoming.event.kind) && !matches!(incoming.event.kind, EventKind::Delete) {
@@ -764,6 +766,25 @@ impl<'a> Planner<'a> {
 /// depends on which of two simultaneous events arrived first.
 pub fn first_event_of_day(time: i64, description: &str, current_time: i64, current_description: &str) -> bool {
     (time, description) < (current_time, current_description)
+}
+
+/// The parts a batch is planned in, in order: each ends at a deletion or at the batch's end.
+/// The planner plans a batch's deletion after all its other events, which is the deletion's
+/// place in the stream only when no event follows it; planned in one part with what came
+/// after, `delete u1` then `alias u1 → u2` would erase u2's contact.
+pub fn deletion_runs(batch: &[Incoming]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for (index, incoming) in batch.iter().enumerate() {
+        if matches!(incoming.event.kind, EventKind::Delete) {
+            runs.push(start..index + 1);
+            start = index + 1;
+        }
+    }
+    if start < batch.len() || runs.is_empty() {
+        runs.push(start..batch.len());
+    }
+    runs
 }
 
 /// Reads a stored pending event back into an [`Event`], keeping its recorded times.

@@ -226,7 +226,7 @@ pub async fn list(
             (layout::empty_state("No contacts yet", html! {
                 p { "Send kith an identify and the person appears here, with a timeline of what they do. "
                     "Replace YOUR_WRITE_KEY with a write key from " a href="/settings" { "Settings" } ":" }
-                (layout::code_block(&layout::first_event_curl(&headers), "Copy the curl command"))
+                (layout::code_block(&layout::first_event_curl(&headers, state.clock.now()), "Copy the curl command"))
                 p.muted { "Or point Segment's Webhooks destination, or any Segment SDK, at this server. "
                     "Watch events arrive in the " a href="/debugger" { "live debugger" } "." }
             }))

@@ -92,7 +92,7 @@ pub async fn page(State(state): State<AppState>, signed: Signed, headers: Header
             (layout::empty_state("Waiting for events", html! {
                 p { "Keep this page open and send an event; it appears here at once. Replace YOUR_WRITE_KEY with a write key from "
                     a href="/settings" { "Settings" } ":" }
-                (layout::code_block(&layout::first_event_curl(&headers), "Copy the curl command"))
+                (layout::code_block(&layout::first_event_curl(&headers, state.clock.now()), "Copy the curl command"))
             }))
         }
     };

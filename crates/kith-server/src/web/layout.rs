@@ -195,14 +195,14 @@ pub fn empty_state(title: &str, body: Markup) -> Markup {
     }
 }
 
-/// The `curl` that sends a first event to this server.
-pub fn first_event_curl(headers: &HeaderMap) -> String {
+/// The `curl` that sends a first event to this server, stamped `now`.
+pub fn first_event_curl(headers: &HeaderMap, now: Timestamp) -> String {
     let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("127.0.0.1:8080");
     let scheme = match headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()) {
         Some("https") => "https",
         _ => "http",
     };
-    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+    let now = now.strftime("%Y-%m-%dT%H:%M:%SZ");
     format!(
         "curl -u 'YOUR_WRITE_KEY:' {scheme}://{host}/v1/identify \\\n  \
          -d '{{\"userId\":\"u1\",\"traits\":{{\"email\":\"ada@example.com\",\"name\":\"Ada Lovelace\"}},\

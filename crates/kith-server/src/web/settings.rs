@@ -107,7 +107,7 @@ async fn render(
                         }
                         @if key.kind == KeyKind::Write {
                             p.small { "Send an event with it:" }
-                            (layout::code_block(&layout::first_event_curl(headers).replace("YOUR_WRITE_KEY", text), "Copy the curl command"))
+                            (layout::code_block(&layout::first_event_curl(headers, state.clock.now()).replace("YOUR_WRITE_KEY", text), "Copy the curl command"))
                         }
                     }
                 }

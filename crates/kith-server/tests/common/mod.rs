@@ -123,16 +123,19 @@ impl TestDatabase {
         }
     }
 
-    /// Opens (and migrates) the store on this database.
-    pub async fn open(&self) -> Arc<dyn Store> {
+    /// Opens (and migrates) the store on this database, on `clock`.
+    pub async fn open(&self, clock: Clock) -> Arc<dyn Store> {
         match self {
             TestDatabase::Sqlite(dir) => {
                 let mut options = SqliteOptions::new(dir.path().join("kith.db"));
                 options.durability = Durability::Normal;
+                options.clock = clock;
                 Arc::new(SqliteStore::open(&options).expect("open store"))
             }
             TestDatabase::Postgres { url, .. } => {
-                Arc::new(PostgresStore::open(&PostgresOptions::new(url.clone())).await.expect("open store"))
+                let mut options = PostgresOptions::new(url.clone());
+                options.clock = clock;
+                Arc::new(PostgresStore::open(&options).await.expect("open store"))
             }
         }
     }
@@ -165,7 +168,7 @@ impl Drop for TestDatabase {
 /// How a test server is set up.
 #[derive(Clone, Default)]
 pub struct Options {
-    /// The clock (system by default).
+    /// The clock the store is opened with (system by default).
     pub clock: Option<Clock>,
     /// SMTP settings.
     pub smtp: Option<kith_server::jobs::delivery::SmtpConfig>,
@@ -211,7 +214,7 @@ impl TestServer {
     /// own: tests run them with `kith_server::jobs::run_pending`.
     pub async fn start_with(options: Options) -> TestServer {
         let database = TestDatabase::create().await;
-        let store = database.open().await;
+        let store = database.open(options.clock.clone().unwrap_or_default()).await;
         TestServer::start_on(database, store, options).await
     }
 
@@ -236,7 +239,8 @@ impl TestServer {
         let database = self.database.take().expect("a database");
         let (write_key, secret_key, workspace) = (self.write_key.clone(), self.secret_key.clone(), self.workspace);
         self.stop().await;
-        let mut server = TestServer::serve(database.open().await, options).await;
+        let store = database.open(options.clock.clone().unwrap_or_default()).await;
+        let mut server = TestServer::serve(store, options).await;
         server.write_key = write_key;
         server.secret_key = secret_key;
         server.workspace = workspace;
@@ -254,7 +258,7 @@ impl TestServer {
             web: options.web,
             ..AppConfig::default()
         };
-        let app = App::new(store, config, options.clock.unwrap_or_default()).expect("app");
+        let app = App::new(store, config).expect("app");
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

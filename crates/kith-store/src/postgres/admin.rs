@@ -3,7 +3,7 @@
 use kith_core::time::from_millis;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use super::{lock_contacts, now_ms, write};
+use super::{lock_contacts, write};
 use crate::model::*;
 use crate::sql::{KEY_COLUMNS, SHOWN_PREFIX_CHARS};
 use crate::{Result, StoreError};
@@ -35,11 +35,11 @@ fn not_found(id: WorkspaceId) -> StoreError {
     StoreError::NotFound(format!("workspace {id}"))
 }
 
-pub async fn create_workspace(c: &mut Client, name: &str) -> Result<Workspace> {
+pub async fn create_workspace(c: &mut Client, name: &str, now: i64) -> Result<Workspace> {
     let row = c
         .query_one(
             &format!("INSERT INTO workspaces (name, created_at) VALUES ($1, $2) RETURNING {WORKSPACE_COLUMNS}"),
-            &[&name, &now_ms()],
+            &[&name, &now],
         )
         .await?;
     workspace_row(&row)
@@ -143,7 +143,14 @@ fn key_row(row: &Row) -> Result<ApiKey> {
     })
 }
 
-pub async fn create_key(c: &Client, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
+pub async fn create_key(
+    c: &Client,
+    workspace: WorkspaceId,
+    kind: KeyKind,
+    name: &str,
+    key: &str,
+    now: i64,
+) -> Result<ApiKey> {
     let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();
     let hash = key_hash(key);
     let row = c
@@ -152,7 +159,7 @@ pub async fn create_key(c: &Client, workspace: WorkspaceId, kind: KeyKind, name:
                 "INSERT INTO api_keys (workspace_id, kind, name, prefix, key_hash, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
             ),
-            &[&workspace, &kind.as_str(), &name, &prefix, &hash.as_slice(), &now_ms()],
+            &[&workspace, &kind.as_str(), &name, &prefix, &hash.as_slice(), &now],
         )
         .await?;
     key_row(&row)
@@ -173,11 +180,11 @@ pub async fn keys(c: &Client, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
 
 /// Revokes a key; `true` if the key exists in the workspace, revoked now or before (an
 /// already revoked key keeps its first revocation time).
-pub async fn revoke_key(c: &Client, workspace: WorkspaceId, id: i64) -> Result<bool> {
+pub async fn revoke_key(c: &Client, workspace: WorkspaceId, id: i64, now: i64) -> Result<bool> {
     let changed = c
         .execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 AND workspace_id = $2",
-            &[&id, &workspace, &now_ms()],
+            &[&id, &workspace, &now],
         )
         .await?;
     Ok(changed > 0)

@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use super::{now_ms, MIGRATION_LOCK};
+use super::MIGRATION_LOCK;
 use crate::{Result, StoreError};
 
 /// `(version, name, sql)` of every migration this binary knows.
@@ -14,19 +14,19 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "outbox_contact", include_str!("../../migrations/postgres/0004_outbox_contact.sql")),
 ];
 
-/// Applies the migrations the database lacks; returns their versions.
-pub async fn run(client: &mut Client) -> Result<Vec<i64>> {
+/// Applies the migrations the database lacks, recording `now` as when; returns their versions.
+pub async fn run(client: &mut Client, now: i64) -> Result<Vec<i64>> {
     // A migration may rewrite a large table, and a node starting beside one that is migrating
     // waits for its lock: neither is a statement the statement timeout is meant to cut short.
     client.batch_execute("SET statement_timeout = 0").await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
-    let result = apply_missing(client).await;
+    let result = apply_missing(client, now).await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
     client.batch_execute("RESET statement_timeout").await?;
     result
 }
 
-async fn apply_missing(client: &mut Client) -> Result<Vec<i64>> {
+async fn apply_missing(client: &mut Client, now: i64) -> Result<Vec<i64>> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -48,7 +48,7 @@ async fn apply_missing(client: &mut Client) -> Result<Vec<i64>> {
         tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[version, name, &now_ms()],
+            &[version, name, &now],
         )
         .await?;
         tx.commit().await?;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kith_core::rules::RuleSpec;
+use kith_core::Clock;
 use kith_core::Event;
 use tokio_postgres::GenericClient;
 
@@ -50,12 +51,14 @@ pub struct PostgresOptions {
     /// one operation waits on the database, a connection included; past it the operation fails,
     /// so a request is answered 503 instead of hanging on a frozen database.
     pub timeout: Duration,
+    /// Where every time the store stamps comes from.
+    pub clock: Clock,
 }
 
 impl PostgresOptions {
     /// Defaults for a database URL.
     pub fn new(url: impl Into<String>) -> Self {
-        PostgresOptions { url: url.into(), max_connections: 16, timeout: DEFAULT_TIMEOUT }
+        PostgresOptions { url: url.into(), max_connections: 16, timeout: DEFAULT_TIMEOUT, clock: Clock::system() }
     }
 }
 
@@ -80,20 +83,28 @@ macro_rules! on_connection {
 #[derive(Clone)]
 pub struct PostgresStore {
     connections: connect::Connections,
+    clock: Clock,
 }
 
 impl PostgresStore {
+    /// The store's time, in milliseconds since the epoch.
+    fn now(&self) -> i64 {
+        self.clock.now().as_millisecond()
+    }
+
     /// Connects and migrates the database.
     pub async fn open(options: &PostgresOptions) -> Result<Self> {
         let connections = connect::Connections::open(&options.url, options.max_connections, options.timeout)?;
-        migrate::run(&mut **connections.get(connections.deadline()).await?).await?;
-        Ok(PostgresStore { connections })
+        migrate::run(&mut **connections.get(connections.deadline()).await?, options.clock.now().as_millisecond())
+            .await?;
+        Ok(PostgresStore { connections, clock: options.clock.clone() })
     }
 
     /// Applies pending migrations only; returns the versions applied.
     pub async fn migrate(url: &str) -> Result<Vec<i64>> {
         let connections = connect::Connections::open(url, 1, DEFAULT_TIMEOUT)?;
-        let applied = migrate::run(&mut **connections.get(connections.deadline()).await?).await?;
+        let now = Clock::system().now().as_millisecond();
+        let applied = migrate::run(&mut **connections.get(connections.deadline()).await?, now).await?;
         Ok(applied)
     }
 }
@@ -105,14 +116,14 @@ pub(crate) async fn lock_contacts(tx: &impl GenericClient) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    Timestamp::now().as_millisecond()
-}
-
 #[async_trait]
 impl Store for PostgresStore {
+    fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
     async fn create_workspace(&self, name: &str) -> Result<Workspace> {
-        on_connection!(self, |c| admin::create_workspace(c, name))
+        on_connection!(self, |c| admin::create_workspace(c, name, self.now()))
     }
 
     async fn workspaces(&self) -> Result<Vec<Workspace>> {
@@ -132,7 +143,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_key(&self, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
-        on_connection!(self, |c| admin::create_key(c, workspace, kind, name, key))
+        on_connection!(self, |c| admin::create_key(c, workspace, kind, name, key, self.now()))
     }
 
     async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>> {
@@ -144,11 +155,15 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_key(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        on_connection!(self, |c| admin::revoke_key(c, workspace, id))
+        on_connection!(self, |c| admin::revoke_key(c, workspace, id, self.now()))
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
-        on_connection!(self, |c| write::write_events(c, &batch))
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for run in crate::plan::deletion_runs(&batch) {
+            outcomes.extend(on_connection!(self, |c| write::write_events(c, &batch[run.clone()]))?);
+        }
+        Ok(outcomes)
     }
 
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
@@ -206,19 +221,19 @@ impl Store for PostgresStore {
         contact: ContactId,
         interaction: NewInteraction,
     ) -> Result<Interaction> {
-        on_connection!(self, |c| write::add_interaction(c, workspace, contact, interaction))
+        on_connection!(self, |c| write::add_interaction(c, workspace, contact, interaction, self.now()))
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
-        on_connection!(self, |c| write::delete_contact(c, workspace, contact, suppress))
+        on_connection!(self, |c| write::delete_contact(c, workspace, contact, suppress, self.now()))
     }
 
     async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
-        on_connection!(self, |c| write::merge_contacts(c, workspace, into, from))
+        on_connection!(self, |c| write::merge_contacts(c, workspace, into, from, self.now()))
     }
 
     async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
-        on_connection!(self, |c| write::set_cadence(c, workspace, contact, days))
+        on_connection!(self, |c| write::set_cadence(c, workspace, contact, days, self.now()))
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
@@ -270,11 +285,11 @@ impl Store for PostgresStore {
         key: &str,
         days: i64,
     ) -> Result<CadenceRule> {
-        on_connection!(self, |c| write::set_cadence_rule(c, workspace, target, key, days))
+        on_connection!(self, |c| write::set_cadence_rule(c, workspace, target, key, days, self.now()))
     }
 
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        on_connection!(self, |c| write::delete_cadence_rule(c, workspace, id))
+        on_connection!(self, |c| write::delete_cadence_rule(c, workspace, id, self.now()))
     }
 
     async fn rules(&self, workspace: WorkspaceId) -> Result<Vec<Rule>> {
@@ -286,15 +301,15 @@ impl Store for PostgresStore {
     }
 
     async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule> {
-        on_connection!(self, |c| nudges::create_rule(c, workspace, &spec, now_ms()))
+        on_connection!(self, |c| nudges::create_rule(c, workspace, &spec, self.now()))
     }
 
     async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>> {
-        on_connection!(self, |c| nudges::update_rule(c, workspace, id, &spec, now_ms()))
+        on_connection!(self, |c| nudges::update_rule(c, workspace, id, &spec, self.now()))
     }
 
     async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        on_connection!(self, |c| nudges::delete_rule(c, workspace, id, now_ms()))
+        on_connection!(self, |c| nudges::delete_rule(c, workspace, id, self.now()))
     }
 
     async fn firings(
@@ -355,7 +370,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
-        on_connection!(self, |c| users::create_user(c, workspace, email, password_hash))
+        on_connection!(self, |c| users::create_user(c, workspace, email, password_hash, self.now()))
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -371,7 +386,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()> {
-        on_connection!(self, |c| users::create_session(c, user, &token_hash, expires_at))
+        on_connection!(self, |c| users::create_session(c, user, &token_hash, expires_at, self.now()))
     }
 
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {

@@ -5,7 +5,6 @@ use kith_core::time::from_millis;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
-use super::now_ms;
 use crate::model::*;
 use crate::sql::USER_COLUMNS;
 use crate::{Result, StoreError};
@@ -20,7 +19,13 @@ fn user_row(row: &Row) -> Result<User> {
     })
 }
 
-pub async fn create_user(c: &Client, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
+pub async fn create_user(
+    c: &Client,
+    workspace: WorkspaceId,
+    email: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<User> {
     if c.query_opt("SELECT 1 FROM workspaces WHERE id = $1", &[&workspace]).await?.is_none() {
         return Err(StoreError::NotFound(format!("workspace {workspace}")));
     }
@@ -31,7 +36,7 @@ pub async fn create_user(c: &Client, workspace: WorkspaceId, email: &str, passwo
                 "INSERT INTO users AS u (workspace_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)
                  RETURNING {USER_COLUMNS}"
             ),
-            &[&workspace, &email, &password_hash, &now_ms()],
+            &[&workspace, &email, &password_hash, &now],
         )
         .await;
     match inserted {
@@ -59,8 +64,13 @@ pub async fn user_count(c: &Client) -> Result<i64> {
     Ok(c.query_one("SELECT COUNT(*) FROM users", &[]).await?.try_get(0)?)
 }
 
-pub async fn create_session(c: &Client, user: i64, token_hash: &[u8; 32], expires_at: Timestamp) -> Result<()> {
-    let now = now_ms();
+pub async fn create_session(
+    c: &Client,
+    user: i64,
+    token_hash: &[u8; 32],
+    expires_at: Timestamp,
+    now: i64,
+) -> Result<()> {
     // Sign-ins are rare, so this is where old sessions are swept; the index keeps it cheap.
     // The sweep stands on its own: it need not share a transaction with the new session.
     c.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now]).await?;

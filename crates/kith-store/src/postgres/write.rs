@@ -15,7 +15,7 @@ use kith_core::{Event, EventKind};
 use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::{admin, lock_contacts, now_ms, nudges, read};
+use super::{admin, lock_contacts, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactChange, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
 use crate::sql::MS_PER_DAY;
@@ -63,7 +63,7 @@ pub async fn write_events(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outc
     };
     release_unstored_claims(&tx, claimed, &plan.claims).await?;
     // The batch's own receive time, so that what it stamps follows the server's clock.
-    let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_else(now_ms);
+    let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_default();
     let written = execute(&tx, &plan, &workspaces, now).await?;
     tx.commit().await?;
     Ok(plan
@@ -351,7 +351,7 @@ async fn execute(
     }
 
     for (workspace, contact) in &plan.deletions {
-        erase_contact(tx, *workspace, resolve(ids, *contact), false).await?;
+        erase_contact(tx, *workspace, resolve(ids, *contact), false, now).await?;
     }
     Ok(Written { contact_ids: ids.to_vec(), created_days })
 }
@@ -1077,6 +1077,7 @@ pub async fn add_interaction(
     workspace: WorkspaceId,
     contact: ContactId,
     interaction: NewInteraction,
+    now: i64,
 ) -> Result<Interaction> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
@@ -1086,7 +1087,6 @@ pub async fn add_interaction(
         .ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
     let at = interaction.occurred_at.as_millisecond();
     let day = day_key(interaction.occurred_at, &workspace_record.tz());
-    let now = now_ms();
     let id: i64 = tx
         .query_one(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
@@ -1120,10 +1120,11 @@ pub async fn delete_contact(
     workspace: WorkspaceId,
     contact: ContactId,
     suppress: bool,
+    now: i64,
 ) -> Result<bool> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
-    let deleted = erase_contact(&tx, workspace, contact, suppress).await?;
+    let deleted = erase_contact(&tx, workspace, contact, suppress, now).await?;
     tx.commit().await?;
     Ok(deleted)
 }
@@ -1134,6 +1135,7 @@ async fn erase_contact(
     workspace: WorkspaceId,
     contact: ContactId,
     suppress: bool,
+    now: i64,
 ) -> Result<bool> {
     let row =
         tx.query_opt("SELECT email FROM contacts WHERE id = $1 AND workspace_id = $2", &[&contact, &workspace]).await?;
@@ -1164,7 +1166,7 @@ async fn erase_contact(
     if suppress {
         tx.execute(
             "INSERT INTO suppressions (workspace_id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&workspace, &email, &now_ms()],
+            &[&workspace, &email, &now],
         )
         .await?;
     }
@@ -1178,6 +1180,7 @@ pub async fn merge_contacts(
     workspace: WorkspaceId,
     into: ContactId,
     from: ContactId,
+    now: i64,
 ) -> Result<Contact> {
     if into == from {
         return Err(StoreError::Conflict("a contact cannot be merged into itself".into()));
@@ -1189,7 +1192,6 @@ pub async fn merge_contacts(
     let workspace_record = admin::workspace(&tx, workspace)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
-    let now = now_ms();
     let from_email: String = tx.query_one("SELECT email FROM contacts WHERE id = $1", &[&from]).await?.get(0);
     let mut target = load_state(&tx, into).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
     let source = load_state(&tx, from).await?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
@@ -1334,6 +1336,7 @@ pub async fn set_cadence(
     workspace: WorkspaceId,
     contact: ContactId,
     days: Option<i64>,
+    now: i64,
 ) -> Result<Contact> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
@@ -1342,7 +1345,7 @@ pub async fn set_cadence(
         load_state(&tx, contact).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
     state.cadence_days = days;
     state.inherited_cadence = inherited_cadence(&tx, contact).await?;
-    save_states(&tx, &[(contact, state)], now_ms()).await?;
+    save_states(&tx, &[(contact, state)], now).await?;
     tx.commit().await?;
     read::contact(&*c, workspace, &ContactKey::Id(contact))
         .await?
@@ -1350,7 +1353,13 @@ pub async fn set_cadence(
 }
 
 /// Recomputes the inherited cadence of every member of the audience or account a rule names.
-async fn refresh_rule_members(tx: &Transaction<'_>, workspace: WorkspaceId, target: &str, key: &str) -> Result<()> {
+async fn refresh_rule_members(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    target: &str,
+    key: &str,
+    now: i64,
+) -> Result<()> {
     let sql = match target {
         "audience" => {
             "SELECT m.contact_id FROM audience_members m JOIN audiences a ON a.id = m.audience_id
@@ -1372,7 +1381,7 @@ async fn refresh_rule_members(tx: &Transaction<'_>, workspace: WorkspaceId, targ
             changed.push((contact, state));
         }
     }
-    save_states(tx, &changed, now_ms()).await
+    save_states(tx, &changed, now).await
 }
 
 /// Creates or replaces a cadence rule and updates its members' due dates.
@@ -1382,6 +1391,7 @@ pub async fn set_cadence_rule(
     target: &str,
     key: &str,
     days: i64,
+    now: i64,
 ) -> Result<CadenceRule> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
@@ -1390,17 +1400,17 @@ pub async fn set_cadence_rule(
             "INSERT INTO cadence_rules (workspace_id, target, target_key, days, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (workspace_id, target, target_key) DO UPDATE SET days = excluded.days
              RETURNING id",
-            &[&workspace, &target, &text(key), &days, &now_ms()],
+            &[&workspace, &target, &text(key), &days, &now],
         )
         .await?
         .get(0);
-    refresh_rule_members(&tx, workspace, target, key).await?;
+    refresh_rule_members(&tx, workspace, target, key, now).await?;
     tx.commit().await?;
     Ok(CadenceRule { id, target: target.to_owned(), target_key: key.to_owned(), days })
 }
 
 /// Deletes a cadence rule and updates its members' due dates.
-pub async fn delete_cadence_rule(c: &mut Client, workspace: WorkspaceId, id: i64) -> Result<bool> {
+pub async fn delete_cadence_rule(c: &mut Client, workspace: WorkspaceId, id: i64, now: i64) -> Result<bool> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
     let rule = tx
@@ -1412,7 +1422,7 @@ pub async fn delete_cadence_rule(c: &mut Client, workspace: WorkspaceId, id: i64
     let Some(rule) = rule else { return Ok(false) };
     let (target, key): (String, String) = (rule.get(0), rule.get(1));
     tx.execute("DELETE FROM cadence_rules WHERE id = $1", &[&id]).await?;
-    refresh_rule_members(&tx, workspace, &target, &key).await?;
+    refresh_rule_members(&tx, workspace, &target, &key, now).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -3,7 +3,7 @@
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_ms, write};
+use super::write;
 use crate::model::*;
 use crate::sql::{KEY_COLUMNS, SHOWN_PREFIX_CHARS};
 use crate::{Result, StoreError};
@@ -31,8 +31,8 @@ fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
     })
 }
 
-pub fn create_workspace(c: &mut Connection, name: &str) -> Result<Workspace> {
-    c.execute("INSERT INTO workspaces (name, created_at) VALUES (?1, ?2)", params![name, now_ms()])?;
+pub fn create_workspace(c: &mut Connection, name: &str, now: i64) -> Result<Workspace> {
+    c.execute("INSERT INTO workspaces (name, created_at) VALUES (?1, ?2)", params![name, now])?;
     let id = c.last_insert_rowid();
     workspace(c, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))
 }
@@ -129,11 +129,18 @@ fn key_row(row: &Row) -> rusqlite::Result<ApiKey> {
     })
 }
 
-pub fn create_key(c: &mut Connection, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
+pub fn create_key(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    kind: KeyKind,
+    name: &str,
+    key: &str,
+    now: i64,
+) -> Result<ApiKey> {
     let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();
     c.execute(
         "INSERT INTO api_keys (workspace_id, kind, name, prefix, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![workspace, kind.as_str(), name, prefix, key_hash(key).as_slice(), now_ms()],
+        params![workspace, kind.as_str(), name, prefix, key_hash(key).as_slice(), now],
     )?;
     let id = c.last_insert_rowid();
     Ok(c.query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"), [id], key_row)?)
@@ -151,14 +158,14 @@ pub fn keys(c: &Connection, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn revoke_key(c: &mut Connection, workspace: WorkspaceId, id: i64) -> Result<bool> {
+pub fn revoke_key(c: &mut Connection, workspace: WorkspaceId, id: i64, now: i64) -> Result<bool> {
     let exists = c
         .query_row("SELECT 1 FROM api_keys WHERE id = ?1 AND workspace_id = ?2", params![id, workspace], |_| Ok(()))
         .optional()?
         .is_some();
     c.execute(
         "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND workspace_id = ?2 AND revoked_at IS NULL",
-        params![id, workspace, now_ms()],
+        params![id, workspace, now],
     )?;
     Ok(exists)
 }

@@ -10,13 +10,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
 use super::log::Progress;
 use crate::{Result, StoreError};
 
+/// The longest [`truncate`] tries.
+const TRUNCATE_WAIT: Duration = Duration::from_secs(10);
 /// How often the log is checkpointed: often, so that each append's fsync stays short.
 const LOG_EVERY: Duration = Duration::from_millis(50);
 /// How often the main database is checkpointed, in passes of the log's: the projection
@@ -54,6 +56,26 @@ fn run(log: &Connection, main: &Connection, progress: &Progress) {
         if progress.closing() {
             return;
         }
+    }
+}
+
+/// Copies the whole write-ahead file into the database and empties it, so that nothing
+/// deleted survives in it (an erasure). A checkpoint by this module's thread, or a reader,
+/// makes SQLite answer "busy" instead of waiting: it tries again for a while.
+pub fn truncate(connection: &Connection) -> Result<()> {
+    let deadline = Instant::now() + TRUNCATE_WAIT;
+    loop {
+        let busy: i64 = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StoreError::Database(format!(
+                "the write-ahead file could not be emptied within {} s: a reader or a checkpoint held it",
+                TRUNCATE_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use kith_core::EventKind;
+use kith_core::{Clock, EventKind};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::watch;
 
@@ -164,6 +164,7 @@ pub fn open(
     durability: Durability,
     writer: Arc<Mutex<Writer>>,
     sink: SinkSlot,
+    clock: &Clock,
 ) -> Result<(Appender, Arc<Progress>, std::thread::JoinHandle<()>)> {
     let path = log_path(database);
     // It holds every payload: as private as the database.
@@ -199,7 +200,7 @@ pub fn open(
         handoff: Handoff::default(),
     });
     let mut dedup = Dedup::load(&log)?;
-    adopt_message_ids(&writer, &mut log, &mut dedup)?;
+    adopt_message_ids(&writer, &mut log, &mut dedup, clock.now().as_millisecond())?;
     let main = super::open_reader(database)?;
     // The projection's connection to the log, to read entries.
     let reader =
@@ -295,7 +296,7 @@ impl Appender {
         let sealing = self.dedup.seal(&tx, self.next_seq - 1, i64::MIN)?;
         tx.prepare_cached("DELETE FROM log WHERE seq <= ?1")?.execute([applied])?;
         tx.commit()?;
-        self.log.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        super::checkpoint::truncate(&self.log)?;
         self.dedup.sealed(sealing);
         self.pruned = self.pruned.max(applied);
         Ok(())
@@ -321,7 +322,7 @@ impl Appender {
 
 /// Seals the messageIds a store kept in the main database before the event log into a
 /// run, then drops that table: an upgrade forgets no messageId inside the window.
-fn adopt_message_ids(writer: &Mutex<Writer>, log: &mut Connection, dedup: &mut Dedup) -> Result<()> {
+fn adopt_message_ids(writer: &Mutex<Writer>, log: &mut Connection, dedup: &mut Dedup, now: i64) -> Result<()> {
     let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let connection = &mut writer.connection;
     let exists: bool = connection.query_row(
@@ -337,7 +338,7 @@ fn adopt_message_ids(writer: &Mutex<Writer>, log: &mut Connection, dedup: &mut D
         .query_map([], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     if !digests.is_empty() {
-        dedup.adopt(log, digests, jiff::Timestamp::now().as_millisecond())?;
+        dedup.adopt(log, digests, now)?;
     }
     connection.execute_batch("DROP TABLE message_ids")?;
     Ok(())
@@ -401,11 +402,8 @@ fn apply_after(
     handoff: &Handoff,
     from: i64,
 ) -> Result<(i64, Vec<Incoming>, Vec<Outcome>)> {
-    let (last, batch) = match handoff.take(from, PROJECTION_BATCH) {
-        Ok(handed) => {
-            let last = handed.last().map_or(from, |(seq, _)| *seq);
-            (last, handed.into_iter().map(|(_, incoming)| incoming).collect())
-        }
+    let (last, events) = match handoff.take(from, PROJECTION_BATCH) {
+        Ok(handed) => (handed.last().map_or(from, |(seq, _)| *seq), handed),
         Err(handed_from) => {
             let before = handed_from.unwrap_or(i64::MAX);
             let rows = read_after(reader, from, before, PROJECTION_BATCH)?;
@@ -413,19 +411,34 @@ fn apply_after(
             (last, reparse(&rows))
         }
     };
+    let (seqs, mut batch): (Vec<i64>, Vec<Incoming>) = events.into_iter().unzip();
     let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let Writer { connection, cache } = &mut *writer;
-    match write::write_events(connection, cache, &batch, Some(last)) {
-        Ok(outcomes) => {
-            super::crash::reached("projection-after-commit");
-            Ok((last, batch, outcomes))
-        }
-        Err(error) => {
-            // What the failed batch taught the cache was rolled back with it.
-            cache.clear();
-            Err(error)
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut applied = from;
+    // One transaction per part, each with its own watermark (`plan::deletion_runs`).
+    for run in crate::plan::deletion_runs(&batch) {
+        let through = if run.end == batch.len() { last } else { seqs[run.end - 1] };
+        match write::write_events(connection, cache, &batch[run], Some(through)) {
+            Ok(run_outcomes) => {
+                super::crash::reached("projection-after-commit");
+                outcomes.extend(run_outcomes);
+                applied = through;
+            }
+            Err(error) => {
+                // What the failed part taught the cache was rolled back with it.
+                cache.clear();
+                if applied == from {
+                    return Err(error);
+                }
+                // The parts before it are committed: report them; the next pass retries the rest.
+                tracing::warn!(%error, after = applied, "a projection transaction failed; retrying from there");
+                break;
+            }
         }
     }
+    batch.truncate(outcomes.len());
+    Ok((applied, batch, outcomes))
 }
 
 /// Up to `limit` log entries after `from` and before `before`, in order.
@@ -441,14 +454,14 @@ fn read_after(reader: &Connection, from: i64, before: i64, limit: usize) -> Resu
 }
 
 /// The events of log entries, parsed again as they were when appended.
-fn reparse(rows: &[(i64, PendingEvent)]) -> Vec<Incoming> {
+fn reparse(rows: &[(i64, PendingEvent)]) -> Vec<(i64, Incoming)> {
     rows.iter()
         .filter_map(|(seq, row)| {
             let event = crate::plan::reparse(row);
             if event.is_none() {
                 tracing::error!(seq, "an event in the log no longer parses; it is skipped");
             }
-            event.map(|event| Incoming::new(row.workspace_id, event))
+            event.map(|event| (*seq, Incoming::new(row.workspace_id, event)))
         })
         .collect()
 }

@@ -16,8 +16,8 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "outbox_contact", include_str!("../../migrations/sqlite/0007_outbox_contact.sql")),
 ];
 
-/// Applies the migrations the database lacks; returns their versions.
-pub fn run(connection: &mut Connection) -> Result<Vec<i64>> {
+/// Applies the migrations the database lacks, recording `now` as when; returns their versions.
+pub fn run(connection: &mut Connection, now: i64) -> Result<Vec<i64>> {
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version     INTEGER PRIMARY KEY,
@@ -40,7 +40,7 @@ pub fn run(connection: &mut Connection) -> Result<Vec<i64>> {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, super::now_ms()],
+            rusqlite::params![version, name, now],
         )?;
         tx.commit()?;
         applied.push(*version);

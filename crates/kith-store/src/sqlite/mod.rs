@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kith_core::rules::RuleSpec;
-use kith_core::Event;
+use kith_core::{Clock, Event};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
@@ -66,12 +66,20 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// Page cache of the write connection, in MiB.
     pub cache_mib: i64,
+    /// Where every time the store stamps comes from.
+    pub clock: Clock,
 }
 
 impl SqliteOptions {
     /// Defaults for a database file.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), durability: Durability::Full, readers: 4, cache_mib: 64 }
+        SqliteOptions {
+            path: path.into(),
+            durability: Durability::Full,
+            readers: 4,
+            cache_mib: 64,
+            clock: Clock::system(),
+        }
     }
 }
 
@@ -81,6 +89,7 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     readers: Arc<ReadPool>,
     log: Arc<EventLog>,
+    clock: Clock,
 }
 
 /// The event log's appender and the projection's progress. Dropping the last store handle
@@ -109,24 +118,30 @@ struct ReadPool {
 }
 
 impl SqliteStore {
+    /// The store's time, in milliseconds since the epoch.
+    fn now(&self) -> i64 {
+        self.clock.now().as_millisecond()
+    }
+
     /// Opens (creating if needed) and migrates the database.
     pub fn open(options: &SqliteOptions) -> Result<Self> {
         files::prepare(&options.path)?;
         let mut writer = Connection::open(&options.path)?;
         configure_writer(&writer, options)?;
-        migrate::run(&mut writer)?;
+        migrate::run(&mut writer, options.clock.now().as_millisecond())?;
         let readers = (0..options.readers.max(1)).map(|_| open_reader(&options.path)).collect::<Result<Vec<_>>>()?;
         let writer = Arc::new(Mutex::new(Writer { connection: writer, cache: cache::WriterCache::default() }));
         // The projection and checkpoint threads end by themselves once the store is dropped
         // (and the log applied).
         let sink = log::SinkSlot::default();
         let (appender, progress, _projection) =
-            log::open(&options.path, options.durability, writer.clone(), sink.clone())?;
+            log::open(&options.path, options.durability, writer.clone(), sink.clone(), &options.clock)?;
         checkpoint::start(&log::log_path(&options.path), &options.path, progress.clone())?;
         Ok(SqliteStore {
             writer,
             readers: Arc::new(ReadPool { available: Semaphore::new(readers.len()), connections: Mutex::new(readers) }),
             log: Arc::new(EventLog { appender: Mutex::new(appender), progress, sink }),
+            clock: options.clock.clone(),
         })
     }
 
@@ -135,7 +150,7 @@ impl SqliteStore {
         files::prepare(path)?;
         let mut connection = Connection::open(path)?;
         configure_writer(&connection, &SqliteOptions::new(path))?;
-        migrate::run(&mut connection)
+        migrate::run(&mut connection, Clock::system().now().as_millisecond())
     }
 
     /// Runs `f` with the writer, off the async threads.
@@ -207,7 +222,7 @@ impl SqliteStore {
     /// zeroed them in their pages): the main write-ahead file, and the event log's applied
     /// entries (their digests sealed first) with its write-ahead file.
     async fn scrub(&self) -> Result<()> {
-        self.with_writer(|writer| Ok(writer.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?)).await?;
+        self.with_writer(|writer| checkpoint::truncate(&writer.connection)).await?;
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
             log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prune(&log.progress)
@@ -279,15 +294,16 @@ fn open_reader(path: &Path) -> Result<Connection> {
     Ok(connection)
 }
 
-fn now_ms() -> i64 {
-    Timestamp::now().as_millisecond()
-}
-
 #[async_trait]
 impl Store for SqliteStore {
+    fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
     async fn create_workspace(&self, name: &str) -> Result<Workspace> {
+        let now = self.now();
         let name = name.to_owned();
-        self.write(move |c| admin::create_workspace(c, &name)).await
+        self.write(move |c| admin::create_workspace(c, &name, now)).await
     }
 
     async fn workspaces(&self) -> Result<Vec<Workspace>> {
@@ -307,8 +323,9 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, workspace: WorkspaceId, kind: KeyKind, name: &str, key: &str) -> Result<ApiKey> {
+        let now = self.now();
         let (name, key) = (name.to_owned(), key.to_owned());
-        self.write(move |c| admin::create_key(c, workspace, kind, &name, &key)).await
+        self.write(move |c| admin::create_key(c, workspace, kind, &name, &key, now)).await
     }
 
     async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>> {
@@ -320,7 +337,8 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_key(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        self.write(move |c| admin::revoke_key(c, workspace, id)).await
+        let now = self.now();
+        self.write(move |c| admin::revoke_key(c, workspace, id, now)).await
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
@@ -423,14 +441,16 @@ impl Store for SqliteStore {
         contact: ContactId,
         interaction: NewInteraction,
     ) -> Result<Interaction> {
-        self.write_contacts(move |c| write::add_interaction(c, workspace, contact, interaction)).await
+        let now = self.now();
+        self.write_contacts(move |c| write::add_interaction(c, workspace, contact, interaction, now)).await
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
+        let now = self.now();
         let deleted = self
             .write_contacts(move |c| {
                 let tx = c.transaction()?;
-                let deleted = write::delete_contact(&tx, workspace, contact, suppress)?;
+                let deleted = write::delete_contact(&tx, workspace, contact, suppress, now)?;
                 tx.commit()?;
                 Ok(deleted)
             })
@@ -440,11 +460,13 @@ impl Store for SqliteStore {
     }
 
     async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
-        self.write_contacts(move |c| write::merge_contacts(c, workspace, into, from)).await
+        let now = self.now();
+        self.write_contacts(move |c| write::merge_contacts(c, workspace, into, from, now)).await
     }
 
     async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
-        self.write_contacts(move |c| write::set_cadence(c, workspace, contact, days)).await
+        let now = self.now();
+        self.write_contacts(move |c| write::set_cadence(c, workspace, contact, days, now)).await
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
@@ -499,12 +521,14 @@ impl Store for SqliteStore {
         key: &str,
         days: i64,
     ) -> Result<CadenceRule> {
+        let now = self.now();
         let (target, key) = (target.to_owned(), key.to_owned());
-        self.write_contacts(move |c| write::set_cadence_rule(c, workspace, &target, &key, days)).await
+        self.write_contacts(move |c| write::set_cadence_rule(c, workspace, &target, &key, days, now)).await
     }
 
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        self.write_contacts(move |c| write::delete_cadence_rule(c, workspace, id)).await
+        let now = self.now();
+        self.write_contacts(move |c| write::delete_cadence_rule(c, workspace, id, now)).await
     }
 
     async fn rules(&self, workspace: WorkspaceId) -> Result<Vec<Rule>> {
@@ -516,15 +540,18 @@ impl Store for SqliteStore {
     }
 
     async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule> {
-        self.write_fresh(move |c| nudges::create_rule(c, workspace, &spec, now_ms())).await
+        let now = self.now();
+        self.write_fresh(move |c| nudges::create_rule(c, workspace, &spec, now)).await
     }
 
     async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>> {
-        self.write_fresh(move |c| nudges::update_rule(c, workspace, id, &spec, now_ms())).await
+        let now = self.now();
+        self.write_fresh(move |c| nudges::update_rule(c, workspace, id, &spec, now)).await
     }
 
     async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
-        self.write_fresh(move |c| nudges::delete_rule(c, workspace, id, now_ms())).await
+        let now = self.now();
+        self.write_fresh(move |c| nudges::delete_rule(c, workspace, id, now)).await
     }
 
     async fn firings(
@@ -586,8 +613,9 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
+        let now = self.now();
         let (email, password_hash) = (email.to_owned(), password_hash.to_owned());
-        self.write(move |c| users::create_user(c, workspace, &email, &password_hash)).await
+        self.write(move |c| users::create_user(c, workspace, &email, &password_hash, now)).await
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -604,7 +632,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_session(&self, user: i64, token_hash: [u8; 32], expires_at: Timestamp) -> Result<()> {
-        self.write(move |c| users::create_session(c, user, &token_hash, expires_at)).await
+        let now = self.now();
+        self.write(move |c| users::create_session(c, user, &token_hash, expires_at, now)).await
     }
 
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {

@@ -4,7 +4,6 @@ use jiff::Timestamp;
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::now_ms;
 use crate::model::*;
 use crate::sql::USER_COLUMNS;
 use crate::{Result, StoreError};
@@ -19,7 +18,13 @@ fn user_row(row: &Row) -> rusqlite::Result<User> {
     })
 }
 
-pub fn create_user(c: &mut Connection, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
+pub fn create_user(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    email: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<User> {
     let tx = c.transaction()?;
     if tx.query_row("SELECT 1 FROM workspaces WHERE id = ?1", [workspace], |_| Ok(())).optional()?.is_none() {
         return Err(StoreError::NotFound(format!("workspace {workspace}")));
@@ -29,7 +34,7 @@ pub fn create_user(c: &mut Connection, workspace: WorkspaceId, email: &str, pass
     }
     tx.execute(
         "INSERT INTO users (workspace_id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![workspace, email, password_hash, now_ms()],
+        params![workspace, email, password_hash, now],
     )?;
     let id = tx.last_insert_rowid();
     let user = tx.query_row(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"), [id], user_row)?;
@@ -53,8 +58,13 @@ pub fn user_count(c: &Connection) -> Result<i64> {
     Ok(c.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?)
 }
 
-pub fn create_session(c: &mut Connection, user: i64, token_hash: &[u8; 32], expires_at: Timestamp) -> Result<()> {
-    let now = now_ms();
+pub fn create_session(
+    c: &mut Connection,
+    user: i64,
+    token_hash: &[u8; 32],
+    expires_at: Timestamp,
+    now: i64,
+) -> Result<()> {
     let tx = c.transaction()?;
     // Sign-ins are rare, so this is where old sessions are swept; the index keeps it cheap.
     tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
 use super::cache::WriterCache;
-use super::{admin, now_ms, nudges, read};
+use super::{admin, nudges, read};
 use crate::model::*;
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
 use crate::sql::MS_PER_DAY;
@@ -58,8 +58,9 @@ pub fn write_events(
     }
     planner.plan_activity(batch);
     let plan = planner.finish();
-    // The batch's own receive time, so that what it stamps follows the server's clock.
-    let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_else(now_ms);
+    // The batch's own receive time, so that what it stamps follows the server's clock (an
+    // empty batch stamps nothing).
+    let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_default();
     let written = execute(&tx, cache, &plan, &workspaces, now)?;
     if let Some(seq) = applied_through {
         tx.prepare_cached("UPDATE projection SET applied_seq = ?1 WHERE id = 1")?.execute([seq])?;
@@ -392,7 +393,7 @@ fn execute(
         cache.clear();
     }
     for (workspace, contact) in &plan.deletions {
-        delete_contact(tx, *workspace, id(*contact), false)?;
+        delete_contact(tx, *workspace, id(*contact), false, now)?;
     }
     Ok(Written { contact_ids: ids, created_days })
 }
@@ -746,6 +747,7 @@ pub fn add_interaction(
     workspace: WorkspaceId,
     contact: ContactId,
     interaction: NewInteraction,
+    now: i64,
 ) -> Result<Interaction> {
     let tx = c.transaction()?;
     require_contact(&tx, workspace, contact)?;
@@ -753,7 +755,6 @@ pub fn add_interaction(
         admin::workspace(&tx, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
     let at = interaction.occurred_at.as_millisecond();
     let day = day_key(interaction.occurred_at, &workspace_record.tz());
-    let now = now_ms();
     tx.execute(
         "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
@@ -784,7 +785,13 @@ pub fn add_interaction(
 
 /// Erases a contact and everything derived from it; with `suppress`, its email stays out of kith
 /// afterwards.
-pub fn delete_contact(tx: &Connection, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
+pub fn delete_contact(
+    tx: &Connection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    suppress: bool,
+    now: i64,
+) -> Result<bool> {
     let email: Option<String> = tx
         .prepare_cached("SELECT email FROM contacts WHERE id = ?1 AND workspace_id = ?2")?
         .query_row(params![contact, workspace], |row| row.get(0))
@@ -814,7 +821,7 @@ pub fn delete_contact(tx: &Connection, workspace: WorkspaceId, contact: ContactI
     if suppress {
         tx.execute(
             "INSERT INTO suppressions (workspace_id, email, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            params![workspace, email, now_ms()],
+            params![workspace, email, now],
         )?;
     }
     Ok(true)
@@ -822,7 +829,13 @@ pub fn delete_contact(tx: &Connection, workspace: WorkspaceId, contact: ContactI
 
 /// Moves everything of `from` into `into` (an explicit merge, e.g. of an alias conflict) and
 /// deletes `from`.
-pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
+pub fn merge_contacts(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    into: ContactId,
+    from: ContactId,
+    now: i64,
+) -> Result<Contact> {
     if into == from {
         return Err(StoreError::Conflict("a contact cannot be merged into itself".into()));
     }
@@ -831,7 +844,6 @@ pub fn merge_contacts(c: &mut Connection, workspace: WorkspaceId, into: ContactI
     require_contact(&tx, workspace, from)?;
     let workspace_record =
         admin::workspace(&tx, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
-    let now = now_ms();
     let from_email: String = tx.query_row("SELECT email FROM contacts WHERE id = ?1", [from], |row| row.get(0))?;
     let mut target = load_state(&tx, into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
     let source = load_state(&tx, from)?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
@@ -954,19 +966,20 @@ pub fn set_cadence(
     workspace: WorkspaceId,
     contact: ContactId,
     days: Option<i64>,
+    now: i64,
 ) -> Result<Contact> {
     let tx = c.transaction()?;
     require_contact(&tx, workspace, contact)?;
     let mut state = load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
     state.cadence_days = days;
     state.inherited_cadence = inherited_cadence(&tx, workspace, contact)?;
-    save_state(&tx, contact, &state, now_ms())?;
+    save_state(&tx, contact, &state, now)?;
     tx.commit()?;
     read::contact(c, workspace, &ContactKey::Id(contact))?
         .ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))
 }
 
-fn refresh_rule_members(tx: &Connection, workspace: WorkspaceId, target: &str, key: &str) -> Result<()> {
+fn refresh_rule_members(tx: &Connection, workspace: WorkspaceId, target: &str, key: &str, now: i64) -> Result<()> {
     let members: Vec<ContactId> = {
         let sql = match target {
             "audience" => {
@@ -982,7 +995,6 @@ fn refresh_rule_members(tx: &Connection, workspace: WorkspaceId, target: &str, k
         let rows = statement.query_map(params![workspace, key], |row| row.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let now = now_ms();
     for contact in members {
         if let Some(mut state) = load_state(tx, contact)? {
             state.inherited_cadence = inherited_cadence(tx, workspace, contact)?;
@@ -999,25 +1011,26 @@ pub fn set_cadence_rule(
     target: &str,
     key: &str,
     days: i64,
+    now: i64,
 ) -> Result<CadenceRule> {
     let tx = c.transaction()?;
     tx.execute(
         "INSERT INTO cadence_rules (workspace_id, target, target_key, days, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (workspace_id, target, target_key) DO UPDATE SET days = excluded.days",
-        params![workspace, target, key, days, now_ms()],
+        params![workspace, target, key, days, now],
     )?;
     let id: i64 = tx.query_row(
         "SELECT id FROM cadence_rules WHERE workspace_id = ?1 AND target = ?2 AND target_key = ?3",
         params![workspace, target, key],
         |row| row.get(0),
     )?;
-    refresh_rule_members(&tx, workspace, target, key)?;
+    refresh_rule_members(&tx, workspace, target, key, now)?;
     tx.commit()?;
     Ok(CadenceRule { id, target: target.to_owned(), target_key: key.to_owned(), days })
 }
 
 /// Deletes a cadence rule and updates its members' due dates.
-pub fn delete_cadence_rule(c: &mut Connection, workspace: WorkspaceId, id: i64) -> Result<bool> {
+pub fn delete_cadence_rule(c: &mut Connection, workspace: WorkspaceId, id: i64, now: i64) -> Result<bool> {
     let tx = c.transaction()?;
     let rule: Option<(String, String)> = tx
         .query_row(
@@ -1028,7 +1041,7 @@ pub fn delete_cadence_rule(c: &mut Connection, workspace: WorkspaceId, id: i64) 
         .optional()?;
     let Some((target, key)) = rule else { return Ok(false) };
     tx.execute("DELETE FROM cadence_rules WHERE id = ?1", [id])?;
-    refresh_rule_members(&tx, workspace, &target, &key)?;
+    refresh_rule_members(&tx, workspace, &target, &key, now)?;
     tx.commit()?;
     Ok(true)
 }

@@ -1,12 +1,13 @@
-//! The time kith believes it is. Tests and the job runner set it explicitly instead of
-//! sleeping.
+//! The time kith believes it is. Every "now" in kith comes from one `Clock`, which the store
+//! is opened with and the server takes from the store; tests and the job runner set it
+//! explicitly instead of sleeping.
 
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 
 /// System time, or a time set by hand.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Clock {
     manual: Option<Arc<Mutex<Timestamp>>>,
 }
