@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod outbound;
+pub mod region;
 pub mod service;
 pub mod transfer;
 pub mod web;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub jobs: Arc<jobs::Health>,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<Arc<str>>,
+    /// The region this node serves and every region's address.
+    pub regions: Arc<region::Regions>,
 }
 
 /// Server settings.
@@ -81,6 +84,8 @@ pub struct AppConfig {
     pub connections: conn::ConnectionLimits,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// The region this node serves and every region's address (none: no region checks).
+    pub regions: region::Regions,
 }
 
 /// A running kith: the state and the writer task behind it.
@@ -115,6 +120,7 @@ impl App {
             web: Arc::new(web::WebState::new(config.web)),
             jobs,
             metrics_token: config.metrics_token.map(Arc::from),
+            regions: Arc::new(config.regions),
         };
         Ok(App {
             state,

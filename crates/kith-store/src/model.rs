@@ -37,6 +37,9 @@ pub struct Workspace {
     /// With a signing secret set, JSON-array bodies are refused: Segment signs only their
     /// first event, so the others could have been added to a captured request.
     pub refuse_array_bodies: bool,
+    /// The region whose node and database serve it (e.g. `eu`), set when it is created;
+    /// `None` for a workspace made before regions, which is served wherever its database is.
+    pub region: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -98,6 +101,9 @@ pub struct WorkspacePatch {
     pub digest_email: Option<Option<String>>,
     /// Whether to refuse JSON-array bodies while a signing secret is set.
     pub refuse_array_bodies: Option<bool>,
+    /// The workspace's region, given once when it is created (the HTTP layer never changes it:
+    /// its keys carry the region they were made in).
+    pub region: Option<String>,
 }
 
 /// The two kinds of API key.

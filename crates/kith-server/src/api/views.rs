@@ -328,11 +328,16 @@ pub struct WorkspaceView {
     pub digest_webhook_url: Option<String>,
     /// Who the digest is emailed to.
     pub digest_email: Option<String>,
+    /// The region whose nodes and database serve the workspace (e.g. `eu`); its keys carry it.
+    /// `null` on a node that serves no region.
+    pub region: Option<String>,
 }
 
-impl From<Workspace> for WorkspaceView {
-    fn from(workspace: Workspace) -> Self {
+impl WorkspaceView {
+    /// The view of `workspace`, whose region is its own or, made before regions, the node's.
+    pub fn of(workspace: Workspace, regions: &crate::region::Regions) -> Self {
         WorkspaceView {
+            region: regions.of_workspace(&workspace),
             weights: serde_json::to_value(workspace.weights).unwrap_or(Value::Null),
             id: workspace.id,
             name: workspace.name,
