@@ -637,3 +637,29 @@ pub struct Session {
     /// When it was last used (its sign-in, until then); an idle session ends early.
     pub last_seen_at: Timestamp,
 }
+
+/// An account's health on one day, as the daily pass recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthRecord {
+    /// The account.
+    pub account_id: i64,
+    /// The day key (in the workspace's time zone) it is the score of.
+    pub day: i32,
+    /// 0 to 100.
+    pub score: i64,
+    /// `at_risk`, `needs_attention` or `healthy`.
+    pub band: String,
+    /// Each factor's contribution, as JSON.
+    pub factors: String,
+    /// When it was computed.
+    pub recorded_at: Timestamp,
+}
+
+/// Events of an account's members in a window, and how many members sent them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberEventCounts {
+    /// Events.
+    pub events: i64,
+    /// Distinct members.
+    pub members: i64,
+}
