@@ -161,6 +161,12 @@ pub struct AccountView {
     pub created_at: String,
     /// Last group call.
     pub updated_at: String,
+    /// The account's health now: `score` (0–100), `band` (`at_risk`, `needs_attention`,
+    /// `healthy`) and each factor's contribution (`label`, `weight`, `value` 0–1, `points`,
+    /// `max_points`, `detail`). Shown in account lists and pages, not in a contact's accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub health: Option<kith_core::health::Health>,
 }
 
 impl AccountView {
@@ -175,7 +181,13 @@ impl AccountView {
             member_count: account.member_count,
             created_at: account.created_at.to_string(),
             updated_at: account.updated_at.to_string(),
+            health: None,
         }
+    }
+
+    /// The view at `now` with the account's health.
+    pub fn with_health(account: Account, health: kith_core::health::Health, model: &Model, now: Timestamp) -> Self {
+        AccountView { health: Some(health), ..AccountView::new(account, model, now) }
     }
 }
 
