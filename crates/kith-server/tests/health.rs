@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::TestServer;
 use jiff::Timestamp;
+use kith_server::service::users::create_user;
 use kith_server::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -149,6 +151,22 @@ async fn health_is_the_hand_computed_sum_of_its_factors() {
     let history = &server.get("/api/accounts/acme").await["health_history"];
     assert_eq!(history, &json!([{"date": "2024-06-30", "score": score as i64, "band": band_of(score)}]));
     assert_eq!(server.count_rows("SELECT count(*) FROM account_health_history").await, 2);
+
+    // The web app shows the same: the score, band and breakdown, and the list by band.
+    create_user(server.state.store.as_ref(), server.workspace, "csm@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in("csm@example.com", "correct horse battery").await;
+    let page = browser.get("/accounts/acme").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&format!("<strong class=\"health-score\">{score}</strong>")), "{}", page.body);
+    for text in ["Members active in the last 7 days", "2 of 4 members", "6.3 / 12.5", "18.8 / 25", "rated 4 of 5"] {
+        assert!(page.body.contains(text), "{text}");
+    }
+    let page = browser.get("/accounts?band=at_risk").await;
+    assert!(page.body.contains("globex") && !page.body.contains("/accounts/acme"), "{}", page.body);
+    assert_eq!(browser.get("/accounts?band=doomed").await.status, StatusCode::BAD_REQUEST);
     server.stop().await;
 }
 
