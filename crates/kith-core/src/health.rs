@@ -461,7 +461,9 @@ mod tests {
     /// Each factor alone: its value, and the score it makes with the whole weight.
     #[test]
     fn each_factor_measures_its_value() {
-        let cases: Vec<(Value, AccountFacts, Vec<Counts>, Option<f64>, u8)> = vec![
+        /// A factor, the account, the counts of its windows, the value and score expected.
+        type Case = (Value, AccountFacts, Vec<Counts>, Option<f64>, u8);
+        let cases: Vec<Case> = vec![
             (json!({"closeness": {}}), facts(&[80, 40, 30], json!({}), None), vec![], Some(0.5), 50),
             (json!({"closeness": {"top": 2}}), facts(&[80, 40, 30], json!({}), None), vec![], Some(0.6), 60),
             (json!({"closeness": {"top": 5}}), facts(&[], json!({}), None), vec![], Some(0.0), 0),
