@@ -29,6 +29,41 @@ pub struct HealthModel {
     /// Where the bands start.
     #[serde(default)]
     pub bands: Bands,
+    /// When an account counts as at risk besides its band: a drop of its score.
+    #[serde(default)]
+    pub at_risk: AtRiskRule,
+}
+
+/// An account is at risk when its band is, or when its score now is at least `drop_points`
+/// below a score recorded in the last `drop_days` days.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtRiskRule {
+    /// The fall, in points, that puts an account at risk (1 to 100).
+    pub drop_points: i64,
+    /// How many days back the fall is measured from (1 to 90).
+    pub drop_days: i64,
+}
+
+impl Default for AtRiskRule {
+    fn default() -> Self {
+        AtRiskRule { drop_points: 20, drop_days: 7 }
+    }
+}
+
+/// Why an account is at risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum AtRisk {
+    /// Its score is in the at-risk band.
+    Band,
+    /// Its score fell from `from` (recorded on day key `day`) to what it is now.
+    Dropped {
+        /// The highest score recorded within the window.
+        from: i64,
+        /// The day key of that score.
+        day: i32,
+    },
 }
 
 /// One factor and its weight.
@@ -214,6 +249,24 @@ pub struct Contribution {
     pub detail: String,
 }
 
+impl HealthModel {
+    /// Whether an account of `health` now, whose recorded scores are `recorded` (day key and
+    /// score), is at risk on day `today`: its band first, else the largest fall from a score
+    /// recorded within the rule's days.
+    pub fn at_risk(&self, health: &Health, recorded: &[(i32, i64)], today: i32) -> Option<AtRisk> {
+        if health.band == Band::AtRisk {
+            return Some(AtRisk::Band);
+        }
+        let since = today - self.at_risk.drop_days as i32;
+        let (day, from) = recorded
+            .iter()
+            .filter(|(day, _)| *day >= since && *day <= today)
+            .max_by_key(|(day, score)| (*score, std::cmp::Reverse(*day)))?;
+        (from - i64::from(health.score) >= self.at_risk.drop_points)
+            .then_some(AtRisk::Dropped { from: *from, day: *day })
+    }
+}
+
 /// Why a model was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelError {
@@ -238,6 +291,7 @@ impl Default for HealthModel {
                 WeightedFactor { weight: 1.0, factor: Factor::Trend { days: 30 } },
             ],
             bands: Bands::default(),
+            at_risk: AtRiskRule::default(),
         }
     }
 }
@@ -280,6 +334,12 @@ impl HealthModel {
                 }
                 _ => {}
             }
+        }
+        if !(1..=100).contains(&self.at_risk.drop_points) || !(1..=90).contains(&self.at_risk.drop_days) {
+            return Err(refuse(
+                "at_risk".into(),
+                "at_risk is {\"drop_points\": 1 to 100, \"drop_days\": 1 to 90}, e.g. {\"drop_points\": 20, \"drop_days\": 7}",
+            ));
         }
         let Bands { at_risk_below, healthy_from } = self.bands;
         if !(0.0..=100.0).contains(&at_risk_below)
@@ -559,6 +619,24 @@ mod tests {
     }
 
     #[test]
+    fn at_risk_by_band_or_by_a_drop_within_the_window() {
+        let model = model(json!({"factors": [{"weight": 1, "factor": {"csm_rating": {}}}]}));
+        let health = |score: u8| Health { score, band: Bands::default().of(f64::from(score)), factors: vec![] };
+        assert_eq!(model.at_risk(&health(30), &[], 100), Some(AtRisk::Band));
+        let recorded = [(100, 75), (97, 90), (95, 99), (92, 100)];
+        // Within 7 days of day 100: the highest is 99 on day 95; 99 − 75 ≥ 20.
+        assert_eq!(model.at_risk(&health(75), &recorded, 100), Some(AtRisk::Dropped { from: 99, day: 95 }));
+        assert_eq!(model.at_risk(&health(80), &recorded, 100), None, "a fall of 19");
+        assert_eq!(model.at_risk(&health(65), &recorded, 103), Some(AtRisk::Dropped { from: 90, day: 97 }));
+        assert_eq!(model.at_risk(&health(75), &recorded, 110), None, "every high score is older than 7 days");
+        let strict: HealthModel =
+            serde_json::from_value(json!({"factors": [{"weight": 1, "factor": {"csm_rating": {}}}],
+            "at_risk": {"drop_points": 30, "drop_days": 7}}))
+            .unwrap();
+        assert_eq!(strict.at_risk(&health(75), &recorded, 100), None);
+    }
+
+    #[test]
     fn bad_models_are_refused_with_the_field() {
         let cases = [
             (json!({"factors": []}), "factors"),
@@ -572,6 +650,10 @@ mod tests {
             (
                 json!({"factors": [{"weight": 1, "factor": {"closeness": {}}}], "bands": {"at_risk_below": 80, "healthy_from": 70}}),
                 "bands",
+            ),
+            (
+                json!({"factors": [{"weight": 1, "factor": {"closeness": {}}}], "at_risk": {"drop_points": 0, "drop_days": 7}}),
+                "at_risk",
             ),
         ];
         for (value, field) in cases {

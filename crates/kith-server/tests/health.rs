@@ -212,4 +212,63 @@ async fn bad_models_and_ratings_are_refused() {
     server.stop().await;
 }
 
-backend_tests!(health_is_the_hand_computed_sum_of_its_factors, bad_models_and_ratings_are_refused);
+/// The at-risk list: Globex by its band; Acme, healthy, once its score fell 25 points from the
+/// one recorded two days before; Initech, steady at 100, never.
+async fn at_risk_by_band_or_by_a_fall() {
+    let clock = Clock::manual(NOW.parse::<Timestamp>().unwrap());
+    let server = TestServer::start_with_clock(clock.clone()).await;
+    for (user, group, plan) in [("a", "acme", "enterprise"), ("g", "globex", "free"), ("i", "initech", "enterprise")] {
+        let email = format!("{user}@example.com");
+        let at = "2024-06-01T09:00:00Z";
+        send(&server, json!({"type": "identify", "userId": user, "traits": {"email": email}, "timestamp": at})).await;
+        send(
+            &server,
+            json!({"type": "group", "userId": user, "groupId": group, "traits": {"plan": plan}, "timestamp": at}),
+        )
+        .await;
+    }
+    let model = json!({"factors": [
+        {"weight": 1, "factor": {"csm_rating": {}}},
+        {"weight": 1, "factor": {"trait": {"key": "plan", "equals": "enterprise"}}}
+    ]});
+    let (status, body) = server.call(Method::PUT, "/api/health-model", &model).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for group in ["acme", "initech"] {
+        server.call(Method::PUT, &format!("/api/accounts/{group}/rating"), &json!({"rating": 5})).await;
+    }
+    server.run_jobs().await;
+    let listed = |list: Value| -> Vec<(String, String)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["group_id"].as_str().unwrap().to_owned(), a["reason"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let pair = |group: &str, reason: &str| (group.to_owned(), reason.to_owned());
+    assert_eq!(listed(server.get("/api/accounts/at-risk").await), [pair("globex", "band")]);
+
+    // Two days later Acme's rating is 3 of 5: (0.5 + 1) / 2 = 75, healthy, but 25 below 100.
+    clock.advance(jiff::SignedDuration::from_hours(48));
+    server.call(Method::PUT, "/api/accounts/acme/rating", &json!({"rating": 3})).await;
+    let list = server.get("/api/accounts/at-risk").await;
+    assert_eq!(listed(list.clone()), [pair("globex", "band"), pair("acme", "dropped")]);
+    assert_eq!(list[1]["health"]["score"], 75);
+    assert_eq!(list[1]["health"]["band"], "healthy");
+    assert_eq!((list[1]["dropped_from"].as_i64(), list[1]["dropped_since"].as_str()), (Some(100), Some("2024-06-30")));
+
+    // A fall must be 30 points now; then a week after the 100 was recorded, it is forgotten.
+    let mut strict = model.clone();
+    strict["at_risk"] = json!({"drop_points": 30, "drop_days": 7});
+    server.call(Method::PUT, "/api/health-model", &strict).await;
+    assert_eq!(listed(server.get("/api/accounts/at-risk").await), [pair("globex", "band")]);
+    server.call(Method::PUT, "/api/health-model", &model).await;
+    clock.advance(jiff::SignedDuration::from_hours(6 * 24));
+    assert_eq!(listed(server.get("/api/accounts/at-risk").await), [pair("globex", "band")]);
+    server.stop().await;
+}
+
+backend_tests!(
+    health_is_the_hand_computed_sum_of_its_factors,
+    bad_models_and_ratings_are_refused,
+    at_risk_by_band_or_by_a_fall
+);

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/contacts/{id}/cadence", put(contacts::set_cadence))
         .route("/api/alias-conflicts", get(groups::alias_conflicts))
         .route("/api/accounts", get(groups::accounts))
+        .route("/api/accounts/at-risk", get(health::at_risk))
         .route("/api/accounts/{group_id}", get(groups::account))
         .route("/api/accounts/{group_id}/rating", put(health::set_rating))
         .route("/api/health-model", get(health::model).put(health::set_model))

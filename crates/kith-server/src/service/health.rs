@@ -8,7 +8,7 @@
 
 use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, score_of_raw};
-use kith_core::health::{AccountFacts, Band, Counts, Health, HealthModel};
+use kith_core::health::{AccountFacts, AtRisk, Band, Counts, Health, HealthModel};
 use kith_store::{Account, HealthRecord, StoreError, Workspace, WorkspaceId};
 use serde_json::Value;
 
@@ -140,4 +140,30 @@ pub async fn record_all(state: &AppState) -> Result<u64, StoreError> {
         }
     }
     Ok(recorded)
+}
+
+/// The workspace's accounts at risk at `now`, each with why: its band is at risk, or its score
+/// fell by the model's `at_risk.drop_points` from one recorded within `at_risk.drop_days`.
+pub async fn at_risk(
+    state: &AppState,
+    workspace: &Workspace,
+    now: Timestamp,
+) -> Result<Vec<(Account, Health, AtRisk)>, StoreError> {
+    let model = model(state, workspace.id).await?;
+    let today = kith_core::time::day_key(now, &workspace.tz());
+    let days = model.at_risk.drop_days as usize + 1;
+    let mut found = Vec::new();
+    for account in state.store.accounts(workspace.id, ACCOUNTS_SCORED).await? {
+        let health = health(state, workspace, &model, &account, now).await?;
+        let recorded: Vec<(i32, i64)> = if health.band == Band::AtRisk {
+            Vec::new()
+        } else {
+            let history = state.store.health_history(workspace.id, account.id, days).await?;
+            history.iter().map(|record| (record.day, record.score)).collect()
+        };
+        if let Some(reason) = model.at_risk(&health, &recorded, today) {
+            found.push((account, health, reason));
+        }
+    }
+    Ok(found)
 }
