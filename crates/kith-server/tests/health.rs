@@ -256,6 +256,17 @@ async fn at_risk_by_band_or_by_a_fall() {
     assert_eq!(list[1]["health"]["band"], "healthy");
     assert_eq!((list[1]["dropped_from"].as_i64(), list[1]["dropped_since"].as_str()), (Some(100), Some("2024-06-30")));
 
+    // The web app lists the same, saying what Acme fell from.
+    create_user(server.state.store.as_ref(), server.workspace, "csm@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in("csm@example.com", "correct horse battery").await;
+    let page = browser.get("/accounts?falling=1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("/accounts/acme") && page.body.contains("/accounts/globex"), "{}", page.body);
+    assert!(!page.body.contains("/accounts/initech") && page.body.contains("fell from 100 since"), "{}", page.body);
+
     // A fall must be 30 points now; then a week after the 100 was recorded, it is forgotten.
     let mut strict = model.clone();
     strict["at_risk"] = json!({"drop_points": 30, "drop_days": 7});

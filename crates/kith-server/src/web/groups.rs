@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use kith_core::closeness::days_of_millis;
-use kith_core::health::{Band, Health};
+use kith_core::health::{AtRisk, Band, Health};
 use kith_core::time::date_of_day_key;
 use kith_store::Account;
 use maud::{html, Markup};
@@ -36,6 +36,9 @@ pub struct AccountsQuery {
     band: Option<String>,
     /// `health` (healthiest first) or `health_asc`; most members first otherwise.
     sort: Option<String>,
+    /// Any value: the accounts at risk, by band or by a fall of their score (the band filter
+    /// is then ignored).
+    falling: Option<String>,
 }
 
 /// A health band as a tag.
@@ -60,10 +63,17 @@ pub async fn accounts(
         None => None,
     };
     let sort = query.sort.as_deref().filter(|sort| !sort.is_empty());
-    let mut accounts = health::accounts(&state, workspace, band, now).await?;
+    let falling = query.falling.as_deref().is_some_and(|falling| !falling.is_empty());
+    let mut accounts: Vec<(Account, Health, Option<AtRisk>)> = if falling {
+        let found = health::at_risk(&state, workspace, now).await?;
+        found.into_iter().map(|(account, health, reason)| (account, health, Some(reason))).collect()
+    } else {
+        let found = health::accounts(&state, workspace, band, now).await?;
+        found.into_iter().map(|(account, health)| (account, health, None)).collect()
+    };
     match sort {
-        Some("health") => accounts.sort_by_key(|(_, health)| std::cmp::Reverse(health.score)),
-        Some("health_asc") => accounts.sort_by_key(|(_, health)| health.score),
+        Some("health") => accounts.sort_by_key(|(_, health, _)| std::cmp::Reverse(health.score)),
+        Some("health_asc") => accounts.sort_by_key(|(_, health, _)| health.score),
         None => {}
         Some(_) => return Err(WebError::bad_request("sort is health or health_asc")),
     }
@@ -74,19 +84,26 @@ pub async fn accounts(
         nav.filters aria-label="Health band" {
             @for option in bands {
                 @let href = layout::link("/accounts", &[("band", option.map(Band::as_str)), ("sort", sort)]);
-                @if option == band {
+                @if option == band && !falling {
                     strong aria-current="page" { (option.map_or("All", Band::label)) }
                 } @else {
                     a href=(href) { (option.map_or("All", Band::label)) }
                 }
                 " "
             }
+            @if falling {
+                strong aria-current="page" { "At risk or falling" }
+            } @else {
+                a href="/accounts?falling=1" { "At risk or falling" }
+            }
             " · sort: "
             a href=(layout::link("/accounts", &[("band", band_name), ("sort", None)])) { "most members" } " "
             a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health_asc"))])) { "least healthy" } " "
             a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health"))])) { "healthiest" }
         }
-        @if accounts.is_empty() && band.is_some() {
+        @if accounts.is_empty() && falling {
+            p.muted { "No account is at risk or falling now." }
+        } @else if accounts.is_empty() && band.is_some() {
             p.muted { "No account is " (band.map_or("", Band::label)) " now." }
         } @else if accounts.is_empty() {
             (layout::empty_state("No accounts yet", html! {
@@ -111,13 +128,18 @@ pub async fn accounts(
                         }
                     }
                     tbody {
-                        @for (account, health) in &accounts {
+                        @for (account, health, reason) in &accounts {
                             tr {
                                 td {
                                     a.strong href=(account_href(account)) { (account_name(account)) }
                                     span.sub { (account.group_id) }
                                 }
-                                td { strong.health-score { (health.score) } " " (band_tag(health.band)) }
+                                td {
+                                    strong.health-score { (health.score) } " " (band_tag(health.band))
+                                    @if let Some(AtRisk::Dropped { from, day }) = reason {
+                                        span.sub { "fell from " (from) " since " (layout::day(date_of_day_key(*day))) }
+                                    }
+                                }
                                 td { (account.member_count) }
                                 td { (layout::badge(&model.closeness(account.max_closeness_key, days_of_millis(now.as_millisecond())))) }
                                 td.hide-sm { (groups::mean_score(account, &model, now)) }
