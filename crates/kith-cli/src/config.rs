@@ -1,5 +1,6 @@
 //! Settings: defaults, then a TOML file, then `KITH_*` environment variables, then flags.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -53,6 +54,12 @@ pub struct Settings {
     /// Internal address ranges (CIDR, comma-separated) webhooks, digests, the outbound Segment
     /// host and the SMTP server may be on; none by default.
     pub outbound_allow: String,
+    /// The region this node serves, e.g. `eu`: new workspaces and keys belong to it, and keys
+    /// of other regions are answered 421. None: no region checks.
+    pub region: Option<String>,
+    /// The public URL of each region, e.g. `{ us = "https://us.kith.example.com" }`; a key of
+    /// another region is told its region's URL.
+    pub region_endpoints: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -77,6 +84,8 @@ impl Default for Settings {
             smtp_from: None,
             public_url: None,
             outbound_allow: String::new(),
+            region: None,
+            region_endpoints: BTreeMap::new(),
         }
     }
 }
@@ -145,6 +154,12 @@ impl Settings {
         }
         if let Some(allow) = var("KITH_OUTBOUND_ALLOW") {
             self.outbound_allow = allow;
+        }
+        if let Some(region) = var("KITH_REGION") {
+            self.region = Some(region.trim().to_owned()).filter(|region| !region.is_empty());
+        }
+        if let Some(list) = var("KITH_REGION_ENDPOINTS") {
+            self.region_endpoints = parse_endpoints(&list)?;
         }
         if let Some(format) = var("KITH_LOG_FORMAT") {
             self.log_format = format;
@@ -229,6 +244,24 @@ impl Settings {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("kith.db")
     }
+
+    /// The region this node serves and the regions' addresses, checked.
+    pub fn regions(&self) -> anyhow::Result<kith_server::region::Regions> {
+        kith_server::region::Regions::new(self.region.clone(), self.region_endpoints.clone())
+            .map_err(|error| anyhow::anyhow!("region settings (KITH_REGION, KITH_REGION_ENDPOINTS): {error}"))
+    }
+}
+
+/// `KITH_REGION_ENDPOINTS`: `us=https://us.example.com,eu=https://eu.example.com`.
+fn parse_endpoints(list: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut endpoints = BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let (region, url) = item.split_once('=').with_context(|| {
+            format!("KITH_REGION_ENDPOINTS has {item:?}; write region=url pairs, e.g. eu=https://eu.kith.example.com")
+        })?;
+        endpoints.insert(region.trim().to_owned(), url.trim().to_owned());
+    }
+    Ok(endpoints)
 }
 
 #[cfg(test)]
@@ -297,6 +330,25 @@ mod tests {
         let options = settings.postgres("postgres://h/db");
         assert_eq!(options.timeout, std::time::Duration::from_secs(1), "never zero: that would fail everything");
         assert_eq!(options.max_connections, 4);
+    }
+
+    #[test]
+    fn region_and_endpoints_from_file_or_environment() {
+        let mut settings: Settings =
+            toml::from_str("region = \"eu\"\n[region_endpoints]\nus = \"https://us.example.com\"").unwrap();
+        let regions = settings.regions().unwrap();
+        assert_eq!(regions.own.as_deref(), Some("eu"));
+        assert_eq!(regions.endpoints["us"], "https://us.example.com");
+        let env =
+            [("KITH_REGION", "us"), ("KITH_REGION_ENDPOINTS", "us=https://us.example.com, eu=https://eu.example.com")];
+        settings.apply_env(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())).unwrap();
+        let regions = settings.regions().unwrap();
+        assert_eq!(regions.own.as_deref(), Some("us"));
+        assert_eq!(regions.endpoints["eu"], "https://eu.example.com");
+        assert!(settings.apply_env(|name| (name == "KITH_REGION_ENDPOINTS").then(|| "eu".into())).is_err());
+        settings.apply_env(|name| (name == "KITH_REGION").then(|| "Europe".into())).unwrap();
+        assert!(settings.regions().is_err(), "region names are lowercase");
+        assert!(Settings::default().regions().unwrap().own.is_none(), "no region by default");
     }
 
     #[test]

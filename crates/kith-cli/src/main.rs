@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use kith_server::auth::generate_key;
+use kith_server::auth::generate_key_in;
 use kith_server::service::users::{create_user, generate_password, remove_user, set_user_password};
 use kith_server::web::WebConfig;
 use kith_server::{App, AppConfig};
@@ -252,8 +252,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys { command } => keys(open_store(&settings).await?.as_ref(), command).await,
-        Command::Workspaces { command } => workspaces(open_store(&settings).await?.as_ref(), command).await,
+        Command::Keys { command } => {
+            keys(open_store(&settings).await?.as_ref(), settings.regions()?.own.as_deref(), command).await
+        }
+        Command::Workspaces { command } => {
+            workspaces(open_store(&settings).await?.as_ref(), settings.regions()?.own.as_deref(), command).await
+        }
         Command::Import { file, workspace } => import(open_store(&settings).await?.as_ref(), &file, workspace).await,
         Command::Export { output, workspace } => export(open_store(&settings).await?.as_ref(), output, workspace).await,
         Command::Users { command } => users(open_store(&settings).await?.as_ref(), command).await,
@@ -261,9 +265,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let regions = settings.regions()?;
     let store = open_store(&settings).await?;
     let keys = if store.workspaces().await?.is_empty() {
-        Some(create_workspace(store.as_ref(), "Default").await?)
+        Some(create_workspace(store.as_ref(), regions.own.as_deref(), "Default").await?)
     } else {
         None
     };
@@ -293,6 +298,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         jobs_stale_after: None,
         connections: settings.connections(),
         metrics_token: settings.metrics_token.as_ref().map(|token| token.0.clone()),
+        regions,
     };
     let mut app = App::new(store, config)?;
     if let Some(address) = &settings.metrics_listen {
@@ -337,12 +343,9 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn create_workspace(store: &dyn Store, name: &str) -> anyhow::Result<(String, String)> {
-    let workspace = store.create_workspace(name).await?;
-    let write = generate_key(KeyKind::Write);
-    let secret = generate_key(KeyKind::Secret);
-    store.create_key(workspace.id, KeyKind::Write, "default write key", &write).await?;
-    store.create_key(workspace.id, KeyKind::Secret, "default secret key", &secret).await?;
+/// A workspace of this node's region, with its keys.
+async fn create_workspace(store: &dyn Store, region: Option<&str>, name: &str) -> anyhow::Result<(String, String)> {
+    let (_, write, secret) = kith_server::service::settings::create_workspace(store, region, name).await?;
     Ok((write, secret))
 }
 
@@ -406,12 +409,14 @@ async fn workspace_id(store: &dyn Store, given: Option<WorkspaceId>) -> anyhow::
     }
 }
 
-async fn keys(store: &dyn Store, command: KeysCommand) -> anyhow::Result<()> {
+/// `kith keys`; a new key carries its workspace's region, else this node's (`region`).
+async fn keys(store: &dyn Store, region: Option<&str>, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { kind, name, workspace } => {
             let kind = KeyKind::parse(&kind).context("--kind is `write` or `secret`")?;
             let workspace = workspace_id(store, workspace).await?;
-            let text = generate_key(kind);
+            let workspace_region = store.workspace(workspace).await?.and_then(|found| found.region);
+            let text = generate_key_in(kind, workspace_region.as_deref().or(region));
             let name = name.unwrap_or_else(|| format!("{} key", kind.as_str()));
             let key = store.create_key(workspace, kind, &name, &text).await?;
             println!("created {} key {} ({name}); it is shown once:\n{text}", kind.as_str(), key.id);
@@ -475,19 +480,21 @@ async fn users(store: &dyn Store, command: UsersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn workspaces(store: &dyn Store, command: Option<WorkspacesCommand>) -> anyhow::Result<()> {
+/// `kith workspaces`; a new workspace belongs to this node's region (`region`).
+async fn workspaces(store: &dyn Store, region: Option<&str>, command: Option<WorkspacesCommand>) -> anyhow::Result<()> {
     match command.unwrap_or(WorkspacesCommand::List) {
         WorkspacesCommand::List => {
-            println!("{:>4}  {:<24}  {:<20}  half-life", "id", "name", "time zone");
+            println!("{:>4}  {:<24}  {:<20}  {:<8}  half-life", "id", "name", "time zone", "region");
             for workspace in store.workspaces().await? {
+                let region = workspace.region.as_deref().or(region).unwrap_or("-");
                 println!(
-                    "{:>4}  {:<24}  {:<20}  {} days",
-                    workspace.id, workspace.name, workspace.time_zone, workspace.half_life_days
+                    "{:>4}  {:<24}  {:<20}  {:<8}  {} days",
+                    workspace.id, workspace.name, workspace.time_zone, region, workspace.half_life_days
                 );
             }
         }
         WorkspacesCommand::Create { name } => {
-            let (write, secret) = create_workspace(store, &name).await?;
+            let (write, secret) = create_workspace(store, region, &name).await?;
             println!(
                 "created workspace {name:?}; these keys are shown once:\nwrite key:  {write}\nsecret key: {secret}"
             );

@@ -3,7 +3,8 @@
 //! Everything a Segment event goes through before it touches storage lives here as pure
 //! functions: splitting a request body into events ([`envelope`]), reading one event the way
 //! the Segment spec and the Nat.app contract say ([`event`]), email and id rules
-//! ([`identity`]), event times and day keys ([`time`]) and the closeness model ([`closeness`]).
+//! ([`identity`]), event times and day keys ([`time`]), the closeness model ([`closeness`]) and
+//! account health ([`health`]).
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -11,6 +12,7 @@ pub mod closeness;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod identity;
 pub mod profile;
 pub mod rules;

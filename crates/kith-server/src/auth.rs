@@ -108,12 +108,22 @@ pub fn key_from_headers(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// Generates a new key of `kind`: its prefix and 32 random alphanumerics (190 bits).
+/// Generates a new key of `kind` that names no region (a node without one).
 pub fn generate_key(kind: KeyKind) -> String {
+    generate_key_in(kind, None)
+}
+
+/// Generates a new key of `kind` for a workspace of `region`: its prefix, the region and `_`
+/// if there is one (so every node can tell where it belongs, see `region.rs`), and 32 random
+/// alphanumerics (190 bits).
+pub fn generate_key_in(kind: KeyKind, region: Option<&str>) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let random: String = (0..32).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-    format!("{}{random}", kind.prefix())
+    match region {
+        Some(region) => format!("{}{region}_{random}", kind.prefix()),
+        None => format!("{}{random}", kind.prefix()),
+    }
 }
 
 /// A request authenticated with a secret key: the read and admin API.
@@ -128,6 +138,8 @@ impl FromRequestParts<AppState> for SecretKey {
                 "send a secret key as `Authorization: Bearer kith_sk_…` (or Basic with the key as user)",
             )
         })?;
+        // Another region's key is refused on its text alone: this node has no record of it.
+        state.regions.check_key(&text).inspect_err(|_| state.metrics.request_refused(crate::region::WRONG_REGION))?;
         let key = state
             .auth
             .key(state.store.as_ref(), &text)
@@ -172,5 +184,9 @@ mod tests {
         assert!(a.starts_with("kith_sk_") && a.len() == 40);
         assert_ne!(a, generate_key(KeyKind::Secret));
         assert!(generate_key(KeyKind::Write).starts_with("kith_wk_"));
+        let regional = generate_key_in(KeyKind::Write, Some("eu"));
+        assert!(regional.starts_with("kith_wk_eu_") && regional.len() == 43);
+        assert_eq!(crate::region::key_region(&regional), Some("eu"));
+        assert_eq!(crate::region::key_region(&a), None);
     }
 }

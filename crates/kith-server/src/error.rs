@@ -33,6 +33,9 @@ pub struct ErrorBody {
     /// The field concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Where to send the request instead: for `wrong_region`, the public URL of the key's region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl ApiError {
@@ -40,7 +43,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody { code: code.to_owned(), message: message.into(), field: None },
+            body: ErrorBody { code: code.to_owned(), message: message.into(), field: None, endpoint: None },
             retry_after: None,
         }
     }
@@ -102,6 +105,7 @@ impl From<Rejection> for ApiError {
                 code: rejection.code.as_str().to_owned(),
                 message: rejection.message,
                 field: rejection.field,
+                endpoint: None,
             },
             retry_after: None,
         }

@@ -174,6 +174,12 @@ async fn handle(
     route: RouteKind,
     received_at: Timestamp,
 ) -> Result<Response, Failure> {
+    // A key of another region is refused before the body is read: this node keeps nothing of
+    // that region's, not even what the request would have said.
+    let header_key = crate::auth::key_from_headers(headers);
+    if let Some(text) = &header_key {
+        state.regions.check_key(text)?;
+    }
     let compressed = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 1).await.map_err(|error| {
         if crate::conn::is_body_timeout(&error) {
             ApiError::new(
@@ -189,13 +195,18 @@ async fn handle(
 
     // The key is checked before any work that grows with the events: from the header, else
     // from one pass over the body that only checks its syntax and builds nothing.
-    let key_text = match crate::auth::key_from_headers(headers) {
+    let key_text = match header_key {
         Some(text) => text,
-        None => envelope::write_key(&bytes)?.ok_or_else(|| {
-            ApiError::unauthorized(
-                "no key: send `Authorization: Basic base64(writeKey:)` or put `writeKey` in the body",
-            )
-        })?,
+        None => {
+            let text = envelope::write_key(&bytes)?.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "no key: send `Authorization: Basic base64(writeKey:)` or put `writeKey` in the body",
+                )
+            })?;
+            // A key in the body is known only now; still no event has been read.
+            state.regions.check_key(&text)?;
+            text
+        }
     };
     let key = authenticate(state, &key_text).await?;
     let workspace = key.workspace_id;

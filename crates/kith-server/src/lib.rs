@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod outbound;
+pub mod region;
 pub mod service;
 pub mod transfer;
 pub mod web;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub jobs: Arc<jobs::Health>,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<Arc<str>>,
+    /// The region this node serves and every region's address.
+    pub regions: Arc<region::Regions>,
 }
 
 /// Server settings.
@@ -80,6 +83,8 @@ pub struct AppConfig {
     pub connections: conn::ConnectionLimits,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// The region this node serves and every region's address (none: no region checks).
+    pub regions: region::Regions,
 }
 
 /// A running kith: the state and the writer task behind it.
@@ -116,6 +121,7 @@ impl App {
             web: Arc::new(web::WebState::new(config.web)),
             jobs,
             metrics_token: config.metrics_token.map(Arc::from),
+            regions: Arc::new(config.regions),
         };
         Ok(App {
             state,

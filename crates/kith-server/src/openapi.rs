@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{contacts, groups, nudges, settings, validate, views};
+use crate::api::{contacts, groups, health, nudges, settings, validate, views};
 
 struct SecretKeyAuth;
 
@@ -29,6 +29,7 @@ impl Modify for SecretKeyAuth {
         contacts::events, contacts::add_interaction, contacts::delete, contacts::merge, contacts::set_cadence,
         groups::accounts, groups::account, groups::audiences, groups::audience, groups::cadence_rules,
         groups::set_cadence_rule, groups::delete_cadence_rule, groups::alias_conflicts,
+        health::model, health::set_model, health::set_rating, health::at_risk,
         settings::workspace, settings::update_workspace, settings::keys, settings::create_key, settings::revoke_key,
         validate::validate,
         nudges::list, nudges::create, nudges::show, nudges::update, nudges::delete, nudges::deliveries, nudges::retry,

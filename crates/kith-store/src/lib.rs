@@ -193,6 +193,31 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a rule; members' due dates follow.
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
 
+    // Account health.
+
+    /// The workspace's health model as stored (JSON), if one was set.
+    async fn health_model(&self, workspace: WorkspaceId) -> Result<Option<String>>;
+    /// Stores the workspace's health model (JSON, validated by the caller).
+    async fn set_health_model(&self, workspace: WorkspaceId, model: &str) -> Result<()>;
+    /// The CSM's rating of an account (1–5), if set.
+    async fn account_rating(&self, workspace: WorkspaceId, account: i64) -> Result<Option<i64>>;
+    /// Sets (validated by the caller) or clears an account's CSM rating.
+    async fn set_account_rating(&self, workspace: WorkspaceId, account: i64, rating: Option<i64>) -> Result<()>;
+    /// The product events (track, page, screen; or only tracks named `event`) of an account's
+    /// members with an event time in `[since_ms, until_ms)`, and how many members sent them.
+    async fn member_event_counts(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        since_ms: i64,
+        until_ms: i64,
+        event: Option<&str>,
+    ) -> Result<MemberEventCounts>;
+    /// Records an account's health of a day; a second record of the same day replaces it.
+    async fn record_health(&self, workspace: WorkspaceId, record: HealthRecord) -> Result<()>;
+    /// An account's recorded health, newest day first.
+    async fn health_history(&self, workspace: WorkspaceId, account: i64, limit: usize) -> Result<Vec<HealthRecord>>;
+
     // Nudges and outbound messages.
 
     /// A workspace's rules.

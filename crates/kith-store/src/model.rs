@@ -37,6 +37,9 @@ pub struct Workspace {
     /// With a signing secret set, JSON-array bodies are refused: Segment signs only their
     /// first event, so the others could have been added to a captured request.
     pub refuse_array_bodies: bool,
+    /// The region whose node and database serve it (e.g. `eu`), set when it is created;
+    /// `None` for a workspace made before regions, which is served wherever its database is.
+    pub region: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -98,6 +101,9 @@ pub struct WorkspacePatch {
     pub digest_email: Option<Option<String>>,
     /// Whether to refuse JSON-array bodies while a signing secret is set.
     pub refuse_array_bodies: Option<bool>,
+    /// The workspace's region, given once when it is created (the HTTP layer never changes it:
+    /// its keys carry the region they were made in).
+    pub region: Option<String>,
 }
 
 /// The two kinds of API key.
@@ -630,4 +636,30 @@ pub struct Session {
     pub expires_at: Timestamp,
     /// When it was last used (its sign-in, until then); an idle session ends early.
     pub last_seen_at: Timestamp,
+}
+
+/// An account's health on one day, as the daily pass recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthRecord {
+    /// The account.
+    pub account_id: i64,
+    /// The day key (in the workspace's time zone) it is the score of.
+    pub day: i32,
+    /// 0 to 100.
+    pub score: i64,
+    /// `at_risk`, `needs_attention` or `healthy`.
+    pub band: String,
+    /// Each factor's contribution, as JSON.
+    pub factors: String,
+    /// When it was computed.
+    pub recorded_at: Timestamp,
+}
+
+/// Events of an account's members in a window, and how many members sent them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberEventCounts {
+    /// Events.
+    pub events: i64,
+    /// Distinct members.
+    pub members: i64,
 }

@@ -1,31 +1,67 @@
 //! Accounts, audiences, cadence rules and alias conflicts.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use kith_core::health::Band;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::views::*;
 use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::service::contacts::check_cadence;
-use crate::service::{encode_cursor, groups};
+use crate::service::{encode_cursor, groups, health};
 use crate::AppState;
 
 /// How many members and events an account or audience page shows.
 const MEMBERS_SHOWN: usize = 100;
 
-/// Accounts, most members first.
-#[utoipa::path(get, path = "/api/accounts", tag = "accounts",
-    responses((status = 200, body = Vec<AccountView>)), security(("secret_key" = [])))]
-pub async fn accounts(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<Vec<AccountView>>> {
+/// How an account list is filtered and ordered.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct AccountListParams {
+    /// Only accounts of this health band: `at_risk`, `needs_attention` or `healthy`.
+    pub band: Option<String>,
+    /// `members` (most members first, the default), `health` (healthiest first) or
+    /// `health_asc` (least healthy first).
+    pub sort: Option<String>,
+}
+
+/// Accounts with their health, most members first unless sorted by health.
+#[utoipa::path(get, path = "/api/accounts", tag = "accounts", params(AccountListParams),
+    responses((status = 200, body = Vec<AccountView>), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn accounts(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Query(params): Query<AccountListParams>,
+) -> ApiResult<Json<Vec<AccountView>>> {
+    let band = params
+        .band
+        .map(|name| {
+            Band::parse(&name).ok_or_else(|| {
+                ApiError::bad_request("invalid_band", "band", "band is at_risk, needs_attention or healthy")
+            })
+        })
+        .transpose()?;
+    let sort = params.sort.unwrap_or_else(|| "members".into());
+    if !matches!(sort.as_str(), "members" | "health" | "health_asc") {
+        return Err(ApiError::bad_request("invalid_sort", "sort", "sort is members, health or health_asc"));
+    }
     let workspace = workspace_of(&state, key.workspace_id).await?;
     let now = state.clock.now();
     let model = workspace.model();
-    let accounts = state.store.accounts(workspace.id, 500).await?;
-    Ok(Json(accounts.into_iter().map(|a| AccountView::new(a, &model, now)).collect()))
+    let mut scored = health::accounts(&state, &workspace, band, now).await?;
+    // Stable sorts: accounts of equal health stay in member order.
+    match sort.as_str() {
+        "health" => scored.sort_by_key(|(_, health)| std::cmp::Reverse(health.score)),
+        "health_asc" => scored.sort_by_key(|(_, health)| health.score),
+        _ => {}
+    }
+    Ok(Json(
+        scored.into_iter().map(|(account, health)| AccountView::with_health(account, health, &model, now)).collect(),
+    ))
 }
 
 /// A member's latest activity.
@@ -49,7 +85,25 @@ pub struct AccountDetail {
     pub members: Vec<ContactView>,
     /// The members' latest interactions, newest first.
     pub recent_activity: Vec<MemberActivity>,
+    /// The CSM's rating, 1 to 5, if set (`PUT /api/accounts/{group_id}/rating`).
+    pub rating: Option<i64>,
+    /// The health the daily pass recorded, newest day first (the last 90 days).
+    pub health_history: Vec<HealthDay>,
 }
+
+/// An account's recorded health of one day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthDay {
+    /// The day (`YYYY-MM-DD`, in the workspace's time zone).
+    pub date: String,
+    /// 0 to 100.
+    pub score: i64,
+    /// The band.
+    pub band: String,
+}
+
+/// Days of recorded health an account shows.
+const HISTORY_SHOWN: usize = 90;
 
 /// One account.
 #[utoipa::path(get, path = "/api/accounts/{group_id}", tag = "accounts", params(("group_id" = String, Path)),
@@ -75,8 +129,24 @@ pub async fn account(
             interaction: interaction.into(),
         })
         .collect();
+    let health_model = health::model(&state, workspace.id).await?;
+    let scored = health::health(&state, &workspace, &health_model, &shown.account, now).await?;
+    let rating = state.store.account_rating(workspace.id, shown.account.id).await?;
+    let health_history = state
+        .store
+        .health_history(workspace.id, shown.account.id, HISTORY_SHOWN)
+        .await?
+        .into_iter()
+        .map(|record| HealthDay {
+            date: kith_core::time::date_of_day_key(record.day).to_string(),
+            score: record.score,
+            band: record.band,
+        })
+        .collect();
     Ok(Json(AccountDetail {
-        account: AccountView::new(shown.account, &model, now),
+        rating,
+        health_history,
+        account: AccountView::with_health(shown.account, scored, &model, now),
         members: shown.members.into_iter().map(|c| ContactView::new(c, &model, now)).collect(),
         recent_activity,
     }))

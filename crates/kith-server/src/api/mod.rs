@@ -4,6 +4,7 @@
 
 pub mod contacts;
 pub mod groups;
+pub mod health;
 pub mod nudges;
 pub mod settings;
 pub mod validate;
@@ -33,7 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/contacts/{id}/cadence", put(contacts::set_cadence))
         .route("/api/alias-conflicts", get(groups::alias_conflicts))
         .route("/api/accounts", get(groups::accounts))
+        .route("/api/accounts/at-risk", get(health::at_risk))
         .route("/api/accounts/{group_id}", get(groups::account))
+        .route("/api/accounts/{group_id}/rating", put(health::set_rating))
+        .route("/api/health-model", get(health::model).put(health::set_model))
         .route("/api/audiences", get(groups::audiences))
         .route("/api/audiences/{key}", get(groups::audience))
         .route("/api/cadence-rules", get(groups::cadence_rules).put(groups::set_cadence_rule))

@@ -18,7 +18,8 @@ use crate::AppState;
 #[utoipa::path(get, path = "/api/workspace", tag = "settings",
     responses((status = 200, body = WorkspaceView)), security(("secret_key" = [])))]
 pub async fn workspace(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<WorkspaceView>> {
-    Ok(Json(workspace_of(&state, key.workspace_id).await?.into()))
+    let workspace = workspace_of(&state, key.workspace_id).await?;
+    Ok(Json(WorkspaceView::of(workspace, &state.regions)))
 }
 
 /// Changes workspace settings.
@@ -31,7 +32,8 @@ pub async fn update_workspace(
     Body(change): Body<WorkspaceChange>,
 ) -> ApiResult<Json<WorkspaceView>> {
     let current = workspace_of(&state, key.workspace_id).await?;
-    Ok(Json(settings::update_workspace(&state, &current, change).await?.into()))
+    let updated = settings::update_workspace(&state, &current, change).await?;
+    Ok(Json(WorkspaceView::of(updated, &state.regions)))
 }
 
 /// The workspace's keys (never their secret part).

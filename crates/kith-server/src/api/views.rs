@@ -161,6 +161,12 @@ pub struct AccountView {
     pub created_at: String,
     /// Last group call.
     pub updated_at: String,
+    /// The account's health now: `score` (0–100), `band` (`at_risk`, `needs_attention`,
+    /// `healthy`) and each factor's contribution (`label`, `weight`, `value` 0–1, `points`,
+    /// `max_points`, `detail`). Shown in account lists and pages, not in a contact's accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub health: Option<kith_core::health::Health>,
 }
 
 impl AccountView {
@@ -175,7 +181,13 @@ impl AccountView {
             member_count: account.member_count,
             created_at: account.created_at.to_string(),
             updated_at: account.updated_at.to_string(),
+            health: None,
         }
+    }
+
+    /// The view at `now` with the account's health.
+    pub fn with_health(account: Account, health: kith_core::health::Health, model: &Model, now: Timestamp) -> Self {
+        AccountView { health: Some(health), ..AccountView::new(account, model, now) }
     }
 }
 
@@ -328,11 +340,16 @@ pub struct WorkspaceView {
     pub digest_webhook_url: Option<String>,
     /// Who the digest is emailed to.
     pub digest_email: Option<String>,
+    /// The region whose nodes and database serve the workspace (e.g. `eu`); its keys carry it.
+    /// `null` on a node that serves no region.
+    pub region: Option<String>,
 }
 
-impl From<Workspace> for WorkspaceView {
-    fn from(workspace: Workspace) -> Self {
+impl WorkspaceView {
+    /// The view of `workspace`, whose region is its own or, made before regions, the node's.
+    pub fn of(workspace: Workspace, regions: &crate::region::Regions) -> Self {
         WorkspaceView {
+            region: regions.of_workspace(&workspace),
             weights: serde_json::to_value(workspace.weights).unwrap_or(Value::Null),
             id: workspace.id,
             name: workspace.name,

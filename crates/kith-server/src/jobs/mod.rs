@@ -1,5 +1,5 @@
 //! Background work: pending-event expiry, the nudge passes (bucket changes, due dates,
-//! waiting firings), daily digests and outbound deliveries.
+//! waiting firings), daily digests, outbound deliveries and the record of account health.
 //!
 //! Each pass is a plain function of the state and its clock, so tests run them on demand
 //! with [`run_pending`] instead of sleeping; [`start`] only schedules them. Every pass is
@@ -32,6 +32,10 @@ const NUDGE_EVERY_TICKS: u64 = 15;
 const DIGEST_EVERY_TICKS: u64 = 60;
 /// Every so many ticks, pending events past their retention are deleted.
 const EXPIRY_EVERY_TICKS: u64 = 3600;
+/// Every so many ticks, every account's health of the day is recorded. Hourly rather than
+/// daily: each run replaces the day's record, so every workspace's day gets one whatever its
+/// time zone, and a node that was down at midnight still records the day.
+const HEALTH_EVERY_TICKS: u64 = 3600;
 /// Firings acted on per pass.
 const FIRINGS_PER_PASS: usize = 500;
 /// How long the scheduler waits before starting again after it died.
@@ -45,6 +49,7 @@ const EXPIRY: &str = "pending-event expiry";
 const NUDGES: &str = "nudges";
 const DIGESTS: &str = "digests";
 const DELIVERIES: &str = "deliveries";
+const ACCOUNT_HEALTH: &str = "account health";
 
 /// What one run of every pass did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -57,6 +62,8 @@ pub struct Report {
     pub digests: u64,
     /// Deliveries attempted.
     pub deliveries: delivery::Report,
+    /// Accounts whose health of the day was recorded.
+    pub account_health: u64,
 }
 
 /// How the scheduler is doing, for `/readyz` and `/metrics`.
@@ -192,6 +199,9 @@ async fn schedule(state: AppState) {
         if tick.is_multiple_of(DIGEST_EVERY_TICKS) {
             isolated(&state, DIGESTS, digest::queue_due(&state)).await;
         }
+        if tick.is_multiple_of(HEALTH_EVERY_TICKS) {
+            isolated(&state, ACCOUNT_HEALTH, crate::service::health::record_all(&state)).await;
+        }
         isolated(&state, DELIVERIES, delivery::deliver_due(&state)).await;
         tick = tick.wrapping_add(1);
     }
@@ -230,6 +240,7 @@ pub async fn run_pending(state: &AppState) -> Result<Report, StoreError> {
     let mut report = Report { expired: counted(state, EXPIRY, expire_pending(state)).await?, ..Report::default() };
     report.nudges = counted(state, NUDGES, nudges(state)).await?;
     report.digests = counted(state, DIGESTS, digest::queue_due(state)).await?;
+    report.account_health = counted(state, ACCOUNT_HEALTH, crate::service::health::record_all(state)).await?;
     loop {
         let pass = counted(state, DELIVERIES, delivery::deliver_due(state)).await?;
         if pass.attempted() == 0 {

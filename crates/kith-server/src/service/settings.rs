@@ -2,12 +2,12 @@
 //! themselves, whether the API or a settings form asks.
 
 use kith_core::closeness::Weights;
-use kith_store::{ApiKey, KeyKind, Workspace, WorkspacePatch};
+use kith_store::{ApiKey, KeyKind, Store, StoreError, Workspace, WorkspacePatch};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::generate_key;
+use crate::auth::generate_key_in;
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
 use crate::AppState;
@@ -200,10 +200,34 @@ pub async fn create_key(
     kind: KeyKind,
     name: Option<String>,
 ) -> ApiResult<(ApiKey, String)> {
-    let text = generate_key(kind);
+    let region = match state.store.workspace(workspace).await? {
+        Some(found) => state.regions.of_workspace(&found),
+        None => return Err(ApiError::not_found(format!("workspace {workspace} does not exist"))),
+    };
+    let text = generate_key_in(kind, region.as_deref());
     let name = name.unwrap_or_else(|| format!("{} key", kind.as_str()));
     let created = state.store.create_key(workspace, kind, &name, &text).await?;
     Ok((created, text))
+}
+
+/// A new workspace of `region` (the region of the node that creates it, if it has one) with a
+/// write key and a secret key that carry that region; returns the workspace and the two key
+/// texts, which exist nowhere else.
+pub async fn create_workspace(
+    store: &dyn Store,
+    region: Option<&str>,
+    name: &str,
+) -> Result<(Workspace, String, String), StoreError> {
+    let mut workspace = store.create_workspace(name).await?;
+    if let Some(region) = region {
+        let patch = WorkspacePatch { region: Some(region.to_owned()), ..WorkspacePatch::default() };
+        workspace = store.update_workspace(workspace.id, patch).await?;
+    }
+    let write = generate_key_in(KeyKind::Write, region);
+    let secret = generate_key_in(KeyKind::Secret, region);
+    store.create_key(workspace.id, KeyKind::Write, "default write key", &write).await?;
+    store.create_key(workspace.id, KeyKind::Secret, "default secret key", &secret).await?;
+    Ok((workspace, write, secret))
 }
 
 /// Revokes a key so that it stops working at once; `false` if the workspace has no key `id`.

@@ -3,19 +3,19 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use kith_core::closeness::days_of_millis;
+use kith_core::health::{AtRisk, Band, Health};
 use kith_core::time::date_of_day_key;
 use kith_store::Account;
 use maud::{html, Markup};
+use serde::Deserialize;
 
 use super::contacts::{contact_table, rows, Extra};
 use super::layout::{self, Nav};
 use super::session::Signed;
 use super::{page_cursor, CursorParams, WebError, WebResult};
-use crate::service::{encode_cursor, groups};
+use crate::service::{encode_cursor, groups, health};
 use crate::AppState;
 
-/// Accounts listed on one page.
-const ACCOUNTS_SHOWN: usize = 500;
 /// Members shown on an account or audience page.
 const MEMBERS_SHOWN: usize = 50;
 /// Entries of an account's recent activity and of an audience's history.
@@ -29,16 +29,83 @@ fn account_href(account: &Account) -> String {
     format!("/accounts/{}", layout::encode_query(&account.group_id))
 }
 
-/// `GET /accounts`.
-pub async fn accounts(State(state): State<AppState>, signed: Signed) -> WebResult<Response> {
+/// The band filter and order of the account list.
+#[derive(Debug, Default, Deserialize)]
+pub struct AccountsQuery {
+    /// `at_risk`, `needs_attention` or `healthy`.
+    band: Option<String>,
+    /// `health` (healthiest first) or `health_asc`; most members first otherwise.
+    sort: Option<String>,
+    /// Any value: the accounts at risk, by band or by a fall of their score (the band filter
+    /// is then ignored).
+    falling: Option<String>,
+}
+
+/// A health band as a tag.
+fn band_tag(band: Band) -> Markup {
+    html! { span class={ "tag tag-band-" (band.as_str()) } { (band.label()) } }
+}
+
+/// `GET /accounts`: accounts with their health, filtered by band and sorted by score on demand.
+pub async fn accounts(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(query): Query<AccountsQuery>,
+) -> WebResult<Response> {
     let workspace = &signed.workspace;
     let now = state.clock.now();
     let tz = workspace.tz();
     let model = workspace.model();
-    let accounts = state.store.accounts(workspace.id, ACCOUNTS_SHOWN).await?;
+    let band = match query.band.as_deref().filter(|band| !band.is_empty()) {
+        Some(name) => Some(
+            Band::parse(name).ok_or_else(|| WebError::bad_request("band is at_risk, needs_attention or healthy"))?,
+        ),
+        None => None,
+    };
+    let sort = query.sort.as_deref().filter(|sort| !sort.is_empty());
+    let falling = query.falling.as_deref().is_some_and(|falling| !falling.is_empty());
+    let mut accounts: Vec<(Account, Health, Option<AtRisk>)> = if falling {
+        let found = health::at_risk(&state, workspace, now).await?;
+        found.into_iter().map(|(account, health, reason)| (account, health, Some(reason))).collect()
+    } else {
+        let found = health::accounts(&state, workspace, band, now).await?;
+        found.into_iter().map(|(account, health)| (account, health, None)).collect()
+    };
+    match sort {
+        Some("health") => accounts.sort_by_key(|(_, health, _)| std::cmp::Reverse(health.score)),
+        Some("health_asc") => accounts.sort_by_key(|(_, health, _)| health.score),
+        None => {}
+        Some(_) => return Err(WebError::bad_request("sort is health or health_asc")),
+    }
+    let band_name = band.map(Band::as_str);
+    let bands = [None, Some(Band::AtRisk), Some(Band::NeedsAttention), Some(Band::Healthy)];
     let body = html! {
-        (layout::page_header("Accounts", Some(html! { "Companies your contacts belong to, from Segment group calls, most members first." }), None))
-        @if accounts.is_empty() {
+        (layout::page_header("Accounts", Some(html! { "Companies your contacts belong to, from Segment group calls, with their health." }), None))
+        nav.filters aria-label="Health band" {
+            @for option in bands {
+                @let href = layout::link("/accounts", &[("band", option.map(Band::as_str)), ("sort", sort)]);
+                @if option == band && !falling {
+                    strong aria-current="page" { (option.map_or("All", Band::label)) }
+                } @else {
+                    a href=(href) { (option.map_or("All", Band::label)) }
+                }
+                " "
+            }
+            @if falling {
+                strong aria-current="page" { "At risk or falling" }
+            } @else {
+                a href="/accounts?falling=1" { "At risk or falling" }
+            }
+            " · sort: "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", None)])) { "most members" } " "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health_asc"))])) { "least healthy" } " "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health"))])) { "healthiest" }
+        }
+        @if accounts.is_empty() && falling {
+            p.muted { "No account is at risk or falling now." }
+        } @else if accounts.is_empty() && band.is_some() {
+            p.muted { "No account is " (band.map_or("", Band::label)) " now." }
+        } @else if accounts.is_empty() {
             (layout::empty_state("No accounts yet", html! {
                 p { "A " code { "group" } " call links a contact to an account and gives it traits such as its name and plan:" }
                 (layout::code_block(
@@ -52,6 +119,7 @@ pub async fn accounts(State(state): State<AppState>, signed: Signed) -> WebResul
                     thead {
                         tr {
                             th scope="col" { "Account" }
+                            th scope="col" { "Health" }
                             th scope="col" { "Members" }
                             th scope="col" { "Closest" }
                             th.hide-sm scope="col" { "Mean score" }
@@ -60,11 +128,17 @@ pub async fn accounts(State(state): State<AppState>, signed: Signed) -> WebResul
                         }
                     }
                     tbody {
-                        @for account in &accounts {
+                        @for (account, health, reason) in &accounts {
                             tr {
                                 td {
                                     a.strong href=(account_href(account)) { (account_name(account)) }
                                     span.sub { (account.group_id) }
+                                }
+                                td {
+                                    strong.health-score { (health.score) } " " (band_tag(health.band))
+                                    @if let Some(AtRisk::Dropped { from, day }) = reason {
+                                        span.sub { "fell from " (from) " since " (layout::day(date_of_day_key(*day))) }
+                                    }
                                 }
                                 td { (account.member_count) }
                                 td { (layout::badge(&model.closeness(account.max_closeness_key, days_of_millis(now.as_millisecond())))) }
@@ -96,6 +170,8 @@ pub async fn account(
             .ok_or_else(|| WebError::not_found(format!("there is no account {group_id:?} in this workspace")))?;
     let model = workspace.model();
     let closest = model.closeness(account.max_closeness_key, days_of_millis(now.as_millisecond()));
+    let health_model = health::model(&state, workspace.id).await?;
+    let scored = health::health(&state, workspace, &health_model, &account, now).await?;
     let rows = rows(&state, workspace, members).await?;
     let body = html! {
         p.crumbs { a href="/accounts" { "← Accounts" } }
@@ -104,6 +180,7 @@ pub async fn account(
         }), Some(layout::badge(&closest))))
         div.contact-grid {
             div.contact-main {
+                (health_card(&scored))
                 section.card aria-labelledby="members-title" {
                     h2 #members-title { "Members, closest first" }
                     @if rows.is_empty() {
@@ -147,6 +224,44 @@ pub async fn account(
         }
     };
     Ok(layout::page(&signed, Nav::Accounts, account_name(&account), body))
+}
+
+/// The score, its band, and a bar per factor: how many of its points it earned.
+fn health_card(health: &Health) -> Markup {
+    html! {
+        section.card.health aria-labelledby="health-title" {
+            h2 #health-title { "Health " strong.health-score { (health.score) } " " (band_tag(health.band)) }
+            table.health-factors {
+                thead {
+                    tr {
+                        th scope="col" { "Factor" }
+                        th scope="col" { "Points" }
+                        th.hide-sm scope="col" { "Measured" }
+                    }
+                }
+                tbody {
+                    @for factor in &health.factors {
+                        tr {
+                            td { (factor.label) span.sub { "weight " (factor.weight) } }
+                            td {
+                                // The bar is as long as the factor's share of the score, filled
+                                // as far as it earned it.
+                                span.health-bar style={ "width:" (factor.max_points) "%" }
+                                    role="img" aria-label={ (factor.points) " of " (factor.max_points) " points" } {
+                                    @let filled = if factor.max_points > 0.0 { 100.0 * factor.points / factor.max_points } else { 0.0 };
+                                    span.health-fill style={ "width:" (filled) "%" } {}
+                                }
+                                " " (factor.points) " / " (factor.max_points)
+                            }
+                            td.hide-sm { (factor.detail) }
+                        }
+                    }
+                }
+            }
+            p.small.muted { "The score is the sum of the points. Change the factors and weights with "
+                code { "PUT /api/health-model" } "; rate the account with " code { "PUT /api/accounts/{group_id}/rating" } "." }
+        }
+    }
 }
 
 fn traits_list(traits: &serde_json::Map<String, serde_json::Value>) -> Markup {

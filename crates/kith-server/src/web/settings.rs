@@ -162,6 +162,15 @@ async fn render(
             section.card #workspace aria-labelledby="workspace-title" {
                 h2 #workspace-title { "Workspace" }
                 (message_for(Form::Workspace))
+                @if let Some(region) = state.regions.of_workspace(workspace) {
+                    p #ws-region {
+                        "Region " strong { (region) } ": this workspace's data is stored and served in this region only, "
+                        "and its keys carry it (" code { "kith_wk_" (region) "_…" } ")."
+                        @if let Some(url) = state.regions.endpoints.get(&region) {
+                            " Point its sources at " code { (url) } "."
+                        }
+                    }
+                }
                 form.stack method="post" action="/settings/workspace" {
                     (layout::csrf(signed))
                     div.field {

@@ -14,11 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
-use kith_server::auth::generate_key;
 use kith_server::{App, AppConfig, AppState, Clock};
 use kith_store::postgres::{PostgresOptions, PostgresStore};
 use kith_store::sqlite::{Durability, SqliteOptions, SqliteStore};
-use kith_store::{KeyKind, Store};
+use kith_store::Store;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -181,6 +180,8 @@ pub struct Options {
     pub scheduled_jobs: bool,
     /// How long the scheduler may go without progress before `/readyz` says so.
     pub jobs_stale_after: Option<std::time::Duration>,
+    /// The region the node serves and the regions' addresses (none by default).
+    pub regions: kith_server::region::Regions,
 }
 
 /// A file of the repository's copy of the shared fixtures.
@@ -221,11 +222,11 @@ impl TestServer {
     /// A server on `store`, which the test opened on `database` its own way (e.g. through a
     /// proxy it controls), with a workspace and keys as [`TestServer::start_with`] gives.
     pub async fn start_on(database: TestDatabase, store: Arc<dyn Store>, options: Options) -> TestServer {
-        let workspace = store.create_workspace("Test").await.expect("workspace");
-        let write_key = generate_key(KeyKind::Write);
-        let secret_key = generate_key(KeyKind::Secret);
-        store.create_key(workspace.id, KeyKind::Write, "w", &write_key).await.unwrap();
-        store.create_key(workspace.id, KeyKind::Secret, "s", &secret_key).await.unwrap();
+        // As `kith serve` makes its first workspace: of the node's region, with keys that say it.
+        let (workspace, write_key, secret_key) =
+            kith_server::service::settings::create_workspace(store.as_ref(), options.regions.own.as_deref(), "Test")
+                .await
+                .expect("workspace");
         let mut server = TestServer::serve(store, options).await;
         server.write_key = write_key;
         server.secret_key = secret_key;
@@ -256,6 +257,7 @@ impl TestServer {
             outbound_allow,
             jobs_stale_after: options.jobs_stale_after,
             web: options.web,
+            regions: options.regions,
             ..AppConfig::default()
         };
         let app = App::new(store, config).expect("app");

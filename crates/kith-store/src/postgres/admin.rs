@@ -11,7 +11,7 @@ use crate::{Result, StoreError};
 const WORKSPACE_COLUMNS: &str =
     "id, name, time_zone, half_life_days, weights, pending_days, signing_secret IS NOT NULL,
      created_at, segment_host, segment_write_key IS NOT NULL, digest_time, digest_webhook_url, digest_email,
-     refuse_array_bodies";
+     refuse_array_bodies, region";
 
 fn workspace_row(row: &Row) -> Result<Workspace> {
     let weights: String = row.try_get(4)?;
@@ -28,6 +28,7 @@ fn workspace_row(row: &Row) -> Result<Workspace> {
         segment_write_key_set: row.try_get(9)?,
         digest: Digest { time: row.try_get(10)?, webhook_url: row.try_get(11)?, email: row.try_get(12)? },
         refuse_array_bodies: row.try_get(13)?,
+        region: row.try_get(14)?,
     })
 }
 
@@ -79,6 +80,9 @@ pub async fn update_workspace(c: &mut Client, id: WorkspaceId, patch: WorkspaceP
     }
     if let Some(refuse) = patch.refuse_array_bodies {
         tx.execute("UPDATE workspaces SET refuse_array_bodies = $2 WHERE id = $1", &[&id, &refuse]).await?;
+    }
+    if let Some(region) = &patch.region {
+        tx.execute("UPDATE workspaces SET region = $2 WHERE id = $1", &[&id, region]).await?;
     }
     for (column, value) in [
         ("signing_secret", &patch.signing_secret),

@@ -10,6 +10,7 @@
 
 mod admin;
 mod connect;
+mod health;
 mod migrate;
 mod nudges;
 mod read;
@@ -367,6 +368,41 @@ impl Store for PostgresStore {
 
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool> {
         on_connection!(self, |c| admin::claim_digest(c, workspace, day))
+    }
+
+    async fn health_model(&self, workspace: WorkspaceId) -> Result<Option<String>> {
+        on_connection!(self, |c| health::health_model(c, workspace))
+    }
+
+    async fn set_health_model(&self, workspace: WorkspaceId, model: &str) -> Result<()> {
+        on_connection!(self, |c| health::set_health_model(c, workspace, model))
+    }
+
+    async fn account_rating(&self, workspace: WorkspaceId, account: i64) -> Result<Option<i64>> {
+        on_connection!(self, |c| health::account_rating(c, workspace, account))
+    }
+
+    async fn set_account_rating(&self, workspace: WorkspaceId, account: i64, rating: Option<i64>) -> Result<()> {
+        on_connection!(self, |c| health::set_account_rating(c, workspace, account, rating))
+    }
+
+    async fn member_event_counts(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        since_ms: i64,
+        until_ms: i64,
+        event: Option<&str>,
+    ) -> Result<MemberEventCounts> {
+        on_connection!(self, |c| health::member_event_counts(c, workspace, account, since_ms, until_ms, event))
+    }
+
+    async fn record_health(&self, workspace: WorkspaceId, record: HealthRecord) -> Result<()> {
+        on_connection!(self, |c| health::record_health(c, workspace, &record))
+    }
+
+    async fn health_history(&self, workspace: WorkspaceId, account: i64, limit: usize) -> Result<Vec<HealthRecord>> {
+        on_connection!(self, |c| health::health_history(c, workspace, account, limit))
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {

@@ -11,7 +11,7 @@ use crate::{Result, StoreError};
 const WORKSPACE_COLUMNS: &str =
     "id, name, time_zone, half_life_days, weights, pending_days, signing_secret IS NOT NULL,
      created_at, segment_host, segment_write_key IS NOT NULL, digest_time, digest_webhook_url, digest_email,
-     refuse_array_bodies";
+     refuse_array_bodies, region";
 
 fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
     let weights: String = row.get(4)?;
@@ -28,6 +28,7 @@ fn workspace_row(row: &Row) -> rusqlite::Result<Workspace> {
         segment_write_key_set: row.get(9)?,
         digest: Digest { time: row.get(10)?, webhook_url: row.get(11)?, email: row.get(12)? },
         refuse_array_bodies: row.get(13)?,
+        region: row.get(14)?,
     })
 }
 
@@ -69,6 +70,9 @@ pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePat
     }
     if let Some(refuse) = patch.refuse_array_bodies {
         tx.execute("UPDATE workspaces SET refuse_array_bodies = ?2 WHERE id = ?1", params![id, refuse])?;
+    }
+    if let Some(region) = &patch.region {
+        tx.execute("UPDATE workspaces SET region = ?2 WHERE id = ?1", params![id, region])?;
     }
     for (column, value) in [
         ("signing_secret", &patch.signing_secret),

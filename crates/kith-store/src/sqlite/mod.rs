@@ -11,6 +11,7 @@ mod crash;
 mod dedup;
 mod files;
 mod handoff;
+mod health;
 mod log;
 mod migrate;
 mod nudges;
@@ -610,6 +611,46 @@ impl Store for SqliteStore {
 
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool> {
         self.write(move |c| admin::claim_digest(c, workspace, day)).await
+    }
+
+    async fn health_model(&self, workspace: WorkspaceId) -> Result<Option<String>> {
+        self.read(move |c| health::health_model(c, workspace)).await
+    }
+
+    async fn set_health_model(&self, workspace: WorkspaceId, model: &str) -> Result<()> {
+        let model = model.to_owned();
+        self.write(move |c| health::set_health_model(c, workspace, &model)).await
+    }
+
+    async fn account_rating(&self, workspace: WorkspaceId, account: i64) -> Result<Option<i64>> {
+        self.read(move |c| health::account_rating(c, workspace, account)).await
+    }
+
+    async fn set_account_rating(&self, workspace: WorkspaceId, account: i64, rating: Option<i64>) -> Result<()> {
+        self.write(move |c| health::set_account_rating(c, workspace, account, rating)).await
+    }
+
+    async fn member_event_counts(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        since_ms: i64,
+        until_ms: i64,
+        event: Option<&str>,
+    ) -> Result<MemberEventCounts> {
+        let event = event.map(str::to_owned);
+        self.read_fresh(move |c| {
+            health::member_event_counts(c, workspace, account, since_ms, until_ms, event.as_deref())
+        })
+        .await
+    }
+
+    async fn record_health(&self, workspace: WorkspaceId, record: HealthRecord) -> Result<()> {
+        self.write(move |c| health::record_health(c, workspace, &record)).await
+    }
+
+    async fn health_history(&self, workspace: WorkspaceId, account: i64, limit: usize) -> Result<Vec<HealthRecord>> {
+        self.read(move |c| health::health_history(c, workspace, account, limit)).await
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {
