@@ -4,7 +4,6 @@
 use kith_core::time::from_millis;
 use tokio_postgres::Client;
 
-use super::now_ms;
 use crate::model::*;
 use crate::Result;
 
@@ -13,11 +12,11 @@ pub async fn health_model(c: &mut Client, workspace: WorkspaceId) -> Result<Opti
     Ok(row.map(|row| row.get(0)))
 }
 
-pub async fn set_health_model(c: &mut Client, workspace: WorkspaceId, model: &str) -> Result<()> {
+pub async fn set_health_model(c: &mut Client, workspace: WorkspaceId, model: &str, now: i64) -> Result<()> {
     c.execute(
         "INSERT INTO health_models (workspace_id, model, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (workspace_id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
-        &[&workspace, &model, &now_ms()],
+        &[&workspace, &model, &now],
     )
     .await?;
     Ok(())
@@ -38,13 +37,14 @@ pub async fn set_account_rating(
     workspace: WorkspaceId,
     account: i64,
     rating: Option<i64>,
+    now: i64,
 ) -> Result<()> {
     match rating {
         Some(rating) => {
             c.execute(
                 "INSERT INTO account_ratings (account_id, workspace_id, rating, rated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (account_id) DO UPDATE SET rating = excluded.rating, rated_at = excluded.rated_at",
-                &[&account, &workspace, &rating, &now_ms()],
+                &[&account, &workspace, &rating, &now],
             )
             .await?
         }

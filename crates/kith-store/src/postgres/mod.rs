@@ -375,7 +375,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_health_model(&self, workspace: WorkspaceId, model: &str) -> Result<()> {
-        on_connection!(self, |c| health::set_health_model(c, workspace, model))
+        on_connection!(self, |c| health::set_health_model(c, workspace, model, self.now()))
     }
 
     async fn account_rating(&self, workspace: WorkspaceId, account: i64) -> Result<Option<i64>> {
@@ -383,7 +383,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_account_rating(&self, workspace: WorkspaceId, account: i64, rating: Option<i64>) -> Result<()> {
-        on_connection!(self, |c| health::set_account_rating(c, workspace, account, rating))
+        on_connection!(self, |c| health::set_account_rating(c, workspace, account, rating, self.now()))
     }
 
     async fn member_event_counts(

@@ -4,7 +4,6 @@
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::now_ms;
 use crate::model::*;
 use crate::Result;
 
@@ -13,11 +12,11 @@ pub fn health_model(c: &Connection, workspace: WorkspaceId) -> Result<Option<Str
         .optional()?)
 }
 
-pub fn set_health_model(c: &mut Connection, workspace: WorkspaceId, model: &str) -> Result<()> {
+pub fn set_health_model(c: &mut Connection, workspace: WorkspaceId, model: &str, now: i64) -> Result<()> {
     c.execute(
         "INSERT INTO health_models (workspace_id, model, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (workspace_id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
-        params![workspace, model, now_ms()],
+        params![workspace, model, now],
     )?;
     Ok(())
 }
@@ -31,12 +30,18 @@ pub fn account_rating(c: &Connection, workspace: WorkspaceId, account: i64) -> R
     .optional()?)
 }
 
-pub fn set_account_rating(c: &mut Connection, workspace: WorkspaceId, account: i64, rating: Option<i64>) -> Result<()> {
+pub fn set_account_rating(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    account: i64,
+    rating: Option<i64>,
+    now: i64,
+) -> Result<()> {
     match rating {
         Some(rating) => c.execute(
             "INSERT INTO account_ratings (account_id, workspace_id, rating, rated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (account_id) DO UPDATE SET rating = excluded.rating, rated_at = excluded.rated_at",
-            params![account, workspace, rating, now_ms()],
+            params![account, workspace, rating, now],
         )?,
         None => c.execute(
             "DELETE FROM account_ratings WHERE account_id = ?1 AND workspace_id = ?2",

@@ -619,7 +619,8 @@ impl Store for SqliteStore {
 
     async fn set_health_model(&self, workspace: WorkspaceId, model: &str) -> Result<()> {
         let model = model.to_owned();
-        self.write(move |c| health::set_health_model(c, workspace, &model)).await
+        let now = self.now();
+        self.write(move |c| health::set_health_model(c, workspace, &model, now)).await
     }
 
     async fn account_rating(&self, workspace: WorkspaceId, account: i64) -> Result<Option<i64>> {
@@ -627,7 +628,8 @@ impl Store for SqliteStore {
     }
 
     async fn set_account_rating(&self, workspace: WorkspaceId, account: i64, rating: Option<i64>) -> Result<()> {
-        self.write(move |c| health::set_account_rating(c, workspace, account, rating)).await
+        let now = self.now();
+        self.write(move |c| health::set_account_rating(c, workspace, account, rating, now)).await
     }
 
     async fn member_event_counts(
