@@ -68,6 +68,7 @@ fn describe_then(action: &Action) -> String {
     match action {
         Action::Webhook { url, .. } => format!("post to {}", url.split('/').take(3).collect::<Vec<_>>().join("/")),
         Action::Email { to, .. } => format!("email {to}"),
+        Action::Message { template } => format!("send template {template} to the contact"),
         Action::Segment { event } => format!("send “{}” to Segment", event.as_deref().unwrap_or("Nudge Sent")),
     }
 }
