@@ -187,7 +187,7 @@ pub struct DeliveryView {
     /// What is sent.
     #[schema(value_type = Object)]
     pub payload: Value,
-    /// `pending`, `sent` or `failed`.
+    /// `pending`, `sent`, `failed` or `skipped` (a message its contact's consent did not allow).
     pub status: String,
     /// Attempts made.
     pub attempts: i64,
@@ -239,8 +239,12 @@ pub async fn deliveries(
     Query(params): Query<DeliveryParams>,
 ) -> ApiResult<Json<Vec<DeliveryView>>> {
     if let Some(status) = params.status.as_deref() {
-        if !["pending", "sent", "failed"].contains(&status) {
-            return Err(ApiError::bad_request("invalid_status", "status", "status is pending, sent or failed"));
+        if !["pending", "sent", "failed", "skipped"].contains(&status) {
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                "status",
+                "status is pending, sent, failed or skipped",
+            ));
         }
     }
     let list = state

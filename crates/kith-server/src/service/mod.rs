@@ -9,6 +9,7 @@
 
 pub mod contacts;
 pub mod groups;
+pub mod messages;
 pub mod nudges;
 pub mod settings;
 pub mod users;
