@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::outbound::{Mail, SmtpSink};
 use common::{Options, TestServer};
 use jiff::{SignedDuration, Timestamp};
@@ -313,6 +314,15 @@ async fn templates_are_checked_when_saved_and_previewed_for_a_real_contact() {
         )
         .await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_rule")), "{body}");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/rules",
+            &json!({"name": "R", "when": {"becomes_due": {}},
+        "then": [{"message": {"template": welcome + 1}}]}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_template")), "{body}");
 
     let (status, _) = server.call(Method::DELETE, &format!("/api/templates/{welcome}"), &json!({})).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -321,7 +331,34 @@ async fn templates_are_checked_when_saved_and_previewed_for_a_real_contact() {
     server.stop().await;
 }
 
+async fn the_sender_is_set_on_the_settings_page() {
+    let smtp = SmtpSink::start().await;
+    let server = server(&smtp).await;
+    let password = "correct horse battery";
+    kith_server::service::users::create_user(server.state.store.as_ref(), server.workspace, "me@example.com", password)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in("me@example.com", password).await;
+    let csrf = browser.get("/settings").await.csrf();
+    let refused = browser.post("/settings/sender", &[("_csrf", &csrf), ("from_address", "nope")]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("is not an email address"), "{}", refused.body);
+    let page = browser
+        .post(
+            "/settings/sender",
+            &[("_csrf", &csrf), ("from_name", "Acme"), ("from_address", "Hello@Acme.example"), ("reply_to", "")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"value="hello@acme.example""#), "{}", page.body);
+    let sender = server.get("/api/workspace/sender").await;
+    assert_eq!(sender, json!({"from_name": "Acme", "from_address": "hello@acme.example", "reply_to": null}));
+    server.stop().await;
+}
+
 backend_tests!(
+    the_sender_is_set_on_the_settings_page,
     a_rule_sends_the_rendered_template_and_unsubscribing_stops_the_next,
     opt_in_topics_need_consent_which_traits_can_give_or_take,
     templates_are_checked_when_saved_and_previewed_for_a_real_contact,

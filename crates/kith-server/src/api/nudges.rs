@@ -13,7 +13,7 @@ use super::Body;
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
-use crate::service::nudges::check_rule;
+use crate::service::nudges::{check_rule, check_templates};
 use crate::AppState;
 
 /// A rule.
@@ -120,6 +120,7 @@ pub async fn create(
     Body(body): Body<Value>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
     let spec = read_spec(state.outbound.policy(), body)?;
+    check_templates(&state, key.workspace_id, &spec).await?;
     let rule = state.store.create_rule(key.workspace_id, spec).await?;
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
@@ -152,6 +153,7 @@ pub async fn update(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<RuleView>> {
     let spec = read_spec(state.outbound.policy(), body)?;
+    check_templates(&state, key.workspace_id, &spec).await?;
     let rule = state
         .store
         .update_rule(key.workspace_id, id, spec)
