@@ -675,7 +675,7 @@ pub struct Template {
 }
 
 /// Who a workspace's messages come from, and the key its unsubscribe links are signed with.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Sender {
     /// The display name of the From address.
     pub from_name: Option<String>,
@@ -685,6 +685,17 @@ pub struct Sender {
     pub reply_to: Option<String>,
     /// HMAC key of unsubscribe links (hex); never shown.
     pub link_secret: String,
+}
+
+/// The link key is left out: a logged sender must not let anyone forge unsubscribe links.
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("from_name", &self.from_name)
+            .field("from_address", &self.from_address)
+            .field("reply_to", &self.reply_to)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A contact's own choice about a topic.
