@@ -249,6 +249,20 @@ async fn opt_in_topics_need_consent_which_traits_can_give_or_take() {
     assert_eq!(log["messages"][0]["reason"], "unsubscribed", "{log}");
     assert_eq!(log["messages"].as_array().unwrap().len(), 3);
     assert_eq!(smtp.mails().len(), 1);
+
+    // The contact's page shows the same.
+    let password = "correct horse battery";
+    kith_server::service::users::create_user(server.state.store.as_ref(), server.workspace, "me@example.com", password)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in("me@example.com", password).await;
+    let id = server.contact("ada@example.com").await["id"].as_i64().unwrap();
+    let page = browser.get(&format!("/contacts/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for shown in ["Billing", "not subscribed", ": sent", ": skipped (no consent)", ": skipped (unsubscribed)"] {
+        assert!(page.body.contains(shown), "{shown:?} on the contact page: {}", page.body);
+    }
     server.stop().await;
 }
 
