@@ -34,7 +34,7 @@ impl Modify for SecretKeyAuth {
         nudges::list, nudges::create, nudges::show, nudges::update, nudges::delete, nudges::deliveries, nudges::retry,
         messages::topics, messages::create_topic, messages::templates, messages::create_template, messages::template,
         messages::update_template, messages::delete_template, messages::preview, messages::sender,
-        messages::set_sender, messages::contact_messages,
+        messages::set_sender, messages::limits, messages::set_limits, messages::contact_messages,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),

@@ -371,7 +371,63 @@ async fn the_sender_is_set_on_the_settings_page() {
     server.stop().await;
 }
 
+async fn a_frequency_cap_skips_and_quiet_hours_hold() {
+    let smtp = SmtpSink::start().await;
+    let server = server(&smtp).await;
+    let tips = topic(&server, "Tips", false).await;
+    let welcome = template(&server, tips).await;
+    message_rule(&server, welcome).await;
+    identify(&server, json!({"email": "ada@example.com", "first_name": "Ada"})).await;
+    for bad in [
+        json!({"cap": {"messages": 0, "within_hours": 24}}),
+        json!({"cap": {"messages": 1, "within_hours": 0}}),
+        json!({"quiet_hours": {"start": "25:00", "end": "08:00"}}),
+        json!({"quiet_hours": {"start": "08:00", "end": "08:00"}}),
+    ] {
+        let (status, body) = server.call(Method::PUT, "/api/workspace/message-limits", &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["code"].as_str().unwrap().starts_with("invalid_"), "{body}");
+    }
+    // At most one message a day; quiet from 08:30 to 10:00 in the workspace's zone (UTC), and the
+    // test's clock stands at 09:00.
+    let limits = json!({"cap": {"messages": 1, "within_hours": 24}, "quiet_hours": {"start": "08:30", "end": "10:00"}});
+    let (status, body) = server.call(Method::PUT, "/api/workspace/message-limits", &limits).await;
+    assert_eq!((status, &body), (StatusCode::OK, &limits));
+    assert_eq!(server.get("/api/workspace/message-limits").await, limits);
+
+    sign_up(&server, "q1").await;
+    let report = server.run_jobs().await;
+    assert_eq!((report.deliveries.held, report.deliveries.sent), (1, 0), "{report:?}");
+    let pending = server.get("/api/deliveries?status=pending").await;
+    let held = pending[0]["last_error"].as_str().unwrap();
+    assert!(held.contains("quiet hours, until 2024-07-01T10:00:00Z"), "{held}");
+    assert_eq!(pending[0]["next_attempt_at"], "2024-07-01T10:00:00Z");
+
+    server.state.clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(server.run_jobs().await.deliveries.sent, 1, "sent when quiet hours end");
+    sign_up(&server, "q2").await;
+    assert_eq!(server.run_jobs().await.deliveries.skipped, 1, "over the cap");
+    let log = messages(&server).await;
+    assert_eq!(log["messages"][0]["reason"], "capped", "{log}");
+
+    // Over a day after the last send the cap allows one again, once quiet hours are over; the
+    // contact's own zone, once it has one, decides them.
+    server.state.clock.advance(SignedDuration::from_hours(23));
+    sign_up(&server, "q-quiet").await;
+    assert_eq!(server.run_jobs().await.deliveries.held, 1, "09:00 UTC is quiet in the workspace's zone");
+    server.state.clock.advance(SignedDuration::from_hours(2));
+    assert_eq!(server.run_jobs().await.deliveries.sent, 1);
+    // 09:00 UTC two days later: quiet in UTC, 18:00 in the contact's Tokyo.
+    server.state.clock.advance(SignedDuration::from_hours(46));
+    identify(&server, json!({"timezone": "Asia/Tokyo"})).await;
+    sign_up(&server, "q3").await;
+    assert_eq!(server.run_jobs().await.deliveries.sent, 1);
+    assert_eq!(smtp.mails().len(), 3);
+    server.stop().await;
+}
+
 backend_tests!(
+    a_frequency_cap_skips_and_quiet_hours_hold,
     the_sender_is_set_on_the_settings_page,
     a_rule_sends_the_rendered_template_and_unsubscribing_stops_the_next,
     opt_in_topics_need_consent_which_traits_can_give_or_take,

@@ -260,6 +260,12 @@ pub trait Store: Send + Sync + 'static {
     async fn sender(&self, workspace: WorkspaceId, new_secret: &str) -> Result<Sender>;
     /// Replaces the from name, from address and reply-to (the link key stays).
     async fn set_sender(&self, workspace: WorkspaceId, sender: Sender) -> Result<Sender>;
+    /// The workspace's frequency cap and quiet hours (none when never set).
+    async fn message_limits(&self, workspace: WorkspaceId) -> Result<MessageLimits>;
+    /// Replaces the frequency cap and quiet hours (checked by the caller; the sender exists).
+    async fn set_message_limits(&self, workspace: WorkspaceId, limits: MessageLimits) -> Result<()>;
+    /// How many messages were sent to a contact since `since`.
+    async fn messages_sent_since(&self, workspace: WorkspaceId, contact: ContactId, since: Timestamp) -> Result<i64>;
     /// A contact's own choices per topic.
     async fn subscriptions(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>>;
     /// Records a contact's choice about a topic.

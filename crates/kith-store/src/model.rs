@@ -698,6 +698,19 @@ impl std::fmt::Debug for Sender {
     }
 }
 
+/// How many messages a contact may get, and when not, per workspace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageLimits {
+    /// At most this many messages per contact within `cap_window_hours`, across rules.
+    pub cap_count: Option<i64>,
+    /// The rolling window of the cap.
+    pub cap_window_hours: Option<i64>,
+    /// "HH:MM": messages due from then, in the contact's time zone, wait until `quiet_end`.
+    pub quiet_start: Option<String>,
+    /// "HH:MM": the end of quiet hours.
+    pub quiet_end: Option<String>,
+}
+
 /// A contact's own choice about a topic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Subscription {

@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kith_store::{MessageEntry, Sender, Template, TemplateSpec, Topic};
+use kith_store::{MessageEntry, MessageLimits, Sender, Template, TemplateSpec, Topic};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -290,6 +290,71 @@ pub async fn set_sender(
     Ok(Json(messages::update_sender(&state, key.workspace_id, change).await?.into()))
 }
 
+/// A frequency cap: at most `messages` per contact within `within_hours`, across rules.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapView {
+    pub messages: i64,
+    pub within_hours: i64,
+}
+
+/// Quiet hours, "HH:MM" in the contact's `timezone` trait, else the workspace's time zone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursView {
+    pub start: String,
+    pub end: String,
+}
+
+/// How many messages a contact may get, and when not.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsView {
+    /// A message over the cap is skipped (reason `capped`); `null`: no cap.
+    #[serde(default)]
+    pub cap: Option<CapView>,
+    /// A message due inside quiet hours waits for their end; `null`: none.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursView>,
+}
+
+impl From<MessageLimits> for LimitsView {
+    fn from(limits: MessageLimits) -> Self {
+        LimitsView {
+            cap: limits
+                .cap_count
+                .zip(limits.cap_window_hours)
+                .map(|(messages, within_hours)| CapView { messages, within_hours }),
+            quiet_hours: limits.quiet_start.zip(limits.quiet_end).map(|(start, end)| QuietHoursView { start, end }),
+        }
+    }
+}
+
+/// The workspace's frequency cap and quiet hours.
+#[utoipa::path(get, path = "/api/workspace/message-limits", tag = "messages",
+    responses((status = 200, body = LimitsView)), security(("secret_key" = [])))]
+pub async fn limits(State(state): State<AppState>, SecretKey(key): SecretKey) -> ApiResult<Json<LimitsView>> {
+    Ok(Json(state.store.message_limits(key.workspace_id).await?.into()))
+}
+
+/// Replaces the frequency cap and quiet hours.
+#[utoipa::path(put, path = "/api/workspace/message-limits", tag = "messages", request_body = LimitsView,
+    responses((status = 200, body = LimitsView), (status = 400, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn set_limits(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Body(body): Body<LimitsView>,
+) -> ApiResult<Json<LimitsView>> {
+    let limits = MessageLimits {
+        cap_count: body.cap.as_ref().map(|cap| cap.messages),
+        cap_window_hours: body.cap.as_ref().map(|cap| cap.within_hours),
+        quiet_start: body.quiet_hours.as_ref().map(|quiet| quiet.start.clone()),
+        quiet_end: body.quiet_hours.map(|quiet| quiet.end),
+    };
+    Ok(Json(messages::update_limits(&state, key.workspace_id, limits).await?.into()))
+}
+
 /// A message considered for a contact.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
@@ -300,7 +365,7 @@ pub struct MessageView {
     pub template_id: i64,
     /// `sent` or `skipped`.
     pub outcome: String,
-    /// Why it was skipped: `unsubscribed`, `suppressed` or `no_consent`.
+    /// Why it was skipped: `unsubscribed`, `suppressed`, `no_consent` or `capped`.
     pub reason: Option<String>,
     /// When it was decided (RFC 3339, UTC).
     pub at: String,

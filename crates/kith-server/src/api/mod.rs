@@ -55,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/templates/{id}/preview", post(messages::preview))
         .route("/api/workspace/sender", get(messages::sender).put(messages::set_sender))
+        .route("/api/workspace/message-limits", get(messages::limits).put(messages::set_limits))
         .route("/api/contacts/{id}/messages", get(messages::contact_messages))
 }
 

@@ -47,14 +47,16 @@ pub struct Report {
     pub retried: u64,
     /// Given up.
     pub failed: u64,
-    /// Messages the contact's consent did not allow.
+    /// Messages the contact's consent or the frequency cap did not allow.
     pub skipped: u64,
+    /// Messages held until the contact's quiet hours end.
+    pub held: u64,
 }
 
 impl Report {
     /// Deliveries dealt with: attempts made, and messages skipped without one.
     pub fn attempted(&self) -> u64 {
-        self.sent + self.retried + self.failed + self.skipped
+        self.sent + self.retried + self.failed + self.skipped + self.held
     }
 
     /// Adds another pass.
@@ -63,6 +65,7 @@ impl Report {
         self.retried += other.retried;
         self.failed += other.failed;
         self.skipped += other.skipped;
+        self.held += other.held;
     }
 }
 
@@ -183,9 +186,9 @@ async fn send_email(state: &AppState, delivery: &Delivery) -> Attempt {
     send_mail(state, message).await
 }
 
-/// A message to a contact: checked against its consent and rendered now (an unsubscribe that
-/// arrived while it waited counts), then sent like any email. A skip or a send is written to
-/// the contact's message log.
+/// A message to a contact: checked against its consent, quiet hours and the frequency cap and
+/// rendered now (an unsubscribe that arrived while it waited counts), then sent like any email.
+/// A skip or a send is written to the contact's message log; a hold waits in the outbox.
 async fn deliver_message(
     state: &AppState,
     delivery: &Delivery,
@@ -203,6 +206,13 @@ async fn deliver_message(
             state.store.record_message(delivery.workspace_id, entry).await?;
             state.store.finish_delivery(delivery.id, DeliveryResult::Skipped { reason }, now).await?;
             report.skipped += 1;
+            state.jobs.progress();
+            Ok(())
+        }
+        Prepared::Hold(until) => {
+            let error = format!("held for the contact's quiet hours, until {until}");
+            state.store.finish_delivery(delivery.id, DeliveryResult::Retry { at: until, error }, now).await?;
+            report.held += 1;
             state.jobs.progress();
             Ok(())
         }

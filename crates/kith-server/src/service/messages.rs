@@ -1,12 +1,15 @@
 //! Messages to contacts: templates (checked when saved, rendered in a sandbox), the consent a
-//! message needs, signed unsubscribe links, the workspace's sender, and what a `message`
-//! delivery turns into when its turn comes.
+//! message needs, signed unsubscribe links, the workspace's sender, its frequency cap and quiet
+//! hours, and what a `message` delivery turns into when its turn comes.
 
 use hmac::{Hmac, Mac};
-use jiff::Timestamp;
+use jiff::civil::Time;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 use kith_core::identity::normalize_email;
 use kith_store::{
-    Contact, ContactKey, Delivery, NewMessageEntry, Sender, StoreError, Subscription, TemplateSpec, Topic, WorkspaceId,
+    Contact, ContactKey, Delivery, MessageLimits, NewMessageEntry, Sender, StoreError, Subscription, TemplateSpec,
+    Topic, WorkspaceId,
 };
 use minijinja::{Environment, UndefinedBehavior};
 use rand::RngCore;
@@ -253,6 +256,65 @@ pub async fn update_sender(state: &AppState, workspace: WorkspaceId, change: Sen
     Ok(state.store.set_sender(workspace, Sender { from_name, from_address, reply_to, ..current }).await?)
 }
 
+/// The trait naming a contact's IANA time zone, for quiet hours.
+pub const TIMEZONE_TRAIT: &str = "timezone";
+/// The longest frequency-cap window.
+pub const MAX_CAP_WINDOW_HOURS: i64 = 24 * 90;
+
+/// Checks and stores the frequency cap and quiet hours. A cap is a count and a window together,
+/// quiet hours a start and an end ("HH:MM", different) together; `None` for both removes them.
+pub async fn update_limits(
+    state: &AppState,
+    workspace: WorkspaceId,
+    limits: MessageLimits,
+) -> ApiResult<MessageLimits> {
+    match (limits.cap_count, limits.cap_window_hours) {
+        (None, None) => {}
+        (Some(count), Some(hours)) if (1..=10_000).contains(&count) && (1..=MAX_CAP_WINDOW_HOURS).contains(&hours) => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_cap",
+                "cap",
+                format!("a cap is {{\"messages\": 1 to 10000, \"within_hours\": 1 to {MAX_CAP_WINDOW_HOURS}}}"),
+            ))
+        }
+    }
+    match (limits.quiet_start.as_deref(), limits.quiet_end.as_deref()) {
+        (None, None) => {}
+        (Some(start), Some(end)) if start != end && parse_time(start).is_some() && parse_time(end).is_some() => {}
+        _ => return Err(ApiError::bad_request(
+            "invalid_quiet_hours",
+            "quiet_hours",
+            "quiet hours are {\"start\": \"HH:MM\", \"end\": \"HH:MM\"}, e.g. 21:00 to 08:00, start and end differing",
+        )),
+    }
+    // The limits live beside the sender, which must exist first.
+    sender(state, workspace).await?;
+    state.store.set_message_limits(workspace, limits.clone()).await?;
+    Ok(limits)
+}
+
+fn parse_time(text: &str) -> Option<Time> {
+    text.parse::<Time>().ok().filter(|_| text.len() == 5)
+}
+
+/// When the quiet hours around `now` end, in `tz`; `None` outside quiet hours. Quiet hours may
+/// span midnight (21:00 to 08:00).
+pub fn quiet_until(now: Timestamp, tz: &TimeZone, start: Time, end: Time) -> Option<Timestamp> {
+    let local = now.to_zoned(tz.clone());
+    let time = local.time();
+    let spans_midnight = start > end;
+    let inside = if spans_midnight { time >= start || time < end } else { time >= start && time < end };
+    if !inside {
+        return None;
+    }
+    let mut date = local.date();
+    if spans_midnight && time >= start {
+        date = date.tomorrow().ok()?;
+    }
+    date.to_datetime(end).to_zoned(tz.clone()).ok().map(|zoned| zoned.timestamp())
+}
+
 /// The signature of an unsubscribe link: HMAC-SHA256 of what the link names, truncated to 128
 /// bits, hex.
 fn link_signature(secret: &str, workspace: WorkspaceId, contact: i64, topic: i64) -> String {
@@ -314,8 +376,11 @@ pub struct Outgoing {
 pub enum Prepared {
     /// Send it; record `entry` as sent once the SMTP server took it.
     Send(Box<Outgoing>, NewMessageEntry),
-    /// The contact's consent does not allow it: recorded with the reason, never retried.
+    /// The contact's consent does not allow it, or the frequency cap: recorded with the reason,
+    /// never retried.
     Skip(NewMessageEntry),
+    /// Due inside the contact's quiet hours: it waits until they end.
+    Hold(Timestamp),
     /// It cannot be sent as configured (the template is gone, no public URL for the links).
     Fail(String),
 }
@@ -350,6 +415,27 @@ pub async fn prepare(state: &AppState, delivery: &Delivery, now: Timestamp) -> R
         entry.outcome = "skipped".into();
         entry.reason = Some(reason.into());
         return Ok(Prepared::Skip(entry));
+    }
+    let limits = state.store.message_limits(workspace).await?;
+    if let (Some(start), Some(end)) =
+        (limits.quiet_start.as_deref().and_then(parse_time), limits.quiet_end.as_deref().and_then(parse_time))
+    {
+        let zone = contact.traits.get(TIMEZONE_TRAIT).and_then(Value::as_str).and_then(|name| TimeZone::get(name).ok());
+        let zone = match zone {
+            Some(zone) => zone,
+            None => state.store.workspace(workspace).await?.map_or(TimeZone::UTC, |workspace| workspace.tz()),
+        };
+        if let Some(until) = quiet_until(now, &zone, start, end) {
+            return Ok(Prepared::Hold(until));
+        }
+    }
+    if let (Some(count), Some(hours)) = (limits.cap_count, limits.cap_window_hours) {
+        let since = now.checked_sub(SignedDuration::from_hours(hours)).unwrap_or(Timestamp::MIN);
+        if state.store.messages_sent_since(workspace, contact_id, since).await? >= count {
+            entry.outcome = "skipped".into();
+            entry.reason = Some("capped".into());
+            return Ok(Prepared::Skip(entry));
+        }
     }
     let Some(base) = state.web.config.public_url.as_deref() else {
         return Ok(Prepared::Fail(
@@ -435,6 +521,21 @@ mod tests {
             Err("unsubscribed")
         );
         assert_eq!(consent(&opt_out, None, &traits(json!({"unsubscribed": true})), false), Err("unsubscribed"));
+    }
+
+    #[test]
+    fn quiet_hours_end_today_or_tomorrow() {
+        let tz = TimeZone::get("Europe/Paris").unwrap();
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let (night, morning) = (Time::constant(21, 0, 0, 0), Time::constant(8, 0, 0, 0));
+        // 23:30 in Paris (summer, UTC+2): until 08:00 the next day.
+        assert_eq!(quiet_until(at("2024-07-01T21:30:00Z"), &tz, night, morning), Some(at("2024-07-02T06:00:00Z")));
+        // 03:00 in Paris: until 08:00 the same day.
+        assert_eq!(quiet_until(at("2024-07-01T01:00:00Z"), &tz, night, morning), Some(at("2024-07-01T06:00:00Z")));
+        assert_eq!(quiet_until(at("2024-07-01T10:00:00Z"), &tz, night, morning), None);
+        let (lunch, after) = (Time::constant(12, 0, 0, 0), Time::constant(14, 0, 0, 0));
+        assert_eq!(quiet_until(at("2024-07-01T10:30:00Z"), &tz, lunch, after), Some(at("2024-07-01T12:00:00Z")));
+        assert_eq!(quiet_until(at("2024-07-01T12:00:00Z"), &tz, lunch, after), None);
     }
 
     #[test]

@@ -24,11 +24,18 @@ CREATE TABLE message_templates (
 );
 CREATE INDEX message_templates_workspace ON message_templates (workspace_id, id);
 
+-- Per workspace: who messages come from, how many a contact may get, and when not.
 CREATE TABLE message_senders (
     workspace_id  INTEGER PRIMARY KEY,
     from_name     TEXT,
     from_address  TEXT,
     reply_to      TEXT,
+    -- At most cap_count messages per contact within cap_window_hours, across rules.
+    cap_count         INTEGER,
+    cap_window_hours  INTEGER,
+    -- "HH:MM" in the contact's time zone: messages due in between wait for the end.
+    quiet_start       TEXT,
+    quiet_end         TEXT,
     -- HMAC key of the workspace's unsubscribe links, hex.
     link_secret   TEXT    NOT NULL
 );

@@ -153,6 +153,48 @@ pub async fn set_sender(c: &Client, workspace: WorkspaceId, sender: &Sender) -> 
     sender_row(&row)
 }
 
+pub async fn message_limits(c: &Client, workspace: WorkspaceId) -> Result<MessageLimits> {
+    let row = c
+        .query_opt(
+            "SELECT cap_count, cap_window_hours, quiet_start, quiet_end FROM message_senders WHERE workspace_id = $1",
+            &[&workspace],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(MessageLimits::default()) };
+    Ok(MessageLimits {
+        cap_count: row.try_get(0)?,
+        cap_window_hours: row.try_get(1)?,
+        quiet_start: row.try_get(2)?,
+        quiet_end: row.try_get(3)?,
+    })
+}
+
+pub async fn set_message_limits(c: &Client, workspace: WorkspaceId, limits: &MessageLimits) -> Result<()> {
+    c.execute(
+        "UPDATE message_senders SET cap_count = $2, cap_window_hours = $3, quiet_start = $4, quiet_end = $5
+         WHERE workspace_id = $1",
+        &[&workspace, &limits.cap_count, &limits.cap_window_hours, &limits.quiet_start, &limits.quiet_end],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn messages_sent_since(
+    c: &Client,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    since: Timestamp,
+) -> Result<i64> {
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM message_log WHERE workspace_id = $1 AND contact_id = $2 AND outcome = 'sent'
+               AND at >= $3",
+            &[&workspace, &contact, &since.as_millisecond()],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 pub async fn subscriptions(c: &Client, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
     let rows = c
         .query(

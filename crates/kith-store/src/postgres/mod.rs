@@ -431,6 +431,18 @@ impl Store for PostgresStore {
         on_connection!(self, |c| messages::set_sender(c, workspace, &sender))
     }
 
+    async fn message_limits(&self, workspace: WorkspaceId) -> Result<MessageLimits> {
+        on_connection!(self, |c| messages::message_limits(c, workspace))
+    }
+
+    async fn set_message_limits(&self, workspace: WorkspaceId, limits: MessageLimits) -> Result<()> {
+        on_connection!(self, |c| messages::set_message_limits(c, workspace, &limits))
+    }
+
+    async fn messages_sent_since(&self, workspace: WorkspaceId, contact: ContactId, since: Timestamp) -> Result<i64> {
+        on_connection!(self, |c| messages::messages_sent_since(c, workspace, contact, since))
+    }
+
     async fn subscriptions(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
         on_connection!(self, |c| messages::subscriptions(c, workspace, contact))
     }

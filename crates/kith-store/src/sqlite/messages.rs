@@ -117,6 +117,49 @@ pub fn set_sender(c: &Connection, workspace: WorkspaceId, sender: &Sender) -> Re
     )?)
 }
 
+pub fn message_limits(c: &Connection, workspace: WorkspaceId) -> Result<MessageLimits> {
+    Ok(c.prepare_cached(
+        "SELECT cap_count, cap_window_hours, quiet_start, quiet_end FROM message_senders WHERE workspace_id = ?1",
+    )?
+    .query_row([workspace], |row| {
+        Ok(MessageLimits {
+            cap_count: row.get(0)?,
+            cap_window_hours: row.get(1)?,
+            quiet_start: row.get(2)?,
+            quiet_end: row.get(3)?,
+        })
+    })
+    .optional()?
+    .unwrap_or_default())
+}
+
+pub fn set_message_limits(c: &Connection, workspace: WorkspaceId, limits: &MessageLimits) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE message_senders SET cap_count = ?2, cap_window_hours = ?3, quiet_start = ?4, quiet_end = ?5
+         WHERE workspace_id = ?1",
+    )?
+    .execute(params![
+        workspace,
+        limits.cap_count,
+        limits.cap_window_hours,
+        limits.quiet_start,
+        limits.quiet_end
+    ])?;
+    Ok(())
+}
+
+pub fn messages_sent_since(
+    c: &Connection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    since: Timestamp,
+) -> Result<i64> {
+    Ok(c.prepare_cached(
+        "SELECT count(*) FROM message_log WHERE workspace_id = ?1 AND contact_id = ?2 AND outcome = 'sent' AND at >= ?3",
+    )?
+    .query_row(params![workspace, contact, since.as_millisecond()], |row| row.get(0))?)
+}
+
 pub fn subscriptions(c: &Connection, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
     let mut statement = c.prepare_cached(
         "SELECT topic_id, subscribed, updated_at FROM message_subscriptions

@@ -667,6 +667,18 @@ impl Store for SqliteStore {
         self.write(move |c| messages::set_sender(c, workspace, &sender)).await
     }
 
+    async fn message_limits(&self, workspace: WorkspaceId) -> Result<MessageLimits> {
+        self.read(move |c| messages::message_limits(c, workspace)).await
+    }
+
+    async fn set_message_limits(&self, workspace: WorkspaceId, limits: MessageLimits) -> Result<()> {
+        self.write(move |c| messages::set_message_limits(c, workspace, &limits)).await
+    }
+
+    async fn messages_sent_since(&self, workspace: WorkspaceId, contact: ContactId, since: Timestamp) -> Result<i64> {
+        self.read(move |c| messages::messages_sent_since(c, workspace, contact, since)).await
+    }
+
     async fn subscriptions(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
         self.read(move |c| messages::subscriptions(c, workspace, contact)).await
     }
