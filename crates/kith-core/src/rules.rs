@@ -83,6 +83,11 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
     },
+    /// Send a template of the workspace to the contact's own email, if its consent allows.
+    Message {
+        /// The template's id, as in `/api/templates/{id}`.
+        template: i64,
+    },
     /// Emit a Segment track call to the workspace's outbound Segment host.
     Segment {
         /// The event name (default `Nudge Sent`).
@@ -139,7 +144,7 @@ impl RuleSpec {
             }
         }
         if self.then.is_empty() {
-            return Err("`then` lists at least one action: webhook, email or segment".into());
+            return Err("`then` lists at least one action: webhook, email, message or segment".into());
         }
         for action in &self.then {
             match action {
@@ -148,6 +153,9 @@ impl RuleSpec {
                 }
                 Action::Email { to, .. } if crate::identity::normalize_email(to).is_none() => {
                     return Err(format!("email recipient {to:?} is not an email address"));
+                }
+                Action::Message { template } if *template <= 0 => {
+                    return Err("`message.template` is the id of one of the workspace's templates".into());
                 }
                 _ => {}
             }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{contacts, groups, health, nudges, settings, validate, views};
+use crate::api::{contacts, groups, health, messages, nudges, settings, validate, views};
 
 struct SecretKeyAuth;
 
@@ -33,6 +33,9 @@ impl Modify for SecretKeyAuth {
         settings::workspace, settings::update_workspace, settings::keys, settings::create_key, settings::revoke_key,
         validate::validate,
         nudges::list, nudges::create, nudges::show, nudges::update, nudges::delete, nudges::deliveries, nudges::retry,
+        messages::topics, messages::create_topic, messages::templates, messages::create_template, messages::template,
+        messages::update_template, messages::delete_template, messages::preview, messages::sender,
+        messages::set_sender, messages::limits, messages::set_limits, messages::contact_messages,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),

@@ -268,6 +268,52 @@ pub trait Store: Send + Sync + 'static {
     /// Claims the digest of `day` (a day key); `false` if it was already sent.
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool>;
 
+    // Messages to contacts: topics, templates, the sender, consent and the message log.
+
+    /// A workspace's subscription topics, oldest first.
+    async fn topics(&self, workspace: WorkspaceId) -> Result<Vec<Topic>>;
+    /// Creates a topic; [`StoreError::Conflict`] if the workspace has one of that name.
+    async fn create_topic(&self, workspace: WorkspaceId, name: &str, opt_in: bool) -> Result<Topic>;
+    /// A workspace's templates, oldest first.
+    async fn templates(&self, workspace: WorkspaceId) -> Result<Vec<Template>>;
+    /// One template.
+    async fn template(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Template>>;
+    /// Stores a template (checked by the caller).
+    async fn create_template(&self, workspace: WorkspaceId, spec: TemplateSpec) -> Result<Template>;
+    /// Replaces a template; `None` if there is no such template.
+    async fn update_template(&self, workspace: WorkspaceId, id: i64, spec: TemplateSpec) -> Result<Option<Template>>;
+    /// Deletes a template; messages still queued for it fail when their turn comes.
+    async fn delete_template(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+    /// The workspace's sender; the first call stores `new_secret` as its link key.
+    async fn sender(&self, workspace: WorkspaceId, new_secret: &str) -> Result<Sender>;
+    /// Replaces the from name, from address and reply-to (the link key stays).
+    async fn set_sender(&self, workspace: WorkspaceId, sender: Sender) -> Result<Sender>;
+    /// The workspace's frequency cap and quiet hours (none when never set).
+    async fn message_limits(&self, workspace: WorkspaceId) -> Result<MessageLimits>;
+    /// Replaces the frequency cap and quiet hours (checked by the caller; the sender exists).
+    async fn set_message_limits(&self, workspace: WorkspaceId, limits: MessageLimits) -> Result<()>;
+    /// How many messages were sent to a contact since `since`.
+    async fn messages_sent_since(&self, workspace: WorkspaceId, contact: ContactId, since: Timestamp) -> Result<i64>;
+    /// A contact's own choices per topic.
+    async fn subscriptions(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>>;
+    /// Records a contact's choice about a topic.
+    async fn set_subscription(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        topic: i64,
+        subscribed: bool,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// The JSON of the event that started a firing, if an event did and it is still stored.
+    async fn firing_event(&self, workspace: WorkspaceId, firing: i64) -> Result<Option<String>>;
+    /// Whether an email is on the workspace's suppression list.
+    async fn is_suppressed(&self, workspace: WorkspaceId, email: &str) -> Result<bool>;
+    /// Records a message considered for a contact.
+    async fn record_message(&self, workspace: WorkspaceId, entry: NewMessageEntry) -> Result<()>;
+    /// The messages considered for a contact, newest first.
+    async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>>;
+
     // Users and sessions of the web app.
 
     /// Creates a user of `workspace`; `email` is normalised by the caller and `password_hash`

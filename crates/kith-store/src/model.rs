@@ -547,7 +547,7 @@ pub struct Firing {
 /// An outbound message to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewDelivery {
-    /// `webhook`, `email` or `segment`.
+    /// `webhook`, `email`, `message` or `segment`.
     pub kind: String,
     /// The url, the recipient or the Segment host.
     pub target: String,
@@ -567,7 +567,7 @@ pub struct Delivery {
     pub target: String,
     /// What is sent.
     pub payload: serde_json::Value,
-    /// `pending`, `sent` or `failed`.
+    /// `pending`, `sent`, `failed` or `skipped`.
     pub status: String,
     /// Attempts made.
     pub attempts: i64,
@@ -597,6 +597,11 @@ pub enum DeliveryResult {
     Failed {
         /// What went wrong.
         error: String,
+    },
+    /// Not sent on purpose (a message its contact's consent does not allow); never retried.
+    Skipped {
+        /// Why, e.g. `unsubscribed`.
+        reason: String,
     },
 }
 
@@ -662,4 +667,112 @@ pub struct MemberEventCounts {
     pub events: i64,
     /// Distinct members.
     pub members: i64,
+}
+
+/// A subscription topic: every template belongs to one, and a contact's consent is per topic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Topic {
+    pub id: i64,
+    /// A name contacts recognise on their preferences page, e.g. "Product tips".
+    pub name: String,
+    /// Opt-in topics need a contact's yes before anything is sent; opt-out topics send until
+    /// the contact says no.
+    pub opt_in: bool,
+    pub created_at: Timestamp,
+}
+
+/// What a template holds, as written; the server checks its syntax before storing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateSpec {
+    /// A name people recognise.
+    pub name: String,
+    /// The topic its messages belong to.
+    pub topic_id: i64,
+    /// The subject line (a template).
+    pub subject: String,
+    /// The HTML body (a template, auto-escaped).
+    pub html: String,
+    /// The plain-text body (a template).
+    pub text: String,
+}
+
+/// A stored email template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub id: i64,
+    /// What it holds.
+    pub spec: TemplateSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Who a workspace's messages come from, and the key its unsubscribe links are signed with.
+#[derive(Clone, PartialEq)]
+pub struct Sender {
+    /// The display name of the From address.
+    pub from_name: Option<String>,
+    /// The From address; the server's `smtp_from` when unset.
+    pub from_address: Option<String>,
+    /// The Reply-To address.
+    pub reply_to: Option<String>,
+    /// HMAC key of unsubscribe links (hex); never shown.
+    pub link_secret: String,
+}
+
+/// The link key is left out: a logged sender must not let anyone forge unsubscribe links.
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("from_name", &self.from_name)
+            .field("from_address", &self.from_address)
+            .field("reply_to", &self.reply_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many messages a contact may get, and when not, per workspace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageLimits {
+    /// At most this many messages per contact within `cap_window_hours`, across rules.
+    pub cap_count: Option<i64>,
+    /// The rolling window of the cap.
+    pub cap_window_hours: Option<i64>,
+    /// "HH:MM": messages due from then, in the contact's time zone, wait until `quiet_end`.
+    pub quiet_start: Option<String>,
+    /// "HH:MM": the end of quiet hours.
+    pub quiet_end: Option<String>,
+}
+
+/// A contact's own choice about a topic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscription {
+    pub topic_id: i64,
+    /// Subscribed or not.
+    pub subscribed: bool,
+    /// When the contact chose.
+    pub updated_at: Timestamp,
+}
+
+/// A message considered for a contact: sent, or skipped with a reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessageEntry {
+    pub contact_id: ContactId,
+    /// The rule that sent it.
+    pub rule_id: Option<i64>,
+    /// The template.
+    pub template_id: i64,
+    /// `sent` or `skipped`.
+    pub outcome: String,
+    /// Why it was skipped (`unsubscribed`, `suppressed`, `no_consent`…).
+    pub reason: Option<String>,
+    /// When it was decided.
+    pub at: Timestamp,
+}
+
+/// A message considered for a contact, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageEntry {
+    pub id: i64,
+    /// What was recorded.
+    pub entry: NewMessageEntry,
 }

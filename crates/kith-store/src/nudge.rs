@@ -51,6 +51,8 @@ pub fn segment_track(who: &SegmentIdentity, event: &str, properties: Map<String,
 
 /// A firing about to act.
 pub struct Fired<'a> {
+    /// The firing's id: a message looks up its triggering event through it.
+    pub firing_id: i64,
     /// The rule's id.
     pub rule_id: i64,
     /// The rule.
@@ -67,7 +69,7 @@ pub struct Fired<'a> {
     pub at: Timestamp,
 }
 
-/// The messages a firing sends: one per action, plus `Nudge Sent` to the outbound Segment
+/// The messages a firing sends: one per action (a `message` is rendered when it is sent), plus `Nudge Sent` to the outbound Segment
 /// host when one is configured and the rule does not emit its own track call.
 pub fn deliveries(fired: &Fired) -> Vec<NewDelivery> {
     let contact = fired.contact;
@@ -101,6 +103,19 @@ pub fn deliveries(fired: &Fired) -> Vec<NewDelivery> {
                 payload: json!({
                     "subject": fill(subject.as_deref().unwrap_or("kith: {rule} — {name}")),
                     "body": fill(body.as_deref().unwrap_or("{name} ({email}): {event}\n\nRule: {rule}")),
+                }),
+            }),
+            // Rendered and checked against the contact's consent when it is sent, not now: an
+            // unsubscribe that arrives while the message waits in the outbox still counts.
+            Action::Message { template } => out.push(NewDelivery {
+                kind: "message".into(),
+                target: contact.email.clone(),
+                payload: json!({
+                    "template": template,
+                    "contact_id": contact.id,
+                    "firing_id": fired.firing_id,
+                    "rule_id": fired.rule_id,
+                    "rule": fired.rule.name,
                 }),
             }),
             Action::Segment { event } => {

@@ -5,6 +5,7 @@
 pub mod contacts;
 pub mod groups;
 pub mod health;
+pub mod messages;
 pub mod nudges;
 pub mod settings;
 pub mod validate;
@@ -50,6 +51,16 @@ pub fn routes() -> Router<AppState> {
         .route("/api/rules/{id}", get(nudges::show).put(nudges::update).delete(nudges::delete))
         .route("/api/deliveries", get(nudges::deliveries))
         .route("/api/deliveries/{id}/retry", post(nudges::retry))
+        .route("/api/topics", get(messages::topics).post(messages::create_topic))
+        .route("/api/templates", get(messages::templates).post(messages::create_template))
+        .route(
+            "/api/templates/{id}",
+            get(messages::template).put(messages::update_template).delete(messages::delete_template),
+        )
+        .route("/api/templates/{id}/preview", post(messages::preview))
+        .route("/api/workspace/sender", get(messages::sender).put(messages::set_sender))
+        .route("/api/workspace/message-limits", get(messages::limits).put(messages::set_limits))
+        .route("/api/contacts/{id}/messages", get(messages::contact_messages))
 }
 
 /// The workspace of a key.

@@ -13,7 +13,7 @@ use super::Body;
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
-use crate::service::nudges::check_rule;
+use crate::service::nudges::{check_rule, check_templates};
 use crate::AppState;
 
 /// A rule.
@@ -120,6 +120,7 @@ pub async fn create(
     Body(body): Body<Value>,
 ) -> ApiResult<(StatusCode, Json<RuleView>)> {
     let spec = read_spec(state.outbound.policy(), body)?;
+    check_templates(&state, key.workspace_id, &spec).await?;
     let rule = state.store.create_rule(key.workspace_id, spec).await?;
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
@@ -152,6 +153,7 @@ pub async fn update(
     Body(body): Body<Value>,
 ) -> ApiResult<Json<RuleView>> {
     let spec = read_spec(state.outbound.policy(), body)?;
+    check_templates(&state, key.workspace_id, &spec).await?;
     let rule = state
         .store
         .update_rule(key.workspace_id, id, spec)
@@ -187,7 +189,7 @@ pub struct DeliveryView {
     /// What is sent.
     #[schema(value_type = Object)]
     pub payload: Value,
-    /// `pending`, `sent` or `failed`.
+    /// `pending`, `sent`, `failed` or `skipped` (a message its contact's consent did not allow).
     pub status: String,
     /// Attempts made.
     pub attempts: i64,
@@ -239,8 +241,12 @@ pub async fn deliveries(
     Query(params): Query<DeliveryParams>,
 ) -> ApiResult<Json<Vec<DeliveryView>>> {
     if let Some(status) = params.status.as_deref() {
-        if !["pending", "sent", "failed"].contains(&status) {
-            return Err(ApiError::bad_request("invalid_status", "status", "status is pending, sent or failed"));
+        if !["pending", "sent", "failed", "skipped"].contains(&status) {
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                "status",
+                "status is pending, sent, failed or skipped",
+            ));
         }
     }
     let list = state

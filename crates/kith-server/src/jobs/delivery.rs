@@ -1,5 +1,5 @@
-//! Delivering the outbox: webhooks, emails and batches of track calls to an outbound
-//! Segment host. A delivery is leased, attempted, and then sent, retried later (408, 429,
+//! Delivering the outbox: webhooks, emails, messages to contacts and batches of track calls
+//! to an outbound Segment host. A delivery is leased, attempted, and then sent, retried later (408, 429,
 //! 5xx, timeouts; with backoff, jitter and Retry-After, for up to four hours) or failed.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,8 @@ use futures_util::FutureExt;
 use jiff::{SignedDuration, Timestamp};
 use kith_core::rules::{after_attempt, Delivery as Decision};
 use kith_store::{Delivery, DeliveryResult, StoreError};
-use lettre::message::Mailbox;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 use rand::Rng;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::metrics::DeliveryOutcome;
 use crate::outbound::{segment_batch_url, MailError};
+use crate::service::messages::{self, Outgoing, Prepared};
 use crate::AppState;
 
 /// Deliveries leased per pass.
@@ -45,12 +47,16 @@ pub struct Report {
     pub retried: u64,
     /// Given up.
     pub failed: u64,
+    /// Messages the contact's consent or the frequency cap did not allow.
+    pub skipped: u64,
+    /// Messages held until the contact's quiet hours end.
+    pub held: u64,
 }
 
 impl Report {
-    /// Attempts made.
+    /// Deliveries dealt with: attempts made, and messages skipped without one.
     pub fn attempted(&self) -> u64 {
-        self.sent + self.retried + self.failed
+        self.sent + self.retried + self.failed + self.skipped + self.held
     }
 
     /// Adds another pass.
@@ -58,6 +64,8 @@ impl Report {
         self.sent += other.sent;
         self.retried += other.retried;
         self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.held += other.held;
     }
 }
 
@@ -85,6 +93,10 @@ pub async fn deliver_due(state: &AppState) -> Result<Report, StoreError> {
     for delivery in claimed {
         if delivery.kind == "segment" {
             segment.entry((delivery.workspace_id, delivery.target.clone())).or_default().push(delivery);
+            continue;
+        }
+        if delivery.kind == "message" {
+            deliver_message(state, &delivery, now, &mut report).await?;
             continue;
         }
         let attempt = AssertUnwindSafe(attempt_one(state, &delivery, now)).catch_unwind().await;
@@ -154,8 +166,11 @@ fn parse_retry_after(value: &str, now: Timestamp) -> Option<SignedDuration> {
     Some(at.duration_since(now).max(SignedDuration::ZERO))
 }
 
+fn refused(error: String) -> Attempt {
+    Attempt { status: Some(400), retry_after: None, error: Some(error) }
+}
+
 async fn send_email(state: &AppState, delivery: &Delivery) -> Attempt {
-    let refused = |error: String| Attempt { status: Some(400), retry_after: None, error: Some(error) };
     let Some(from) = state.outbound.smtp_from() else {
         return refused("no SMTP server is configured (smtp_url, smtp_from)".into());
     };
@@ -168,6 +183,88 @@ async fn send_email(state: &AppState, delivery: &Delivery) -> Attempt {
         Ok(message) => message,
         Err(error) => return refused(error.to_string()),
     };
+    send_mail(state, message).await
+}
+
+/// A message to a contact: checked against its consent, quiet hours and the frequency cap and
+/// rendered now (an unsubscribe that arrived while it waited counts), then sent like any email.
+/// A skip or a send is written to the contact's message log; a hold waits in the outbox.
+async fn deliver_message(
+    state: &AppState,
+    delivery: &Delivery,
+    now: Timestamp,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let one = std::slice::from_ref(delivery);
+    let prepared = match AssertUnwindSafe(messages::prepare(state, delivery, now)).catch_unwind().await {
+        Ok(prepared) => prepared?,
+        Err(panic) => return settle(state, one, Err(panic), now, report).await,
+    };
+    match prepared {
+        Prepared::Skip(entry) => {
+            let reason = entry.reason.clone().unwrap_or_default();
+            state.store.record_message(delivery.workspace_id, entry).await?;
+            state.store.finish_delivery(delivery.id, DeliveryResult::Skipped { reason }, now).await?;
+            report.skipped += 1;
+            state.jobs.progress();
+            Ok(())
+        }
+        Prepared::Hold(until) => {
+            let error = format!("held for the contact's quiet hours, until {until}");
+            state.store.finish_delivery(delivery.id, DeliveryResult::Retry { at: until, error }, now).await?;
+            report.held += 1;
+            state.jobs.progress();
+            Ok(())
+        }
+        Prepared::Fail(error) => settle(state, one, Ok(refused(error)), now, report).await,
+        Prepared::Send(outgoing, entry) => {
+            let attempt = match message_mail(state, &outgoing) {
+                Ok(message) => AssertUnwindSafe(send_mail(state, message)).catch_unwind().await,
+                Err(error) => Ok(refused(error)),
+            };
+            let sent = matches!(&attempt, Ok(Attempt { status: Some(200), .. }));
+            settle(state, one, attempt, now, report).await?;
+            if sent {
+                state.store.record_message(delivery.workspace_id, entry).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The email of a message: from the workspace's sender (else the server's `smtp_from`), both
+/// bodies, and the RFC 8058 one-click unsubscribe headers.
+fn message_mail(state: &AppState, outgoing: &Outgoing) -> Result<Message, String> {
+    let sender = &outgoing.sender;
+    let from = match &sender.from_address {
+        Some(address) => Mailbox::new(
+            sender.from_name.clone(),
+            address.parse().map_err(|error| format!("bad from address {address:?}: {error}"))?,
+        ),
+        None => state.outbound.smtp_from().cloned().ok_or("no SMTP server is configured (smtp_url, smtp_from)")?,
+    };
+    let to: Mailbox = outgoing.to.parse().map_err(|error| format!("bad recipient: {error}"))?;
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(outgoing.rendered.subject.clone())
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            format!("<{}>", outgoing.unsubscribe_url),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".into(),
+        ));
+    if let Some(reply_to) = &sender.reply_to {
+        builder = builder.reply_to(reply_to.parse().map_err(|error| format!("bad reply-to {reply_to:?}: {error}"))?);
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(outgoing.rendered.text.clone(), outgoing.rendered.html.clone()))
+        .map_err(|error| error.to_string())
+}
+
+async fn send_mail(state: &AppState, message: Message) -> Attempt {
     match state.outbound.send_mail(message).await {
         Ok(()) => Attempt { status: Some(200), retry_after: None, error: None },
         Err(MailError::NotConfigured) => refused("no SMTP server is configured (smtp_url, smtp_from)".into()),

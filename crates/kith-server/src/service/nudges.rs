@@ -2,8 +2,11 @@
 
 use kith_core::rules::{Action, RuleSpec};
 
+use kith_store::WorkspaceId;
+
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
+use crate::AppState;
 
 /// Refuses a rule that does not hold together, or whose webhook is an internal address written
 /// literally (names are checked when connecting): saving it would only fail every delivery, or
@@ -15,6 +18,23 @@ pub fn check_rule(policy: &Policy, spec: &RuleSpec) -> ApiResult<()> {
             policy.check_url(url).map_err(|refused| {
                 ApiError::bad_request("address_not_allowed", "body", format!("webhook url {url:?}: {refused}"))
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a rule whose message action names a template the workspace does not have: every
+/// firing would fail.
+pub async fn check_templates(state: &AppState, workspace: WorkspaceId, spec: &RuleSpec) -> ApiResult<()> {
+    for action in &spec.then {
+        if let Action::Message { template } = action {
+            if state.store.template(workspace, *template).await?.is_none() {
+                return Err(ApiError::bad_request(
+                    "unknown_template",
+                    "body",
+                    format!("the workspace has no template {template}; see GET /api/templates"),
+                ));
+            }
         }
     }
     Ok(())

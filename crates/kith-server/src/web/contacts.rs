@@ -25,6 +25,8 @@ use crate::AppState;
 const PAGE_SIZE: usize = 50;
 /// Events per page of a contact's stream.
 const EVENTS_PAGE_SIZE: usize = 20;
+/// Messages sent to or skipped for the contact shown on its page, newest first.
+const MESSAGES_SHOWN: usize = 20;
 /// How far past kith's clock a hand-written interaction may be dated (clock drift, not plans).
 const MAX_FUTURE_MINUTES: i64 = 5;
 
@@ -357,6 +359,8 @@ async fn render_contact(
     let events_later = params.events.as_deref().is_some_and(|c| !c.is_empty());
     let events_cursor = page_cursor(params.events.as_deref());
     let events = contacts::events(state, workspace.id, contact.id, events_cursor, EVENTS_PAGE_SIZE).await?;
+    let sent_or_skipped = state.store.message_log(workspace.id, contact.id, MESSAGES_SHOWN).await?;
+    let preferences = crate::service::messages::preferences(state, workspace.id, &contact).await?;
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -534,6 +538,34 @@ async fn render_contact(
                         ul.plain {
                             @for membership in audiences.iter().filter(|m| !m.is_member) {
                                 li { (membership.key) " " span.muted.small { "left " (layout::date(membership.changed_at, &tz)) } }
+                            }
+                        }
+                    }
+                }
+                @if !preferences.is_empty() || !sent_or_skipped.is_empty() {
+                    section.card #messages aria-labelledby="messages-title" {
+                        h2 #messages-title { "Messages" }
+                        ul.plain {
+                            @for (topic, subscribed) in &preferences {
+                                li {
+                                    (topic.name) " "
+                                    span.muted.small { @if *subscribed { "subscribed" } @else { "not subscribed" } }
+                                }
+                            }
+                        }
+                        @if !sent_or_skipped.is_empty() {
+                            h3 { "Sent and skipped" }
+                            ul.plain {
+                                @for message in &sent_or_skipped {
+                                    @let entry = &message.entry;
+                                    li {
+                                        "Template " (entry.template_id)
+                                        @if let Some(rule) = entry.rule_id { ", rule " (rule) }
+                                        ": " (entry.outcome)
+                                        @if let Some(reason) = &entry.reason { " (" (reason.replace('_', " ")) ")" }
+                                        " " span.muted.small { (layout::date_time(entry.at, &tz)) }
+                                    }
+                                }
                             }
                         }
                     }

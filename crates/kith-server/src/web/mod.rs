@@ -3,8 +3,9 @@
 //! Pages are rendered with `maud` from what the service layer (`service/`) returns, the same
 //! calls the JSON API renders; a little JavaScript (embedded, under `/static/`) copies keys,
 //! confirms deletions and feeds the live debugger from server-sent events. Every page but
-//! `/login` needs a session (`session::Signed`) and shows only the signed-in user's workspace;
-//! every form POST carries the session's CSRF token (`session::Posted`).
+//! `/login` and the signed unsubscribe links of messages (`unsubscribe.rs`) needs a session
+//! (`session::Signed`) and shows only the signed-in user's workspace; every form POST of a
+//! signed-in page carries the session's CSRF token (`session::Posted`).
 
 mod assets;
 mod contacts;
@@ -16,6 +17,7 @@ mod session;
 mod settings;
 mod signin;
 pub mod throttle;
+mod unsubscribe;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::map_response;
@@ -100,12 +102,14 @@ pub fn routes() -> Router<AppState> {
         .route("/nudges/digest", post(nudges::digest))
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
+        .route("/settings/sender", post(settings::update_sender))
         .route("/settings/signing-secret", post(settings::signing_secret))
         .route("/settings/array-bodies", post(settings::array_bodies))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/password", post(settings::change_password))
         .route("/settings/users/{id}/remove", post(settings::remove_user))
+        .route("/unsubscribe/{workspace}/{contact}/{topic}/{signature}", get(unsubscribe::page).post(unsubscribe::post))
         .route("/static/{file}", get(assets::serve))
         .layer(map_response(security_headers))
 }

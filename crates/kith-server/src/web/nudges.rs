@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Empty, Posted, Signed};
 use super::{save_settings, WebError, WebResult};
-use crate::service::nudges::check_rule;
+use crate::service::nudges::{check_rule, check_templates};
 use crate::service::settings::WorkspaceChange;
 use crate::AppState;
 
@@ -68,6 +68,7 @@ fn describe_then(action: &Action) -> String {
     match action {
         Action::Webhook { url, .. } => format!("post to {}", url.split('/').take(3).collect::<Vec<_>>().join("/")),
         Action::Email { to, .. } => format!("email {to}"),
+        Action::Message { template } => format!("send template {template} to the contact"),
         Action::Segment { event } => format!("send “{}” to Segment", event.as_deref().unwrap_or("Nudge Sent")),
     }
 }
@@ -239,6 +240,12 @@ pub async fn create_rule(State(state): State<AppState>, Posted(signed, form): Po
         check_rule(state.outbound.policy(), &spec).map_err(|error| error.body.message)?;
         Ok(spec)
     });
+    let spec = match spec {
+        Ok(spec) => {
+            check_templates(&state, signed.workspace.id, &spec).await.map(|()| spec).map_err(|e| e.body.message)
+        }
+        Err(message) => Err(message),
+    };
     match spec {
         Ok(spec) => {
             state.store.create_rule(signed.workspace.id, spec).await?;

@@ -1,5 +1,5 @@
-//! Settings: the workspace (name, time zone, half-life), the signing secret, the API keys and
-//! the signed-in user's password.
+//! Settings: the workspace (name, time zone, half-life), the sender of messages to contacts,
+//! the signing secret, the API keys and the signed-in user's password.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +13,7 @@ use super::session::{Empty, Posted, Signed};
 use super::signin::{self, PasswordChange};
 use super::throttle::ClientAddress;
 use super::{save_settings, WebError, WebResult};
+use crate::service::messages::{self, SenderChange};
 use crate::service::settings::{self, WorkspaceChange};
 use crate::service::users::MIN_PASSWORD_CHARS;
 use crate::AppState;
@@ -42,6 +43,7 @@ impl Notice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
     Workspace,
+    Sender,
     Secret,
     Keys,
     Password,
@@ -81,6 +83,7 @@ async fn render(
     let tz = workspace.tz();
     let keys = state.store.keys(workspace.id).await?;
     let users = state.store.users(workspace.id).await?;
+    let sender = messages::sender(state, workspace.id).await?;
     let message_for = |form: Form| -> Markup {
         html! {
             @if let Some((_, kind, message)) = notice.message.as_ref().filter(|(f, _, _)| *f == form) {
@@ -192,6 +195,27 @@ async fn render(
                         p.hint { "How fast closeness fades without interactions. Changing it recomputes every contact." }
                     }
                     div { button.button.button-primary type="submit" { "Save workspace" } }
+                }
+            }
+            section.card #sender aria-labelledby="sender-title" {
+                h2 #sender-title { "Sender" }
+                (message_for(Form::Sender))
+                form.stack method="post" action="/settings/sender" {
+                    (layout::csrf(signed))
+                    div.field {
+                        label for="from-name" { "From name" }
+                        input #from-name type="text" name="from_name" value=(sender.from_name.as_deref().unwrap_or("")) maxlength="100";
+                    }
+                    div.field {
+                        label for="from-address" { "From address" }
+                        input #from-address type="email" name="from_address" value=(sender.from_address.as_deref().unwrap_or(""));
+                        p.hint { "Messages to contacts come from this address; the server's smtp_from when empty." }
+                    }
+                    div.field {
+                        label for="reply-to" { "Reply-To" }
+                        input #reply-to type="email" name="reply_to" value=(sender.reply_to.as_deref().unwrap_or(""));
+                    }
+                    div { button.button.button-primary type="submit" { "Save sender" } }
                 }
             }
             section.card #signing aria-labelledby="signing-title" {
@@ -324,6 +348,31 @@ pub async fn update_workspace(
         ..WorkspaceChange::default()
     };
     save(&state, &headers, signed, change, Form::Workspace, "saved.").await
+}
+
+/// The sender form.
+#[derive(Debug, Default, Deserialize)]
+pub struct SenderForm {
+    from_name: Option<String>,
+    from_address: Option<String>,
+    reply_to: Option<String>,
+}
+
+/// `POST /settings/sender`.
+pub async fn update_sender(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(signed, form): Posted<SenderForm>,
+) -> WebResult<Response> {
+    let change = SenderChange { from_name: form.from_name, from_address: form.from_address, reply_to: form.reply_to };
+    let (notice, status) = match messages::update_sender(&state, signed.workspace.id, change).await {
+        Ok(_) => (Notice::success(Form::Sender, "saved."), StatusCode::OK),
+        Err(error) if error.status.is_client_error() => {
+            (Notice::error(Form::Sender, error.body.message), StatusCode::BAD_REQUEST)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    render(&state, &signed, &headers, notice, status).await
 }
 
 /// Applies a change from one of the forms and shows the page with what came of it.

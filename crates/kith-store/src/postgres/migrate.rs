@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "session_idle", include_str!("../../migrations/postgres/0002_session_idle.sql")),
     (3, "refuse_array_bodies", include_str!("../../migrations/postgres/0003_refuse_array_bodies.sql")),
     (4, "outbox_contact", include_str!("../../migrations/postgres/0004_outbox_contact.sql")),
+    (5, "messages", include_str!("../../migrations/postgres/0005_messages.sql")),
     (6, "accounts", include_str!("../../migrations/postgres/0006_accounts.sql")),
 ];
 

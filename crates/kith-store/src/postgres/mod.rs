@@ -11,6 +11,7 @@
 mod admin;
 mod connect;
 mod health;
+mod messages;
 mod migrate;
 mod nudges;
 mod read;
@@ -443,6 +444,85 @@ impl Store for PostgresStore {
 
     async fn delete_user(&self, user: i64) -> Result<()> {
         on_connection!(self, |c| users::delete_user(c, user))
+    }
+
+    async fn topics(&self, workspace: WorkspaceId) -> Result<Vec<Topic>> {
+        on_connection!(self, |c| messages::topics(c, workspace))
+    }
+
+    async fn create_topic(&self, workspace: WorkspaceId, name: &str, opt_in: bool) -> Result<Topic> {
+        on_connection!(self, |c| messages::create_topic(c, workspace, name, opt_in, self.now()))
+    }
+
+    async fn templates(&self, workspace: WorkspaceId) -> Result<Vec<Template>> {
+        on_connection!(self, |c| messages::templates(c, workspace))
+    }
+
+    async fn template(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Template>> {
+        on_connection!(self, |c| messages::template(c, workspace, id))
+    }
+
+    async fn create_template(&self, workspace: WorkspaceId, spec: TemplateSpec) -> Result<Template> {
+        on_connection!(self, |c| messages::create_template(c, workspace, &spec, self.now()))
+    }
+
+    async fn update_template(&self, workspace: WorkspaceId, id: i64, spec: TemplateSpec) -> Result<Option<Template>> {
+        on_connection!(self, |c| messages::update_template(c, workspace, id, &spec, self.now()))
+    }
+
+    async fn delete_template(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        on_connection!(self, |c| messages::delete_template(c, workspace, id))
+    }
+
+    async fn sender(&self, workspace: WorkspaceId, new_secret: &str) -> Result<Sender> {
+        on_connection!(self, |c| messages::sender(c, workspace, new_secret))
+    }
+
+    async fn set_sender(&self, workspace: WorkspaceId, sender: Sender) -> Result<Sender> {
+        on_connection!(self, |c| messages::set_sender(c, workspace, &sender))
+    }
+
+    async fn message_limits(&self, workspace: WorkspaceId) -> Result<MessageLimits> {
+        on_connection!(self, |c| messages::message_limits(c, workspace))
+    }
+
+    async fn set_message_limits(&self, workspace: WorkspaceId, limits: MessageLimits) -> Result<()> {
+        on_connection!(self, |c| messages::set_message_limits(c, workspace, &limits))
+    }
+
+    async fn messages_sent_since(&self, workspace: WorkspaceId, contact: ContactId, since: Timestamp) -> Result<i64> {
+        on_connection!(self, |c| messages::messages_sent_since(c, workspace, contact, since))
+    }
+
+    async fn subscriptions(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
+        on_connection!(self, |c| messages::subscriptions(c, workspace, contact))
+    }
+
+    async fn set_subscription(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        topic: i64,
+        subscribed: bool,
+        at: Timestamp,
+    ) -> Result<()> {
+        on_connection!(self, |c| messages::set_subscription(c, workspace, contact, topic, subscribed, at))
+    }
+
+    async fn firing_event(&self, workspace: WorkspaceId, firing: i64) -> Result<Option<String>> {
+        on_connection!(self, |c| messages::firing_event(c, workspace, firing))
+    }
+
+    async fn is_suppressed(&self, workspace: WorkspaceId, email: &str) -> Result<bool> {
+        on_connection!(self, |c| messages::is_suppressed(c, workspace, email))
+    }
+
+    async fn record_message(&self, workspace: WorkspaceId, entry: NewMessageEntry) -> Result<()> {
+        on_connection!(self, |c| messages::record_message(c, workspace, &entry))
+    }
+
+    async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>> {
+        on_connection!(self, |c| messages::message_log(c, workspace, contact, limit))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -418,8 +418,16 @@ pub async fn fire_due(c: &mut Client, now: Timestamp, limit: usize) -> Result<Jo
         report.fired += 1;
         let (email, user_id) = segment_identity(&tx, contact_id).await?.unwrap_or((contact.email.clone(), None));
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
-        let fired =
-            nudge::Fired { rule_id, rule: &rule.spec, contact: &contact, who, trigger: &trigger, workspace, at: now };
+        let fired = nudge::Fired {
+            firing_id: firing,
+            rule_id,
+            rule: &rule.spec,
+            contact: &contact,
+            who,
+            trigger: &trigger,
+            workspace,
+            at: now,
+        };
         enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), Some(contact_id), now_ms).await?;
         tx.execute(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
@@ -502,6 +510,13 @@ pub async fn finish_delivery(c: &Client, id: i64, result: &DeliveryResult, now: 
                 "UPDATE outbox SET status = 'failed', attempts = attempts + 1, lease_until = NULL, last_error = $2
                  WHERE id = $1",
                 &[&id, error],
+            )
+            .await?
+        }
+        DeliveryResult::Skipped { reason } => {
+            c.execute(
+                "UPDATE outbox SET status = 'skipped', lease_until = NULL, last_error = $2 WHERE id = $1",
+                &[&id, reason],
             )
             .await?
         }

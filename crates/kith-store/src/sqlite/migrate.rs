@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "session_idle", include_str!("../../migrations/sqlite/0005_session_idle.sql")),
     (6, "refuse_array_bodies", include_str!("../../migrations/sqlite/0006_refuse_array_bodies.sql")),
     (7, "outbox_contact", include_str!("../../migrations/sqlite/0007_outbox_contact.sql")),
+    (8, "messages", include_str!("../../migrations/sqlite/0008_messages.sql")),
     (9, "accounts", include_str!("../../migrations/sqlite/0009_accounts.sql")),
 ];
 

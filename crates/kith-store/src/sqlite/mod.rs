@@ -13,6 +13,7 @@ mod files;
 mod handoff;
 mod health;
 mod log;
+mod messages;
 mod migrate;
 mod nudges;
 mod read;
@@ -698,6 +699,91 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, user: i64) -> Result<()> {
         self.write(move |c| users::delete_user(c, user)).await
+    }
+
+    async fn topics(&self, workspace: WorkspaceId) -> Result<Vec<Topic>> {
+        self.read(move |c| messages::topics(c, workspace)).await
+    }
+
+    async fn create_topic(&self, workspace: WorkspaceId, name: &str, opt_in: bool) -> Result<Topic> {
+        let name = name.to_owned();
+        let now = self.now();
+        self.write(move |c| messages::create_topic(c, workspace, &name, opt_in, now)).await
+    }
+
+    async fn templates(&self, workspace: WorkspaceId) -> Result<Vec<Template>> {
+        self.read(move |c| messages::templates(c, workspace)).await
+    }
+
+    async fn template(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Template>> {
+        self.read(move |c| messages::template(c, workspace, id)).await
+    }
+
+    async fn create_template(&self, workspace: WorkspaceId, spec: TemplateSpec) -> Result<Template> {
+        let now = self.now();
+        self.write(move |c| messages::create_template(c, workspace, &spec, now)).await
+    }
+
+    async fn update_template(&self, workspace: WorkspaceId, id: i64, spec: TemplateSpec) -> Result<Option<Template>> {
+        let now = self.now();
+        self.write(move |c| messages::update_template(c, workspace, id, &spec, now)).await
+    }
+
+    async fn delete_template(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write(move |c| messages::delete_template(c, workspace, id)).await
+    }
+
+    async fn sender(&self, workspace: WorkspaceId, new_secret: &str) -> Result<Sender> {
+        let new_secret = new_secret.to_owned();
+        self.write(move |c| messages::sender(c, workspace, &new_secret)).await
+    }
+
+    async fn set_sender(&self, workspace: WorkspaceId, sender: Sender) -> Result<Sender> {
+        self.write(move |c| messages::set_sender(c, workspace, &sender)).await
+    }
+
+    async fn message_limits(&self, workspace: WorkspaceId) -> Result<MessageLimits> {
+        self.read(move |c| messages::message_limits(c, workspace)).await
+    }
+
+    async fn set_message_limits(&self, workspace: WorkspaceId, limits: MessageLimits) -> Result<()> {
+        self.write(move |c| messages::set_message_limits(c, workspace, &limits)).await
+    }
+
+    async fn messages_sent_since(&self, workspace: WorkspaceId, contact: ContactId, since: Timestamp) -> Result<i64> {
+        self.read(move |c| messages::messages_sent_since(c, workspace, contact, since)).await
+    }
+
+    async fn subscriptions(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
+        self.read(move |c| messages::subscriptions(c, workspace, contact)).await
+    }
+
+    async fn set_subscription(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        topic: i64,
+        subscribed: bool,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.write(move |c| messages::set_subscription(c, workspace, contact, topic, subscribed, at)).await
+    }
+
+    async fn firing_event(&self, workspace: WorkspaceId, firing: i64) -> Result<Option<String>> {
+        self.read_fresh(move |c| messages::firing_event(c, workspace, firing)).await
+    }
+
+    async fn is_suppressed(&self, workspace: WorkspaceId, email: &str) -> Result<bool> {
+        let email = email.to_owned();
+        self.read_fresh(move |c| messages::is_suppressed(c, workspace, &email)).await
+    }
+
+    async fn record_message(&self, workspace: WorkspaceId, entry: NewMessageEntry) -> Result<()> {
+        self.write(move |c| messages::record_message(c, workspace, &entry)).await
+    }
+
+    async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>> {
+        self.read(move |c| messages::message_log(c, workspace, contact, limit)).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,0 +1,304 @@
+//! Messages to contacts on PostgreSQL: subscription topics, templates, the workspace's sender,
+//! each contact's choices per topic and the log of messages considered for a contact.
+
+use jiff::Timestamp;
+use kith_core::time::from_millis;
+use tokio_postgres::{Client, Row};
+
+use crate::model::*;
+use crate::{Result, StoreError};
+
+fn topic_row(row: &Row) -> Result<Topic> {
+    Ok(Topic {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        opt_in: row.try_get(2)?,
+        created_at: from_millis(row.try_get(3)?),
+    })
+}
+
+pub async fn topics(c: &Client, workspace: WorkspaceId) -> Result<Vec<Topic>> {
+    let rows = c
+        .query(
+            "SELECT id, name, opt_in, created_at FROM message_topics WHERE workspace_id = $1 ORDER BY id",
+            &[&workspace],
+        )
+        .await?;
+    rows.iter().map(topic_row).collect()
+}
+
+pub async fn create_topic(c: &Client, workspace: WorkspaceId, name: &str, opt_in: bool, now: i64) -> Result<Topic> {
+    let row = c
+        .query_opt(
+            "INSERT INTO message_topics (workspace_id, name, opt_in, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING RETURNING id, name, opt_in, created_at",
+            &[&workspace, &name, &opt_in, &now],
+        )
+        .await?;
+    match row {
+        Some(row) => topic_row(&row),
+        None => Err(StoreError::Conflict(format!("the workspace already has a topic named {name:?}"))),
+    }
+}
+
+const TEMPLATE_COLUMNS: &str = "id, name, topic_id, subject, html, text, created_at, updated_at";
+
+fn template_row(row: &Row) -> Result<Template> {
+    Ok(Template {
+        id: row.try_get(0)?,
+        spec: TemplateSpec {
+            name: row.try_get(1)?,
+            topic_id: row.try_get(2)?,
+            subject: row.try_get(3)?,
+            html: row.try_get(4)?,
+            text: row.try_get(5)?,
+        },
+        created_at: from_millis(row.try_get(6)?),
+        updated_at: from_millis(row.try_get(7)?),
+    })
+}
+
+pub async fn templates(c: &Client, workspace: WorkspaceId) -> Result<Vec<Template>> {
+    let rows = c
+        .query(
+            &format!("SELECT {TEMPLATE_COLUMNS} FROM message_templates WHERE workspace_id = $1 ORDER BY id"),
+            &[&workspace],
+        )
+        .await?;
+    rows.iter().map(template_row).collect()
+}
+
+pub async fn template(c: &Client, workspace: WorkspaceId, id: i64) -> Result<Option<Template>> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {TEMPLATE_COLUMNS} FROM message_templates WHERE workspace_id = $1 AND id = $2"),
+            &[&workspace, &id],
+        )
+        .await?;
+    row.as_ref().map(template_row).transpose()
+}
+
+pub async fn create_template(c: &Client, workspace: WorkspaceId, spec: &TemplateSpec, now: i64) -> Result<Template> {
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO message_templates (workspace_id, name, topic_id, subject, html, text, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {TEMPLATE_COLUMNS}"
+            ),
+            &[&workspace, &spec.name, &spec.topic_id, &spec.subject, &spec.html, &spec.text, &now],
+        )
+        .await?;
+    template_row(&row)
+}
+
+pub async fn update_template(
+    c: &Client,
+    workspace: WorkspaceId,
+    id: i64,
+    spec: &TemplateSpec,
+    now: i64,
+) -> Result<Option<Template>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE message_templates SET name = $3, topic_id = $4, subject = $5, html = $6, text = $7,
+                     updated_at = $8
+                 WHERE workspace_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}"
+            ),
+            &[&workspace, &id, &spec.name, &spec.topic_id, &spec.subject, &spec.html, &spec.text, &now],
+        )
+        .await?;
+    row.as_ref().map(template_row).transpose()
+}
+
+pub async fn delete_template(c: &Client, workspace: WorkspaceId, id: i64) -> Result<bool> {
+    Ok(c.execute("DELETE FROM message_templates WHERE workspace_id = $1 AND id = $2", &[&workspace, &id]).await? > 0)
+}
+
+fn sender_row(row: &Row) -> Result<Sender> {
+    Ok(Sender {
+        from_name: row.try_get(0)?,
+        from_address: row.try_get(1)?,
+        reply_to: row.try_get(2)?,
+        link_secret: row.try_get(3)?,
+    })
+}
+
+pub async fn sender(c: &Client, workspace: WorkspaceId, new_secret: &str) -> Result<Sender> {
+    c.execute(
+        "INSERT INTO message_senders (workspace_id, link_secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&workspace, &new_secret],
+    )
+    .await?;
+    let row = c
+        .query_one(
+            "SELECT from_name, from_address, reply_to, link_secret FROM message_senders WHERE workspace_id = $1",
+            &[&workspace],
+        )
+        .await?;
+    sender_row(&row)
+}
+
+pub async fn set_sender(c: &Client, workspace: WorkspaceId, sender: &Sender) -> Result<Sender> {
+    let row = c
+        .query_one(
+            "INSERT INTO message_senders (workspace_id, from_name, from_address, reply_to, link_secret)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (workspace_id) DO UPDATE SET from_name = excluded.from_name,
+                 from_address = excluded.from_address, reply_to = excluded.reply_to
+             RETURNING from_name, from_address, reply_to, link_secret",
+            &[&workspace, &sender.from_name, &sender.from_address, &sender.reply_to, &sender.link_secret],
+        )
+        .await?;
+    sender_row(&row)
+}
+
+pub async fn message_limits(c: &Client, workspace: WorkspaceId) -> Result<MessageLimits> {
+    let row = c
+        .query_opt(
+            "SELECT cap_count, cap_window_hours, quiet_start, quiet_end FROM message_senders WHERE workspace_id = $1",
+            &[&workspace],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(MessageLimits::default()) };
+    Ok(MessageLimits {
+        cap_count: row.try_get(0)?,
+        cap_window_hours: row.try_get(1)?,
+        quiet_start: row.try_get(2)?,
+        quiet_end: row.try_get(3)?,
+    })
+}
+
+pub async fn set_message_limits(c: &Client, workspace: WorkspaceId, limits: &MessageLimits) -> Result<()> {
+    c.execute(
+        "UPDATE message_senders SET cap_count = $2, cap_window_hours = $3, quiet_start = $4, quiet_end = $5
+         WHERE workspace_id = $1",
+        &[&workspace, &limits.cap_count, &limits.cap_window_hours, &limits.quiet_start, &limits.quiet_end],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn messages_sent_since(
+    c: &Client,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    since: Timestamp,
+) -> Result<i64> {
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM message_log WHERE workspace_id = $1 AND contact_id = $2 AND outcome = 'sent'
+               AND at >= $3",
+            &[&workspace, &contact, &since.as_millisecond()],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+pub async fn subscriptions(c: &Client, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Subscription>> {
+    let rows = c
+        .query(
+            "SELECT topic_id, subscribed, updated_at FROM message_subscriptions
+             WHERE workspace_id = $1 AND contact_id = $2 ORDER BY topic_id",
+            &[&workspace, &contact],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Subscription {
+                topic_id: row.try_get(0)?,
+                subscribed: row.try_get(1)?,
+                updated_at: from_millis(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
+pub async fn set_subscription(
+    c: &Client,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    topic: i64,
+    subscribed: bool,
+    at: Timestamp,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO message_subscriptions (workspace_id, contact_id, topic_id, subscribed, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (contact_id, topic_id) DO UPDATE SET subscribed = excluded.subscribed,
+             updated_at = excluded.updated_at",
+        &[&workspace, &contact, &topic, &subscribed, &at.as_millisecond()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A firing started by an event has the occurrence `event:<messageId>`; others have none.
+pub async fn firing_event(c: &Client, workspace: WorkspaceId, firing: i64) -> Result<Option<String>> {
+    let row = c
+        .query_opt(
+            "SELECT events.payload FROM rule_firings
+             JOIN events ON events.contact_id = rule_firings.contact_id
+                        AND events.message_id = substr(rule_firings.occurrence, 7)
+             WHERE rule_firings.id = $2 AND rule_firings.workspace_id = $1
+               AND rule_firings.occurrence LIKE 'event:%'
+             LIMIT 1",
+            &[&workspace, &firing],
+        )
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+pub async fn is_suppressed(c: &Client, workspace: WorkspaceId, email: &str) -> Result<bool> {
+    Ok(c.query_opt("SELECT 1 FROM suppressions WHERE workspace_id = $1 AND email = $2", &[&workspace, &email])
+        .await?
+        .is_some())
+}
+
+pub async fn record_message(c: &Client, workspace: WorkspaceId, entry: &NewMessageEntry) -> Result<()> {
+    c.execute(
+        "INSERT INTO message_log (workspace_id, contact_id, rule_id, template_id, outcome, reason, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &workspace,
+            &entry.contact_id,
+            &entry.rule_id,
+            &entry.template_id,
+            &entry.outcome,
+            &entry.reason,
+            &entry.at.as_millisecond(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn message_log(
+    c: &Client,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    limit: usize,
+) -> Result<Vec<MessageEntry>> {
+    let rows = c
+        .query(
+            "SELECT id, contact_id, rule_id, template_id, outcome, reason, at FROM message_log
+             WHERE workspace_id = $1 AND contact_id = $2 ORDER BY id DESC LIMIT $3",
+            &[&workspace, &contact, &(limit.clamp(1, 1000) as i64)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(MessageEntry {
+                id: row.try_get(0)?,
+                entry: NewMessageEntry {
+                    contact_id: row.try_get(1)?,
+                    rule_id: row.try_get(2)?,
+                    template_id: row.try_get(3)?,
+                    outcome: row.try_get(4)?,
+                    reason: row.try_get(5)?,
+                    at: from_millis(row.try_get(6)?),
+                },
+            })
+        })
+        .collect()
+}
