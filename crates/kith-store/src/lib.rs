@@ -6,11 +6,11 @@
 //! groups through the [`pipeline`].
 #![forbid(unsafe_code)]
 
-pub mod model;
-pub mod nudge;
+pub mod deliveries;
 pub mod pipeline;
 pub mod plan;
 pub mod postgres;
+pub mod records;
 mod sql;
 pub mod sqlite;
 pub mod state;
@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use kith_core::rules::RuleSpec;
 use kith_core::{Clock, Event};
 
-pub use model::*;
+pub use records::*;
 
 /// The last event-log sequence number acknowledged and the last one applied to what reads
 /// see; their difference is the projection's lag.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::model::{Incoming, Outcome, WorkspaceId};
+use crate::records::{Incoming, Outcome, WorkspaceId};
 use crate::{Store, StoreError};
 
 /// A commit at least this large means clients are waiting on the writer: the next commit

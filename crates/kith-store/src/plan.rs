@@ -24,7 +24,7 @@ use kith_core::rules::{RuleSpec, Trigger};
 use kith_core::{AudienceChange, Code, Event, EventKind, Rejection};
 use serde_json::{Map, Value};
 
-use crate::model::{Activity, ContactId, Incoming, Outcome, Stored, WorkspaceId};
+use crate::records::{Activity, ContactId, Incoming, Outcome, Stored, WorkspaceId};
 
 /// A contact a plan refers to: one that exists, or the n-th it creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

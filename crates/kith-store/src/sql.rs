@@ -1,7 +1,7 @@
 //! SQL text and helpers both backends share: the column lists their row readers expect, the
 //! escaping of search patterns and the cutting of keyset pages.
 
-use crate::model::Cursor;
+use crate::records::Cursor;
 
 /// The columns a contact row is read from, in order (the contacts table as `c`).
 pub(crate) const CONTACT_COLUMNS: &str =
@@ -14,17 +14,11 @@ pub(crate) const DELIVERY_COLUMNS: &str =
     "id, workspace_id, kind, target, payload, status, attempts, next_attempt_at, last_error,
      created_at, sent_at";
 
-/// Milliseconds in a day (times are stored in milliseconds).
-pub(crate) const MS_PER_DAY: i64 = 86_400_000;
-
 /// The columns a user is read from, in order (the users table as `u`).
 pub(crate) const USER_COLUMNS: &str = "u.id, u.workspace_id, u.email, u.password_hash, u.created_at";
 
 /// The columns an API key is read from, in order.
 pub(crate) const KEY_COLUMNS: &str = "id, workspace_id, kind, name, prefix, created_at, revoked_at";
-
-/// How much of a key is kept in clear to recognise it in lists.
-pub(crate) const SHOWN_PREFIX_CHARS: usize = 12;
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_pattern(text: &str) -> String {

@@ -4,8 +4,8 @@ use kith_core::time::from_millis;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{lock_contacts, write};
-use crate::model::*;
-use crate::sql::{KEY_COLUMNS, SHOWN_PREFIX_CHARS};
+use crate::records::*;
+use crate::sql::KEY_COLUMNS;
 use crate::{Result, StoreError};
 
 const WORKSPACE_COLUMNS: &str =
@@ -155,7 +155,7 @@ pub async fn create_key(
     key: &str,
     now: i64,
 ) -> Result<ApiKey> {
-    let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();
+    let prefix = shown_prefix(key);
     let hash = key_hash(key);
     let row = c
         .query_one(

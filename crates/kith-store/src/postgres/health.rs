@@ -4,7 +4,7 @@
 use kith_core::time::from_millis;
 use tokio_postgres::Client;
 
-use crate::model::*;
+use crate::records::*;
 use crate::Result;
 
 pub async fn health_model(c: &mut Client, workspace: WorkspaceId) -> Result<Option<String>> {

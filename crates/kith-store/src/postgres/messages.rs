@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use kith_core::time::from_millis;
 use tokio_postgres::{Client, Row};
 
-use crate::model::*;
+use crate::records::*;
 use crate::{Result, StoreError};
 
 fn topic_row(row: &Row) -> Result<Topic> {

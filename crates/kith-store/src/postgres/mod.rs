@@ -27,7 +27,7 @@ use kith_core::Clock;
 use kith_core::Event;
 use tokio_postgres::GenericClient;
 
-use crate::model::*;
+use crate::records::*;
 use crate::{Result, Store, StoreError};
 
 pub use connect::{create_database, drop_database, with_database_name, SslMode, DEFAULT_CONNECT_TIMEOUT};

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{admin, read};
-use crate::model::*;
-use crate::nudge::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::deliveries::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::records::*;
 use crate::sql::DELIVERY_COLUMNS;
 use crate::{Result, StoreError};
 
@@ -208,7 +208,7 @@ pub async fn enqueue_track(
     };
     let Some((email, user_id)) = segment_identity(c, contact).await? else { return Ok(()) };
     let who = SegmentIdentity { contact_id: contact, email: &email, user_id: user_id.as_deref() };
-    let payload = nudge::segment_track(&who, event, properties, from_millis(at));
+    let payload = deliveries::segment_track(&who, event, properties, from_millis(at));
     let delivery = NewDelivery { kind: "segment".into(), target: host.clone(), payload };
     enqueue(c, workspace.id, &[delivery], None, Some(contact), now).await
 }
@@ -418,7 +418,7 @@ pub async fn fire_due(c: &mut Client, now: Timestamp, limit: usize) -> Result<Jo
         report.fired += 1;
         let (email, user_id) = segment_identity(&tx, contact_id).await?.unwrap_or((contact.email.clone(), None));
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
-        let fired = nudge::Fired {
+        let fired = deliveries::Fired {
             firing_id: firing,
             rule_id,
             rule: &rule.spec,
@@ -428,7 +428,7 @@ pub async fn fire_due(c: &mut Client, now: Timestamp, limit: usize) -> Result<Jo
             workspace,
             at: now,
         };
-        enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), Some(contact_id), now_ms).await?;
+        enqueue(&tx, workspace_id, &deliveries::for_firing(&fired), Some(firing), Some(contact_id), now_ms).await?;
         tx.execute(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES ($1, $2, 'nudge', $3, $4, $5, 1, $4)",

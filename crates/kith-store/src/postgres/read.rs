@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use crate::model::*;
+use crate::records::*;
 use crate::sql::{like_pattern, page_cursor, CONTACT_COLUMNS};
 use crate::Result;
 

@@ -5,7 +5,7 @@ use kith_core::time::from_millis;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
-use crate::model::*;
+use crate::records::*;
 use crate::sql::USER_COLUMNS;
 use crate::{Result, StoreError};
 

@@ -4,8 +4,8 @@ use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::write;
-use crate::model::*;
-use crate::sql::{KEY_COLUMNS, SHOWN_PREFIX_CHARS};
+use crate::records::*;
+use crate::sql::KEY_COLUMNS;
 use crate::{Result, StoreError};
 
 const WORKSPACE_COLUMNS: &str =
@@ -141,7 +141,7 @@ pub fn create_key(
     key: &str,
     now: i64,
 ) -> Result<ApiKey> {
-    let prefix: String = key.chars().take(SHOWN_PREFIX_CHARS).collect();
+    let prefix = shown_prefix(key);
     c.execute(
         "INSERT INTO api_keys (workspace_id, kind, name, prefix, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![workspace, kind.as_str(), name, prefix, key_hash(key).as_slice(), now],

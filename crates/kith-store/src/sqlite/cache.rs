@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
-use crate::model::{ContactId, WorkspaceId};
+use crate::records::{ContactId, WorkspaceId};
 use crate::state::ContactState;
 
 /// Entries of the id and email maps at most (two generations of half as many: [`Recent`]).

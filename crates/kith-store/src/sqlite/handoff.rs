@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::model::Incoming;
+use crate::records::Incoming;
 
 /// At most this many events wait in the handoff (about a kilobyte each): a little more
 /// than one projection batch, so that the projection keeps up from it under full load

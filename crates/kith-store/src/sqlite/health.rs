@@ -4,7 +4,7 @@
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::model::*;
+use crate::records::*;
 use crate::Result;
 
 pub fn health_model(c: &Connection, workspace: WorkspaceId) -> Result<Option<String>> {

@@ -43,8 +43,8 @@ use tokio::sync::watch;
 use super::dedup::Dedup;
 use super::handoff::Handoff;
 use super::{write, Durability, Writer};
-use crate::model::{Incoming, Outcome};
 use crate::plan::PendingEvent;
+use crate::records::{Incoming, Outcome};
 use crate::{AppliedSink, Result, StoreError};
 
 /// Where the projection reports what it applied, once the server has said where.

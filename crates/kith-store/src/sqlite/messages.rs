@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::model::*;
+use crate::records::*;
 use crate::{Result, StoreError};
 
 fn topic_row(row: &Row) -> rusqlite::Result<Topic> {

@@ -30,7 +30,7 @@ use kith_core::{Clock, Event};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use crate::model::*;
+use crate::records::*;
 use crate::{Result, Store, StoreError};
 
 pub use migrate::MIGRATIONS;

@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
 use super::{admin, read};
-use crate::model::*;
-use crate::nudge::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::deliveries::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::records::*;
 use crate::sql::DELIVERY_COLUMNS;
 use crate::{Result, StoreError};
 
@@ -172,7 +172,7 @@ pub fn enqueue_track(
     };
     let Some((email, user_id)) = segment_identity(c, contact)? else { return Ok(()) };
     let who = SegmentIdentity { contact_id: contact, email: &email, user_id: user_id.as_deref() };
-    let payload = nudge::segment_track(&who, event, properties, from_millis(at));
+    let payload = deliveries::segment_track(&who, event, properties, from_millis(at));
     let delivery = NewDelivery { kind: "segment".into(), target: host.clone(), payload };
     enqueue(c, workspace.id, &[delivery], None, Some(contact), now)
 }
@@ -371,7 +371,7 @@ pub fn fire_due(c: &mut Connection, now: Timestamp, limit: usize) -> Result<JobR
         report.fired += 1;
         let (email, user_id) = segment_identity(&tx, contact_id)?.unwrap_or((contact.email.clone(), None));
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
-        let fired = nudge::Fired {
+        let fired = deliveries::Fired {
             firing_id: firing,
             rule_id,
             rule: &rule.spec,
@@ -381,7 +381,7 @@ pub fn fire_due(c: &mut Connection, now: Timestamp, limit: usize) -> Result<JobR
             workspace,
             at: now,
         };
-        enqueue(&tx, workspace_id, &nudge::deliveries(&fired), Some(firing), Some(contact_id), now_ms)?;
+        enqueue(&tx, workspace_id, &deliveries::for_firing(&fired), Some(firing), Some(contact_id), now_ms)?;
         tx.prepare_cached(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES (?1, ?2, 'nudge', ?3, ?4, ?5, 1, ?4)",

@@ -7,7 +7,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use crate::model::*;
+use crate::records::*;
 use crate::sql::{like_pattern, page_cursor, CONTACT_COLUMNS};
 use crate::Result;
 

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::model::*;
+use crate::records::*;
 use crate::sql::USER_COLUMNS;
 use crate::{Result, StoreError};
 

@@ -12,9 +12,8 @@ use serde_json::{Map, Value};
 
 use super::cache::WriterCache;
 use super::{admin, nudges, read};
-use crate::model::*;
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
-use crate::sql::MS_PER_DAY;
+use crate::records::*;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
 
@@ -720,7 +719,7 @@ pub fn expire_pending(c: &mut Connection, now: i64) -> Result<u64> {
     let workspaces = admin::workspaces(&tx)?;
     let mut deleted = 0;
     for workspace in workspaces {
-        let cutoff = now - workspace.pending_days * MS_PER_DAY;
+        let cutoff = workspace.pending_cutoff(now);
         deleted += tx.execute(
             "DELETE FROM events WHERE contact_id IS NULL AND received_at < ?2 AND workspace_id = ?1",
             params![workspace.id, cutoff],

@@ -72,7 +72,15 @@ impl Workspace {
     pub fn tz(&self) -> TimeZone {
         kith_core::time::time_zone(&self.time_zone).unwrap_or(TimeZone::UTC)
     }
+
+    /// The receive time (ms) before which this workspace's pending events have waited too long.
+    pub(crate) fn pending_cutoff(&self, now_ms: i64) -> i64 {
+        now_ms - self.pending_days * MS_PER_DAY
+    }
 }
+
+/// Milliseconds in a day (times are stored in milliseconds).
+const MS_PER_DAY: i64 = 86_400_000;
 
 /// A change to workspace settings; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +171,14 @@ pub struct ApiKey {
 /// SHA-256 of a key's text: what is stored and looked up.
 pub fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// How much of a key is kept in clear to recognise it in lists.
+const SHOWN_PREFIX_CHARS: usize = 12;
+
+/// The start of a key kept in clear as its [`ApiKey::prefix`].
+pub(crate) fn shown_prefix(key: &str) -> String {
+    key.chars().take(SHOWN_PREFIX_CHARS).collect()
 }
 
 /// One event on its way to storage.

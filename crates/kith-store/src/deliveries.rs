@@ -1,12 +1,13 @@
-//! What kith sends when something happens: the messages a firing turns into and the track
-//! calls kith emits to an outbound Segment host. Pure functions, shared by every backend.
+//! What kith sends when something happens, as deliveries to queue: the messages a firing turns
+//! into and the track calls kith emits to an outbound Segment host. Pure functions, shared by
+//! every backend (each backend's `nudges.rs` decides when a rule fires and queues these).
 
 use jiff::Timestamp;
 use kith_core::rules::{render, Action, RuleSpec};
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::model::{Contact, NewDelivery, Workspace};
+use crate::records::{Contact, NewDelivery, Workspace};
 
 /// The track event kith emits for every nudge when outbound Segment is configured.
 pub const NUDGE_SENT: &str = "Nudge Sent";
@@ -71,7 +72,7 @@ pub struct Fired<'a> {
 
 /// The messages a firing sends: one per action (a `message` is rendered when it is sent), plus `Nudge Sent` to the outbound Segment
 /// host when one is configured and the rule does not emit its own track call.
-pub fn deliveries(fired: &Fired) -> Vec<NewDelivery> {
+pub fn for_firing(fired: &Fired) -> Vec<NewDelivery> {
     let contact = fired.contact;
     let name = contact.name.as_deref().unwrap_or(&contact.email);
     let fill = |template: &str| render(template, name, &contact.email, &fired.rule.name, fired.trigger);
