@@ -76,9 +76,10 @@ impl ApiError {
         error
     }
 
-    /// 500 for a fault of ours; the cause goes to the log, not the client.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(%cause, "request failed");
+    /// 503 for a fault of ours: the cause and each error behind it go to the log, once, here;
+    /// the client is told only that nothing was stored, never the database's words.
+    pub fn internal(cause: impl std::error::Error + 'static) -> Self {
+        tracing::error!(cause = %kith_store::error_chain(&cause), "request failed");
         let mut error = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -153,3 +154,35 @@ impl IntoResponse for ApiError {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real SQLite failure: the statement names a table that does not exist.
+    fn sqlite_failure() -> StoreError {
+        let connection = rusqlite::Connection::open_in_memory().expect("an in-memory database");
+        connection.execute("SELECT secret_column FROM missing_table", []).expect_err("no such table").into()
+    }
+
+    #[test]
+    fn a_database_failure_is_a_503_that_tells_the_client_nothing_of_the_database() {
+        let error = ApiError::from(sqlite_failure());
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.retry_after, Some(RETRY_AFTER_SECS));
+        assert_eq!(error.body.code, "unavailable");
+        assert_eq!(error.body.field, None);
+        let body = serde_json::to_string(&error.body).expect("a JSON body");
+        for database_text in ["missing_table", "secret_column", "SELECT", "SQLite", "no such table"] {
+            assert!(!body.contains(database_text), "{database_text} in {body}");
+        }
+    }
+
+    #[test]
+    fn a_failed_ingest_transaction_is_answered_like_any_database_failure() {
+        let error = ApiError::from(SubmitError::Store(StoreError::Batch(std::sync::Arc::new(sqlite_failure()))));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.retry_after, Some(RETRY_AFTER_SECS));
+        assert!(!error.body.message.contains("missing_table"), "{}", error.body.message);
+    }
+}

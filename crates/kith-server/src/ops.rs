@@ -53,7 +53,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
+            tracing::warn!(cause = %kith_store::error_chain(&error), "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"})))
         }
     }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ipnet::IpNet;
+use kith_store::error_chain;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -338,7 +339,7 @@ impl Outbound {
         if let Some(key) = basic_key {
             request = request.basic_auth(key, Some(""));
         }
-        let mut response = request.send().await.map_err(|error| describe(&error))?;
+        let mut response = request.send().await.map_err(|error| error_chain(&error))?;
         let answer = Answer {
             status: response.status(),
             retry_after: response
@@ -369,8 +370,8 @@ impl Outbound {
         let transport = self.smtp_transport(smtp).await?;
         match tokio::time::timeout(SMTP_TIMEOUT, transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) if error.is_permanent() => Err(MailError::Permanent(describe(&error))),
-            Ok(Err(error)) => Err(MailError::Transient(describe(&error))),
+            Ok(Err(error)) if error.is_permanent() => Err(MailError::Permanent(error_chain(&error))),
+            Ok(Err(error)) => Err(MailError::Transient(error_chain(&error))),
             Err(_) => Err(MailError::Transient(format!("the SMTP exchange took over {}s", SMTP_TIMEOUT.as_secs()))),
         }
     }
@@ -398,7 +399,7 @@ impl Outbound {
             .port(port)
             .timeout(Some(HTTP_TIMEOUT));
         if let Some(tls) = tls {
-            let parameters = TlsParameters::new(host.clone()).map_err(|e| MailError::Permanent(describe(&e)))?;
+            let parameters = TlsParameters::new(host.clone()).map_err(|e| MailError::Permanent(error_chain(&e)))?;
             builder = builder.tls(tls(parameters));
         }
         if url.path().len() > 1 {
@@ -421,21 +422,6 @@ pub enum MailError {
     Permanent(String),
     /// It may work later.
     Transient(String),
-}
-
-/// An error and its causes, one after the other: reqwest's own message names only the URL.
-fn describe(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

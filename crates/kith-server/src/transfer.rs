@@ -166,7 +166,7 @@ pub async fn export_page(
         .await?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     let model = workspace.model();
-    let csv_error = |e: csv::Error| StoreError::Database(format!("writing CSV: {e}"));
+    let csv_error = |e: csv::Error| StoreError::caused("writing CSV", e);
     if header {
         writer.write_record(CSV_HEADER).map_err(csv_error)?;
     }
@@ -189,7 +189,7 @@ pub async fn export_page(
             ])
             .map_err(csv_error)?;
     }
-    let bytes = writer.into_inner().map_err(|e| StoreError::Database(format!("writing CSV: {e}")))?;
+    let bytes = writer.into_inner().map_err(|e| StoreError::caused("writing CSV", e.into_error()))?;
     Ok((bytes, page.next))
 }
 

@@ -33,11 +33,33 @@ pub struct LogPosition {
 }
 
 /// A storage failure. Client mistakes never end up here; these are the server's problems.
+///
+/// The error a database or the system gave is kept as the [`source`](std::error::Error::source),
+/// so a log line can show the whole chain (see [`error_chain`]) and code can look at what failed,
+/// while a client is told neither. The text of each variant tells the whole story on its own too,
+/// so a log line or a command's error that prints only the text loses nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused or failed.
-    #[error("database error: {0}")]
-    Database(String),
+    /// SQLite refused or failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed.
+    #[error("PostgreSQL: {}", postgres::explain(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The store could not do what was asked for a reason kith states: no connection in time, a
+    /// task or thread that stopped, a file it cannot create, a stored value it cannot read.
+    #[error("{message}")]
+    Unavailable {
+        /// What went wrong, with the text of its cause.
+        message: String,
+        /// The error behind it, if there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The transaction this request was written in failed: every request of the group the
+    /// ingest pipeline wrote together is answered with the one error.
+    #[error(transparent)]
+    Batch(std::sync::Arc<StoreError>),
     /// A record the caller named does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -54,10 +76,37 @@ pub enum StoreError {
     },
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(error.to_string())
+impl StoreError {
+    /// A failure kith describes, with no error behind it.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable { message: message.into(), source: None }
     }
+
+    /// A failure kith describes, caused by `source`: the text is `message` followed by the
+    /// source's chain, and the source is kept.
+    pub fn caused(message: impl std::fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable {
+            message: format!("{message}: {}", error_chain(&source)),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// `error` followed by each of its causes that the text so far does not already tell, joined by
+/// `": "`. Many errors show only their own layer ("error performing TLS handshake") and keep the
+/// one that says what to change ("invalid peer certificate: UnknownIssuer") as their source.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let told = error.to_string();
+        if !text.contains(&told) {
+            text.push_str(": ");
+            text.push_str(&told);
+        }
+        cause = error.source();
+    }
+    text
 }
 
 /// Told what each event did once a backend that acknowledges events before applying them
@@ -342,4 +391,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A real SQLite failure: the statement names a table that does not exist.
+    fn sqlite_failure() -> StoreError {
+        let connection = rusqlite::Connection::open_in_memory().expect("an in-memory database");
+        connection.execute("SELECT * FROM missing_table", []).expect_err("no such table").into()
+    }
+
+    #[test]
+    fn a_database_error_keeps_its_source() {
+        let error = sqlite_failure();
+        let source = error.source().expect("the SQLite error is kept as the source");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some(), "{source:?}");
+        assert!(error.to_string().contains("missing_table"), "the text tells the cause: {error}");
+    }
+
+    #[test]
+    fn a_failed_batch_keeps_the_source_of_its_transaction() {
+        let error = StoreError::Batch(Arc::new(sqlite_failure()));
+        let source = error.source().expect("the cause of the shared failure is kept");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some(), "{source:?}");
+        assert!(error_chain(&error).contains("missing_table"), "{}", error_chain(&error));
+    }
+
+    #[test]
+    fn a_failure_kith_describes_keeps_the_error_behind_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let error = StoreError::caused("cannot create /data/kith.db", io);
+        assert_eq!(error.to_string(), "cannot create /data/kith.db: permission denied");
+        assert!(error.source().is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()));
+        assert_eq!(error_chain(&error), error.to_string(), "a cause already told is not told twice");
+    }
 }

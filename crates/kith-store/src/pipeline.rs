@@ -69,7 +69,7 @@ enum Message {
 
 struct Job {
     events: Vec<Incoming>,
-    reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, Arc<StoreError>>>,
     _permit: Admission,
 }
 
@@ -212,7 +212,7 @@ impl Pipeline {
         }
         let result = match answer.await {
             Ok(Ok(outcomes)) => Ok(outcomes),
-            Ok(Err(message)) => Err(SubmitError::Store(StoreError::Database(message))),
+            Ok(Err(error)) => Err(SubmitError::Store(StoreError::Batch(error))),
             Err(_) => Err(SubmitError::Closed),
         };
         // Only the database's answer counts: a shutdown is not a failing writer.
@@ -292,9 +292,9 @@ async fn run_writer(
             Err(error) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, events = count, "ingest transaction failed; nothing of it was stored");
-                let message = error.to_string();
+                let error = Arc::new(error);
                 for (reply, _permit) in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }

@@ -355,8 +355,8 @@ pub async fn export_csv(
                     Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(bytes)), (next, false, done)))
                 }
                 Err(error) => {
-                    tracing::error!(%error, "CSV export stopped");
-                    Some((Err(std::io::Error::other(error.to_string())), (None, false, true)))
+                    tracing::error!(cause = %kith_store::error_chain(&error), "CSV export stopped");
+                    Some((Err(std::io::Error::other(error)), (None, false, true)))
                 }
             }
         }

@@ -40,7 +40,7 @@ fn invalid_link() -> Response {
 }
 
 fn failed(error: StoreError) -> Response {
-    tracing::error!(%error, "unsubscribe page failed");
+    tracing::error!(cause = %kith_store::error_chain(&error), "unsubscribe page failed");
     let status = StatusCode::SERVICE_UNAVAILABLE;
     (status, error_page(status, "kith could not reach its database; try again in a moment")).into_response()
 }

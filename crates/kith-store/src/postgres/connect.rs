@@ -85,21 +85,7 @@ struct Target {
 }
 
 fn invalid_url(why: impl fmt::Display) -> StoreError {
-    StoreError::Database(format!("invalid database URL: {why}"))
-}
-
-/// `error` and its causes: tokio-postgres shows only the first ("error performing TLS
-/// handshake") and keeps the one that says what to change ("invalid peer certificate:
-/// UnknownIssuer") as its source.
-pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
+    StoreError::unavailable(format!("invalid database URL: {why}"))
 }
 
 impl Target {
@@ -126,7 +112,7 @@ impl Target {
             }
         }
         let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| invalid_url(describe(&e)))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| invalid_url(crate::error_chain(&e)))?;
         config.ssl_mode(match ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -152,7 +138,7 @@ impl Target {
         };
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| StoreError::Database(format!("cannot set up TLS: {e}")))?
+            .map_err(|e| StoreError::caused("cannot set up TLS", e))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -184,7 +170,7 @@ impl Target {
         }
         WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
             .build()
-            .map_err(|e| StoreError::Database(format!("cannot set up TLS: {e}")))
+            .map_err(|e| StoreError::caused("cannot set up TLS", e))
     }
 }
 
@@ -306,7 +292,7 @@ impl Connections {
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(target.connect_timeout))
             .build()
-            .map_err(|e| StoreError::Database(format!("cannot create the connection pool: {e}")))?;
+            .map_err(|e| StoreError::caused("cannot create the connection pool", e))?;
         Ok(Connections { pool, ssl_mode: target.ssl_mode, connect_timeout: target.connect_timeout, timeout })
     }
 
@@ -325,17 +311,15 @@ impl Connections {
     pub async fn get(&self, deadline: Instant) -> Result<Object> {
         match tokio::time::timeout_at(deadline, self.pool.get()).await {
             Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(PoolError::Timeout(TimeoutType::Create))) => Err(StoreError::Database(format!(
+            Ok(Err(PoolError::Timeout(TimeoutType::Create))) => Err(StoreError::unavailable(format!(
                 "PostgreSQL did not accept a connection within {} s (connect_timeout in the database URL)",
                 self.connect_timeout.as_secs_f32()
             ))),
-            Ok(Err(PoolError::Backend(error))) => Err(StoreError::Database(format!(
-                "cannot connect to PostgreSQL (sslmode={}): {}",
-                self.ssl_mode,
-                describe(&error)
-            ))),
-            Ok(Err(error)) => Err(StoreError::Database(format!("no PostgreSQL connection: {error}"))),
-            Err(_) => Err(StoreError::Database(format!(
+            Ok(Err(PoolError::Backend(error))) => {
+                Err(StoreError::caused(format!("cannot connect to PostgreSQL (sslmode={})", self.ssl_mode), error))
+            }
+            Ok(Err(error)) => Err(StoreError::caused("no PostgreSQL connection", error)),
+            Err(_) => Err(StoreError::unavailable(format!(
                 "no PostgreSQL connection became free or could be opened within {} s",
                 self.timeout.as_secs_f32()
             ))),
@@ -350,7 +334,7 @@ impl Connections {
             Ok(result) => result,
             Err(_) => {
                 drop(Object::take(connection));
-                Err(StoreError::Database(format!(
+                Err(StoreError::unavailable(format!(
                     "PostgreSQL did not answer within {} s (the database timeout)",
                     self.timeout.as_secs_f32()
                 )))

@@ -28,7 +28,7 @@ use kith_core::Event;
 use tokio_postgres::GenericClient;
 
 use crate::records::*;
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 pub use connect::{create_database, drop_database, with_database_name, SslMode, DEFAULT_CONNECT_TIMEOUT};
 pub use migrate::MIGRATIONS;
@@ -533,11 +533,11 @@ impl Store for PostgresStore {
     }
 }
 
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        match error.as_db_error() {
-            Some(db) => StoreError::Database(format!("{} ({})", db.message(), db.code().code())),
-            None => StoreError::Database(connect::describe(&error)),
-        }
+/// What a PostgreSQL error says: the server's message and SQLSTATE for an error the server
+/// returned, else the error and its causes (the first alone says little, e.g. "db error").
+pub(crate) fn explain(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => crate::error_chain(error),
     }
 }

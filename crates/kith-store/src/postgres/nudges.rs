@@ -23,8 +23,7 @@ const RULE_COLUMNS: &str = "id, spec, created_at, updated_at";
 fn rule_row(row: &Row) -> Result<Rule> {
     let id: i64 = row.try_get(0)?;
     let spec: String = row.try_get(1)?;
-    let spec =
-        serde_json::from_str(&spec).map_err(|e| StoreError::Database(format!("rule {id}: invalid spec: {e}")))?;
+    let spec = serde_json::from_str(&spec).map_err(|e| StoreError::caused(format!("rule {id}: invalid spec"), e))?;
     Ok(Rule { id, spec, created_at: from_millis(row.try_get(2)?), updated_at: from_millis(row.try_get(3)?) })
 }
 

@@ -391,7 +391,7 @@ async fn insert_contacts(tx: &Transaction<'_>, plan: &Plan, now: i64) -> Result<
             by_key
                 .get(&(contact.workspace_id, contact.email.clone()))
                 .copied()
-                .ok_or_else(|| StoreError::Database(format!("contact {} was not created", contact.email)))
+                .ok_or_else(|| StoreError::unavailable(format!("contact {} was not created", contact.email)))
         })
         .collect()
 }
@@ -541,7 +541,7 @@ async fn write_audiences(
         let key = (audience_event.workspace_id, text(&audience_event.change.key).into_owned());
         let audience_id = *audience_ids
             .get(&key)
-            .ok_or_else(|| StoreError::Database(format!("audience {} was not stored", key.1)))?;
+            .ok_or_else(|| StoreError::unavailable(format!("audience {} was not stored", key.1)))?;
         changes.push((audience_id, resolve(ids, audience_event.contact), audience_event));
     }
     let (audiences, contacts): (Vec<i64>, Vec<ContactId>) =

@@ -35,7 +35,7 @@ pub fn start(log: &Path, main: &Path, progress: Arc<Progress>) -> Result<()> {
     std::thread::Builder::new()
         .name("kith-checkpoint".into())
         .spawn(move || run(&log, &main, &progress))
-        .map_err(|e| StoreError::Database(format!("cannot start the checkpoint thread: {e}")))?;
+        .map_err(|e| StoreError::caused("cannot start the checkpoint thread", e))?;
     Ok(())
 }
 
@@ -70,7 +70,7 @@ pub fn truncate(connection: &Connection) -> Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::unavailable(format!(
                 "the write-ahead file could not be emptied within {} s: a reader or a checkpoint held it",
                 TRUNCATE_WAIT.as_secs()
             )));

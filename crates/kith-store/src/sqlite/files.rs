@@ -17,7 +17,7 @@ pub fn prepare(path: &Path) -> Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(parent)
-            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
+            .map_err(|e| StoreError::caused(format!("cannot create {}", parent.display()), e))?;
     }
     // An in-memory or URI name is not a file of ours.
     if path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:") {
@@ -29,12 +29,12 @@ pub fn prepare(path: &Path) -> Result<()> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::caused(format!("cannot create {}", path.display()), e))?;
     for file in [path.to_owned(), sibling(path, "-wal"), sibling(path, "-shm")] {
         let readable = file.metadata().is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
         if readable {
             std::fs::set_permissions(&file, Permissions::from_mode(0o600))
-                .map_err(|e| StoreError::Database(format!("cannot make {} private: {e}", file.display())))?;
+                .map_err(|e| StoreError::caused(format!("cannot make {} private", file.display()), e))?;
         }
     }
     Ok(())

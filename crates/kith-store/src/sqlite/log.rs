@@ -121,8 +121,8 @@ impl Progress {
                 .await;
         match caught_up {
             Ok(true) => Ok(()),
-            Ok(false) => Err(StoreError::Database("the projection has stopped".into())),
-            Err(_) => Err(StoreError::Database(format!(
+            Ok(false) => Err(StoreError::unavailable("the projection has stopped")),
+            Err(_) => Err(StoreError::unavailable(format!(
                 "the projection is more than {} s behind the event log",
                 READ_WAIT.as_secs()
             ))),
@@ -137,7 +137,7 @@ impl Progress {
             .wait_timeout_while(marks, limit, |marks| !ready(marks))
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if timeout.timed_out() {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::unavailable(format!(
                 "the projection made no progress for {} s; the event log is not accepting more",
                 limit.as_secs()
             )));
@@ -211,7 +211,7 @@ pub fn open(
         std::thread::Builder::new()
             .name("kith-projection".into())
             .spawn(move || project(reader, writer, progress, sink))
-            .map_err(|e| StoreError::Database(format!("cannot start the projection thread: {e}")))?
+            .map_err(|e| StoreError::caused("cannot start the projection thread", e))?
     };
     let appender = Appender { log, main, next_seq: appended + 1, pruned: 0, dedup };
     Ok((appender, progress, projection))

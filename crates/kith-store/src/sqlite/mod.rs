@@ -167,7 +167,7 @@ impl SqliteStore {
             f(&mut writer)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
+        .map_err(|e| StoreError::caused("writer task failed", e))?
     }
 
     /// Runs `f` on the write connection for a write that leaves contacts, identities and
@@ -230,7 +230,7 @@ impl SqliteStore {
             log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prune(&log.progress)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))?
+        .map_err(|e| StoreError::caused("log task failed", e))?
     }
 
     /// Runs `f` on a read connection, off the async threads.
@@ -240,20 +240,19 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let pool = self.readers.clone();
-        let _permit =
-            pool.available.acquire().await.map_err(|_| StoreError::Database("the read pool is closed".into()))?;
+        let _permit = pool.available.acquire().await.map_err(|_| StoreError::unavailable("the read pool is closed"))?;
         let connection = pool
             .connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .pop()
-            .ok_or_else(|| StoreError::Database("no read connection free".into()))?;
+            .ok_or_else(|| StoreError::unavailable("no read connection free"))?;
         let (connection, result) = tokio::task::spawn_blocking(move || {
             let result = f(&connection);
             (connection, result)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?;
+        .map_err(|e| StoreError::caused("reader task failed", e))?;
         pool.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(connection);
         result
     }
@@ -351,7 +350,7 @@ impl Store for SqliteStore {
             appender.append(&log.progress, batch)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))?;
+        .map_err(|e| StoreError::caused("log task failed", e))?;
         if erases && result.is_ok() {
             // A Segment deletion is applied by the projection: once it is, scrub the files as
             // an erasure through the API does, without holding up this acknowledgement.
@@ -388,7 +387,7 @@ impl Store for SqliteStore {
             log.appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).seen(&digest)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("log task failed: {e}")))??;
+        .map_err(|e| StoreError::caused("log task failed", e))??;
         self.read_fresh(move |c| write::preview(c, incoming, seen)).await
     }
 
