@@ -12,12 +12,20 @@ use serde_json::{json, Value};
 /// attached later, an account, an audience, a manual note, a rule firing and the webhook
 /// delivery it queued.
 async fn ada_with_everything(server: &TestServer) -> i64 {
+    // A message Ada never agreed to: it is skipped, and the skip is in her message log.
+    let (status, topic) = server.call(Method::POST, "/api/topics", &json!({"name": "Tips", "opt_in": true})).await;
+    assert_eq!(status, StatusCode::CREATED, "{topic}");
+    let template = json!({"name": "Tip", "topic_id": topic["id"], "subject": "A tip for {{ contact.email }}",
+                          "html": "<p>{{ contact.email }}</p>", "text": "{{ contact.email }}"});
+    let (status, template) = server.call(Method::POST, "/api/templates", &template).await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
     let (status, body) = server
         .call(
             Method::POST,
             "/api/rules",
             &json!({"name": "Exports", "when": {"event": {"name": "Exported"}},
-                    "then": [{"segment": {}}, {"webhook": {"url": "http://127.0.0.1:9/hook", "text": "{email} exported"}}]}),
+                    "then": [{"segment": {}}, {"webhook": {"url": "http://127.0.0.1:9/hook", "text": "{email} exported"}},
+                             {"message": {"template": template["id"]}}]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -60,6 +68,7 @@ async fn rows_left(server: &TestServer, id: i64) -> Vec<(&'static str, i64)> {
         ("audience_history", format!("contact_id = {id}")),
         ("rule_firings", format!("contact_id = {id}")),
         ("outbox", format!("contact_id = {id} OR payload LIKE '%ada@example.com%'")),
+        ("message_log", format!("contact_id = {id}")),
     ] {
         left.push((table, server.count_rows(&format!("SELECT count(*) FROM {table} WHERE {condition}")).await));
     }
