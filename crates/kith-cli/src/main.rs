@@ -71,6 +71,14 @@ enum Command {
         #[arg(long)]
         workspace: Option<WorkspaceId>,
     },
+    /// Rebuild history from the stored events: every contact's days (counted in the workspace's
+    /// time zone, first description, hits) and closeness. The server does this by itself after
+    /// a time zone change; this runs it now and waits for the end.
+    Reproject {
+        /// Workspace id (default: every workspace).
+        #[arg(long)]
+        workspace: Option<WorkspaceId>,
+    },
     /// Export contacts as CSV, closest first.
     Export {
         /// Where to write (default: standard output).
@@ -259,6 +267,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             workspaces(open_store(&settings).await?.as_ref(), settings.regions()?.own.as_deref(), command).await
         }
         Command::Import { file, workspace } => import(open_store(&settings).await?.as_ref(), &file, workspace).await,
+        Command::Reproject { workspace } => reproject(open_store(&settings).await?.as_ref(), workspace).await,
         Command::Export { output, workspace } => export(open_store(&settings).await?.as_ref(), output, workspace).await,
         Command::Users { command } => users(open_store(&settings).await?.as_ref(), command).await,
     }
@@ -549,6 +558,37 @@ async fn import(store: &dyn Store, file: &std::path::Path, workspace: Option<Wor
     for (line, why) in &report.errors {
         println!("  line {line}: {why}");
     }
+    Ok(())
+}
+
+async fn reproject(store: &dyn Store, workspace: Option<WorkspaceId>) -> anyhow::Result<()> {
+    let workspaces = match workspace {
+        Some(id) => vec![workspace_id(store, Some(id)).await?],
+        None => store.workspaces().await?.iter().map(|workspace| workspace.id).collect(),
+    };
+    let mut total = 0;
+    for workspace in &workspaces {
+        total += kith_server::service::history::request(store, *workspace).await?.contacts_total;
+    }
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (started, mut events) = (std::time::Instant::now(), 0);
+    let contacts = kith_server::service::history::run(store, None, |step| {
+        events += step.events;
+        bar.inc(step.contacts);
+        bar.set_message(format!("{events} events"));
+    })
+    .await?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "rebuilt {contacts} contacts from {events} events in {} workspace(s), in {seconds:.1} s ({:.0} events/s)",
+        workspaces.len(),
+        events as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }
 

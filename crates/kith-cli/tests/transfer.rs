@@ -69,3 +69,46 @@ fn exported_cells_never_run_as_spreadsheet_formulas() {
     let bob = csv.lines().find(|row| row.contains("bob@example.com")).unwrap();
     assert!(bob.contains(",'@SUM(A1),"), "{bob}");
 }
+
+/// `(day, description, hits)` of every activity day in the database, by day.
+fn activity_days(dir: &std::path::Path) -> Vec<(i64, String, i64)> {
+    let db = rusqlite::Connection::open(dir.join("kith.db")).unwrap();
+    let mut statement =
+        db.prepare("SELECT day, description, hits FROM interactions WHERE kind = 'activity' ORDER BY day").unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn reproject_counts_imported_history_again_in_a_new_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    run(kith(dir.path()).args(["workspaces", "create", "Acme"]));
+    // 07:30 and 08:30 UTC: one day in UTC, two in Los Angeles (midnight there is 08:00 UTC).
+    let lines = [
+        r#"{"type":"identify","userId":"u1","traits":{"email":"ada@example.com"},"timestamp":"2023-02-01T20:00:00Z","messageId":"i1"}"#,
+        r#"{"type":"track","userId":"u1","event":"Late","timestamp":"2023-02-02T07:30:00Z","messageId":"t1"}"#,
+        r#"{"type":"track","userId":"u1","event":"Early","timestamp":"2023-02-02T08:30:00Z","messageId":"t2"}"#,
+    ];
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    run(kith(dir.path()).arg("import").arg(&file));
+    // Day keys count days since 1970-01-01: 19389 is 2023-02-01.
+    let in_utc = vec![(19389, "Active in your product".to_owned(), 1), (19390, "Late".to_owned(), 2)];
+    assert_eq!(activity_days(dir.path()), in_utc);
+
+    run(kith(dir.path()).args(["workspaces", "set", "--time-zone", "America/Los_Angeles"]));
+    let out = run(kith(dir.path()).arg("reproject"));
+    assert!(out.starts_with("rebuilt 1 contacts from 3 events in 1 workspace(s)"), "{out}");
+    let in_los_angeles = vec![(19389, "Active in your product".to_owned(), 2), (19390, "Early".to_owned(), 1)];
+    assert_eq!(activity_days(dir.path()), in_los_angeles);
+
+    let again = run(kith(dir.path()).args(["reproject", "--workspace", "1"]));
+    assert!(again.starts_with("rebuilt 1 contacts from 3 events"), "{again}");
+    assert_eq!(activity_days(dir.path()), in_los_angeles, "a second rebuild changes nothing");
+    let output = kith(dir.path()).args(["reproject", "--workspace", "9"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("there is no workspace 9"));
+}

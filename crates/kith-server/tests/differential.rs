@@ -376,6 +376,19 @@ async fn run_seed(seed: u64) {
     rng.shuffle(&mut bodies);
     deliver(&server, &mut rng, bodies, seed).await;
     compare(&server, &model, seed, "after the comebacks").await;
+
+    // A new time zone: every day is counted again from the stored events, in the background.
+    let (zone, _) = ZONES[(ZONES.iter().position(|(z, _)| *z == workload.zone).unwrap() + 1) % ZONES.len()];
+    server.set_time_zone(zone).await;
+    model.set_zone(zone);
+    let reprojection = server.get("/api/workspace/reprojection").await;
+    assert_eq!(reprojection["state"], "running", "seed {seed}: {reprojection}");
+    assert_eq!(reprojection["reason"], "time zone changed");
+    let report = server.run_jobs().await;
+    assert_eq!(report.reprojected as usize, model.contacts.len(), "seed {seed}: contacts rebuilt");
+    let reprojection = server.get("/api/workspace/reprojection").await;
+    assert_eq!((reprojection["state"].as_str(), reprojection["percent_done"].as_u64()), (Some("finished"), Some(100)));
+    compare(&server, &model, seed, &format!("after the time zone changed to {zone}")).await;
     server.stop().await;
 }
 

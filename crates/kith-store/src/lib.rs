@@ -212,6 +212,17 @@ pub trait Store: Send + Sync + 'static {
     /// Alias conflicts, unresolved first.
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>>;
 
+    // History rebuilt from the stored events.
+
+    /// Asks for the workspace's history to be rebuilt from its stored events (a reprojection
+    /// under way starts over); the background jobs or `kith reproject` run it.
+    async fn request_reprojection(&self, workspace: WorkspaceId, reason: &str) -> Result<Reprojection>;
+    /// The workspace's latest reprojection, running or finished.
+    async fn reprojection(&self, workspace: WorkspaceId) -> Result<Option<Reprojection>>;
+    /// Rebuilds up to `contacts` more contacts of the oldest unfinished reprojection; `None`
+    /// when none is unfinished.
+    async fn reproject_step(&self, contacts: usize) -> Result<Option<ReprojectionStep>>;
+
     // Accounts and audiences.
 
     /// Accounts, most members first.

@@ -173,6 +173,40 @@ pub struct DayActivity {
     pub hits: i64,
 }
 
+impl DayActivity {
+    /// A day seen through one event.
+    pub fn first(workspace_id: WorkspaceId, time: i64, description: &str) -> DayActivity {
+        DayActivity { workspace_id, occurred_at: time, description: description.to_owned(), hits: 1 }
+    }
+
+    /// Counts another event of the same contact-day.
+    pub fn add(&mut self, time: i64, description: &str) {
+        self.hits += 1;
+        if first_event_of_day(time, description, self.occurred_at, &self.description) {
+            self.occurred_at = time;
+            self.description = description.to_owned();
+        }
+    }
+}
+
+/// The activity days of one contact's stored events in the zone `tz`, built at once: what
+/// ingest builds batch by batch, for a reprojection. Events that add no activity are skipped.
+pub fn activity_days<'a>(
+    workspace_id: WorkspaceId,
+    events: impl IntoIterator<Item = &'a Event>,
+    tz: &TimeZone,
+) -> BTreeMap<i32, DayActivity> {
+    let mut days: BTreeMap<i32, DayActivity> = BTreeMap::new();
+    for event in events {
+        let Some(description) = &event.description else { continue };
+        let time = event.time.as_millisecond();
+        days.entry(kith_core::time::day_key(event.time, tz))
+            .and_modify(|activity| activity.add(time, description))
+            .or_insert_with(|| DayActivity::first(workspace_id, time, description));
+    }
+    days
+}
+
 /// An event row to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -645,20 +679,10 @@ impl<'a> Planner<'a> {
         let day = kith_core::time::day_key(event.time, &tz);
         let key = (contact, day);
         let mut first_of_day = false;
-        self.plan
-            .days
-            .entry(key)
-            .and_modify(|activity| {
-                activity.hits += 1;
-                if first_event_of_day(time, description, activity.occurred_at, &activity.description) {
-                    activity.occurred_at = time;
-                    activity.description = description.clone();
-                }
-            })
-            .or_insert_with(|| {
-                first_of_day = true;
-                DayActivity { workspace_id, occurred_at: time, description: description.clone(), hits: 1 }
-            });
+        self.plan.days.entry(key).and_modify(|activity| activity.add(time, description)).or_insert_with(|| {
+            first_of_day = true;
+            DayActivity::first(workspace_id, time, description)
+        });
         (Some(key), first_of_day)
     }
 

@@ -68,6 +68,12 @@ impl Workspace {
         Model { half_life_days: self.half_life_days, weights: self.weights }
     }
 
+    /// Whether going from `self` to `after` changes how stored events are counted into days, so
+    /// the history must be rebuilt from them.
+    pub fn needs_reprojection(&self, after: &Workspace) -> bool {
+        self.time_zone != after.time_zone
+    }
+
     /// The workspace's time zone; UTC if the stored name is no longer known.
     pub fn tz(&self) -> TimeZone {
         kith_core::time::time_zone(&self.time_zone).unwrap_or(TimeZone::UTC)
@@ -619,6 +625,48 @@ pub enum DeliveryResult {
         /// Why, e.g. `unsubscribed`.
         reason: String,
     },
+}
+
+/// A rebuild of a workspace's history from its stored events: asked by `kith reproject`, the
+/// API or the web app, and by itself when the workspace's time zone changes (every day is
+/// counted again in the new zone). It runs in steps of a few thousand contacts, each in one
+/// transaction, so ingest and reads go on meanwhile and a restart resumes where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reprojection {
+    pub workspace_id: WorkspaceId,
+    /// Why it was asked for, e.g. "time zone changed".
+    pub reason: String,
+    pub requested_at: Timestamp,
+    /// Contacts in the workspace when it was asked for.
+    pub contacts_total: i64,
+    /// Contacts rebuilt so far.
+    pub contacts_done: i64,
+    /// Events read so far.
+    pub events_done: i64,
+    /// `None` while it runs.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Reprojection {
+    /// The reason of the reprojection a time zone change asks for.
+    pub const AFTER_TIME_ZONE_CHANGE: &'static str = "time zone changed";
+
+    /// Whether it is still under way.
+    pub fn running(&self) -> bool {
+        self.finished_at.is_none()
+    }
+}
+
+/// What one step of a reprojection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ReprojectionStep {
+    pub workspace_id: WorkspaceId,
+    /// Contacts rebuilt.
+    pub contacts: u64,
+    /// Their events read.
+    pub events: u64,
+    /// Whether the workspace's reprojection is now finished.
+    pub finished: bool,
 }
 
 /// What a pass of the nudge job found.

@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/cadence-rules", get(groups::cadence_rules).put(groups::set_cadence_rule))
         .route("/api/cadence-rules/{id}", delete(groups::delete_cadence_rule))
         .route("/api/workspace", get(settings::workspace).patch(settings::update_workspace))
+        .route("/api/workspace/reprojection", get(settings::reprojection).post(settings::reproject))
         .route("/api/keys", get(settings::keys).post(settings::create_key))
         .route("/api/keys/{id}", delete(settings::revoke_key))
         .route("/api/validate", post(validate::validate))

@@ -7,10 +7,11 @@ use kith_store::KeyKind;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::views::{KeyView, WorkspaceView};
+use super::views::{KeyView, ReprojectionView, WorkspaceView};
 use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
+use crate::service::history;
 use crate::service::settings::{self, WorkspaceChange};
 use crate::AppState;
 
@@ -34,6 +35,29 @@ pub async fn update_workspace(
     let current = workspace_of(&state, key.workspace_id).await?;
     let updated = settings::update_workspace(&state, &current, change).await?;
     Ok(Json(WorkspaceView::of(updated, &state.regions)))
+}
+
+/// The latest rebuild of the workspace's history from its stored events, and how far it has
+/// come. A time zone change starts one by itself.
+#[utoipa::path(get, path = "/api/workspace/reprojection", tag = "settings",
+    responses((status = 200, body = ReprojectionView)), security(("secret_key" = [])))]
+pub async fn reprojection(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+) -> ApiResult<Json<ReprojectionView>> {
+    Ok(Json(ReprojectionView::of(state.store.reprojection(key.workspace_id).await?)))
+}
+
+/// Starts rebuilding the workspace's history from its stored events (one under way starts
+/// over); it runs in the background, and `GET` shows its progress.
+#[utoipa::path(post, path = "/api/workspace/reprojection", tag = "settings",
+    responses((status = 202, body = ReprojectionView)), security(("secret_key" = [])))]
+pub async fn reproject(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+) -> ApiResult<(StatusCode, Json<ReprojectionView>)> {
+    let started = history::request(state.store.as_ref(), key.workspace_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReprojectionView::of(Some(started)))))
 }
 
 /// The workspace's keys (never their secret part).

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, Model};
 use kith_core::profile;
-use kith_store::{Account, ApiKey, AudienceMembership, Contact, Identity, Interaction, Workspace};
+use kith_store::{Account, ApiKey, AudienceMembership, Contact, Identity, Interaction, Reprojection, Workspace};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::service::contacts::{self, StreamEvent};
 use crate::service::groups::mean_score;
+use crate::service::history;
 
 /// A contact's closeness at the moment of the answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -307,6 +308,52 @@ pub struct EventList {
     pub items: Vec<EventView>,
     /// Pass as `cursor` for the next page.
     pub next_cursor: Option<String>,
+}
+
+/// A rebuild of the workspace's history from its stored events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReprojectionView {
+    /// `none` (never rebuilt), `running` or `finished`.
+    pub state: &'static str,
+    /// Why it ran: `time zone changed` or `asked for`.
+    pub reason: Option<String>,
+    pub requested_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Contacts in the workspace when it was asked for.
+    pub contacts_total: i64,
+    /// Contacts rebuilt so far.
+    pub contacts_done: i64,
+    /// Events read so far.
+    pub events_done: i64,
+    /// 0–100.
+    pub percent_done: u8,
+}
+
+impl ReprojectionView {
+    pub fn of(reprojection: Option<Reprojection>) -> Self {
+        let Some(reprojection) = reprojection else {
+            return ReprojectionView {
+                state: "none",
+                reason: None,
+                requested_at: None,
+                finished_at: None,
+                contacts_total: 0,
+                contacts_done: 0,
+                events_done: 0,
+                percent_done: 0,
+            };
+        };
+        ReprojectionView {
+            state: if reprojection.running() { "running" } else { "finished" },
+            percent_done: history::percent_done(&reprojection),
+            reason: Some(reprojection.reason),
+            requested_at: Some(reprojection.requested_at.to_string()),
+            finished_at: reprojection.finished_at.map(|t| t.to_string()),
+            contacts_total: reprojection.contacts_total,
+            contacts_done: reprojection.contacts_done,
+            events_done: reprojection.events_done,
+        }
+    }
 }
 
 /// Workspace settings.

@@ -1,5 +1,6 @@
 //! Background work: pending-event expiry, the nudge passes (bucket changes, due dates,
-//! waiting firings), daily digests, outbound deliveries and the record of account health.
+//! waiting firings), daily digests, outbound deliveries, the record of account health and
+//! rebuilding history from the stored events.
 //!
 //! Each pass is a plain function of the state and its clock, so tests run them on demand
 //! with [`run_pending`] instead of sleeping; [`start`] only schedules them. Every pass is
@@ -36,6 +37,8 @@ const EXPIRY_EVERY_TICKS: u64 = 3600;
 /// daily: each run replaces the day's record, so every workspace's day gets one whatever its
 /// time zone, and a node that was down at midnight still records the day.
 const HEALTH_EVERY_TICKS: u64 = 3600;
+/// How long the reprojection pass may run per tick before the other passes get their turn.
+const REPROJECTION_BUDGET: Duration = Duration::from_millis(500);
 /// Firings acted on per pass.
 const FIRINGS_PER_PASS: usize = 500;
 /// How long the scheduler waits before starting again after it died.
@@ -50,6 +53,7 @@ const NUDGES: &str = "nudges";
 const DIGESTS: &str = "digests";
 const DELIVERIES: &str = "deliveries";
 const ACCOUNT_HEALTH: &str = "account health";
+const REPROJECTION: &str = "reprojection";
 
 /// What one run of every pass did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -64,6 +68,8 @@ pub struct Report {
     pub deliveries: delivery::Report,
     /// Accounts whose health of the day was recorded.
     pub account_health: u64,
+    /// Contacts whose history was rebuilt from their events.
+    pub reprojected: u64,
 }
 
 /// How the scheduler is doing, for `/readyz` and `/metrics`.
@@ -202,6 +208,7 @@ async fn schedule(state: AppState) {
         if tick.is_multiple_of(HEALTH_EVERY_TICKS) {
             isolated(&state, ACCOUNT_HEALTH, crate::service::health::record_all(&state)).await;
         }
+        isolated(&state, REPROJECTION, reproject(&state, Some(REPROJECTION_BUDGET))).await;
         isolated(&state, DELIVERIES, delivery::deliver_due(&state)).await;
         tick = tick.wrapping_add(1);
     }
@@ -241,6 +248,7 @@ pub async fn run_pending(state: &AppState) -> Result<Report, StoreError> {
     report.nudges = counted(state, NUDGES, nudges(state)).await?;
     report.digests = counted(state, DIGESTS, digest::queue_due(state)).await?;
     report.account_health = counted(state, ACCOUNT_HEALTH, crate::service::health::record_all(state)).await?;
+    report.reprojected = counted(state, REPROJECTION, reproject(state, None)).await?;
     loop {
         let pass = counted(state, DELIVERIES, delivery::deliver_due(state)).await?;
         if pass.attempted() == 0 {
@@ -249,6 +257,16 @@ pub async fn run_pending(state: &AppState) -> Result<Report, StoreError> {
         report.deliveries.add(&pass);
     }
     Ok(report)
+}
+
+/// Rebuilds the history of workspaces that asked for it, for at most `budget`.
+pub async fn reproject(state: &AppState, budget: Option<Duration>) -> Result<u64, StoreError> {
+    crate::service::history::run(state.store.as_ref(), budget, |step| {
+        if step.finished {
+            tracing::info!(workspace = step.workspace_id, "history rebuilt from the stored events");
+        }
+    })
+    .await
 }
 
 /// Deletes pending events older than each workspace's retention.

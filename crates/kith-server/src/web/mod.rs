@@ -103,6 +103,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
         .route("/settings/sender", post(settings::update_sender))
+        .route("/settings/reproject", post(settings::reproject))
         .route("/settings/signing-secret", post(settings::signing_secret))
         .route("/settings/array-bodies", post(settings::array_bodies))
         .route("/settings/keys", post(settings::create_key))

@@ -1,10 +1,10 @@
 //! Settings: the workspace (name, time zone, half-life), the sender of messages to contacts,
-//! the signing secret, the API keys and the signed-in user's password.
+//! the signing secret, the API keys, the signed-in user's password and rebuilding the history.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use kith_store::{ApiKey, KeyKind};
+use kith_store::{ApiKey, KeyKind, Reprojection};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -13,6 +13,7 @@ use super::session::{Empty, Posted, Signed};
 use super::signin::{self, PasswordChange};
 use super::throttle::ClientAddress;
 use super::{save_settings, WebError, WebResult};
+use crate::service::history;
 use crate::service::messages::{self, SenderChange};
 use crate::service::settings::{self, WorkspaceChange};
 use crate::service::users::MIN_PASSWORD_CHARS;
@@ -48,6 +49,7 @@ enum Form {
     Keys,
     Password,
     Users,
+    History,
 }
 
 /// `?password=changed` after a password change (the page is reached by a redirect, as the
@@ -84,6 +86,7 @@ async fn render(
     let keys = state.store.keys(workspace.id).await?;
     let users = state.store.users(workspace.id).await?;
     let sender = messages::sender(state, workspace.id).await?;
+    let reprojection = state.store.reprojection(workspace.id).await?;
     let message_for = |form: Form| -> Markup {
         html! {
             @if let Some((_, kind, message)) = notice.message.as_ref().filter(|(f, _, _)| *f == form) {
@@ -187,7 +190,10 @@ async fn render(
                         datalist #time-zones {
                             @for name in jiff::tz::db().available() { option value=(name.as_str()) {} }
                         }
-                        p.hint { "Days of the timeline (one activity per contact per day) are counted in this zone." }
+                        p.hint {
+                            "Days of the timeline (one activity per contact per day) are counted in this zone. "
+                            "Changing it counts every day again from the stored events, in the background (see History)."
+                        }
                     }
                     div.field {
                         label for="half-life" { "Closeness half-life (days)" }
@@ -195,6 +201,19 @@ async fn render(
                         p.hint { "How fast closeness fades without interactions. Changing it recomputes every contact." }
                     }
                     div { button.button.button-primary type="submit" { "Save workspace" } }
+                }
+            }
+            section.card #history aria-labelledby="history-title" {
+                h2 #history-title { "History" }
+                (message_for(Form::History))
+                p.small.muted {
+                    "kith keeps every event it accepted. It can rebuild each contact's days, descriptions, hits and "
+                    "closeness from them, as if they had arrived under today's settings."
+                }
+                (reprojection_status(reprojection.as_ref(), &tz))
+                form method="post" action="/settings/reproject" {
+                    (layout::csrf(signed))
+                    button.button type="submit" { "Rebuild history now" }
                 }
             }
             section.card #sender aria-labelledby="sender-title" {
@@ -348,6 +367,41 @@ pub async fn update_workspace(
         ..WorkspaceChange::default()
     };
     save(&state, &headers, signed, change, Form::Workspace, "saved.").await
+}
+
+/// Where the latest rebuild of the history stands.
+fn reprojection_status(reprojection: Option<&Reprojection>, tz: &jiff::tz::TimeZone) -> Markup {
+    let Some(reprojection) = reprojection else {
+        return html! { p #history-status { "The history has never needed rebuilding." } };
+    };
+    let percent = history::percent_done(reprojection);
+    html! {
+        @if reprojection.running() {
+            p #history-status role="status" {
+                "Rebuilding the history (" (reprojection.reason) "): " strong { (percent) " %" } ", "
+                (reprojection.contacts_done) " of " (reprojection.contacts_total) " contacts, "
+                (reprojection.events_done) " events so far. Reload the page to follow it."
+            }
+            progress max="100" value=(percent) aria-labelledby="history-status" {}
+        } @else {
+            p #history-status {
+                "Rebuilt from " (reprojection.events_done) " events of " (reprojection.contacts_done) " contacts ("
+                (reprojection.reason) "), finished "
+                @if let Some(finished) = reprojection.finished_at { (layout::time_tag(finished, tz)) } "."
+            }
+        }
+    }
+}
+
+/// `POST /settings/reproject`: rebuilds the history in the background.
+pub async fn reproject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(signed, _): Posted<Empty>,
+) -> WebResult<Response> {
+    history::request(state.store.as_ref(), signed.workspace.id).await?;
+    let notice = Notice::success(Form::History, "the history is being rebuilt in the background.");
+    render(&state, &signed, &headers, notice, StatusCode::OK).await
 }
 
 /// The sender form.

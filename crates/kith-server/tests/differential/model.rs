@@ -185,6 +185,9 @@ pub struct Contact {
     pub identities: BTreeSet<(String, String)>,
     /// Activity by local date.
     pub days: BTreeMap<Date, Day>,
+    /// Every activity that made those days: (time, description), to count them again in
+    /// another zone.
+    activity: Vec<(i64, String)>,
     /// Audience key → (member, time of the latest change by event time).
     pub audiences: BTreeMap<String, (bool, i64)>,
     /// Every audience change: (key, entered, time).
@@ -192,6 +195,13 @@ pub struct Contact {
 }
 
 impl Contact {
+    /// Counts one activity into its day in `zone`.
+    fn count_day(&mut self, time: i64, description: &str, zone: &TimeZone) {
+        let date = jiff::Timestamp::from_millisecond(time).unwrap().to_zoned(zone.clone()).date();
+        let day = Day { time, description: description.to_owned(), hits: 1 };
+        self.days.entry(date).and_modify(|d| d.absorb(&day)).or_insert(day);
+    }
+
     /// The closeness key `ln Σ w·exp(t/τ)`: activity weighs 1 and counts at the start of its date,
     /// t in days since 1970-01-01; `None` without interactions.
     pub fn closeness_key(&self, half_life_days: f64) -> Option<f64> {
@@ -282,9 +292,8 @@ impl Model {
                 }
             }
             if let Some(description) = &event.description {
-                let date = jiff::Timestamp::from_millisecond(event.time).unwrap().to_zoned(self.zone.clone()).date();
-                let day = Day { time: event.time, description: description.clone(), hits: 1 };
-                contact.days.entry(date).and_modify(|d| d.absorb(&day)).or_insert(day);
+                contact.activity.push((event.time, description.clone()));
+                contact.count_day(event.time, description, &self.zone);
             }
         }
     }
@@ -299,6 +308,7 @@ impl Model {
         for (date, day) in gone.days {
             target.days.entry(date).and_modify(|d| d.absorb(&day)).or_insert(day);
         }
+        target.activity.extend(gone.activity);
         for (key, (member, time)) in gone.audiences {
             let current = target.audiences.entry(key).or_insert((member, time));
             if time > current.1 {
@@ -312,6 +322,18 @@ impl Model {
             }
         }
         self.owners.insert(from.to_owned(), into.to_owned());
+    }
+
+    /// The workspace's time zone changes: every day is counted again in `zone`.
+    pub fn set_zone(&mut self, zone: &str) {
+        self.zone = TimeZone::get(zone).expect("a zone");
+        for contact in self.contacts.values_mut() {
+            contact.days.clear();
+            for (time, description) in std::mem::take(&mut contact.activity) {
+                contact.count_day(time, &description, &self.zone);
+                contact.activity.push((time, description));
+            }
+        }
     }
 
     /// A deletion erases the contact and unlinks its ids.

@@ -3,7 +3,7 @@
 use kith_core::time::from_millis;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use super::{lock_contacts, write};
+use super::{lock_contacts, reproject, write};
 use crate::records::*;
 use crate::sql::KEY_COLUMNS;
 use crate::{Result, StoreError};
@@ -56,7 +56,7 @@ pub async fn workspace(c: &(impl GenericClient + Sync), id: WorkspaceId) -> Resu
     row.as_ref().map(workspace_row).transpose()
 }
 
-pub async fn update_workspace(c: &mut Client, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
+pub async fn update_workspace(c: &mut Client, id: WorkspaceId, patch: WorkspacePatch, now: i64) -> Result<Workspace> {
     let tx = c.transaction().await?;
     // A new half-life or new weights rewrite every contact's closeness key, which must not
     // interleave with an ingest batch planning from the old keys.
@@ -99,6 +99,9 @@ pub async fn update_workspace(c: &mut Client, id: WorkspaceId, patch: WorkspaceP
     let after = workspace(&tx, id).await?.ok_or_else(|| not_found(id))?;
     if after.model() != before.model() {
         write::recompute_closeness(&tx, &after).await?;
+    }
+    if before.needs_reprojection(&after) {
+        reproject::request(&tx, id, Reprojection::AFTER_TIME_ZONE_CHANGE, now).await?;
     }
     tx.commit().await?;
     Ok(after)

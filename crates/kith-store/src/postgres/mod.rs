@@ -15,6 +15,7 @@ mod messages;
 mod migrate;
 mod nudges;
 mod read;
+mod reproject;
 mod users;
 mod write;
 
@@ -137,7 +138,7 @@ impl Store for PostgresStore {
     }
 
     async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
-        on_connection!(self, |c| admin::update_workspace(c, id, patch))
+        on_connection!(self, |c| admin::update_workspace(c, id, patch, self.now()))
     }
 
     async fn signing_secret(&self, id: WorkspaceId) -> Result<Option<String>> {
@@ -240,6 +241,18 @@ impl Store for PostgresStore {
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
         on_connection!(self, |c| read::alias_conflicts(c, workspace))
+    }
+
+    async fn request_reprojection(&self, workspace: WorkspaceId, reason: &str) -> Result<Reprojection> {
+        on_connection!(self, |c| reproject::request_and_status(c, workspace, reason, self.now()))
+    }
+
+    async fn reprojection(&self, workspace: WorkspaceId) -> Result<Option<Reprojection>> {
+        on_connection!(self, |c| reproject::status(c, workspace))
+    }
+
+    async fn reproject_step(&self, contacts: usize) -> Result<Option<ReprojectionStep>> {
+        on_connection!(self, |c| reproject::step(c, contacts, self.now()))
     }
 
     async fn accounts(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<Account>> {

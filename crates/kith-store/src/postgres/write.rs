@@ -245,14 +245,7 @@ async fn fetch_pending(tx: &Transaction<'_>, ids: &[(WorkspaceId, String)]) -> R
     for row in rows {
         let id: i64 = row.get(0);
         if seen.insert(id) {
-            found.push(PendingEvent {
-                id,
-                workspace_id: row.get(1),
-                event_type: row.get(2),
-                payload: row.get(3),
-                occurred_at: row.get(4),
-                received_at: row.get(5),
-            });
+            found.push(pending_event(&row));
         }
     }
     Ok(found)
@@ -1280,7 +1273,24 @@ pub async fn merge_contacts(
 }
 
 /// The closeness history rebuilt from a contact's stored interactions.
-async fn closeness_history(c: &(impl GenericClient + Sync), model: &Model, contact: ContactId) -> Result<History> {
+/// A stored event to plan again, from a row of `id, workspace_id, type, payload, occurred_at,
+/// received_at` of the events table.
+pub(super) fn pending_event(row: &tokio_postgres::Row) -> PendingEvent {
+    PendingEvent {
+        id: row.get(0),
+        workspace_id: row.get(1),
+        event_type: row.get(2),
+        payload: row.get(3),
+        occurred_at: row.get(4),
+        received_at: row.get(5),
+    }
+}
+
+pub(super) async fn closeness_history(
+    c: &(impl GenericClient + Sync),
+    model: &Model,
+    contact: ContactId,
+) -> Result<History> {
     let rows = c
         .query("SELECT kind, day, occurred_at FROM interactions WHERE contact_id = $1 ORDER BY id", &[&contact])
         .await?;

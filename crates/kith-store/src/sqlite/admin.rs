@@ -3,7 +3,7 @@
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::write;
+use super::{reproject, write};
 use crate::records::*;
 use crate::sql::KEY_COLUMNS;
 use crate::{Result, StoreError};
@@ -49,7 +49,7 @@ pub fn workspace(c: &Connection, id: WorkspaceId) -> Result<Option<Workspace>> {
     Ok(statement.query_row([id], workspace_row).optional()?)
 }
 
-pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
+pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePatch, now: i64) -> Result<Workspace> {
     let tx = c.transaction()?;
     let before = workspace(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))?;
     if let Some(name) = &patch.name {
@@ -89,6 +89,9 @@ pub fn update_workspace(c: &mut Connection, id: WorkspaceId, patch: WorkspacePat
     let after = workspace(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("workspace {id}")))?;
     if after.model() != before.model() {
         write::recompute_closeness(&tx, &after)?;
+    }
+    if before.needs_reprojection(&after) {
+        reproject::request(&tx, id, Reprojection::AFTER_TIME_ZONE_CHANGE, now)?;
     }
     tx.commit()?;
     Ok(after)

@@ -17,6 +17,7 @@ mod messages;
 mod migrate;
 mod nudges;
 mod read;
+mod reproject;
 mod users;
 mod write;
 
@@ -316,7 +317,8 @@ impl Store for SqliteStore {
     }
 
     async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
-        self.write_contacts(move |c| admin::update_workspace(c, id, patch)).await
+        let now = self.now();
+        self.write_contacts(move |c| admin::update_workspace(c, id, patch, now)).await
     }
 
     async fn signing_secret(&self, id: WorkspaceId) -> Result<Option<String>> {
@@ -468,6 +470,24 @@ impl Store for SqliteStore {
     async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
         let now = self.now();
         self.write_contacts(move |c| write::set_cadence(c, workspace, contact, days, now)).await
+    }
+
+    async fn request_reprojection(&self, workspace: WorkspaceId, reason: &str) -> Result<Reprojection> {
+        let (now, reason) = (self.now(), reason.to_owned());
+        self.write_fresh(move |c| {
+            reproject::request(c, workspace, &reason, now)?;
+            reproject::status(c, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))
+        })
+        .await
+    }
+
+    async fn reprojection(&self, workspace: WorkspaceId) -> Result<Option<Reprojection>> {
+        self.read(move |c| reproject::status(c, workspace)).await
+    }
+
+    async fn reproject_step(&self, contacts: usize) -> Result<Option<ReprojectionStep>> {
+        let now = self.now();
+        self.write_contacts(move |c| reproject::step(c, contacts, now)).await
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {

@@ -922,7 +922,7 @@ pub fn merge_contacts(
 }
 
 /// The closeness history rebuilt from a contact's stored interactions.
-fn closeness_history(tx: &Connection, model: &Model, contact: ContactId) -> Result<History> {
+pub(super) fn closeness_history(tx: &Connection, model: &Model, contact: ContactId) -> Result<History> {
     let mut statement = tx.prepare_cached("SELECT kind, day, occurred_at FROM interactions WHERE contact_id = ?1")?;
     let rows = statement
         .query_map([contact], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i32>(1)?, row.get::<_, i64>(2)?)))?;
