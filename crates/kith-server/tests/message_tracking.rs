@@ -378,6 +378,22 @@ async fn a_message_held_for_quiet_hours_shows_as_held_then_sent() {
     assert!(sent[0]["send_at"].is_null());
     let stats = server.get(&format!("/api/rules/{rule}/stats")).await;
     assert_eq!((&stats["held"], &stats["delivered"]), (&json!(0), &json!(1)), "{stats}");
+
+    // A held message that cannot go when its time comes (its template was deleted meanwhile)
+    // does not stay held: its entry says it failed, and why.
+    server.state.clock.advance(SignedDuration::from_hours(23));
+    sign_up(&server, "signup-2").await;
+    server.run_jobs().await;
+    assert_eq!(log(&server).await[0]["outcome"], "held");
+    let (status, _) = server.call(Method::DELETE, &format!("/api/templates/{template}"), &json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    server.state.clock.advance(SignedDuration::from_hours(1));
+    server.run_jobs().await;
+    let failed = log(&server).await;
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0]["outcome"], "failed", "{failed:?}");
+    assert!(failed[0]["reason"].as_str().unwrap().contains("no longer exists"), "{failed:?}");
+    assert!(failed[0]["send_at"].is_null());
     server.stop().await;
 }
 

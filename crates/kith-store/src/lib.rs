@@ -361,6 +361,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records a message considered for a contact; an entry of a delivery already recorded (a
     /// message held for quiet hours) replaces what was recorded of it.
     async fn record_message(&self, workspace: WorkspaceId, entry: NewMessageEntry) -> Result<()>;
+    /// Marks the entry of a held message whose delivery failed for good as `failed`, with why; a
+    /// delivery that was never held has no entry to mark.
+    async fn fail_held_message(&self, workspace: WorkspaceId, delivery: i64, reason: &str, at: Timestamp)
+        -> Result<()>;
     /// The messages considered for a contact, newest first.
     async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>>;
     /// Counts an open or a click of the message with this `email_id`, the first one's time

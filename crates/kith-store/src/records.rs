@@ -783,7 +783,7 @@ pub struct NewMessageEntry {
     /// The outbox delivery it comes from: a message held for quiet hours and later sent or
     /// skipped is one entry, changed as it goes.
     pub delivery_id: Option<i64>,
-    /// `sent`, `bounced`, `held` or `skipped`.
+    /// `sent`, `bounced`, `held`, `skipped`, or `failed` (held, then it could not go).
     pub outcome: String,
     /// Why it was skipped (`unsubscribed`, `suppressed`, `no_consent`…) or bounced (the mail
     /// server's reply).

@@ -367,7 +367,8 @@ pub struct MessageView {
     /// The template's topic (`null` for messages recorded before topics were logged).
     pub topic_id: Option<i64>,
     /// `sent` (the mail server took it), `bounced` (it refused the address for good), `held`
-    /// (waiting for the end of the contact's quiet hours) or `skipped`.
+    /// (waiting for the end of the contact's quiet hours), `skipped`, or `failed` (held, then it
+    /// could not be sent: the reason says why).
     pub outcome: String,
     /// Why it was skipped (`unsubscribed`, `suppressed`, `no_consent` or `capped`), or the mail
     /// server's reply to a bounced message.

@@ -192,7 +192,8 @@ async fn send_email(state: &AppState, delivery: &Delivery) -> Attempt {
 /// A message to a contact: checked against its consent, quiet hours and the frequency cap and
 /// rendered now (an unsubscribe that arrived while it waited counts), then sent like any email.
 /// A skip, a hold, a send or a bounce is written to the contact's message log (a held message's
-/// entry becomes what happens to it when it goes); a hold waits in the outbox.
+/// entry becomes what happens to it when it goes, `failed` if it cannot go); a hold waits in the
+/// outbox.
 async fn deliver_message(
     state: &AppState,
     delivery: &Delivery,
@@ -222,11 +223,17 @@ async fn deliver_message(
             state.jobs.progress();
             Ok(())
         }
-        Prepared::Fail(error) => settle(state, one, Ok(refused(error)), now, report).await,
+        Prepared::Fail(error) => {
+            state.store.fail_held_message(workspace, delivery.id, &error, now).await?;
+            settle(state, one, Ok(refused(error)), now, report).await
+        }
         Prepared::Send(outgoing, entry) => {
             let message = match message_mail(state, &outgoing) {
                 Ok(message) => message,
-                Err(error) => return settle(state, one, Ok(refused(error)), now, report).await,
+                Err(error) => {
+                    state.store.fail_held_message(workspace, delivery.id, &error, now).await?;
+                    return settle(state, one, Ok(refused(error)), now, report).await;
+                }
             };
             let result = AssertUnwindSafe(state.outbound.send_mail(message)).catch_unwind().await;
             if let Ok(Err(MailError::Bounced(reply))) = &result {
@@ -241,9 +248,14 @@ async fn deliver_message(
             }
             let attempt = result.map(mail_attempt);
             let sent = matches!(&attempt, Ok(Attempt { status: Some(200), .. }));
+            let error = attempt.as_ref().ok().and_then(|attempt| attempt.error.clone());
+            let failed_before = report.failed;
             settle(state, one, attempt, now, report).await?;
             if sent {
                 messages::delivered(state, workspace, entry).await?;
+            } else if report.failed > failed_before {
+                let error = error.unwrap_or_else(|| "internal error; see the server log".into());
+                state.store.fail_held_message(workspace, delivery.id, &error, now).await?;
             }
             Ok(())
         }

@@ -310,6 +310,22 @@ pub async fn record_message(c: &Client, workspace: WorkspaceId, entry: &NewMessa
     Ok(())
 }
 
+pub async fn fail_held_message(
+    c: &Client,
+    workspace: WorkspaceId,
+    delivery: i64,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    c.execute(
+        "UPDATE message_log SET outcome = 'failed', reason = $3, at = $4, send_at = NULL
+         WHERE workspace_id = $1 AND delivery_id = $2 AND outcome = 'held'",
+        &[&workspace, &delivery, &reason, &at.as_millisecond()],
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn message_log(
     c: &Client,
     workspace: WorkspaceId,

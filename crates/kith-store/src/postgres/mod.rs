@@ -521,6 +521,16 @@ impl Store for PostgresStore {
         on_connection!(self, |c| messages::record_message(c, workspace, &entry))
     }
 
+    async fn fail_held_message(
+        &self,
+        workspace: WorkspaceId,
+        delivery: i64,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        on_connection!(self, |c| messages::fail_held_message(c, workspace, delivery, reason, at))
+    }
+
     async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>> {
         on_connection!(self, |c| messages::message_log(c, workspace, contact, limit))
     }

@@ -261,6 +261,21 @@ pub fn record_message(c: &Connection, workspace: WorkspaceId, entry: &NewMessage
     Ok(())
 }
 
+pub fn fail_held_message(
+    c: &Connection,
+    workspace: WorkspaceId,
+    delivery: i64,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE message_log SET outcome = 'failed', reason = ?3, at = ?4, send_at = NULL
+         WHERE workspace_id = ?1 AND delivery_id = ?2 AND outcome = 'held'",
+    )?
+    .execute(params![workspace, delivery, reason, at.as_millisecond()])?;
+    Ok(())
+}
+
 pub fn message_log(
     c: &Connection,
     workspace: WorkspaceId,

@@ -781,6 +781,17 @@ impl Store for SqliteStore {
         self.write(move |c| messages::record_message(c, workspace, &entry)).await
     }
 
+    async fn fail_held_message(
+        &self,
+        workspace: WorkspaceId,
+        delivery: i64,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        let reason = reason.to_owned();
+        self.write(move |c| messages::fail_held_message(c, workspace, delivery, &reason, at)).await
+    }
+
     async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>> {
         self.read(move |c| messages::message_log(c, workspace, contact, limit)).await
     }
