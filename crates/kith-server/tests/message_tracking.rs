@@ -363,6 +363,16 @@ async fn a_message_held_for_quiet_hours_shows_as_held_then_sent() {
     assert_eq!((&held[0]["rule_id"], &held[0]["template_id"]), (&json!(rule), &json!(template)));
     assert!(held[0]["topic_id"].is_i64());
     assert_eq!(server.get(&format!("/api/rules/{rule}/stats")).await["held"], 1);
+    // The contact's page says the same.
+    let password = "correct horse battery";
+    kith_server::service::users::create_user(server.state.store.as_ref(), server.workspace, "me@example.com", password)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in("me@example.com", password).await;
+    let id = server.contact("ada@example.com").await["id"].as_i64().unwrap();
+    let page = browser.get(&format!("/contacts/{id}")).await;
+    assert!(page.body.contains(": held until "), "{}", page.body);
 
     // Nothing goes while it is quiet; at 10:00 it goes, and the same entry says so.
     server.state.clock.advance(SignedDuration::from_mins(30));
