@@ -60,6 +60,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// The region this node serves and every region's address.
     pub regions: Arc<region::Regions>,
+    /// The workspaces' keys of message links (unsubscribe, tracking), as read once.
+    pub link_keys: Arc<service::messages::LinkKeys>,
 }
 
 /// Server settings.
@@ -122,6 +124,7 @@ impl App {
             jobs,
             metrics_token: config.metrics_token.map(Arc::from),
             regions: Arc::new(config.regions),
+            link_keys: Arc::default(),
         };
         Ok(App {
             state,

@@ -37,6 +37,7 @@ impl Modify for SecretKeyAuth {
         messages::topics, messages::create_topic, messages::templates, messages::create_template, messages::template,
         messages::update_template, messages::delete_template, messages::preview, messages::sender,
         messages::set_sender, messages::limits, messages::set_limits, messages::contact_messages,
+        messages::template_stats, messages::rule_stats,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),

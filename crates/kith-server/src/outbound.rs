@@ -370,7 +370,15 @@ impl Outbound {
         let transport = self.smtp_transport(smtp).await?;
         match tokio::time::timeout(SMTP_TIMEOUT, transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) if error.is_permanent() => Err(MailError::Permanent(error_chain(&error))),
+            Ok(Err(error)) if error.is_permanent() => {
+                let reply = error_chain(&error);
+                let code = error.status().and_then(|code| code.to_string().parse().ok());
+                if code.is_some_and(|code| is_hard_bounce(code, &reply)) {
+                    Err(MailError::Bounced(reply))
+                } else {
+                    Err(MailError::Permanent(reply))
+                }
+            }
             Ok(Err(error)) => Err(MailError::Transient(error_chain(&error))),
             Err(_) => Err(MailError::Transient(format!("the SMTP exchange took over {}s", SMTP_TIMEOUT.as_secs()))),
         }
@@ -418,15 +426,41 @@ impl Outbound {
 pub enum MailError {
     /// No SMTP server is configured.
     NotConfigured,
-    /// The server refused for good.
+    /// The server refused for good, for a reason that is not the recipient's address (kith's
+    /// own account, the server's policy, a command it did not take).
     Permanent(String),
+    /// The server refused the recipient's address for good: a hard bounce.
+    Bounced(String),
     /// It may work later.
     Transient(String),
+}
+
+/// Whether a permanent SMTP reply refuses the recipient's address (a hard bounce): 550 to 554
+/// (mailbox unavailable, not local, full, name not allowed, transaction failed). Not when its
+/// enhanced status is 5.7.x (security or policy: relaying denied, authentication, a sender the
+/// server will not take), nor other 5xx codes (a command the server did not understand,
+/// authentication required or failed): those say something about kith's account or setup, and
+/// suppressing every contact they hit would be wrong.
+fn is_hard_bounce(code: u16, reply: &str) -> bool {
+    let policy = reply.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')').any(|word| {
+        word.strip_prefix("5.7.").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+    });
+    (550..=554).contains(&code) && !policy
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hard_bounces_are_refusals_of_the_address() {
+        assert!(is_hard_bounce(550, "permanent error (550): 5.1.1 <ada@example.com>: mailbox unavailable"));
+        assert!(is_hard_bounce(553, "permanent error (553): mailbox name not allowed"));
+        assert!(!is_hard_bounce(550, "permanent error (550): 5.7.1 relaying denied"));
+        assert!(!is_hard_bounce(535, "permanent error (535): 5.7.8 authentication credentials invalid"));
+        assert!(!is_hard_bounce(530, "permanent error (530): authentication required"));
+        assert!(!is_hard_bounce(500, "permanent error (500): command not recognized"));
+    }
 
     fn refused(ip: &str) -> bool {
         Policy::default().check(ip.parse().unwrap()).is_err()

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 /// Ada with everything a contact can have: two ids, activity on two days, a pending event
 /// attached later, an account, an audience, a manual note, a rule firing and the webhook
-/// delivery it queued.
+/// delivery it queued, a skipped message and a bounce.
 async fn ada_with_everything(server: &TestServer) -> i64 {
     // A message Ada never agreed to: it is skipped, and the skip is in her message log.
     let (status, topic) = server.call(Method::POST, "/api/topics", &json!({"name": "Tips", "opt_in": true})).await;
@@ -49,7 +49,16 @@ async fn ada_with_everything(server: &TestServer) -> i64 {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // The firing is decided and its webhook queued (its delivery fails: nothing listens).
     server.run_jobs().await;
-    server.contact("ada@example.com").await["id"].as_i64().unwrap()
+    let id = server.contact("ada@example.com").await["id"].as_i64().unwrap();
+    // Her address bounced once (recorded in the store directly: no SMTP server takes part here).
+    let bounced_at = jiff::Timestamp::now();
+    server
+        .state
+        .store
+        .record_bounce(server.workspace, id, "ada@example.com", "550 no such mailbox", bounced_at)
+        .await
+        .unwrap();
+    id
 }
 
 /// The rows that still hold anything of contact `id` (ids `u-ada` and `anon-ada`, email
@@ -69,6 +78,7 @@ async fn rows_left(server: &TestServer, id: i64) -> Vec<(&'static str, i64)> {
         ("rule_firings", format!("contact_id = {id}")),
         ("outbox", format!("contact_id = {id} OR payload LIKE '%ada@example.com%'")),
         ("message_log", format!("contact_id = {id}")),
+        ("message_bounces", format!("contact_id = {id} OR email = 'ada@example.com'")),
     ] {
         left.push((table, server.count_rows(&format!("SELECT count(*) FROM {table} WHERE {condition}")).await));
     }

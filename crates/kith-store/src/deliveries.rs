@@ -16,6 +16,19 @@ pub const BECAME_CLOSE: &str = "Contact Became Close";
 /// Emitted when a contact's closeness enters the cold bucket.
 pub const WENT_COLD: &str = "Contact Went Cold";
 
+/// Email events, named by Segment's email spec, emitted about each message kith sends a contact.
+/// The mail server took the message.
+pub const EMAIL_DELIVERED: &str = "Email Delivered";
+/// The mail server refused the contact's address for good.
+pub const EMAIL_BOUNCED: &str = "Email Bounced";
+/// The message's tracking pixel was fetched (the first time).
+pub const EMAIL_OPENED: &str = "Email Opened";
+/// A tracked link of the message was followed. Also the name of the event kith ingests for the
+/// contact, so that a click counts as product activity like any event.
+pub const EMAIL_LINK_CLICKED: &str = "Email Link Clicked";
+/// The contact unsubscribed from the message's topic.
+pub const UNSUBSCRIBED: &str = "Unsubscribed";
+
 /// The Segment identity of a contact: its first userId, and its email as a trait.
 #[derive(Debug, Clone)]
 pub struct SegmentIdentity<'a> {

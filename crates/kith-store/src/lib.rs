@@ -369,10 +369,58 @@ pub trait Store: Send + Sync + 'static {
     async fn firing_event(&self, workspace: WorkspaceId, firing: i64) -> Result<Option<String>>;
     /// Whether an email is on the workspace's suppression list.
     async fn is_suppressed(&self, workspace: WorkspaceId, email: &str) -> Result<bool>;
-    /// Records a message considered for a contact.
+    /// Records a message considered for a contact; an entry of a delivery already recorded (a
+    /// message held for quiet hours) replaces what was recorded of it.
     async fn record_message(&self, workspace: WorkspaceId, entry: NewMessageEntry) -> Result<()>;
+    /// Marks the entry of a held message whose delivery failed for good as `failed`, with why; a
+    /// delivery that was never held has no entry to mark.
+    async fn fail_held_message(&self, workspace: WorkspaceId, delivery: i64, reason: &str, at: Timestamp)
+        -> Result<()>;
     /// The messages considered for a contact, newest first.
     async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>>;
+    /// Counts an open or a click of the message with this `email_id`, the first one's time
+    /// kept; the message as it now stands, or `None` if there is no such message or it already
+    /// has `limit` of them (nothing is counted then).
+    async fn record_engagement(
+        &self,
+        workspace: WorkspaceId,
+        email_id: &str,
+        engagement: Engagement,
+        at: Timestamp,
+        limit: i64,
+    ) -> Result<Option<MessageEntry>>;
+    /// Marks the latest message of `topic` that reached the contact as followed by an
+    /// unsubscribe, unless one already is; that message, if any.
+    async fn record_unsubscribe(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        topic: i64,
+        at: Timestamp,
+    ) -> Result<Option<MessageEntry>>;
+    /// Records that the mail server refused the contact's address for good.
+    async fn record_bounce(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        email: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// Whether the contact's current address bounced.
+    async fn is_bounced(&self, workspace: WorkspaceId, contact: ContactId, email: &str) -> Result<bool>;
+    /// What became of the messages of each template or each rule.
+    async fn message_stats(&self, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>>;
+    /// Queues a track call about a contact to the workspace's outbound Segment host, if one is
+    /// configured; erased with the contact.
+    async fn enqueue_track(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        event: &str,
+        properties: serde_json::Map<String, serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<()>;
 
     // Users and sessions of the web app.
 

@@ -817,7 +817,8 @@ pub struct Subscription {
     pub updated_at: Timestamp,
 }
 
-/// A message considered for a contact: sent, or skipped with a reason.
+/// A message considered for a contact: sent, bounced, held for quiet hours or skipped with a
+/// reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessageEntry {
     pub contact_id: ContactId,
@@ -825,12 +826,40 @@ pub struct NewMessageEntry {
     pub rule_id: Option<i64>,
     /// The template.
     pub template_id: i64,
-    /// `sent` or `skipped`.
+    /// The template's topic.
+    pub topic_id: Option<i64>,
+    /// The outbox delivery it comes from: a message held for quiet hours and later sent or
+    /// skipped is one entry, changed as it goes.
+    pub delivery_id: Option<i64>,
+    /// `sent`, `bounced`, `held`, `skipped`, or `failed` (held, then it could not go).
     pub outcome: String,
-    /// Why it was skipped (`unsubscribed`, `suppressed`, `no_consent`…).
+    /// Why it was skipped (`unsubscribed`, `suppressed`, `no_consent`…) or bounced (the mail
+    /// server's reply).
     pub reason: Option<String>,
     /// When it was decided.
     pub at: Timestamp,
+    /// A held message: when it will go.
+    pub send_at: Option<Timestamp>,
+    /// A message rendered for sending: the random id its tracking links carry (the `email_id`
+    /// of the email events).
+    pub email_id: Option<String>,
+    /// A message rendered for sending: its subject.
+    pub subject: Option<String>,
+}
+
+/// What a contact did with a message that reached them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageActivity {
+    /// The first open (the tracking pixel was fetched).
+    pub opened_at: Option<Timestamp>,
+    /// Opens counted, up to the bound kith keeps.
+    pub opens: i64,
+    /// The first click on a tracked link.
+    pub clicked_at: Option<Timestamp>,
+    /// Clicks counted, up to the bound kith keeps.
+    pub clicks: i64,
+    /// When the contact unsubscribed from the message's topic after receiving it.
+    pub unsubscribed_at: Option<Timestamp>,
 }
 
 /// A message considered for a contact, as recorded.
@@ -839,4 +868,45 @@ pub struct MessageEntry {
     pub id: i64,
     /// What was recorded.
     pub entry: NewMessageEntry,
+    /// Opens, clicks and unsubscribes since.
+    pub activity: MessageActivity,
+}
+
+/// What a contact did with a tracked message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engagement {
+    /// The tracking pixel was fetched.
+    Open,
+    /// A tracked link was followed.
+    Click,
+}
+
+/// How message counts are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsBy {
+    /// Per template.
+    Template,
+    /// Per rule (messages sent by no rule are left out).
+    Rule,
+}
+
+/// What became of the messages of a template or rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MessageCounts {
+    /// Handed to the mail server: delivered or bounced.
+    pub sent: i64,
+    /// Accepted by the mail server.
+    pub delivered: i64,
+    /// Opened at least once.
+    pub opened: i64,
+    /// Clicked at least once.
+    pub clicked: i64,
+    /// Followed by an unsubscribe from their topic.
+    pub unsubscribed: i64,
+    /// Refused for good by the mail server.
+    pub bounced: i64,
+    /// Not sent: consent, suppression or the frequency cap.
+    pub skipped: i64,
+    /// Waiting for the end of the contact's quiet hours.
+    pub held: i64,
 }

@@ -1,11 +1,12 @@
-//! `/api/topics`, `/api/templates`, `/api/workspace/sender` and `/api/contacts/{id}/messages`:
-//! messages to contacts — subscription topics, email templates and their preview, the
-//! workspace's sender, and what was sent to or skipped for a contact.
+//! `/api/topics`, `/api/templates`, `/api/workspace/sender`, `/api/contacts/{id}/messages` and
+//! the stats of templates and rules: messages to contacts — subscription topics, email templates
+//! and their preview, the workspace's sender, what was sent to, held or skipped for a contact,
+//! and what became of each template's and rule's messages.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kith_store::{MessageEntry, MessageLimits, Sender, Template, TemplateSpec, Topic};
+use kith_store::{MessageEntry, MessageLimits, Sender, StatsBy, Template, TemplateSpec, Topic};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -363,24 +364,55 @@ pub struct MessageView {
     pub rule_id: Option<i64>,
     /// The template.
     pub template_id: i64,
-    /// `sent` or `skipped`.
+    /// The template's topic (`null` for messages recorded before topics were logged).
+    pub topic_id: Option<i64>,
+    /// `sent` (the mail server took it), `bounced` (it refused the address for good), `held`
+    /// (waiting for the end of the contact's quiet hours), `skipped`, or `failed` (held, then it
+    /// could not be sent: the reason says why).
     pub outcome: String,
-    /// Why it was skipped: `unsubscribed`, `suppressed`, `no_consent` or `capped`.
+    /// Why it was skipped (`unsubscribed`, `suppressed`, `no_consent` or `capped`), or the mail
+    /// server's reply to a bounced message.
     pub reason: Option<String>,
     /// When it was decided (RFC 3339, UTC).
     pub at: String,
+    /// A held message: when it will go.
+    pub send_at: Option<String>,
+    /// A sent or bounced message: its id in the email events sent to Segment.
+    pub email_id: Option<String>,
+    /// A sent or bounced message: its subject.
+    pub subject: Option<String>,
+    /// The first open.
+    pub opened_at: Option<String>,
+    /// Opens counted.
+    pub opens: i64,
+    /// The first click on a link.
+    pub clicked_at: Option<String>,
+    /// Clicks counted.
+    pub clicks: i64,
+    /// When the contact unsubscribed from its topic after it.
+    pub unsubscribed_at: Option<String>,
 }
 
 impl From<MessageEntry> for MessageView {
     fn from(message: MessageEntry) -> Self {
-        let entry = message.entry;
+        let (entry, activity) = (message.entry, message.activity);
+        let time = |at: Option<jiff::Timestamp>| at.map(|at| at.to_string());
         MessageView {
             id: message.id,
             rule_id: entry.rule_id,
             template_id: entry.template_id,
+            topic_id: entry.topic_id,
             outcome: entry.outcome,
             reason: entry.reason,
             at: entry.at.to_string(),
+            send_at: time(entry.send_at),
+            email_id: entry.email_id,
+            subject: entry.subject,
+            opened_at: time(activity.opened_at),
+            opens: activity.opens,
+            clicked_at: time(activity.clicked_at),
+            clicks: activity.clicks,
+            unsubscribed_at: time(activity.unsubscribed_at),
         }
     }
 }
@@ -429,4 +461,77 @@ pub async fn contact_messages(
             })
             .collect(),
     }))
+}
+
+/// What became of the messages of a template or a rule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsView {
+    /// The template's or rule's id.
+    pub id: i64,
+    /// Its name.
+    pub name: Option<String>,
+    /// Handed to the mail server: delivered or bounced.
+    pub sent: i64,
+    /// Taken by the mail server.
+    pub delivered: i64,
+    /// Opened at least once (the tracking pixel was fetched).
+    pub opened: i64,
+    /// A link followed at least once.
+    pub clicked: i64,
+    /// Followed by an unsubscribe from their topic.
+    pub unsubscribed: i64,
+    /// The address refused for good by the mail server.
+    pub bounced: i64,
+    /// Not sent: consent, suppression or the frequency cap.
+    pub skipped: i64,
+    /// Waiting for the end of the contact's quiet hours.
+    pub held: i64,
+}
+
+impl From<messages::Stats> for StatsView {
+    fn from(stats: messages::Stats) -> Self {
+        let counts = stats.counts;
+        StatsView {
+            id: stats.id,
+            name: stats.name,
+            sent: counts.sent,
+            delivered: counts.delivered,
+            opened: counts.opened,
+            clicked: counts.clicked,
+            unsubscribed: counts.unsubscribed,
+            bounced: counts.bounced,
+            skipped: counts.skipped,
+            held: counts.held,
+        }
+    }
+}
+
+/// What became of a template's messages.
+#[utoipa::path(get, path = "/api/templates/{id}/stats", tag = "messages", params(("id" = i64, Path)),
+    responses((status = 200, body = StatsView), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn template_stats(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<StatsView>> {
+    let stats = messages::stats_of(&state, key.workspace_id, StatsBy::Template, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no template {id}")))?;
+    Ok(Json(stats.into()))
+}
+
+/// What became of the messages a rule sent.
+#[utoipa::path(get, path = "/api/rules/{id}/stats", tag = "messages", params(("id" = i64, Path)),
+    responses((status = 200, body = StatsView), (status = 404, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn rule_stats(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<StatsView>> {
+    let stats = messages::stats_of(&state, key.workspace_id, StatsBy::Rule, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))?;
+    Ok(Json(stats.into()))
 }

@@ -59,6 +59,8 @@ pub fn routes() -> Router<AppState> {
             get(messages::template).put(messages::update_template).delete(messages::delete_template),
         )
         .route("/api/templates/{id}/preview", post(messages::preview))
+        .route("/api/templates/{id}/stats", get(messages::template_stats))
+        .route("/api/rules/{id}/stats", get(messages::rule_stats))
         .route("/api/workspace/sender", get(messages::sender).put(messages::set_sender))
         .route("/api/workspace/message-limits", get(messages::limits).put(messages::set_limits))
         .route("/api/contacts/{id}/messages", get(messages::contact_messages))

@@ -51,12 +51,14 @@ pub struct Report {
     pub skipped: u64,
     /// Messages held until the contact's quiet hours end.
     pub held: u64,
+    /// Messages whose address the mail server refused for good.
+    pub bounced: u64,
 }
 
 impl Report {
     /// Deliveries dealt with: attempts made, and messages skipped without one.
     pub fn attempted(&self) -> u64 {
-        self.sent + self.retried + self.failed + self.skipped + self.held
+        self.sent + self.retried + self.failed + self.skipped + self.held + self.bounced
     }
 
     /// Adds another pass.
@@ -66,6 +68,7 @@ impl Report {
         self.failed += other.failed;
         self.skipped += other.skipped;
         self.held += other.held;
+        self.bounced += other.bounced;
     }
 }
 
@@ -188,7 +191,9 @@ async fn send_email(state: &AppState, delivery: &Delivery) -> Attempt {
 
 /// A message to a contact: checked against its consent, quiet hours and the frequency cap and
 /// rendered now (an unsubscribe that arrived while it waited counts), then sent like any email.
-/// A skip or a send is written to the contact's message log; a hold waits in the outbox.
+/// A skip, a hold, a send or a bounce is written to the contact's message log (a held message's
+/// entry becomes what happens to it when it goes, `failed` if it cannot go); a hold waits in the
+/// outbox.
 async fn deliver_message(
     state: &AppState,
     delivery: &Delivery,
@@ -196,6 +201,7 @@ async fn deliver_message(
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let one = std::slice::from_ref(delivery);
+    let workspace = delivery.workspace_id;
     let prepared = match AssertUnwindSafe(messages::prepare(state, delivery, now)).catch_unwind().await {
         Ok(prepared) => prepared?,
         Err(panic) => return settle(state, one, Err(panic), now, report).await,
@@ -203,29 +209,53 @@ async fn deliver_message(
     match prepared {
         Prepared::Skip(entry) => {
             let reason = entry.reason.clone().unwrap_or_default();
-            state.store.record_message(delivery.workspace_id, entry).await?;
+            state.store.record_message(workspace, entry).await?;
             state.store.finish_delivery(delivery.id, DeliveryResult::Skipped { reason }, now).await?;
             report.skipped += 1;
             state.jobs.progress();
             Ok(())
         }
-        Prepared::Hold(until) => {
+        Prepared::Hold(until, entry) => {
+            state.store.record_message(workspace, entry).await?;
             let error = format!("held for the contact's quiet hours, until {until}");
             state.store.finish_delivery(delivery.id, DeliveryResult::Retry { at: until, error }, now).await?;
             report.held += 1;
             state.jobs.progress();
             Ok(())
         }
-        Prepared::Fail(error) => settle(state, one, Ok(refused(error)), now, report).await,
+        Prepared::Fail(error) => {
+            state.store.fail_held_message(workspace, delivery.id, &error, now).await?;
+            settle(state, one, Ok(refused(error)), now, report).await
+        }
         Prepared::Send(outgoing, entry) => {
-            let attempt = match message_mail(state, &outgoing) {
-                Ok(message) => AssertUnwindSafe(send_mail(state, message)).catch_unwind().await,
-                Err(error) => Ok(refused(error)),
+            let message = match message_mail(state, &outgoing) {
+                Ok(message) => message,
+                Err(error) => {
+                    state.store.fail_held_message(workspace, delivery.id, &error, now).await?;
+                    return settle(state, one, Ok(refused(error)), now, report).await;
+                }
             };
+            let result = AssertUnwindSafe(state.outbound.send_mail(message)).catch_unwind().await;
+            if let Ok(Err(MailError::Bounced(reply))) = &result {
+                // Retrying cannot help, and the next message to this address must not be tried.
+                messages::bounced(state, workspace, entry, &outgoing.to, reply).await?;
+                let error = format!("hard bounce: {reply}");
+                state.store.finish_delivery(delivery.id, DeliveryResult::Failed { error }, now).await?;
+                state.metrics.delivery(&delivery.kind, DeliveryOutcome::Failed);
+                report.bounced += 1;
+                state.jobs.progress();
+                return Ok(());
+            }
+            let attempt = result.map(mail_attempt);
             let sent = matches!(&attempt, Ok(Attempt { status: Some(200), .. }));
+            let error = attempt.as_ref().ok().and_then(|attempt| attempt.error.clone());
+            let failed_before = report.failed;
             settle(state, one, attempt, now, report).await?;
             if sent {
-                state.store.record_message(delivery.workspace_id, entry).await?;
+                messages::delivered(state, workspace, entry).await?;
+            } else if report.failed > failed_before {
+                let error = error.unwrap_or_else(|| "internal error; see the server log".into());
+                state.store.fail_held_message(workspace, delivery.id, &error, now).await?;
             }
             Ok(())
         }
@@ -265,11 +295,16 @@ fn message_mail(state: &AppState, outgoing: &Outgoing) -> Result<Message, String
 }
 
 async fn send_mail(state: &AppState, message: Message) -> Attempt {
-    match state.outbound.send_mail(message).await {
+    mail_attempt(state.outbound.send_mail(message).await)
+}
+
+/// How sending an email ended, as an attempt.
+fn mail_attempt(result: Result<(), MailError>) -> Attempt {
+    match result {
         Ok(()) => Attempt { status: Some(200), retry_after: None, error: None },
         Err(MailError::NotConfigured) => refused("no SMTP server is configured (smtp_url, smtp_from)".into()),
         // A permanent SMTP refusal (5xx) will not change; anything else may.
-        Err(MailError::Permanent(error)) => refused(error),
+        Err(MailError::Permanent(error) | MailError::Bounced(error)) => refused(error),
         Err(MailError::Transient(error)) => Attempt::unreachable(error),
     }
 }

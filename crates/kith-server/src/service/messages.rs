@@ -1,15 +1,23 @@
 //! Messages to contacts: templates (checked when saved, rendered in a sandbox), the consent a
 //! message needs, signed unsubscribe links, the workspace's sender, its frequency cap and quiet
-//! hours, and what a `message` delivery turns into when its turn comes.
+//! hours, what a `message` delivery turns into when its turn comes, the tracking of opens and
+//! clicks (signed links), hard bounces, the email events sent back to Segment, and the counts
+//! per template and rule.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hmac::{Hmac, Mac};
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use kith_core::event::{parse_event, EventType, Parsed};
 use kith_core::identity::normalize_email;
+use kith_core::ParseContext;
+use kith_store::deliveries::{EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_LINK_CLICKED, EMAIL_OPENED, UNSUBSCRIBED};
 use kith_store::{
-    Contact, ContactKey, Delivery, MessageLimits, NewMessageEntry, Sender, StoreError, Subscription, TemplateSpec,
-    Topic, WorkspaceId,
+    Contact, ContactKey, Delivery, Engagement, Incoming, MessageCounts, MessageEntry, MessageLimits, NewMessageEntry,
+    Sender, StatsBy, StoreError, Subscription, TemplateSpec, Topic, WorkspaceId,
 };
 use minijinja::{Environment, UndefinedBehavior};
 use rand::RngCore;
@@ -315,12 +323,22 @@ pub fn quiet_until(now: Timestamp, tz: &TimeZone, start: Time, end: Time) -> Opt
     date.to_datetime(end).to_zoned(tz.clone()).ok().map(|zoned| zoned.timestamp())
 }
 
-/// The signature of an unsubscribe link: HMAC-SHA256 of what the link names, truncated to 128
-/// bits, hex.
-fn link_signature(secret: &str, workspace: WorkspaceId, contact: i64, topic: i64) -> String {
+/// An HMAC-SHA256 of `what` under a workspace's link key, truncated to 128 bits, hex.
+fn sign(secret: &str, what: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("unsubscribe|{workspace}|{contact}|{topic}").as_bytes());
+    mac.update(what.as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Whether `given` is `expected`, compared in constant time.
+fn same_signature(expected: &str, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// The signature of an unsubscribe link: it names the workspace, contact and topic.
+fn link_signature(secret: &str, workspace: WorkspaceId, contact: i64, topic: i64) -> String {
+    sign(secret, &format!("unsubscribe|{workspace}|{contact}|{topic}"))
 }
 
 /// The path of a contact's unsubscribe link for a topic; it works without signing in.
@@ -330,9 +348,244 @@ pub fn unsubscribe_path(secret: &str, workspace: WorkspaceId, contact: i64, topi
 
 /// Whether a link's signature is the one kith made, compared in constant time.
 pub fn link_is_valid(secret: &str, workspace: WorkspaceId, contact: i64, topic: i64, signature: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let expected = link_signature(secret, workspace, contact, topic);
-    expected.len() == signature.len() && bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
+    same_signature(&link_signature(secret, workspace, contact, topic), signature)
+}
+
+/// The link keys of workspaces, remembered: a key never changes once made, so a tracking
+/// request with a bad signature costs no database work once its workspace's key is known.
+/// Holds only workspaces that exist.
+#[derive(Debug, Default)]
+pub struct LinkKeys(Mutex<HashMap<WorkspaceId, Arc<str>>>);
+
+/// The workspace's link key; `None` if there is no such workspace.
+pub async fn link_key(state: &AppState, workspace: WorkspaceId) -> Result<Option<Arc<str>>, StoreError> {
+    let known = state.link_keys.0.lock().unwrap_or_else(PoisonError::into_inner).get(&workspace).cloned();
+    if let Some(key) = known {
+        return Ok(Some(key));
+    }
+    if state.store.workspace(workspace).await?.is_none() {
+        return Ok(None);
+    }
+    let key: Arc<str> = sender(state, workspace).await?.link_secret.into();
+    state.link_keys.0.lock().unwrap_or_else(PoisonError::into_inner).insert(workspace, key.clone());
+    Ok(Some(key))
+}
+
+/// A new `email_id`: 128 random bits, hex. The tracking links of a message carry it.
+fn new_email_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Whether `text` could be an `email_id` or a signature (32 lowercase hex digits): anything else
+/// is refused before any lookup.
+pub fn is_token(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The path of a message's open pixel.
+pub fn open_path(secret: &str, workspace: WorkspaceId, email_id: &str) -> String {
+    format!("/m/{workspace}/{email_id}/open/{}", sign(secret, &format!("open|{workspace}|{email_id}")))
+}
+
+/// Whether an open pixel's signature is the one kith made.
+pub fn open_is_valid(secret: &str, workspace: WorkspaceId, email_id: &str, signature: &str) -> bool {
+    same_signature(&sign(secret, &format!("open|{workspace}|{email_id}")), signature)
+}
+
+/// The path of a tracked link to `url`: the signature covers the URL, so the link leads only
+/// where the message pointed.
+pub fn click_path(secret: &str, workspace: WorkspaceId, email_id: &str, url: &str) -> String {
+    let signature = sign(secret, &format!("click|{workspace}|{email_id}|{url}"));
+    let url = percent_encoding::utf8_percent_encode(url, QUERY_VALUE);
+    format!("/m/{workspace}/{email_id}/click/{signature}?url={url}")
+}
+
+/// What a URL in a query value is encoded with: everything but RFC 3986's unreserved characters.
+const QUERY_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Whether a tracked link's signature is the one kith made for this URL.
+pub fn click_is_valid(secret: &str, workspace: WorkspaceId, email_id: &str, url: &str, signature: &str) -> bool {
+    same_signature(&sign(secret, &format!("click|{workspace}|{email_id}|{url}")), signature)
+}
+
+/// Whether a link may be tracked and followed: an absolute http or https URL.
+pub fn is_web_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.has_host())
+}
+
+/// The HTML of a message as sent: every http(s) link of an `<a>` or `<area>` (but the
+/// unsubscribe link, which must work as it is) turned into a signed click link, and the open
+/// pixel added before `</body>` (else at the end). `base` is kith's public URL.
+pub fn track_html(
+    html: &str,
+    base: &str,
+    secret: &str,
+    workspace: WorkspaceId,
+    email_id: &str,
+    unsubscribe_url: &str,
+) -> String {
+    if html.trim().is_empty() {
+        return html.to_owned();
+    }
+    let mut out = rewrite_links(html, |url| {
+        (url != unsubscribe_url && is_web_url(url))
+            .then(|| format!("{base}{}", click_path(secret, workspace, email_id, url)))
+    });
+    let pixel = format!(
+        "<img src=\"{base}{}\" width=\"1\" height=\"1\" alt=\"\" style=\"border:0;width:1px;height:1px\">",
+        open_path(secret, workspace, email_id)
+    );
+    match out.to_ascii_lowercase().rfind("</body") {
+        Some(at) => out.insert_str(at, &pixel),
+        None => out.push_str(&pixel),
+    }
+    out
+}
+
+/// `html` with the `href` of each `<a>` and `<area>` tag replaced by what `rewrite` makes of its
+/// URL (entities decoded); links it returns `None` for stay as they are.
+fn rewrite_links(html: &str, mut rewrite: impl FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(html.len() + 512);
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let end = tag_end(rest);
+        let tag = &rest[..end];
+        match href_of_link(tag) {
+            Some(span) => match rewrite(&decode_entities(&tag[span.value.clone()])) {
+                Some(url) => {
+                    out.push_str(&tag[..span.whole.start]);
+                    out.push_str("href=\"");
+                    out.push_str(&url.replace('&', "&amp;").replace('"', "&quot;"));
+                    out.push('"');
+                    out.push_str(&tag[span.whole.end..]);
+                }
+                None => out.push_str(tag),
+            },
+            None => out.push_str(tag),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of the tag `text` starts with, through its `>` (quotes respected), or all of it.
+fn tag_end(text: &str) -> usize {
+    let mut quote = None;
+    for (at, byte) in text.bytes().enumerate().skip(1) {
+        match (quote, byte) {
+            (None, b'"' | b'\'') => quote = Some(byte),
+            (Some(open), _) if byte == open => quote = None,
+            (None, b'>') => return at + 1,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// Where an `href` attribute sits in a tag: the whole `href=…` and its value without quotes.
+struct HrefSpan {
+    whole: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+/// The `href` of an `<a>` or `<area>` tag.
+fn href_of_link(tag: &str) -> Option<HrefSpan> {
+    let bytes = tag.as_bytes();
+    let name_end = bytes.iter().skip(1).position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')? + 1;
+    let name = &tag[1..name_end];
+    if !name.eq_ignore_ascii_case("a") && !name.eq_ignore_ascii_case("area") {
+        return None;
+    }
+    let mut at = name_end;
+    while at < bytes.len() {
+        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b'/') {
+            at += 1;
+        }
+        let start = at;
+        while at < bytes.len() && !bytes[at].is_ascii_whitespace() && !matches!(bytes[at], b'=' | b'>' | b'/') {
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        let attribute = &tag[start..at];
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b'=') {
+            continue;
+        }
+        at += 1;
+        while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let value = match bytes.get(at) {
+            Some(&quote @ (b'"' | b'\'')) => {
+                let close = tag[at + 1..].find(quote as char)? + at + 1;
+                let value = at + 1..close;
+                at = close + 1;
+                value
+            }
+            _ => {
+                let begin = at;
+                while at < bytes.len() && !bytes[at].is_ascii_whitespace() && bytes[at] != b'>' {
+                    at += 1;
+                }
+                begin..at
+            }
+        };
+        if attribute.eq_ignore_ascii_case("href") {
+            return Some(HrefSpan { whole: start..at, value });
+        }
+    }
+    None
+}
+
+/// An attribute value with its character references decoded (`&amp;`, `&#x2f;`, `&#47;`…), as a
+/// browser reads it: minijinja escapes `/` and `&` in the values it fills in.
+fn decode_entities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|end| *end <= 10).and_then(|end| {
+            let name = &rest[1..end];
+            let character = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| name.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            };
+            character.map(|character| (character, end + 1))
+        });
+        match decoded {
+            Some((character, length)) => {
+                out.push(character);
+                rest = &rest[length..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A contact's preferences: every topic and whether messages of it would reach the contact.
@@ -343,7 +596,7 @@ pub async fn preferences(
 ) -> Result<Vec<(Topic, bool)>, StoreError> {
     let topics = state.store.topics(workspace).await?;
     let choices = state.store.subscriptions(workspace, contact.id).await?;
-    let suppressed = state.store.is_suppressed(workspace, &contact.email).await?;
+    let suppressed = suppressed(state, workspace, contact).await?;
     Ok(topics
         .into_iter()
         .map(|topic| {
@@ -352,6 +605,13 @@ pub async fn preferences(
             (topic, allowed)
         })
         .collect())
+}
+
+/// Whether messages may not reach the contact at all: its email is on the suppression list
+/// (erased with suppression) or its address bounced.
+async fn suppressed(state: &AppState, workspace: WorkspaceId, contact: &Contact) -> Result<bool, StoreError> {
+    Ok(state.store.is_suppressed(workspace, &contact.email).await?
+        || state.store.is_bounced(workspace, contact.id, &contact.email).await?)
 }
 
 fn choice_of(choices: &[Subscription], topic: i64) -> Option<bool> {
@@ -379,8 +639,8 @@ pub enum Prepared {
     /// The contact's consent does not allow it, or the frequency cap: recorded with the reason,
     /// never retried.
     Skip(NewMessageEntry),
-    /// Due inside the contact's quiet hours: it waits until they end.
-    Hold(Timestamp),
+    /// Due inside the contact's quiet hours: it waits until they end, recorded as `held`.
+    Hold(Timestamp, NewMessageEntry),
     /// It cannot be sent as configured (the template is gone, no public URL for the links).
     Fail(String),
 }
@@ -405,12 +665,17 @@ pub async fn prepare(state: &AppState, delivery: &Delivery, now: Timestamp) -> R
         contact_id,
         rule_id: number("rule_id"),
         template_id,
+        topic_id: Some(topic.id),
+        delivery_id: Some(delivery.id),
         outcome: "sent".into(),
         reason: None,
         at: now,
+        send_at: None,
+        email_id: None,
+        subject: None,
     };
     let choices = state.store.subscriptions(workspace, contact_id).await?;
-    let suppressed = state.store.is_suppressed(workspace, &contact.email).await?;
+    let suppressed = suppressed(state, workspace, &contact).await?;
     if let Err(reason) = consent(&topic, choice_of(&choices, topic.id), &contact.traits, suppressed) {
         entry.outcome = "skipped".into();
         entry.reason = Some(reason.into());
@@ -426,7 +691,9 @@ pub async fn prepare(state: &AppState, delivery: &Delivery, now: Timestamp) -> R
             None => state.store.workspace(workspace).await?.map_or(TimeZone::UTC, |workspace| workspace.tz()),
         };
         if let Some(until) = quiet_until(now, &zone, start, end) {
-            return Ok(Prepared::Hold(until));
+            entry.outcome = "held".into();
+            entry.send_at = Some(until);
+            return Ok(Prepared::Hold(until, entry));
         }
     }
     if let (Some(count), Some(hours)) = (limits.cap_count, limits.cap_window_hours) {
@@ -442,24 +709,229 @@ pub async fn prepare(state: &AppState, delivery: &Delivery, now: Timestamp) -> R
             "public_url is not set: messages carry unsubscribe links, which need kith's public address".into(),
         ));
     };
+    let base = base.trim_end_matches('/');
     let sender = sender(state, workspace).await?;
-    let unsubscribe_url = format!(
-        "{}{}",
-        base.trim_end_matches('/'),
-        unsubscribe_path(&sender.link_secret, workspace, contact_id, topic.id)
-    );
+    let unsubscribe_url = format!("{base}{}", unsubscribe_path(&sender.link_secret, workspace, contact_id, topic.id));
     let event = match number("firing_id") {
         Some(firing) => state.store.firing_event(workspace, firing).await?,
         None => None,
     };
     let context = context(state, workspace, &contact, event.as_deref(), &unsubscribe_url).await?;
     match render(&template.spec, &context) {
-        Ok(rendered) => Ok(Prepared::Send(
-            Box::new(Outgoing { to: contact.email.clone(), sender, rendered, unsubscribe_url }),
-            entry,
-        )),
+        Ok(mut rendered) => {
+            let email_id = new_email_id();
+            rendered.html =
+                track_html(&rendered.html, base, &sender.link_secret, workspace, &email_id, &unsubscribe_url);
+            entry.email_id = Some(email_id);
+            entry.subject = Some(rendered.subject.clone());
+            Ok(Prepared::Send(
+                Box::new(Outgoing { to: contact.email.clone(), sender, rendered, unsubscribe_url }),
+                entry,
+            ))
+        }
         Err(error) => Ok(Prepared::Fail(format!("template {template_id}: {error}"))),
     }
+}
+
+/// Opens, and clicks, counted per message at most. Past it a pixel or link still answers, but
+/// nothing is recorded, sent to Segment or ingested: a link forwarded to a crowd, or fetched in
+/// a loop, costs one signature check and one statement per request.
+pub const MAX_ENGAGEMENTS: i64 = 100;
+
+/// Queues the email event `event` about a message for the workspace's outbound Segment host, if
+/// one is configured: the properties of Segment's email spec (`email_id`, `email_subject`,
+/// `campaign_id` and `campaign_name`: the rule that sent it, else its template), the template and
+/// topic, and `extra`.
+pub async fn email_event(
+    state: &AppState,
+    workspace: WorkspaceId,
+    message: &NewMessageEntry,
+    event: &str,
+    extra: Map<String, Value>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    if !state.store.workspace(workspace).await?.is_some_and(|workspace| workspace.sends_to_segment()) {
+        return Ok(());
+    }
+    let template = state.store.template(workspace, message.template_id).await?;
+    let template_name = template.map(|template| template.spec.name);
+    let rule = match message.rule_id {
+        Some(id) => state.store.rule(workspace, id).await?.map(|rule| (id, rule.spec.name)),
+        None => None,
+    };
+    let (campaign_id, campaign_name) = match rule {
+        Some((id, name)) => (format!("rule-{id}"), Some(name)),
+        None => (format!("template-{}", message.template_id), template_name.clone()),
+    };
+    let mut properties = Map::new();
+    properties.insert("email_id".into(), json!(message.email_id));
+    properties.insert("email_subject".into(), json!(message.subject));
+    properties.insert("campaign_id".into(), json!(campaign_id));
+    properties.insert("campaign_name".into(), json!(campaign_name));
+    properties.insert("template_id".into(), json!(message.template_id));
+    properties.insert("template_name".into(), json!(template_name));
+    properties.insert("rule_id".into(), json!(message.rule_id));
+    properties.insert("topic_id".into(), json!(message.topic_id));
+    properties.extend(extra);
+    state.store.enqueue_track(workspace, message.contact_id, event, properties, at).await
+}
+
+/// A message the mail server took: recorded as sent, reported as `Email Delivered`.
+pub async fn delivered(state: &AppState, workspace: WorkspaceId, entry: NewMessageEntry) -> Result<(), StoreError> {
+    state.store.record_message(workspace, entry.clone()).await?;
+    email_event(state, workspace, &entry, EMAIL_DELIVERED, Map::new(), entry.at).await
+}
+
+/// A message whose address the mail server refused for good: recorded as bounced with the
+/// server's reply, the contact's address is not sent messages again, reported as
+/// `Email Bounced`.
+pub async fn bounced(
+    state: &AppState,
+    workspace: WorkspaceId,
+    mut entry: NewMessageEntry,
+    email: &str,
+    reply: &str,
+) -> Result<(), StoreError> {
+    entry.outcome = "bounced".into();
+    entry.reason = Some(reply.to_owned());
+    state.store.record_message(workspace, entry.clone()).await?;
+    state.store.record_bounce(workspace, entry.contact_id, email, reply, entry.at).await?;
+    let mut extra = Map::new();
+    extra.insert("reason".into(), json!(reply));
+    email_event(state, workspace, &entry, EMAIL_BOUNCED, extra, entry.at).await
+}
+
+/// A contact unsubscribed from a topic (one-click, or the preferences page): the latest message
+/// of the topic they received is marked as followed by an unsubscribe and reported as
+/// `Unsubscribed`. Nothing is reported when no message of the topic reached them.
+pub async fn unsubscribed(
+    state: &AppState,
+    workspace: WorkspaceId,
+    contact: i64,
+    topic: i64,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(message) = state.store.record_unsubscribe(workspace, contact, topic, at).await? else {
+        return Ok(());
+    };
+    email_event(state, workspace, &message.entry, UNSUBSCRIBED, Map::new(), at).await
+}
+
+/// An open or a click of a tracked message (its signature already checked). The first open is
+/// reported as `Email Opened`; every click as `Email Link Clicked`, and ingested as that track
+/// event of the contact, so that it counts as product activity through the same path and day
+/// rule as any event.
+pub async fn engaged(
+    state: &AppState,
+    workspace: WorkspaceId,
+    email_id: &str,
+    engagement: Engagement,
+    link: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = state.clock.now();
+    let Some(message) = state.store.record_engagement(workspace, email_id, engagement, now, MAX_ENGAGEMENTS).await?
+    else {
+        return Ok(());
+    };
+    match engagement {
+        Engagement::Open if message.activity.opens == 1 => {
+            email_event(state, workspace, &message.entry, EMAIL_OPENED, Map::new(), now).await
+        }
+        Engagement::Open => Ok(()),
+        Engagement::Click => {
+            let mut extra = Map::new();
+            extra.insert("link_url".into(), json!(link));
+            email_event(state, workspace, &message.entry, EMAIL_LINK_CLICKED, extra.clone(), now).await?;
+            extra.insert("email_id".into(), json!(email_id));
+            ingest_click(state, workspace, &message, extra, now).await
+        }
+    }
+}
+
+/// Ingests a click as the contact's `Email Link Clicked` track, through the ingest pipeline:
+/// its messageId names the message and the click, so a retried request is not counted twice.
+async fn ingest_click(
+    state: &AppState,
+    workspace: WorkspaceId,
+    message: &MessageEntry,
+    properties: Map<String, Value>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(contact) = state.store.contact(workspace, ContactKey::Id(message.entry.contact_id)).await? else {
+        return Ok(());
+    };
+    let identities = state.store.identities(workspace, contact.id).await?;
+    let user_id = identities.iter().find(|identity| identity.kind == "user_id").map(|identity| &identity.value);
+    let mut track = json!({
+        "type": "track",
+        "event": EMAIL_LINK_CLICKED,
+        "properties": properties,
+        "context": {"traits": {"email": contact.email}},
+        "messageId": format!("kith-click-{}-{}", message.entry.email_id.as_deref().unwrap_or_default(), message.activity.clicks),
+        "timestamp": now.to_string(),
+    });
+    if let Some(user_id) = user_id {
+        track["userId"] = json!(user_id);
+    }
+    let event = match parse_event(track, &ParseContext::live(Some(EventType::Track), now)) {
+        Ok(Parsed::Event(event)) => event,
+        Ok(Parsed::Skipped) => return Ok(()),
+        Err(rejection) => {
+            tracing::warn!(message = %rejection.message, "a click could not be read as an event");
+            return Ok(());
+        }
+    };
+    // The person is on their way to the link: a full queue loses the activity, not the visit.
+    if let Err(error) = state.pipeline.submit(vec![Incoming::new(workspace, *event)]).await {
+        tracing::warn!(%error, "a click was not counted as activity");
+    }
+    Ok(())
+}
+
+/// What became of the messages of one template or rule, with its name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    /// The template's or rule's id.
+    pub id: i64,
+    /// Its name; `None` for one deleted since.
+    pub name: Option<String>,
+    pub counts: MessageCounts,
+}
+
+/// The counts of every template (or rule) of the workspace, those without messages too, then
+/// those deleted since that still have some.
+pub async fn stats(state: &AppState, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<Stats>, StoreError> {
+    let mut counts: HashMap<i64, MessageCounts> = state.store.message_stats(workspace, by).await?.into_iter().collect();
+    let named: Vec<(i64, String)> = match by {
+        StatsBy::Template => state
+            .store
+            .templates(workspace)
+            .await?
+            .into_iter()
+            .map(|template| (template.id, template.spec.name))
+            .collect(),
+        StatsBy::Rule => {
+            state.store.rules(workspace).await?.into_iter().map(|rule| (rule.id, rule.spec.name)).collect()
+        }
+    };
+    let mut out: Vec<Stats> = named
+        .into_iter()
+        .map(|(id, name)| Stats { id, name: Some(name), counts: counts.remove(&id).unwrap_or_default() })
+        .collect();
+    let mut gone: Vec<Stats> = counts.into_iter().map(|(id, counts)| Stats { id, name: None, counts }).collect();
+    gone.sort_by_key(|stats| stats.id);
+    out.extend(gone);
+    Ok(out)
+}
+
+/// The counts of one template or rule; `None` if it does not exist.
+pub async fn stats_of(
+    state: &AppState,
+    workspace: WorkspaceId,
+    by: StatsBy,
+    id: i64,
+) -> Result<Option<Stats>, StoreError> {
+    Ok(stats(state, workspace, by).await?.into_iter().find(|stats| stats.id == id && stats.name.is_some()))
 }
 
 #[cfg(test)]
@@ -546,5 +1018,45 @@ mod tests {
         assert!(!link_is_valid("k", 1, 2, 4, signature));
         assert!(!link_is_valid("other", 1, 2, 3, signature));
         assert!(!link_is_valid("k", 1, 2, 3, "00"));
+    }
+
+    #[test]
+    fn links_are_rewritten_to_signed_clicks_and_a_pixel_is_added() {
+        let html = "<html><body><p class='x>y'>Hi <a class=\"b\" HREF='https:&#x2f;&#x2f;example.com&#x2f;a?x=1&amp;y=2'>go</a>\
+                    <a href=\"https://k/unsubscribe/1\">stop</a> <a href=mailto:x@y.z>mail</a> <a name=top>t</a>\
+                    <link href=\"https://cdn.example/s.css\"><area href=http://example.org/m></body></html>";
+        let out = track_html(html, "https://k", "key", 1, "e1", "https://k/unsubscribe/1");
+        let click = format!("https://k{}", click_path("key", 1, "e1", "https://example.com/a?x=1&y=2"));
+        assert!(out.contains(&format!("<a class=\"b\" href=\"{}\">go</a>", click.replace('&', "&amp;"))), "{out}");
+        assert!(out.contains("<a href=\"https://k/unsubscribe/1\">stop</a>"), "the unsubscribe link stays: {out}");
+        assert!(out.contains("<a href=mailto:x@y.z>") && out.contains("<a name=top>"), "{out}");
+        assert!(out.contains("<link href=\"https://cdn.example/s.css\">"), "only links are tracked: {out}");
+        assert!(
+            out.contains(&format!("<area href=\"https://k{}\">", click_path("key", 1, "e1", "http://example.org/m")))
+        );
+        assert!(out.contains("<p class='x>y'>"), "{out}");
+        let pixel = format!("<img src=\"https://k{}\"", open_path("key", 1, "e1"));
+        assert!(
+            out.contains(&format!(
+                "{pixel} width=\"1\" height=\"1\" alt=\"\" style=\"border:0;width:1px;height:1px\"></body>"
+            )),
+            "{out}"
+        );
+        assert_eq!(track_html("", "https://k", "key", 1, "e1", ""), "");
+    }
+
+    #[test]
+    fn tracking_signatures_cover_the_message_and_the_url() {
+        let path = click_path("key", 1, "e1", "https://example.com/");
+        let signature = path.split(['/', '?']).nth(5).unwrap();
+        assert!(click_is_valid("key", 1, "e1", "https://example.com/", signature));
+        assert!(!click_is_valid("key", 1, "e1", "https://evil.example/", signature));
+        assert!(!click_is_valid("key", 1, "e2", "https://example.com/", signature));
+        assert!(!click_is_valid("other", 1, "e1", "https://example.com/", signature));
+        let open = open_path("key", 1, "e1");
+        let signature = open.rsplit('/').next().unwrap();
+        assert!(open_is_valid("key", 1, "e1", signature) && !open_is_valid("key", 2, "e1", signature));
+        assert!(is_token(signature) && !is_token("0") && !is_token(&"G".repeat(32)));
+        assert!(is_web_url("https://example.com/x") && !is_web_url("javascript:alert(1)") && !is_web_url("/relative"));
     }
 }

@@ -554,7 +554,7 @@ async fn render_contact(
                             }
                         }
                         @if !sent_or_skipped.is_empty() {
-                            h3 { "Sent and skipped" }
+                            h3 { "Sent, held and skipped" }
                             ul.plain {
                                 @for message in &sent_or_skipped {
                                     @let entry = &message.entry;
@@ -563,6 +563,9 @@ async fn render_contact(
                                         @if let Some(rule) = entry.rule_id { ", rule " (rule) }
                                         ": " (entry.outcome)
                                         @if let Some(reason) = &entry.reason { " (" (reason.replace('_', " ")) ")" }
+                                        @if let Some(until) = entry.send_at { " until " (layout::date_time(until, &tz)) }
+                                        @if message.activity.opened_at.is_some() { ", opened" }
+                                        @if message.activity.clicked_at.is_some() { ", clicked" }
                                         " " span.muted.small { (layout::date_time(entry.at, &tz)) }
                                     }
                                 }

@@ -3,7 +3,8 @@
 //! Pages are rendered with `maud` from what the service layer (`service/`) returns, the same
 //! calls the JSON API renders; a little JavaScript (embedded, under `/static/`) copies keys,
 //! confirms deletions and feeds the live debugger from server-sent events. Every page but
-//! `/login` and the signed unsubscribe links of messages (`unsubscribe.rs`) needs a session
+//! `/login`, the signed unsubscribe links of messages (`unsubscribe.rs`) and their open and
+//! click tracking (`tracking.rs`) needs a session
 //! (`session::Signed`) and shows only the signed-in user's workspace; every form POST of a
 //! signed-in page carries the session's CSRF token (`session::Posted`).
 
@@ -12,11 +13,13 @@ mod contacts;
 mod debugger;
 mod groups;
 mod layout;
+mod messages;
 mod nudges;
 mod session;
 mod settings;
 mod signin;
 pub mod throttle;
+mod tracking;
 mod unsubscribe;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -93,6 +96,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audiences/{key}", get(groups::audience))
         .route("/debugger", get(debugger::page))
         .route("/debugger/stream", get(debugger::stream))
+        .route("/messages/stats", get(messages::stats))
         .route("/nudges", get(nudges::page))
         .route("/nudges/rules", post(nudges::create_rule))
         .route("/nudges/rules/{id}/toggle", post(nudges::toggle_rule))
@@ -111,6 +115,8 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/password", post(settings::change_password))
         .route("/settings/users/{id}/remove", post(settings::remove_user))
         .route("/unsubscribe/{workspace}/{contact}/{topic}/{signature}", get(unsubscribe::page).post(unsubscribe::post))
+        .route("/m/{workspace}/{email_id}/open/{signature}", get(tracking::open))
+        .route("/m/{workspace}/{email_id}/click/{signature}", get(tracking::click))
         .route("/static/{file}", get(assets::serve))
         .layer(map_response(security_headers))
 }

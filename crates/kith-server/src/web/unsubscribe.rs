@@ -25,11 +25,8 @@ async fn contact_of(
     state: &AppState,
     (workspace, contact, topic, signature): &LinkPath,
 ) -> Result<Option<Contact>, StoreError> {
-    if state.store.workspace(*workspace).await?.is_none() {
-        return Ok(None);
-    }
-    let sender = messages::sender(state, *workspace).await?;
-    if !messages::link_is_valid(&sender.link_secret, *workspace, *contact, *topic, signature) {
+    let Some(key) = messages::link_key(state, *workspace).await? else { return Ok(None) };
+    if !messages::link_is_valid(&key, *workspace, *contact, *topic, signature) {
         return Ok(None);
     }
     state.store.contact(*workspace, ContactKey::Id(*contact)).await
@@ -67,7 +64,7 @@ pub async fn post(State(state): State<AppState>, Path(link): Path<LinkPath>, bod
     let result = if fields.iter().any(|(name, _)| name == "save") {
         save_preferences(&state, workspace, &contact, &fields, now).await
     } else {
-        state.store.set_subscription(workspace, contact.id, topic, false, now).await
+        unsubscribe(&state, workspace, contact.id, topic, now).await
     };
     match result {
         Ok(()) => preferences_page(&state, &link, &contact, Some("Your preferences are saved.")).await,
@@ -75,7 +72,20 @@ pub async fn post(State(state): State<AppState>, Path(link): Path<LinkPath>, bod
     }
 }
 
-/// Stores a choice for every topic: checked boxes (`topic-<id>`) subscribe, the others not.
+/// Unsubscribes the contact from a topic; the message that led there is told (stats, Segment).
+async fn unsubscribe(
+    state: &AppState,
+    workspace: WorkspaceId,
+    contact: i64,
+    topic: i64,
+    now: jiff::Timestamp,
+) -> Result<(), StoreError> {
+    state.store.set_subscription(workspace, contact, topic, false, now).await?;
+    messages::unsubscribed(state, workspace, contact, topic, now).await
+}
+
+/// Stores a choice for every topic: checked boxes (`topic-<id>`) subscribe, the others not. A
+/// topic whose messages reached the contact and now will not is an unsubscribe.
 async fn save_preferences(
     state: &AppState,
     workspace: WorkspaceId,
@@ -83,10 +93,14 @@ async fn save_preferences(
     fields: &[(String, String)],
     now: jiff::Timestamp,
 ) -> Result<(), StoreError> {
-    for topic in state.store.topics(workspace).await? {
+    for (topic, allowed) in messages::preferences(state, workspace, contact).await? {
         let name = format!("topic-{}", topic.id);
         let checked = fields.iter().any(|(field, _)| *field == name);
-        state.store.set_subscription(workspace, contact.id, topic.id, checked, now).await?;
+        if allowed && !checked {
+            unsubscribe(state, workspace, contact.id, topic.id, now).await?;
+        } else {
+            state.store.set_subscription(workspace, contact.id, topic.id, checked, now).await?;
+        }
     }
     Ok(())
 }

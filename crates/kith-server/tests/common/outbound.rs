@@ -88,12 +88,14 @@ pub struct Mail {
     pub data: String,
 }
 
-/// A plain SMTP server on 127.0.0.1 that accepts every message.
+/// A plain SMTP server on 127.0.0.1 that accepts every message, but for recipients it is told
+/// to refuse.
 #[derive(Clone)]
 pub struct SmtpSink {
     /// `smtp://127.0.0.1:port` (plain), for kith's smtp_url.
     pub url: String,
     mails: Arc<Mutex<Vec<Mail>>>,
+    refusals: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl SmtpSink {
@@ -102,16 +104,27 @@ impl SmtpSink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("smtp://{}", listener.local_addr().unwrap());
         let mails = Arc::new(Mutex::new(Vec::new()));
-        let store = mails.clone();
+        let refusals = Arc::new(Mutex::new(Vec::new()));
+        let (store, refused) = (mails.clone(), refusals.clone());
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let store = store.clone();
+                let (store, refused) = (store.clone(), refused.clone());
                 tokio::spawn(async move {
-                    let _ = session(socket, store).await;
+                    let _ = session(socket, store, refused).await;
                 });
             }
         });
-        SmtpSink { url, mails }
+        SmtpSink { url, mails, refusals }
+    }
+
+    /// Answers `RCPT TO` naming `address` with `reply` (e.g. `550 5.1.1 no such mailbox`) from
+    /// now on; an empty reply accepts it again.
+    pub fn refuse(&self, address: &str, reply: &str) {
+        let mut refusals = self.refusals.lock().unwrap();
+        refusals.retain(|(refused, _)| refused != address);
+        if !reply.is_empty() {
+            refusals.push((address.to_owned(), reply.to_owned()));
+        }
     }
 
     /// Messages received so far.
@@ -120,7 +133,11 @@ impl SmtpSink {
     }
 }
 
-async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) -> std::io::Result<()> {
+async fn session(
+    socket: tokio::net::TcpStream,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    refusals: Arc<Mutex<Vec<(String, String)>>>,
+) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 sink ESMTP\r\n").await?;
@@ -133,8 +150,15 @@ async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) ->
             mail.from = line[10..].trim().to_owned();
             write.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
-            mail.to.push(line[8..].trim().to_owned());
-            write.write_all(b"250 OK\r\n").await?;
+            let to = line[8..].trim().to_owned();
+            let refusal = refusals.lock().unwrap().iter().find(|(address, _)| to.contains(address.as_str())).cloned();
+            match refusal {
+                Some((_, reply)) => write.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                None => {
+                    mail.to.push(to);
+                    write.write_all(b"250 OK\r\n").await?;
+                }
+            }
         } else if upper == "DATA" {
             write.write_all(b"354 go on\r\n").await?;
             while let Some(data) = lines.next_line().await? {

@@ -6,6 +6,7 @@ use kith_core::time::from_millis;
 use tokio_postgres::{Client, Row};
 
 use crate::records::*;
+use crate::sql::MESSAGE_LOG_COLUMNS;
 use crate::{Result, StoreError};
 
 fn topic_row(row: &Row) -> Result<Topic> {
@@ -255,19 +256,71 @@ pub async fn is_suppressed(c: &Client, workspace: WorkspaceId, email: &str) -> R
         .is_some())
 }
 
+fn log_row(row: &Row) -> Result<MessageEntry> {
+    let time = |index: usize| row.try_get::<_, Option<i64>>(index).map(|ms| ms.map(from_millis));
+    Ok(MessageEntry {
+        id: row.try_get(0)?,
+        entry: NewMessageEntry {
+            contact_id: row.try_get(1)?,
+            rule_id: row.try_get(2)?,
+            template_id: row.try_get(3)?,
+            topic_id: row.try_get(4)?,
+            delivery_id: row.try_get(5)?,
+            outcome: row.try_get(6)?,
+            reason: row.try_get(7)?,
+            at: from_millis(row.try_get(8)?),
+            send_at: time(9)?,
+            email_id: row.try_get(10)?,
+            subject: row.try_get(11)?,
+        },
+        activity: MessageActivity {
+            opened_at: time(12)?,
+            opens: row.try_get(13)?,
+            clicked_at: time(14)?,
+            clicks: row.try_get(15)?,
+            unsubscribed_at: time(16)?,
+        },
+    })
+}
+
 pub async fn record_message(c: &Client, workspace: WorkspaceId, entry: &NewMessageEntry) -> Result<()> {
     c.execute(
-        "INSERT INTO message_log (workspace_id, contact_id, rule_id, template_id, outcome, reason, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO message_log (workspace_id, contact_id, rule_id, template_id, topic_id, delivery_id, outcome,
+                                  reason, at, send_at, email_id, subject)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (delivery_id) DO UPDATE SET rule_id = excluded.rule_id, template_id = excluded.template_id,
+             topic_id = excluded.topic_id, outcome = excluded.outcome, reason = excluded.reason, at = excluded.at,
+             send_at = excluded.send_at, email_id = excluded.email_id, subject = excluded.subject",
         &[
             &workspace,
             &entry.contact_id,
             &entry.rule_id,
             &entry.template_id,
+            &entry.topic_id,
+            &entry.delivery_id,
             &entry.outcome,
             &entry.reason,
             &entry.at.as_millisecond(),
+            &entry.send_at.map(|at| at.as_millisecond()),
+            &entry.email_id,
+            &entry.subject,
         ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn fail_held_message(
+    c: &Client,
+    workspace: WorkspaceId,
+    delivery: i64,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    c.execute(
+        "UPDATE message_log SET outcome = 'failed', reason = $3, at = $4, send_at = NULL
+         WHERE workspace_id = $1 AND delivery_id = $2 AND outcome = 'held'",
+        &[&workspace, &delivery, &reason, &at.as_millisecond()],
     )
     .await?;
     Ok(())
@@ -281,24 +334,105 @@ pub async fn message_log(
 ) -> Result<Vec<MessageEntry>> {
     let rows = c
         .query(
-            "SELECT id, contact_id, rule_id, template_id, outcome, reason, at FROM message_log
-             WHERE workspace_id = $1 AND contact_id = $2 ORDER BY id DESC LIMIT $3",
+            &format!(
+                "SELECT {MESSAGE_LOG_COLUMNS} FROM message_log WHERE workspace_id = $1 AND contact_id = $2
+                 ORDER BY id DESC LIMIT $3"
+            ),
             &[&workspace, &contact, &(limit.clamp(1, 1000) as i64)],
         )
         .await?;
+    rows.iter().map(log_row).collect()
+}
+
+pub async fn record_engagement(
+    c: &Client,
+    workspace: WorkspaceId,
+    email_id: &str,
+    engagement: Engagement,
+    at: Timestamp,
+    limit: i64,
+) -> Result<Option<MessageEntry>> {
+    let (count, first) = match engagement {
+        Engagement::Open => ("opens", "opened_at"),
+        Engagement::Click => ("clicks", "clicked_at"),
+    };
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE message_log SET {count} = {count} + 1, {first} = coalesce({first}, $3)
+                 WHERE workspace_id = $1 AND email_id = $2 AND {count} < $4 RETURNING {MESSAGE_LOG_COLUMNS}"
+            ),
+            &[&workspace, &email_id, &at.as_millisecond(), &limit],
+        )
+        .await?;
+    row.as_ref().map(log_row).transpose()
+}
+
+pub async fn record_unsubscribe(
+    c: &Client,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    topic: i64,
+    at: Timestamp,
+) -> Result<Option<MessageEntry>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE message_log SET unsubscribed_at = $4
+                 WHERE id = (SELECT id FROM message_log WHERE workspace_id = $1 AND contact_id = $2 AND topic_id = $3
+                                                        AND outcome = 'sent' ORDER BY id DESC LIMIT 1)
+                   AND unsubscribed_at IS NULL
+                 RETURNING {MESSAGE_LOG_COLUMNS}"
+            ),
+            &[&workspace, &contact, &topic, &at.as_millisecond()],
+        )
+        .await?;
+    row.as_ref().map(log_row).transpose()
+}
+
+pub async fn record_bounce(
+    c: &Client,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    email: &str,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO message_bounces (workspace_id, contact_id, email, reason, at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (contact_id) DO UPDATE SET email = excluded.email, reason = excluded.reason, at = excluded.at",
+        &[&workspace, &contact, &email, &reason, &at.as_millisecond()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn is_bounced(c: &Client, workspace: WorkspaceId, contact: ContactId, email: &str) -> Result<bool> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM message_bounces WHERE workspace_id = $1 AND contact_id = $2 AND email = $3",
+        &[&workspace, &contact, &email],
+    )
+    .await?
+    .is_some())
+}
+
+pub async fn message_stats(c: &Client, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
+    let rows = c.query(&crate::sql::message_stats(by, "$1"), &[&workspace]).await?;
     rows.iter()
         .map(|row| {
-            Ok(MessageEntry {
-                id: row.try_get(0)?,
-                entry: NewMessageEntry {
-                    contact_id: row.try_get(1)?,
-                    rule_id: row.try_get(2)?,
-                    template_id: row.try_get(3)?,
-                    outcome: row.try_get(4)?,
-                    reason: row.try_get(5)?,
-                    at: from_millis(row.try_get(6)?),
+            Ok((
+                row.try_get(0)?,
+                MessageCounts {
+                    sent: row.try_get(1)?,
+                    delivered: row.try_get(2)?,
+                    opened: row.try_get(3)?,
+                    clicked: row.try_get(4)?,
+                    unsubscribed: row.try_get(5)?,
+                    bounced: row.try_get(6)?,
+                    skipped: row.try_get(7)?,
+                    held: row.try_get(8)?,
                 },
-            })
+            ))
         })
         .collect()
 }

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "outbox_contact", include_str!("../../migrations/postgres/0004_outbox_contact.sql")),
     (5, "messages", include_str!("../../migrations/postgres/0005_messages.sql")),
     (6, "accounts", include_str!("../../migrations/postgres/0006_accounts.sql")),
+    (7, "message_tracking", include_str!("../../migrations/postgres/0007_message_tracking.sql")),
     (11, "reprojections", include_str!("../../migrations/postgres/0011_reprojections.sql")),
 ];
 

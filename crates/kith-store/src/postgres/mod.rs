@@ -534,8 +534,72 @@ impl Store for PostgresStore {
         on_connection!(self, |c| messages::record_message(c, workspace, &entry))
     }
 
+    async fn fail_held_message(
+        &self,
+        workspace: WorkspaceId,
+        delivery: i64,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        on_connection!(self, |c| messages::fail_held_message(c, workspace, delivery, reason, at))
+    }
+
     async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>> {
         on_connection!(self, |c| messages::message_log(c, workspace, contact, limit))
+    }
+
+    async fn record_engagement(
+        &self,
+        workspace: WorkspaceId,
+        email_id: &str,
+        engagement: Engagement,
+        at: Timestamp,
+        limit: i64,
+    ) -> Result<Option<MessageEntry>> {
+        on_connection!(self, |c| messages::record_engagement(c, workspace, email_id, engagement, at, limit))
+    }
+
+    async fn record_unsubscribe(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        topic: i64,
+        at: Timestamp,
+    ) -> Result<Option<MessageEntry>> {
+        on_connection!(self, |c| messages::record_unsubscribe(c, workspace, contact, topic, at))
+    }
+
+    async fn record_bounce(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        email: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        on_connection!(self, |c| messages::record_bounce(c, workspace, contact, email, reason, at))
+    }
+
+    async fn is_bounced(&self, workspace: WorkspaceId, contact: ContactId, email: &str) -> Result<bool> {
+        on_connection!(self, |c| messages::is_bounced(c, workspace, contact, email))
+    }
+
+    async fn message_stats(&self, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
+        on_connection!(self, |c| messages::message_stats(c, workspace, by))
+    }
+
+    async fn enqueue_track(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        event: &str,
+        properties: serde_json::Map<String, serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<()> {
+        on_connection!(self, |c| async {
+            let Some(workspace) = admin::workspace(&*c, workspace).await? else { return Ok(()) };
+            nudges::enqueue_track(&*c, &workspace, contact, event, properties, at.as_millisecond(), self.now()).await
+        })
     }
 
     async fn ping(&self) -> Result<()> {

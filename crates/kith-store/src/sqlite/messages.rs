@@ -6,6 +6,7 @@ use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::records::*;
+use crate::sql::MESSAGE_LOG_COLUMNS;
 use crate::{Result, StoreError};
 
 fn topic_row(row: &Row) -> rusqlite::Result<Topic> {
@@ -207,20 +208,71 @@ pub fn is_suppressed(c: &Connection, workspace: WorkspaceId, email: &str) -> Res
         .exists(params![workspace, email])?)
 }
 
+fn log_row(row: &Row) -> rusqlite::Result<MessageEntry> {
+    let time = |index: usize| row.get::<_, Option<i64>>(index).map(|ms| ms.map(from_millis));
+    Ok(MessageEntry {
+        id: row.get(0)?,
+        entry: NewMessageEntry {
+            contact_id: row.get(1)?,
+            rule_id: row.get(2)?,
+            template_id: row.get(3)?,
+            topic_id: row.get(4)?,
+            delivery_id: row.get(5)?,
+            outcome: row.get(6)?,
+            reason: row.get(7)?,
+            at: from_millis(row.get(8)?),
+            send_at: time(9)?,
+            email_id: row.get(10)?,
+            subject: row.get(11)?,
+        },
+        activity: MessageActivity {
+            opened_at: time(12)?,
+            opens: row.get(13)?,
+            clicked_at: time(14)?,
+            clicks: row.get(15)?,
+            unsubscribed_at: time(16)?,
+        },
+    })
+}
+
 pub fn record_message(c: &Connection, workspace: WorkspaceId, entry: &NewMessageEntry) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO message_log (workspace_id, contact_id, rule_id, template_id, outcome, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO message_log (workspace_id, contact_id, rule_id, template_id, topic_id, delivery_id, outcome,
+                                  reason, at, send_at, email_id, subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (delivery_id) DO UPDATE SET rule_id = excluded.rule_id, template_id = excluded.template_id,
+             topic_id = excluded.topic_id, outcome = excluded.outcome, reason = excluded.reason, at = excluded.at,
+             send_at = excluded.send_at, email_id = excluded.email_id, subject = excluded.subject",
     )?
     .execute(params![
         workspace,
         entry.contact_id,
         entry.rule_id,
         entry.template_id,
+        entry.topic_id,
+        entry.delivery_id,
         entry.outcome,
         entry.reason,
-        entry.at.as_millisecond()
+        entry.at.as_millisecond(),
+        entry.send_at.map(|at| at.as_millisecond()),
+        entry.email_id,
+        entry.subject,
     ])?;
+    Ok(())
+}
+
+pub fn fail_held_message(
+    c: &Connection,
+    workspace: WorkspaceId,
+    delivery: i64,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE message_log SET outcome = 'failed', reason = ?3, at = ?4, send_at = NULL
+         WHERE workspace_id = ?1 AND delivery_id = ?2 AND outcome = 'held'",
+    )?
+    .execute(params![workspace, delivery, reason, at.as_millisecond()])?;
     Ok(())
 }
 
@@ -230,22 +282,88 @@ pub fn message_log(
     contact: ContactId,
     limit: usize,
 ) -> Result<Vec<MessageEntry>> {
-    let mut statement = c.prepare_cached(
-        "SELECT id, contact_id, rule_id, template_id, outcome, reason, at FROM message_log
-         WHERE workspace_id = ?1 AND contact_id = ?2 ORDER BY id DESC LIMIT ?3",
-    )?;
-    let rows = statement.query_map(params![workspace, contact, limit.clamp(1, 1000) as i64], |row| {
-        Ok(MessageEntry {
-            id: row.get(0)?,
-            entry: NewMessageEntry {
-                contact_id: row.get(1)?,
-                rule_id: row.get(2)?,
-                template_id: row.get(3)?,
-                outcome: row.get(4)?,
-                reason: row.get(5)?,
-                at: from_millis(row.get(6)?),
+    let mut statement = c.prepare_cached(&format!(
+        "SELECT {MESSAGE_LOG_COLUMNS} FROM message_log WHERE workspace_id = ?1 AND contact_id = ?2 ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let rows = statement.query_map(params![workspace, contact, limit.clamp(1, 1000) as i64], log_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn record_engagement(
+    c: &Connection,
+    workspace: WorkspaceId,
+    email_id: &str,
+    engagement: Engagement,
+    at: Timestamp,
+    limit: i64,
+) -> Result<Option<MessageEntry>> {
+    let (count, first) = match engagement {
+        Engagement::Open => ("opens", "opened_at"),
+        Engagement::Click => ("clicks", "clicked_at"),
+    };
+    Ok(c.prepare_cached(&format!(
+        "UPDATE message_log SET {count} = {count} + 1, {first} = coalesce({first}, ?3)
+         WHERE workspace_id = ?1 AND email_id = ?2 AND {count} < ?4 RETURNING {MESSAGE_LOG_COLUMNS}"
+    ))?
+    .query_row(params![workspace, email_id, at.as_millisecond(), limit], log_row)
+    .optional()?)
+}
+
+pub fn record_unsubscribe(
+    c: &Connection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    topic: i64,
+    at: Timestamp,
+) -> Result<Option<MessageEntry>> {
+    Ok(c.prepare_cached(&format!(
+        "UPDATE message_log SET unsubscribed_at = ?4
+         WHERE id = (SELECT id FROM message_log WHERE workspace_id = ?1 AND contact_id = ?2 AND topic_id = ?3
+                                                 AND outcome = 'sent' ORDER BY id DESC LIMIT 1)
+           AND unsubscribed_at IS NULL
+         RETURNING {MESSAGE_LOG_COLUMNS}"
+    ))?
+    .query_row(params![workspace, contact, topic, at.as_millisecond()], log_row)
+    .optional()?)
+}
+
+pub fn record_bounce(
+    c: &Connection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    email: &str,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO message_bounces (workspace_id, contact_id, email, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (contact_id) DO UPDATE SET email = excluded.email, reason = excluded.reason, at = excluded.at",
+    )?
+    .execute(params![workspace, contact, email, reason, at.as_millisecond()])?;
+    Ok(())
+}
+
+pub fn is_bounced(c: &Connection, workspace: WorkspaceId, contact: ContactId, email: &str) -> Result<bool> {
+    Ok(c.prepare_cached("SELECT 1 FROM message_bounces WHERE workspace_id = ?1 AND contact_id = ?2 AND email = ?3")?
+        .exists(params![workspace, contact, email])?)
+}
+
+pub fn message_stats(c: &Connection, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
+    let mut statement = c.prepare_cached(&crate::sql::message_stats(by, "?1"))?;
+    let rows = statement.query_map([workspace], |row| {
+        Ok((
+            row.get(0)?,
+            MessageCounts {
+                sent: row.get(1)?,
+                delivered: row.get(2)?,
+                opened: row.get(3)?,
+                clicked: row.get(4)?,
+                unsubscribed: row.get(5)?,
+                bounced: row.get(6)?,
+                skipped: row.get(7)?,
+                held: row.get(8)?,
             },
-        })
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -801,8 +801,79 @@ impl Store for SqliteStore {
         self.write(move |c| messages::record_message(c, workspace, &entry)).await
     }
 
+    async fn fail_held_message(
+        &self,
+        workspace: WorkspaceId,
+        delivery: i64,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        let reason = reason.to_owned();
+        self.write(move |c| messages::fail_held_message(c, workspace, delivery, &reason, at)).await
+    }
+
     async fn message_log(&self, workspace: WorkspaceId, contact: ContactId, limit: usize) -> Result<Vec<MessageEntry>> {
         self.read(move |c| messages::message_log(c, workspace, contact, limit)).await
+    }
+
+    async fn record_engagement(
+        &self,
+        workspace: WorkspaceId,
+        email_id: &str,
+        engagement: Engagement,
+        at: Timestamp,
+        limit: i64,
+    ) -> Result<Option<MessageEntry>> {
+        let email_id = email_id.to_owned();
+        self.write(move |c| messages::record_engagement(c, workspace, &email_id, engagement, at, limit)).await
+    }
+
+    async fn record_unsubscribe(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        topic: i64,
+        at: Timestamp,
+    ) -> Result<Option<MessageEntry>> {
+        self.write(move |c| messages::record_unsubscribe(c, workspace, contact, topic, at)).await
+    }
+
+    async fn record_bounce(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        email: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (email, reason) = (email.to_owned(), reason.to_owned());
+        self.write(move |c| messages::record_bounce(c, workspace, contact, &email, &reason, at)).await
+    }
+
+    async fn is_bounced(&self, workspace: WorkspaceId, contact: ContactId, email: &str) -> Result<bool> {
+        let email = email.to_owned();
+        self.read(move |c| messages::is_bounced(c, workspace, contact, &email)).await
+    }
+
+    async fn message_stats(&self, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
+        self.read(move |c| messages::message_stats(c, workspace, by)).await
+    }
+
+    async fn enqueue_track(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        event: &str,
+        properties: serde_json::Map<String, serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<()> {
+        let event = event.to_owned();
+        let now = self.now();
+        self.write(move |c| {
+            let Some(workspace) = admin::workspace(c, workspace)? else { return Ok(()) };
+            nudges::enqueue_track(c, &workspace, contact, &event, properties, at.as_millisecond(), now)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {
