@@ -425,6 +425,8 @@ async fn rules_are_built_with_a_form_and_send_the_template_on_an_event() {
     assert_eq!(rules[0]["when"], json!({"event": {"name": "Signed Up", "where": {"plan": ["pro", "team"]}}}));
     assert_eq!(rules[0]["then"], json!([{"message": {"template": template}}, {"email": {"to": "team@acme.example"}}]));
     assert!(rules[0].get("unless").is_none_or(Value::is_null), "{}", rules[0]);
+    let page = browser.get("/nudges").await;
+    assert!(page.body.contains("send “Welcome” to the contact, email team@acme.example."), "{}", page.body);
 
     // Editing fills the form; saving it with an inaction delay changes the rule.
     let page = browser.get(&format!("/nudges/rules/{id}")).await;

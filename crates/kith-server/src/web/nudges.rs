@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use kith_core::rules::{Action, RuleSpec, Trigger};
-use kith_store::Rule;
+use kith_store::{Rule, Template};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -62,16 +62,19 @@ fn describe_when(when: &Trigger) -> String {
     }
 }
 
-fn describe_then(action: &Action) -> String {
+fn describe_then(action: &Action, templates: &[Template]) -> String {
     match action {
+        Action::Message { template } => match templates.iter().find(|known| known.id == *template) {
+            Some(known) => format!("send “{}” to the contact", known.spec.name),
+            None => format!("send template {template} (deleted) to the contact"),
+        },
         Action::Webhook { url, .. } => format!("post to {}", url.split('/').take(3).collect::<Vec<_>>().join("/")),
         Action::Email { to, .. } => format!("email {to}"),
-        Action::Message { template } => format!("send template {template} to the contact"),
         Action::Segment { event } => format!("send “{}” to Segment", event.as_deref().unwrap_or("Nudge Sent")),
     }
 }
 
-fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone) -> Markup {
+fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone, templates: &[Template]) -> Markup {
     let spec = &rule.spec;
     html! {
         tr {
@@ -82,7 +85,7 @@ fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone) -> Markup {
                     @if let Some(unless) = &spec.unless {
                         " and does not “" (unless.event) "” within " (unless.within_hours) " h"
                     }
-                    ": " (spec.then.iter().map(describe_then).collect::<Vec<_>>().join(", ")) "."
+                    ": " (spec.then.iter().map(|action| describe_then(action, templates)).collect::<Vec<_>>().join(", ")) "."
                 }
             }
             td.hide-sm { (layout::time_tag(rule.updated_at, tz)) }
@@ -113,6 +116,7 @@ async fn render(state: &AppState, signed: &Signed, notice: Notice, status: Statu
     let workspace = &signed.workspace;
     let tz = workspace.tz();
     let rules = state.store.rules(workspace.id).await?;
+    let templates = state.store.templates(workspace.id).await?;
     let deliveries = state.store.deliveries(workspace.id, None, None, DELIVERIES_SHOWN).await?;
     let message_for = |form: Form| -> Markup {
         html! {
@@ -133,7 +137,7 @@ async fn render(state: &AppState, signed: &Signed, notice: Notice, status: Statu
                     div.table-wrap {
                         table.table {
                             thead { tr { th scope="col" { "Rule" } th.hide-sm scope="col" { "Changed" } th scope="col" { "State" } th scope="col" { "" } } }
-                            tbody { @for rule in &rules { (rule_row(rule, signed, &tz)) } }
+                            tbody { @for rule in &rules { (rule_row(rule, signed, &tz, &templates)) } }
                         }
                     }
                 }
