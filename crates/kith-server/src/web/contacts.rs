@@ -465,6 +465,74 @@ async fn render_contact(
                     }
                     (layout::pager(&format!("{base}#timeline"), timeline_next, timeline_later))
                 }
+                @if !preferences.is_empty() || !sent_or_skipped.is_empty() {
+                    section.card #messages aria-labelledby="messages-title" {
+                        h2 #messages-title { "Messages" }
+                        @if let Some(problem) = problem_in(Section::Subscription) {
+                            (layout::alert(AlertKind::Error, &problem.message))
+                        }
+                        @if !preferences.is_empty() {
+                            h3 #topics-title { "Topics" }
+                            ul.plain.preferences aria-labelledby="topics-title" {
+                                @for consent in &preferences {
+                                    li {
+                                        strong { (consent.topic.name) } " "
+                                        @match consent.allowed {
+                                            Ok(()) => span.tag.tag-in { "subscribed" },
+                                            Err(reason) => span.tag.tag-out { (reason.replace('_', " ")) },
+                                        }
+                                        span.sub { (consent_note(consent)) }
+                                        form.inline method="post" action={ (base) "/subscriptions" } {
+                                            (layout::csrf(signed))
+                                            input type="hidden" name="topic_id" value=(consent.topic.id);
+                                            @if consent.choice == Some(false) || (consent.choice.is_none() && consent.allowed.is_err()) {
+                                                input type="hidden" name="subscribed" value="1";
+                                                button.button.button-small type="submit" aria-label={ "Subscribe to " (consent.topic.name) } { "Subscribe" }
+                                            } @else {
+                                                input type="hidden" name="subscribed" value="0";
+                                                button.button.button-small type="submit" aria-label={ "Unsubscribe from " (consent.topic.name) } { "Unsubscribe" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        h3 { "Sent and skipped" }
+                        @if sent_or_skipped.is_empty() {
+                            p.small.muted { "No message considered yet." }
+                        } @else {
+                            div.table-wrap {
+                                table.table.message-log {
+                                    thead { tr { th scope="col" { "When" } th scope="col" { "Template" } th scope="col" { "Status" } } }
+                                    tbody {
+                                        @for message in &sent_or_skipped {
+                                            @let entry = &message.entry;
+                                            tr {
+                                                td { (layout::time_tag(entry.at, &tz)) span.sub { (layout::clock_time(entry.at, &tz)) } }
+                                                td {
+                                                    @match template_names.iter().find(|(id, _)| *id == entry.template_id) {
+                                                        Some((id, name)) => a href={ "/messages/templates/" (id) } { (name) },
+                                                        None => { "Template " (entry.template_id) " (deleted)" },
+                                                    }
+                                                    @if let Some(rule) = entry.rule_id {
+                                                        span.sub {
+                                                            "Rule: "
+                                                            (rule_names.iter().find(|(id, _)| *id == rule).map_or_else(|| format!("{rule} (deleted)"), |(_, name)| name.clone()))
+                                                        }
+                                                    }
+                                                }
+                                                td {
+                                                    span.tag.tag-in[entry.outcome == "sent"].tag-out[entry.outcome != "sent"] { (entry.outcome) }
+                                                    @if let Some(reason) = &entry.reason { span.sub { (reason.replace('_', " ")) } }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 section.card #events aria-labelledby="events-title" {
                     h2 #events-title { "Event stream" }
                     p.muted.small { "Every event kith stored for this contact, newest first, with the traits the contact had at the time." }
@@ -550,74 +618,6 @@ async fn render_contact(
                         ul.plain {
                             @for membership in audiences.iter().filter(|m| !m.is_member) {
                                 li { (membership.key) " " span.muted.small { "left " (layout::date(membership.changed_at, &tz)) } }
-                            }
-                        }
-                    }
-                }
-                @if !preferences.is_empty() || !sent_or_skipped.is_empty() {
-                    section.card #messages aria-labelledby="messages-title" {
-                        h2 #messages-title { "Messages" }
-                        @if let Some(problem) = problem_in(Section::Subscription) {
-                            (layout::alert(AlertKind::Error, &problem.message))
-                        }
-                        @if !preferences.is_empty() {
-                            h3 #topics-title { "Topics" }
-                            ul.plain.preferences aria-labelledby="topics-title" {
-                                @for consent in &preferences {
-                                    li {
-                                        strong { (consent.topic.name) } " "
-                                        @match consent.allowed {
-                                            Ok(()) => span.tag.tag-in { "subscribed" },
-                                            Err(reason) => span.tag.tag-out { (reason.replace('_', " ")) },
-                                        }
-                                        span.sub { (consent_note(consent)) }
-                                        form.inline method="post" action={ (base) "/subscriptions" } {
-                                            (layout::csrf(signed))
-                                            input type="hidden" name="topic_id" value=(consent.topic.id);
-                                            @if consent.choice == Some(false) || (consent.choice.is_none() && consent.allowed.is_err()) {
-                                                input type="hidden" name="subscribed" value="1";
-                                                button.button.button-small type="submit" aria-label={ "Subscribe to " (consent.topic.name) } { "Subscribe" }
-                                            } @else {
-                                                input type="hidden" name="subscribed" value="0";
-                                                button.button.button-small type="submit" aria-label={ "Unsubscribe from " (consent.topic.name) } { "Unsubscribe" }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        h3 { "Sent and skipped" }
-                        @if sent_or_skipped.is_empty() {
-                            p.small.muted { "No message considered yet." }
-                        } @else {
-                            div.table-wrap {
-                                table.table.message-log {
-                                    thead { tr { th scope="col" { "When" } th scope="col" { "Template" } th scope="col" { "Status" } } }
-                                    tbody {
-                                        @for message in &sent_or_skipped {
-                                            @let entry = &message.entry;
-                                            tr {
-                                                td { (layout::time_tag(entry.at, &tz)) span.sub { (layout::clock_time(entry.at, &tz)) } }
-                                                td {
-                                                    @match template_names.iter().find(|(id, _)| *id == entry.template_id) {
-                                                        Some((id, name)) => a href={ "/messages/templates/" (id) } { (name) },
-                                                        None => { "Template " (entry.template_id) " (deleted)" },
-                                                    }
-                                                    @if let Some(rule) = entry.rule_id {
-                                                        span.sub {
-                                                            "Rule: "
-                                                            (rule_names.iter().find(|(id, _)| *id == rule).map_or_else(|| format!("{rule} (deleted)"), |(_, name)| name.clone()))
-                                                        }
-                                                    }
-                                                }
-                                                td {
-                                                    span.tag.tag-in[entry.outcome == "sent"].tag-out[entry.outcome != "sent"] { (entry.outcome) }
-                                                    @if let Some(reason) = &entry.reason { span.sub { (reason.replace('_', " ")) } }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
                             }
                         }
                     }
