@@ -38,15 +38,34 @@ echo "== e2e: installing playwright-core"
 
 data=$(mktemp -d)
 out="$data/stdout"
-# Port 0: the system picks a free port and kith prints the address it bound.
-KITH_LOG=warn "$kith" --data-dir "$data/db" serve --listen 127.0.0.1:0 >"$out" 2>"$data/stderr" &
-pid=$!
+# A local SMTP server receives what kith sends (test sends, messages to contacts); each mail is
+# a JSON line of $KITH_SMTP_MAILS.
+export KITH_SMTP_MAILS="$data/mails.jsonl"
+touch "$KITH_SMTP_MAILS"
+node e2e/smtp-sink.mjs "$KITH_SMTP_MAILS" >"$data/smtp" 2>&1 &
+smtp_pid=$!
 cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  kill "${pid:-}" "$smtp_pid" 2>/dev/null || true
+  wait "${pid:-}" "$smtp_pid" 2>/dev/null || true
   rm -rf "$data"
 }
 trap cleanup EXIT
+deadline=$((SECONDS + 30))
+until grep -q "^smtp sink listening on " "$data/smtp" 2>/dev/null; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "the SMTP sink did not start:" >&2
+    cat "$data/smtp" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+smtp_port=$(awk '{print $NF}' "$data/smtp")
+# Port 0: the system picks a free port and kith prints the address it bound. SMTP goes to the
+# sink on loopback, which outbound_allow must open; the public URL only names the links.
+KITH_LOG=warn KITH_SMTP_URL="smtp://127.0.0.1:$smtp_port" KITH_SMTP_FROM="kith <kith@localhost>" \
+  KITH_OUTBOUND_ALLOW="127.0.0.1/32" KITH_PUBLIC_URL="http://kith.localhost" \
+  "$kith" --data-dir "$data/db" serve --listen 127.0.0.1:0 >"$out" 2>"$data/stderr" &
+pid=$!
 
 # Every wait is bounded: 60 s for kith to say where it listens, 30 s for it to answer.
 deadline=$((SECONDS + 60))

@@ -3,6 +3,7 @@
 // read the live debugger. The tests run in order and share one signed-in browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { chromium } from "playwright-core";
 
 const url = process.env.KITH_URL;
@@ -317,10 +318,12 @@ test("a key is created and copied, then revoked and refused", async () => {
   await shot("settings");
 });
 
-test("a nudge rule is created from the example and turned off", async () => {
+test("a nudge rule is created from the JSON example and turned off", async () => {
   await page.goto(url + "/nudges");
   await page.getByRole("heading", { name: "Nudges", exact: true }).waitFor();
-  await page.getByRole("button", { name: "Create rule" }).click();
+  await page.getByRole("link", { name: "New rule" }).first().click();
+  await page.getByText("Advanced: the rule as JSON").click();
+  await page.getByRole("button", { name: "Save JSON" }).click();
   await page.getByText("When a contact does “Signed Up” with plan = \"enterprise\"").waitFor();
   await shot("nudges");
   const enabled = async () =>
@@ -350,6 +353,128 @@ test("a contact is deleted", async () => {
   await page.getByRole("button", { name: "Delete contact" }).click();
   await page.getByRole("status").filter({ hasText: "Deleted grace@navy.mil" }).waitFor();
   assert.equal(await page.locator("tbody .contact-name").filter({ hasText: "Grace Hopper" }).count(), 0);
+});
+
+/** Signs in unless the browser already is. */
+async function signedIn() {
+  await page.goto(url + "/contacts");
+  if (new URL(page.url()).pathname !== "/login") return;
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(url + "/contacts");
+}
+
+/** The mails the local SMTP server received (run.sh starts it and points kith at it). */
+function mails() {
+  return fs.readFileSync(process.env.KITH_SMTP_MAILS, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line));
+}
+
+test("a template is written, fixed, previewed and test-sent; a rule built with the form sends it on an event", async () => {
+  await signedIn();
+  const who = {
+    userId: "u-kate",
+    traits: { email: "kate@example.com", name: "Katherine Johnson", first_name: "Katherine" },
+    timestamp: ago(0),
+  };
+  assert.equal((await ingest("/v1/identify", who)).status, 200);
+
+  // A topic.
+  await page.goto(url + "/messages");
+  await page.getByLabel("New topic").fill("Product tips");
+  await page.getByLabel("Default", { exact: true }).selectOption("opt_out");
+  await page.getByRole("button", { name: "Create topic" }).click();
+  await page.getByRole("status").filter({ hasText: "“Product tips” is created" }).waitFor();
+
+  // A template with a syntax error: refused, with line and column next to the HTML body.
+  await page.getByRole("link", { name: "New template" }).first().click();
+  await page.getByLabel("Name", { exact: true }).fill("Welcome");
+  await page.getByLabel("Topic", { exact: true }).selectOption({ label: "Product tips" });
+  await page.getByLabel("Subject").fill("Welcome, {{ contact.first_name }}");
+  const html = (ending) =>
+    '<h1 style="color: #4f46e5">Hi {{ contact.first_name }}</h1>\n' +
+    `<p>{% if event.plan %}Your {{ event.plan }} plan{% ${ending}</p>\n` +
+    '<a href="{{ unsubscribe_url }}">Unsubscribe</a>';
+  await page.getByLabel("HTML body").fill(html("endif"));
+  await page.getByLabel("Plain-text body").fill("Hi {{ contact.first_name }}. Leave: {{ unsubscribe_url }}");
+  await page.getByRole("button", { name: "Save template" }).click();
+  const error = page.locator("#err-html");
+  await error.waitFor();
+  assert.match(await error.textContent(), /line 2, column \d+/);
+  assert.equal(await page.getByLabel("HTML body").getAttribute("aria-invalid"), "true");
+  await shot("template-error");
+
+  // Fixed and saved.
+  await page.getByLabel("HTML body").fill(html("endif %}"));
+  await page.getByRole("button", { name: "Save template" }).click();
+  await page.getByRole("status").filter({ hasText: "Saved" }).waitFor();
+  assert.equal(await page.locator("#err-html").isHidden(), true);
+
+  // Previewed for a contact found by name, without leaving the page; typing refreshes it.
+  await page.getByLabel("Contact", { exact: true }).fill("Katherine");
+  await page.getByRole("button", { name: "Preview" }).click();
+  await page.locator("#preview-subject").filter({ hasText: "Welcome, Katherine" }).waitFor();
+  await page.frameLocator("iframe.preview-frame").getByRole("heading", { name: "Hi Katherine" }).waitFor();
+  await page.getByLabel("Subject").fill("Hello {{ contact.first_name }}!");
+  await page.locator("#preview-subject").filter({ hasText: "Hello Katherine!" }).waitFor();
+  await page.frameLocator("iframe.preview-frame").getByRole("heading", { name: "Hi Katherine" }).waitFor();
+  await shot("template-preview");
+  await page.getByRole("button", { name: "Save template" }).click();
+  await page.getByRole("status").filter({ hasText: "Saved" }).waitFor();
+
+  // A test, to an address typed.
+  await page.getByLabel("Contact", { exact: true }).fill("kate@example.com");
+  await page.getByLabel("Send a test to").fill("me@example.com");
+  await page.getByRole("button", { name: "Send test" }).click();
+  await page.getByRole("status").filter({ hasText: "A test went to me@example.com" }).waitFor();
+  const test = mails().find((mail) => mail.to.some((to) => to.includes("me@example.com")));
+  assert.ok(test, "the SMTP server got the test");
+  assert.match(test.data, /Subject: \[Test\] Hello Katherine!/);
+
+  // A rule built with the form: a refusal next to its field first.
+  await page.goto(url + "/nudges/rules/new");
+  await page.getByLabel("Name", { exact: true }).fill("Welcome on a pro plan");
+  await page.getByLabel("Trigger").selectOption("event");
+  await page.getByLabel("Event name", { exact: true }).fill("Chose Plan");
+  await page.getByLabel("Property 1").fill("plan");
+  await page.getByLabel("equals").first().fill("pro");
+  await page.getByLabel("Within").fill("2");
+  await page.getByLabel("Send a template to the contact").check();
+  await page.getByLabel("Template", { exact: true }).selectOption({ label: "Welcome" });
+  await page.getByRole("button", { name: "Save rule" }).click();
+  await page.locator("#err-unless_event").filter({ hasText: "cancels the rule" }).waitFor();
+  assert.equal(await page.getByLabel("Event name", { exact: true }).inputValue(), "Chose Plan", "what was typed stays");
+  await shot("rule-builder");
+  await page.getByLabel("Within").fill("");
+  await page.getByRole("button", { name: "Save rule" }).click();
+  await page.getByText("When a contact does “Chose Plan” with plan = \"pro\": send “Welcome” to the contact").waitFor();
+  const rule = (await api("/api/rules")).find((r) => r.name === "Welcome on a pro plan");
+  assert.deepEqual(rule.when, { event: { name: "Chose Plan", where: { plan: "pro" } } });
+
+  // The event, as a product sends it: the message goes out and shows on the contact's page.
+  const event = { userId: "u-kate", event: "Chose Plan", properties: { plan: "pro" }, timestamp: ago(0) };
+  assert.equal((await ingest("/v1/track", event)).status, 200);
+  // Rules fire in a pass every 15 seconds, deliveries go every second.
+  const deadline = Date.now() + 45_000;
+  for (;;) {
+    await page.goto(url + "/contacts/kate@example.com");
+    if ((await page.locator(".message-log").count()) > 0) break;
+    assert.ok(Date.now() < deadline, "the message is on the contact's page within 45 s");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const row = page.locator(".message-log tbody tr").first();
+  assert.match(await row.textContent(), /Welcome.*Rule: Welcome on a pro plan.*sent/s);
+  const sent = mails().find((mail) => mail.to.some((to) => to.includes("kate@example.com")));
+  assert.ok(sent, "the SMTP server got the message");
+  assert.match(sent.data, /Subject: Hello Katherine!/);
+  assert.match(sent.data, /List-Unsubscribe-Post: List-Unsubscribe=One-Click/);
+  await shot("contact-messages");
+
+  // Someone of the team unsubscribes the contact from the topic.
+  await page.getByRole("button", { name: "Unsubscribe from Product tips" }).click();
+  await page.getByRole("button", { name: "Subscribe to Product tips" }).waitFor();
+  const preferences = (await api("/api/contacts/kate@example.com/messages")).preferences;
+  assert.equal(preferences.find((p) => p.topic === "Product tips").subscribed, false);
 });
 
 test("signing out ends the session", async () => {

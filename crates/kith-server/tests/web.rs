@@ -314,7 +314,9 @@ async fn nudge_rules_digest_and_segment_are_managed_in_the_app() {
     browser.sign_in("founder@example.com", PASSWORD).await;
     let page = browser.get("/nudges").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("Enterprise signup without a teammate"), "the example is offered");
+    assert!(page.body.contains(r#"href="/nudges/rules/new""#), "the builder is a click away");
+    let page = browser.get("/nudges/rules/new").await;
+    assert!(page.body.contains("Enterprise signup without a teammate"), "the JSON example is offered");
     let csrf = page.csrf();
 
     let bad = r#"{"name": "x", "when": {"becomes_due": {}}, "then": [{"webhook": {"url": "gopher://x"}}]}"#;

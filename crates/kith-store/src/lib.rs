@@ -334,6 +334,12 @@ pub trait Store: Send + Sync + 'static {
     async fn topics(&self, workspace: WorkspaceId) -> Result<Vec<Topic>>;
     /// Creates a topic; [`StoreError::Conflict`] if the workspace has one of that name.
     async fn create_topic(&self, workspace: WorkspaceId, name: &str, opt_in: bool) -> Result<Topic>;
+    /// Renames a topic and sets whether it is opt-in; `None` if there is no such topic,
+    /// [`StoreError::Conflict`] if another topic of the workspace has that name.
+    async fn update_topic(&self, workspace: WorkspaceId, id: i64, name: &str, opt_in: bool) -> Result<Option<Topic>>;
+    /// Deletes a topic no template uses, with the contacts' choices about it; `false` if there is
+    /// no such topic or a template uses it.
+    async fn delete_topic(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
     /// A workspace's templates, oldest first.
     async fn templates(&self, workspace: WorkspaceId) -> Result<Vec<Template>>;
     /// One template.

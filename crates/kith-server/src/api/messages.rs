@@ -64,12 +64,37 @@ pub async fn create_topic(
     SecretKey(key): SecretKey,
     Body(body): Body<NewTopicBody>,
 ) -> ApiResult<(StatusCode, Json<TopicView>)> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("invalid_topic", "name", "a topic needs a name of 1 to 100 characters"));
-    }
-    let topic = state.store.create_topic(key.workspace_id, name, body.opt_in).await?;
+    let topic = messages::create_topic(&state, key.workspace_id, &body.name, body.opt_in).await?;
     Ok((StatusCode::CREATED, Json(topic.into())))
+}
+
+/// Renames a topic and sets whether it is opt-in; contacts' own choices stay.
+#[utoipa::path(put, path = "/api/topics/{id}", tag = "messages", params(("id" = i64, Path)),
+    request_body = NewTopicBody,
+    responses((status = 200, body = TopicView), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn update_topic(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<i64>,
+    Body(body): Body<NewTopicBody>,
+) -> ApiResult<Json<TopicView>> {
+    Ok(Json(messages::update_topic(&state, key.workspace_id, id, &body.name, body.opt_in).await?.into()))
+}
+
+/// Deletes a topic no template uses, with the contacts' choices about it.
+#[utoipa::path(delete, path = "/api/topics/{id}", tag = "messages", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)),
+    security(("secret_key" = [])))]
+pub async fn delete_topic(
+    State(state): State<AppState>,
+    SecretKey(key): SecretKey,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    messages::delete_topic(&state, key.workspace_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A template, as written.
@@ -241,12 +266,7 @@ pub async fn preview(
     let template =
         state.store.template(workspace, id).await?.ok_or_else(|| ApiError::not_found(format!("no template {id}")))?;
     let contact = find_contact(&state, workspace, body.contact.trim()).await?;
-    let sender = messages::sender(&state, workspace).await?;
-    let path = messages::unsubscribe_path(&sender.link_secret, workspace, contact.id, template.spec.topic_id);
-    let url = format!("{}{path}", state.web.config.public_url.as_deref().unwrap_or("").trim_end_matches('/'));
-    let context = messages::context(&state, workspace, &contact, None, &url).await?;
-    let rendered = messages::render(&template.spec, &context)
-        .map_err(|error| ApiError::bad_request("render_failed", "template", error))?;
+    let rendered = messages::preview(&state, workspace, &template.spec, &contact).await?;
     Ok(Json(PreviewView { subject: rendered.subject, html: rendered.html, text: rendered.text }))
 }
 

@@ -53,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/deliveries", get(nudges::deliveries))
         .route("/api/deliveries/{id}/retry", post(nudges::retry))
         .route("/api/topics", get(messages::topics).post(messages::create_topic))
+        .route("/api/topics/{id}", put(messages::update_topic).delete(messages::delete_topic))
         .route("/api/templates", get(messages::templates).post(messages::create_template))
         .route(
             "/api/templates/{id}",

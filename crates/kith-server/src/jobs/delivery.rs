@@ -294,6 +294,17 @@ fn message_mail(state: &AppState, outgoing: &Outgoing) -> Result<Message, String
         .map_err(|error| error.to_string())
 }
 
+/// Sends a message at once, outside the outbox (a test send from the template editor): the same
+/// mail a rule's message would be; the error says why it could not go.
+pub async fn send_now(state: &AppState, outgoing: &Outgoing) -> Result<(), String> {
+    let message = message_mail(state, outgoing)?;
+    match state.outbound.send_mail(message).await {
+        Ok(()) => Ok(()),
+        Err(MailError::NotConfigured) => Err("no SMTP server is configured (smtp_url, smtp_from)".into()),
+        Err(MailError::Permanent(error) | MailError::Bounced(error) | MailError::Transient(error)) => Err(error),
+    }
+}
+
 async fn send_mail(state: &AppState, message: Message) -> Attempt {
     mail_attempt(state.outbound.send_mail(message).await)
 }

@@ -83,6 +83,38 @@ pub async fn find_contact(state: &AppState, workspace: WorkspaceId, text: &str) 
         .ok_or_else(|| ApiError::not_found(format!("no contact {text} in this workspace")))
 }
 
+/// Contacts listed when a search for one matches several.
+const PICK_SHOWN: usize = 5;
+
+/// The one contact `text` names: its id or email, else the only contact whose email, name or a
+/// trait contains it. A 400 on the field `contact` says when none or several match.
+pub async fn pick_contact(state: &AppState, workspace: WorkspaceId, text: &str) -> ApiResult<Contact> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_request("invalid_contact", "contact", "type a contact's email or name"));
+    }
+    if let Ok(key) = contact_key(text) {
+        if let Some(contact) = state.store.contact(workspace, key).await? {
+            return Ok(contact);
+        }
+    }
+    let query = ContactQuery { search: Some(text.to_owned()), limit: PICK_SHOWN + 1, ..ContactQuery::default() };
+    let mut found = state.store.contacts(workspace, query).await?.items;
+    match found.len() {
+        0 => Err(ApiError::bad_request("invalid_contact", "contact", format!("no contact matches {text:?}"))),
+        1 => Ok(found.remove(0)),
+        _ => {
+            let emails: Vec<&str> = found.iter().take(PICK_SHOWN).map(|contact| contact.email.as_str()).collect();
+            let more = if found.len() > PICK_SHOWN { ", …" } else { "" };
+            Err(ApiError::bad_request(
+                "invalid_contact",
+                "contact",
+                format!("several contacts match {text:?} ({}{more}); type one's email", emails.join(", ")),
+            ))
+        }
+    }
+}
+
 /// A contact with its linked ids, accounts and audience memberships.
 pub struct Detail {
     /// The contact.

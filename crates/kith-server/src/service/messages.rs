@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
@@ -81,6 +82,12 @@ pub async fn check_template(state: &AppState, workspace: WorkspaceId, spec: &Tem
     if spec.subject.trim().is_empty() {
         return Err(ApiError::bad_request("invalid_template", "subject", "a template needs a subject"));
     }
+    check_syntax(spec)
+}
+
+/// Refuses a part too long or with a syntax error (the message gives its line and column);
+/// the error's field names the part. A draft is checked so before it is previewed.
+pub fn check_syntax(spec: &TemplateSpec) -> ApiResult<()> {
     let env = environment();
     for (field, name, source) in parts(spec) {
         if source.len() > MAX_TEMPLATE_BYTES {
@@ -156,6 +163,48 @@ pub fn render(spec: &TemplateSpec, context: &Value) -> Result<Rendered, String> 
     Ok(Rendered { subject, html, text })
 }
 
+/// A template, saved or not, rendered for a real contact as it would be sent now, with the
+/// contact's real unsubscribe link (the event is empty: nothing triggered it).
+pub async fn preview(
+    state: &AppState,
+    workspace: WorkspaceId,
+    spec: &TemplateSpec,
+    contact: &Contact,
+) -> ApiResult<Rendered> {
+    check_syntax(spec)?;
+    let sender = sender(state, workspace).await?;
+    let path = unsubscribe_path(&sender.link_secret, workspace, contact.id, spec.topic_id);
+    let url = format!("{}{path}", state.web.config.public_url.as_deref().unwrap_or("").trim_end_matches('/'));
+    let context = context(state, workspace, contact, None, &url).await?;
+    render(spec, &context).map_err(|error| ApiError::bad_request("render_failed", "template", error))
+}
+
+/// Sends a template, saved or not, rendered for `contact`, to `to` at once, outside the outbox
+/// and the message log: a test from the editor. The subject says it is a test, and the
+/// unsubscribe link carries no valid signature, so whoever receives the test cannot unsubscribe
+/// the contact it was rendered for. The inner error is why the SMTP server refused it.
+pub async fn send_test(
+    state: &AppState,
+    workspace: WorkspaceId,
+    spec: &TemplateSpec,
+    contact: &Contact,
+    to: &str,
+) -> ApiResult<Result<String, String>> {
+    let to = normalize_email(to).ok_or_else(|| {
+        ApiError::bad_request("invalid_recipient", "test_to", format!("{to:?} is not an email address"))
+    })?;
+    check_syntax(spec)?;
+    let sender = sender(state, workspace).await?;
+    let base = state.web.config.public_url.as_deref().unwrap_or("").trim_end_matches('/');
+    let unsubscribe_url = format!("{base}/unsubscribe/{workspace}/{}/{}/test", contact.id, spec.topic_id);
+    let context = context(state, workspace, contact, None, &unsubscribe_url).await?;
+    let mut rendered =
+        render(spec, &context).map_err(|error| ApiError::bad_request("render_failed", "template", error))?;
+    rendered.subject = format!("[Test] {}", rendered.subject);
+    let outgoing = Outgoing { to: to.clone(), sender, rendered, unsubscribe_url };
+    Ok(crate::jobs::delivery::send_now(state, &outgoing).await.map(|()| to))
+}
+
 /// What a template sees: `contact` (its traits, then its profile fields over them),
 /// `event` (the triggering event's properties), `account` (the traits of the contact's
 /// account, if any) and `unsubscribe_url`.
@@ -217,6 +266,61 @@ pub fn consent(
         return Err("no_consent");
     }
     Ok(())
+}
+
+/// A topic's name, trimmed, or why it cannot be one.
+fn topic_name(name: &str) -> ApiResult<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request("invalid_topic", "name", "a topic needs a name of 1 to 100 characters"));
+    }
+    Ok(name)
+}
+
+/// Creates a topic; 409 if the workspace has one of that name.
+pub async fn create_topic(state: &AppState, workspace: WorkspaceId, name: &str, opt_in: bool) -> ApiResult<Topic> {
+    Ok(state.store.create_topic(workspace, topic_name(name)?, opt_in).await?)
+}
+
+/// Renames a topic and sets whether it is opt-in (contacts' own choices stay); 404 if there is
+/// no such topic, 409 if another has the name.
+pub async fn update_topic(
+    state: &AppState,
+    workspace: WorkspaceId,
+    id: i64,
+    name: &str,
+    opt_in: bool,
+) -> ApiResult<Topic> {
+    state
+        .store
+        .update_topic(workspace, id, topic_name(name)?, opt_in)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no topic {id}")))
+}
+
+/// Deletes a topic and the contacts' choices about it; 409 naming the templates while any uses
+/// it (their messages would have no topic to check consent against), 404 if there is none.
+pub async fn delete_topic(state: &AppState, workspace: WorkspaceId, id: i64) -> ApiResult<()> {
+    let users: Vec<String> = state
+        .store
+        .templates(workspace)
+        .await?
+        .into_iter()
+        .filter(|template| template.spec.topic_id == id)
+        .map(|template| template.spec.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "topic_in_use",
+            format!("templates use this topic ({}); move them to another topic first", users.join(", ")),
+        ));
+    }
+    if state.store.delete_topic(workspace, id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no topic {id}")))
+    }
 }
 
 /// A new key for a workspace's unsubscribe links.
@@ -594,6 +698,30 @@ pub async fn preferences(
     workspace: WorkspaceId,
     contact: &Contact,
 ) -> Result<Vec<(Topic, bool)>, StoreError> {
+    Ok(consents(state, workspace, contact)
+        .await?
+        .into_iter()
+        .map(|consent| (consent.topic, consent.allowed.is_ok()))
+        .collect())
+}
+
+/// Where a contact stands on a topic.
+#[derive(Debug, Clone)]
+pub struct TopicConsent {
+    pub topic: Topic,
+    /// The contact's own choice (preferences page, unsubscribe link, or someone of the team).
+    pub choice: Option<bool>,
+    /// Whether a message of the topic would go now, or why not (`suppressed`, `unsubscribed`,
+    /// `no_consent`).
+    pub allowed: Result<(), &'static str>,
+}
+
+/// Every topic with the contact's choice and what it comes to, traits and suppression counted.
+pub async fn consents(
+    state: &AppState,
+    workspace: WorkspaceId,
+    contact: &Contact,
+) -> Result<Vec<TopicConsent>, StoreError> {
     let topics = state.store.topics(workspace).await?;
     let choices = state.store.subscriptions(workspace, contact.id).await?;
     let suppressed = suppressed(state, workspace, contact).await?;
@@ -601,8 +729,8 @@ pub async fn preferences(
         .into_iter()
         .map(|topic| {
             let choice = choice_of(&choices, topic.id);
-            let allowed = consent(&topic, choice, &contact.traits, suppressed).is_ok();
-            (topic, allowed)
+            let allowed = consent(&topic, choice, &contact.traits, suppressed);
+            TopicConsent { topic, choice, allowed }
         })
         .collect())
 }
@@ -612,6 +740,21 @@ pub async fn preferences(
 async fn suppressed(state: &AppState, workspace: WorkspaceId, contact: &Contact) -> Result<bool, StoreError> {
     Ok(state.store.is_suppressed(workspace, &contact.email).await?
         || state.store.is_bounced(workspace, contact.id, &contact.email).await?)
+}
+
+/// Records a choice about a topic for a contact, made by someone of the team; 404 for a topic
+/// the workspace does not have.
+pub async fn set_choice(
+    state: &AppState,
+    workspace: WorkspaceId,
+    contact: &Contact,
+    topic: i64,
+    subscribed: bool,
+) -> ApiResult<()> {
+    if !state.store.topics(workspace).await?.iter().any(|known| known.id == topic) {
+        return Err(ApiError::not_found(format!("no topic {topic}")));
+    }
+    Ok(state.store.set_subscription(workspace, contact.id, topic, subscribed, state.clock.now()).await?)
 }
 
 fn choice_of(choices: &[Subscription], topic: i64) -> Option<bool> {

@@ -19,6 +19,7 @@ use super::session::{Posted, Signed};
 use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::contacts::{self, find_contact, StreamEvent, MAX_CADENCE_DAYS};
 use crate::service::encode_cursor;
+use crate::service::messages::{self, TopicConsent};
 use crate::AppState;
 
 /// Contacts per page of a list.
@@ -329,6 +330,7 @@ pub async fn show(
 enum Section {
     Interaction,
     Cadence,
+    Subscription,
 }
 
 /// A form sent back with what to fix, and what was typed.
@@ -360,7 +362,17 @@ async fn render_contact(
     let events_cursor = page_cursor(params.events.as_deref());
     let events = contacts::events(state, workspace.id, contact.id, events_cursor, EVENTS_PAGE_SIZE).await?;
     let sent_or_skipped = state.store.message_log(workspace.id, contact.id, MESSAGES_SHOWN).await?;
-    let preferences = crate::service::messages::preferences(state, workspace.id, &contact).await?;
+    let preferences = messages::consents(state, workspace.id, &contact).await?;
+    let template_names: Vec<(i64, String)> = if sent_or_skipped.is_empty() {
+        Vec::new()
+    } else {
+        state.store.templates(workspace.id).await?.into_iter().map(|t| (t.id, t.spec.name)).collect()
+    };
+    let rule_names: Vec<(i64, String)> = if sent_or_skipped.iter().any(|m| m.entry.rule_id.is_some()) {
+        state.store.rules(workspace.id).await?.into_iter().map(|r| (r.id, r.spec.name)).collect()
+    } else {
+        Vec::new()
+    };
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -453,6 +465,77 @@ async fn render_contact(
                     }
                     (layout::pager(&format!("{base}#timeline"), timeline_next, timeline_later))
                 }
+                @if !preferences.is_empty() || !sent_or_skipped.is_empty() {
+                    section.card #messages aria-labelledby="messages-title" {
+                        h2 #messages-title { "Messages" }
+                        @if let Some(problem) = problem_in(Section::Subscription) {
+                            (layout::alert(AlertKind::Error, &problem.message))
+                        }
+                        @if !preferences.is_empty() {
+                            h3 #topics-title { "Topics" }
+                            ul.plain.preferences aria-labelledby="topics-title" {
+                                @for consent in &preferences {
+                                    li {
+                                        strong { (consent.topic.name) } " "
+                                        @match consent.allowed {
+                                            Ok(()) => span.tag.tag-in { "subscribed" },
+                                            Err(reason) => span.tag.tag-out { (reason.replace('_', " ")) },
+                                        }
+                                        span.sub { (consent_note(consent)) }
+                                        form.inline method="post" action={ (base) "/subscriptions" } {
+                                            (layout::csrf(signed))
+                                            input type="hidden" name="topic_id" value=(consent.topic.id);
+                                            @if consent.choice == Some(false) || (consent.choice.is_none() && consent.allowed.is_err()) {
+                                                input type="hidden" name="subscribed" value="1";
+                                                button.button.button-small type="submit" aria-label={ "Subscribe to " (consent.topic.name) } { "Subscribe" }
+                                            } @else {
+                                                input type="hidden" name="subscribed" value="0";
+                                                button.button.button-small type="submit" aria-label={ "Unsubscribe from " (consent.topic.name) } { "Unsubscribe" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        h3 { "Sent, held and skipped" }
+                        @if sent_or_skipped.is_empty() {
+                            p.small.muted { "No message considered yet." }
+                        } @else {
+                            div.table-wrap {
+                                table.table.message-log {
+                                    thead { tr { th scope="col" { "When" } th scope="col" { "Template" } th scope="col" { "Status" } } }
+                                    tbody {
+                                        @for message in &sent_or_skipped {
+                                            @let entry = &message.entry;
+                                            tr {
+                                                td { (layout::time_tag(entry.at, &tz)) span.sub { (layout::clock_time(entry.at, &tz)) } }
+                                                td {
+                                                    @match template_names.iter().find(|(id, _)| *id == entry.template_id) {
+                                                        Some((id, name)) => a href={ "/messages/templates/" (id) } { (name) },
+                                                        None => { "Template " (entry.template_id) " (deleted)" },
+                                                    }
+                                                    @if let Some(rule) = entry.rule_id {
+                                                        span.sub {
+                                                            "Rule: "
+                                                            (rule_names.iter().find(|(id, _)| *id == rule).map_or_else(|| format!("{rule} (deleted)"), |(_, name)| name.clone()))
+                                                        }
+                                                    }
+                                                }
+                                                td {
+                                                    span.tag.tag-in[entry.outcome == "sent"].tag-out[entry.outcome != "sent"] { (entry.outcome) }
+                                                    @if let Some(reason) = &entry.reason { span.sub { (reason.replace('_', " ")) } }
+                                                    @if let Some(until) = entry.send_at { span.sub { "until " (layout::date_time(until, &tz)) } }
+                                                    @if message.activity.opened_at.is_some() { span.sub { "opened" } }
+                                                    @if message.activity.clicked_at.is_some() { span.sub { "clicked" } }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 section.card #events aria-labelledby="events-title" {
                     h2 #events-title { "Event stream" }
                     p.muted.small { "Every event kith stored for this contact, newest first, with the traits the contact had at the time." }
@@ -542,37 +625,6 @@ async fn render_contact(
                         }
                     }
                 }
-                @if !preferences.is_empty() || !sent_or_skipped.is_empty() {
-                    section.card #messages aria-labelledby="messages-title" {
-                        h2 #messages-title { "Messages" }
-                        ul.plain {
-                            @for (topic, subscribed) in &preferences {
-                                li {
-                                    (topic.name) " "
-                                    span.muted.small { @if *subscribed { "subscribed" } @else { "not subscribed" } }
-                                }
-                            }
-                        }
-                        @if !sent_or_skipped.is_empty() {
-                            h3 { "Sent, held and skipped" }
-                            ul.plain {
-                                @for message in &sent_or_skipped {
-                                    @let entry = &message.entry;
-                                    li {
-                                        "Template " (entry.template_id)
-                                        @if let Some(rule) = entry.rule_id { ", rule " (rule) }
-                                        ": " (entry.outcome)
-                                        @if let Some(reason) = &entry.reason { " (" (reason.replace('_', " ")) ")" }
-                                        @if let Some(until) = entry.send_at { " until " (layout::date_time(until, &tz)) }
-                                        @if message.activity.opened_at.is_some() { ", opened" }
-                                        @if message.activity.clicked_at.is_some() { ", clicked" }
-                                        " " span.muted.small { (layout::date_time(entry.at, &tz)) }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
                 section.card.card-danger aria-labelledby="delete-title" {
                     h2 #delete-title { "Delete contact" }
                     p.small { "Erases this contact, its timeline and its events for good (GDPR)." }
@@ -590,6 +642,53 @@ async fn render_contact(
     };
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     Ok(layout::page_with_status(signed, Nav::Contacts, &name, status, body))
+}
+
+/// Where a topic's answer comes from, in a few words.
+fn consent_note(consent: &TopicConsent) -> &'static str {
+    match (consent.allowed, consent.choice) {
+        (Err("suppressed"), _) => "The email is on the suppression list: nothing is sent to it.",
+        (Err("unsubscribed"), Some(false)) => "Unsubscribed (preferences page, link, or by hand).",
+        (Err("unsubscribed"), _) => "Unsubscribed by the contact's traits from Segment.",
+        (Err(_), _) => "Opt-in topic: nothing is sent until the contact says yes.",
+        (Ok(()), Some(true)) => "Subscribed (preferences page or by hand).",
+        (Ok(()), _) if consent.topic.opt_in => "Said yes in the contact's traits from Segment.",
+        (Ok(()), _) => "Opt-out topic: sent until the contact says no.",
+    }
+}
+
+/// The subscription form of the contact page.
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscriptionForm {
+    topic_id: Option<String>,
+    subscribed: Option<String>,
+}
+
+/// `POST /contacts/{id}/subscriptions`: someone of the team records a contact's choice about
+/// a topic (as the contact would on the preferences page).
+pub async fn set_subscription(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted(signed, form): Posted<SubscriptionForm>,
+) -> WebResult<Response> {
+    let contact = find_contact(&state, signed.workspace.id, &id).await?;
+    let topic = form.topic_id.as_deref().and_then(|topic| topic.trim().parse::<i64>().ok());
+    let subscribed = match form.subscribed.as_deref() {
+        Some("1") => Some(true),
+        Some("0") => Some(false),
+        _ => None,
+    };
+    let (Some(topic), Some(subscribed)) = (topic, subscribed) else {
+        let problem = Problem {
+            section: Section::Subscription,
+            message: "choose a topic, and subscribe or unsubscribe".into(),
+            interaction: None,
+            cadence: None,
+        };
+        return render_contact(&state, &signed, &id, &ShowParams::default(), Some(problem)).await;
+    };
+    messages::set_choice(&state, signed.workspace.id, &contact, topic, subscribed).await?;
+    Ok(Redirect::to(&format!("/contacts/{}#messages", contact.id)).into_response())
 }
 
 /// Whether a trait is already shown in the profile.

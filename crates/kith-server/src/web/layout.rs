@@ -29,7 +29,7 @@ pub enum Nav {
     Debugger,
     /// `/nudges`.
     Nudges,
-    /// `/messages/stats`.
+    /// `/messages`: templates and topics.
     Messages,
     /// `/settings`.
     Settings,
@@ -43,7 +43,7 @@ const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Due, "/due", "Due"),
     (Nav::Debugger, "/debugger", "Debugger"),
     (Nav::Nudges, "/nudges", "Nudges"),
-    (Nav::Messages, "/messages/stats", "Messages"),
+    (Nav::Messages, "/messages", "Messages"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

@@ -13,8 +13,10 @@ mod contacts;
 mod debugger;
 mod groups;
 mod layout;
+mod message_stats;
 mod messages;
 mod nudges;
+mod rule_form;
 mod session;
 mod settings;
 mod signin;
@@ -87,6 +89,7 @@ pub fn routes() -> Router<AppState> {
         .route("/contacts/{id}", get(contacts::show))
         .route("/contacts/{id}/interactions", post(contacts::add_interaction))
         .route("/contacts/{id}/cadence", post(contacts::set_cadence))
+        .route("/contacts/{id}/subscriptions", post(contacts::set_subscription))
         .route("/contacts/{id}/delete", post(contacts::delete))
         .route("/losing-touch", get(contacts::losing_touch))
         .route("/due", get(contacts::due))
@@ -96,18 +99,29 @@ pub fn routes() -> Router<AppState> {
         .route("/audiences/{key}", get(groups::audience))
         .route("/debugger", get(debugger::page))
         .route("/debugger/stream", get(debugger::stream))
-        .route("/messages/stats", get(messages::stats))
+        .route("/messages/stats", get(message_stats::stats))
         .route("/nudges", get(nudges::page))
         .route("/nudges/rules", post(nudges::create_rule))
+        .route("/nudges/rules/new", get(nudges::new_rule))
+        .route("/nudges/rules/{id}", get(nudges::edit_rule).post(nudges::update_rule))
         .route("/nudges/rules/{id}/toggle", post(nudges::toggle_rule))
         .route("/nudges/rules/{id}/delete", post(nudges::delete_rule))
         .route("/nudges/deliveries/{id}/retry", post(nudges::retry_delivery))
         .route("/nudges/segment", post(nudges::segment))
         .route("/nudges/digest", post(nudges::digest))
+        .route("/messages", get(messages::page))
+        .route("/messages/topics", post(messages::create_topic))
+        .route("/messages/topics/{id}", post(messages::update_topic))
+        .route("/messages/topics/{id}/delete", post(messages::delete_topic))
+        .route("/messages/templates", post(messages::create_template))
+        .route("/messages/templates/new", get(messages::new_template))
+        .route("/messages/templates/{id}", get(messages::edit_template).post(messages::update_template))
+        .route("/messages/templates/{id}/delete", post(messages::delete_template))
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
         .route("/settings/sender", post(settings::update_sender))
         .route("/settings/reproject", post(settings::reproject))
+        .route("/settings/limits", post(settings::update_limits))
         .route("/settings/signing-secret", post(settings::signing_secret))
         .route("/settings/array-bodies", post(settings::array_bodies))
         .route("/settings/keys", post(settings::create_key))
@@ -136,12 +150,16 @@ async fn security_headers(mut response: Response) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data: https:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
-    );
+    // A page may set a policy of its own (the template editor lets its preview's inline styles
+    // through); every other page gets this one.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data: https:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            ),
+        );
+    }
     response
 }
 

@@ -1,16 +1,17 @@
 //! Nudges: rules (when / unless / then), outbound Segment, the daily digest, and what was
-//! delivered. Rules are written as the JSON the API takes, with a worked example, because a
-//! rule is a small program and the JSON is its one exact form.
+//! delivered. Rules are built with a form (`rule_form.rs`); the JSON the API takes stays
+//! available beside it, with a worked example.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use kith_core::rules::{Action, RuleSpec, Trigger};
-use kith_store::Rule;
+use kith_store::{Rule, Template};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
+use super::rule_form::{self, Draft};
 use super::session::{Empty, Posted, Signed};
 use super::{save_settings, WebError, WebResult};
 use crate::service::nudges::{check_rule, check_templates};
@@ -32,7 +33,6 @@ const DELIVERIES_SHOWN: usize = 30;
 /// Which form a message concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
-    Rule,
     Segment,
     Digest,
 }
@@ -40,8 +40,6 @@ enum Form {
 #[derive(Default)]
 struct Notice {
     message: Option<(Form, AlertKind, String)>,
-    /// The rule text to show again after an error.
-    draft: Option<String>,
 }
 
 /// `GET /nudges`.
@@ -64,16 +62,19 @@ fn describe_when(when: &Trigger) -> String {
     }
 }
 
-fn describe_then(action: &Action) -> String {
+fn describe_then(action: &Action, templates: &[Template]) -> String {
     match action {
+        Action::Message { template } => match templates.iter().find(|known| known.id == *template) {
+            Some(known) => format!("send “{}” to the contact", known.spec.name),
+            None => format!("send template {template} (deleted) to the contact"),
+        },
         Action::Webhook { url, .. } => format!("post to {}", url.split('/').take(3).collect::<Vec<_>>().join("/")),
         Action::Email { to, .. } => format!("email {to}"),
-        Action::Message { template } => format!("send template {template} to the contact"),
         Action::Segment { event } => format!("send “{}” to Segment", event.as_deref().unwrap_or("Nudge Sent")),
     }
 }
 
-fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone) -> Markup {
+fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone, templates: &[Template]) -> Markup {
     let spec = &rule.spec;
     html! {
         tr {
@@ -84,7 +85,7 @@ fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone) -> Markup {
                     @if let Some(unless) = &spec.unless {
                         " and does not “" (unless.event) "” within " (unless.within_hours) " h"
                     }
-                    ": " (spec.then.iter().map(describe_then).collect::<Vec<_>>().join(", ")) "."
+                    ": " (spec.then.iter().map(|action| describe_then(action, templates)).collect::<Vec<_>>().join(", ")) "."
                 }
             }
             td.hide-sm { (layout::time_tag(rule.updated_at, tz)) }
@@ -92,6 +93,8 @@ fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone) -> Markup {
                 @if spec.enabled { span.tag.tag-in { "on" } } @else { span.tag { "off" } }
             }
             td {
+                a.button.button-small href={ "/nudges/rules/" (rule.id) } aria-label={ "Edit " (spec.name) } { "Edit" }
+                " "
                 form.inline method="post" action={ "/nudges/rules/" (rule.id) "/toggle" } {
                     (layout::csrf(signed))
                     button.button.button-small type="submit" aria-label={ (if spec.enabled { "Turn off " } else { "Turn on " }) (spec.name) } {
@@ -113,6 +116,7 @@ async fn render(state: &AppState, signed: &Signed, notice: Notice, status: Statu
     let workspace = &signed.workspace;
     let tz = workspace.tz();
     let rules = state.store.rules(workspace.id).await?;
+    let templates = state.store.templates(workspace.id).await?;
     let deliveries = state.store.deliveries(workspace.id, None, None, DELIVERIES_SHOWN).await?;
     let message_for = |form: Form| -> Markup {
         html! {
@@ -122,34 +126,22 @@ async fn render(state: &AppState, signed: &Signed, notice: Notice, status: Statu
         }
     };
     let body = html! {
-        (layout::page_header("Nudges", Some(html! { "Act when a contact does something — or stops doing it." }), None))
+        (layout::page_header("Nudges", Some(html! { "Act when a contact does something — or stops doing it." }),
+            Some(html! { a.button.button-primary href="/nudges/rules/new" { "New rule" } })))
         div.settings {
             section.card #rules aria-labelledby="rules-title" {
                 h2 #rules-title { "Rules" }
-                (message_for(Form::Rule))
                 @if rules.is_empty() {
-                    p.muted { "No rule yet. Start from the example below: it posts to Slack when an enterprise user signs up and invites nobody within two days." }
+                    p.muted { "No rule yet. A rule acts when a contact does something — or stops doing it: it can message the contact, alert the team, call a webhook or tell Segment." }
                 } @else {
                     div.table-wrap {
                         table.table {
                             thead { tr { th scope="col" { "Rule" } th.hide-sm scope="col" { "Changed" } th scope="col" { "State" } th scope="col" { "" } } }
-                            tbody { @for rule in &rules { (rule_row(rule, signed, &tz)) } }
+                            tbody { @for rule in &rules { (rule_row(rule, signed, &tz, &templates)) } }
                         }
                     }
                 }
-                form.stack method="post" action="/nudges/rules" {
-                    (layout::csrf(signed))
-                    div.field {
-                        label for="rule" { "New rule" }
-                        textarea #rule name="rule" rows="10" spellcheck="false" required { (notice.draft.as_deref().unwrap_or(EXAMPLE_RULE)) }
-                        p.hint {
-                            "When: " code { "event" } " (with " code { "where" } " property values), " code { "audience_entered" } ", "
-                            code { "audience_exited" } ", " code { "becomes_due" } ", " code { "bucket_changed" } ". Then: "
-                            code { "webhook" } ", " code { "email" } ", " code { "segment" } ". Texts may use {name}, {email}, {rule} and {event}."
-                        }
-                    }
-                    div { button.button.button-primary type="submit" { "Create rule" } }
-                }
+                p { a.button.button-primary href="/nudges/rules/new" { "New rule" } }
             }
             section.card #segment aria-labelledby="segment-title" {
                 h2 #segment-title { "Send to Segment" }
@@ -227,38 +219,139 @@ async fn render(state: &AppState, signed: &Signed, notice: Notice, status: Statu
     Ok(layout::page_with_status(signed, Nav::Nudges, "Nudges", status, body))
 }
 
-/// The new-rule form.
-#[derive(Debug, Default, Deserialize)]
-pub struct RuleForm {
-    rule: Option<String>,
+/// `GET /nudges/rules/new`: the builder, empty.
+pub async fn new_rule(State(state): State<AppState>, signed: Signed) -> WebResult<Response> {
+    let page = Builder {
+        id: None,
+        draft: Draft::new_rule(),
+        errors: Vec::new(),
+        json: EXAMPLE_RULE.to_owned(),
+        notice: None,
+        json_first: false,
+    };
+    builder_page(&state, &signed, page, StatusCode::OK).await
 }
 
-/// `POST /nudges/rules`.
-pub async fn create_rule(State(state): State<AppState>, Posted(signed, form): Posted<RuleForm>) -> WebResult<Response> {
-    let text = form.rule.unwrap_or_default();
-    let spec = serde_json::from_str::<RuleSpec>(&text).map_err(|e| e.to_string()).and_then(|spec| {
-        check_rule(state.outbound.policy(), &spec).map_err(|error| error.body.message)?;
-        Ok(spec)
+/// `GET /nudges/rules/{id}`: the builder, filled with the rule.
+pub async fn edit_rule(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> WebResult<Response> {
+    let rule = find_rule(&state, &signed, id).await?;
+    let (draft, whole) = Draft::of(&rule.spec);
+    let notice = (!whole).then(|| {
+        "this rule has two actions of one kind, which the form cannot show: change it as JSON, under Advanced."
+            .to_owned()
     });
-    let spec = match spec {
-        Ok(spec) => {
-            check_templates(&state, signed.workspace.id, &spec).await.map(|()| spec).map_err(|e| e.body.message)
-        }
-        Err(message) => Err(message),
+    let json = serde_json::to_string_pretty(&rule.spec).unwrap_or_default();
+    let page = Builder { id: Some(id), draft, errors: Vec::new(), json, json_first: notice.is_some(), notice };
+    builder_page(&state, &signed, page, StatusCode::OK).await
+}
+
+/// `POST /nudges/rules`: creates a rule from the builder, or from its JSON.
+pub async fn create_rule(
+    State(state): State<AppState>,
+    Posted(signed, fields): Posted<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    save_rule(&state, &signed, None, Draft::from_fields(fields)).await
+}
+
+/// `POST /nudges/rules/{id}`: replaces a rule from the builder, or from its JSON.
+pub async fn update_rule(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Posted(signed, fields): Posted<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let rule = find_rule(&state, &signed, id).await?;
+    save_rule(&state, &signed, Some(rule), Draft::from_fields(fields)).await
+}
+
+async fn find_rule(state: &AppState, signed: &Signed, id: i64) -> WebResult<Rule> {
+    state
+        .store
+        .rule(signed.workspace.id, id)
+        .await?
+        .ok_or_else(|| WebError::not_found(format!("there is no rule {id}")))
+}
+
+/// The builder page's state.
+struct Builder {
+    id: Option<i64>,
+    draft: Draft,
+    errors: rule_form::Errors,
+    /// The advanced form's text.
+    json: String,
+    /// A refusal of the whole rule, or why the form cannot show it all.
+    notice: Option<String>,
+    /// Whether the JSON is what to look at first.
+    json_first: bool,
+}
+
+/// Saves the rule the builder or its JSON describes, over `current` if given; a refusal shows
+/// the builder again with what to change.
+async fn save_rule(state: &AppState, signed: &Signed, current: Option<Rule>, draft: Draft) -> WebResult<Response> {
+    let workspace = signed.workspace.id;
+    let from_json = draft.json().map(str::to_owned);
+    let spec = match &from_json {
+        Some(text) => serde_json::from_str::<RuleSpec>(text).map_err(|error| (Vec::new(), error.to_string())),
+        None => rule_form::read(state, workspace, &draft).await.map_err(|errors| (errors, String::new())),
     };
-    match spec {
+    // The checks every rule passes, whichever way it was written.
+    let spec = match spec {
+        Ok(spec) => match check_rule(state.outbound.policy(), &spec) {
+            Ok(()) => {
+                check_templates(state, workspace, &spec).await.map(|()| spec).map_err(|e| (Vec::new(), e.body.message))
+            }
+            Err(error) => Err((Vec::new(), error.body.message)),
+        },
+        Err(refused) => Err(refused),
+    };
+    let (errors, message) = match spec {
         Ok(spec) => {
-            state.store.create_rule(signed.workspace.id, spec).await?;
-            Ok(Redirect::to("/nudges#rules").into_response())
+            match &current {
+                Some(rule) => {
+                    state.store.update_rule(workspace, rule.id, spec).await?;
+                }
+                None => {
+                    state.store.create_rule(workspace, spec).await?;
+                }
+            }
+            return Ok(Redirect::to("/nudges#rules").into_response());
         }
-        Err(message) => {
-            let notice = Notice {
-                message: Some((Form::Rule, AlertKind::Error, format!("this rule cannot be used: {message}"))),
-                draft: Some(text),
-            };
-            render(&state, &signed, notice, StatusCode::BAD_REQUEST).await
-        }
-    }
+        Err(refused) => refused,
+    };
+    let notice = if errors.is_empty() {
+        Some(format!("this rule cannot be used: {message}"))
+    } else {
+        Some("this rule cannot be used yet: see the fields marked below.".to_owned())
+    };
+    // What was not sent is shown as stored: the rule's JSON and form, or the example and an
+    // empty form.
+    let stored_json = || match &current {
+        Some(rule) => serde_json::to_string_pretty(&rule.spec).unwrap_or_default(),
+        None => EXAMPLE_RULE.to_owned(),
+    };
+    let json_first = from_json.is_some();
+    let (json, draft) = match from_json {
+        Some(json) => (json, current.as_ref().map_or_else(Draft::new_rule, |rule| Draft::of(&rule.spec).0)),
+        None => (stored_json(), draft),
+    };
+    let page = Builder { id: current.map(|rule| rule.id), draft, errors, json, notice, json_first };
+    builder_page(state, signed, page, StatusCode::BAD_REQUEST).await
+}
+
+async fn builder_page(state: &AppState, signed: &Signed, page: Builder, status: StatusCode) -> WebResult<Response> {
+    let templates = state.store.templates(signed.workspace.id).await?;
+    let (title, action) = match page.id {
+        Some(id) => ("Edit rule", format!("/nudges/rules/{id}")),
+        None => ("New rule", "/nudges/rules".to_owned()),
+    };
+    // The JSON is open when it was refused, or when it holds what the form cannot show.
+    let advanced_open = page.json_first;
+    let body = html! {
+        p.crumbs { a href="/nudges" { "← Nudges" } }
+        (layout::page_header(title, Some(html! { "When a contact does something (or something happens to it), unless it does something else in time, then act." }), None))
+        @if let Some(notice) = &page.notice { (layout::alert(AlertKind::Error, notice)) }
+        (rule_form::builder(signed, &action, &page.draft, &page.errors, &templates, &page.json, advanced_open))
+    };
+    Ok(layout::page_with_status(signed, Nav::Nudges, title, status, body))
 }
 
 /// `POST /nudges/rules/{id}/toggle`.
@@ -346,10 +439,10 @@ async fn save(
     signed.workspace = match save_settings(state, &signed.workspace, change).await? {
         Ok(updated) => updated,
         Err(message) => {
-            let notice = Notice { message: Some((form, AlertKind::Error, message)), ..Notice::default() };
+            let notice = Notice { message: Some((form, AlertKind::Error, message)) };
             return render(state, &signed, notice, StatusCode::BAD_REQUEST).await;
         }
     };
-    let notice = Notice { message: Some((form, AlertKind::Success, done.to_owned())), ..Notice::default() };
+    let notice = Notice { message: Some((form, AlertKind::Success, done.to_owned())) };
     render(state, &signed, notice, StatusCode::OK).await
 }

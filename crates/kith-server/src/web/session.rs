@@ -34,8 +34,9 @@ const SESSION_DAYS: i64 = 30;
 /// How stale a session's last use may be before it is recorded again: one write per session
 /// per minute at most, however many pages are opened.
 const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
-/// The largest form body read (a note is the longest thing a form sends).
-const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The largest form body read: a template's three parts of up to 64 KB each, which URL
+/// encoding may triple, are the longest thing a form sends.
+const MAX_FORM_BYTES: usize = 640 * 1024;
 
 /// A request from someone signed in: who, their workspace, and the token their forms carry.
 pub struct Signed {

@@ -1,10 +1,11 @@
 //! Settings: the workspace (name, time zone, half-life), the sender of messages to contacts,
-//! the signing secret, the API keys, the signed-in user's password and rebuilding the history.
+//! their frequency cap and quiet hours, the signing secret, the API keys, the signed-in user's
+//! password and rebuilding the history.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use kith_store::{ApiKey, KeyKind, Reprojection};
+use kith_store::{ApiKey, KeyKind, MessageLimits, Reprojection};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -26,6 +27,10 @@ struct Notice {
     created: Option<(ApiKey, String)>,
     /// Which form the message concerns, and whether it went wrong.
     message: Option<(Form, AlertKind, String)>,
+    /// The limits as typed, shown again when refused.
+    limits: Option<LimitsForm>,
+    /// The field a refusal concerns.
+    invalid: Option<String>,
 }
 
 impl Notice {
@@ -45,6 +50,7 @@ impl Notice {
 enum Form {
     Workspace,
     Sender,
+    Limits,
     Secret,
     Keys,
     Password,
@@ -87,6 +93,11 @@ async fn render(
     let users = state.store.users(workspace.id).await?;
     let sender = messages::sender(state, workspace.id).await?;
     let reprojection = state.store.reprojection(workspace.id).await?;
+    let limits_draft = match &notice.limits {
+        Some(draft) => draft.clone(),
+        None => LimitsForm::of(state.store.message_limits(workspace.id).await?),
+    };
+    let invalid = |field: &str| notice.invalid.as_deref().filter(|f| *f == field).map(|_| "true");
     let message_for = |form: Form| -> Markup {
         html! {
             @if let Some((_, kind, message)) = notice.message.as_ref().filter(|(f, _, _)| *f == form) {
@@ -235,6 +246,48 @@ async fn render(
                         input #reply-to type="email" name="reply_to" value=(sender.reply_to.as_deref().unwrap_or(""));
                     }
                     div { button.button.button-primary type="submit" { "Save sender" } }
+                }
+            }
+            section.card #limits aria-labelledby="limits-title" {
+                h2 #limits-title { "Frequency cap and quiet hours" }
+                (message_for(Form::Limits))
+                p.small.muted { "Across every rule, for each contact. Leave a pair empty to turn it off." }
+                form.stack method="post" action="/settings/limits" {
+                    (layout::csrf(signed))
+                    fieldset.plain-fieldset aria-describedby="cap-hint" {
+                        legend { "Frequency cap" }
+                        div.row {
+                            div.field {
+                                label for="cap-count" { "At most (messages)" }
+                                input #cap-count type="number" name="cap_count" min="1" max="10000" inputmode="numeric"
+                                    value=(limits_draft.cap_count) aria-invalid=[invalid("cap")];
+                            }
+                            div.field {
+                                label for="cap-hours" { "Within (hours)" }
+                                input #cap-hours type="number" name="cap_window_hours" min="1" max=(messages::MAX_CAP_WINDOW_HOURS)
+                                    inputmode="numeric" value=(limits_draft.cap_window_hours) aria-invalid=[invalid("cap")];
+                            }
+                        }
+                        p.hint #cap-hint { "A message over the cap is skipped, and the contact's messages say so." }
+                    }
+                    fieldset.plain-fieldset aria-describedby="quiet-hint" {
+                        legend { "Quiet hours" }
+                        div.row {
+                            div.field {
+                                label for="quiet-start" { "From" }
+                                input #quiet-start type="time" name="quiet_start" value=(limits_draft.quiet_start) aria-invalid=[invalid("quiet_hours")];
+                            }
+                            div.field {
+                                label for="quiet-end" { "Until" }
+                                input #quiet-end type="time" name="quiet_end" value=(limits_draft.quiet_end) aria-invalid=[invalid("quiet_hours")];
+                            }
+                        }
+                        p.hint #quiet-hint {
+                            "In the contact's " code { "timezone" } " trait, else the workspace's (" (workspace.time_zone) "). "
+                            "A message due then waits for the end."
+                        }
+                    }
+                    div { button.button.button-primary type="submit" { "Save limits" } }
                 }
             }
             section.card #signing aria-labelledby="signing-title" {
@@ -429,6 +482,75 @@ pub async fn update_sender(
     render(&state, &signed, &headers, notice, status).await
 }
 
+/// The frequency-cap and quiet-hours form; an empty pair turns that limit off.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct LimitsForm {
+    #[serde(default)]
+    cap_count: String,
+    #[serde(default)]
+    cap_window_hours: String,
+    #[serde(default)]
+    quiet_start: String,
+    #[serde(default)]
+    quiet_end: String,
+}
+
+impl LimitsForm {
+    fn of(limits: MessageLimits) -> Self {
+        let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+        LimitsForm {
+            cap_count: number(limits.cap_count),
+            cap_window_hours: number(limits.cap_window_hours),
+            quiet_start: limits.quiet_start.unwrap_or_default(),
+            quiet_end: limits.quiet_end.unwrap_or_default(),
+        }
+    }
+
+    /// The limits typed; `Err` when a cap field is not a whole number.
+    fn limits(&self) -> Result<MessageLimits, ()> {
+        let number = |text: &str| match text.trim() {
+            "" => Ok(None),
+            text => text.parse::<i64>().map(Some).map_err(|_| ()),
+        };
+        let time = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+        Ok(MessageLimits {
+            cap_count: number(&self.cap_count)?,
+            cap_window_hours: number(&self.cap_window_hours)?,
+            quiet_start: time(&self.quiet_start),
+            quiet_end: time(&self.quiet_end),
+        })
+    }
+}
+
+/// `POST /settings/limits`.
+pub async fn update_limits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Posted(signed, form): Posted<LimitsForm>,
+) -> WebResult<Response> {
+    let refused = |field: &str, message: String| Notice {
+        message: Some((Form::Limits, AlertKind::Error, message)),
+        limits: Some(form.clone()),
+        invalid: Some(field.to_owned()),
+        ..Notice::default()
+    };
+    let (notice, status) = match form.limits() {
+        Err(()) => (
+            refused("cap", "a cap is a whole number of messages within a whole number of hours".into()),
+            StatusCode::BAD_REQUEST,
+        ),
+        Ok(limits) => match messages::update_limits(&state, signed.workspace.id, limits).await {
+            Ok(_) => (Notice::success(Form::Limits, "saved."), StatusCode::OK),
+            Err(error) if error.status.is_client_error() => {
+                let field = error.body.field.clone().unwrap_or_default();
+                (refused(&field, error.body.message), StatusCode::BAD_REQUEST)
+            }
+            Err(error) => return Err(error.into()),
+        },
+    };
+    render(&state, &signed, &headers, notice, status).await
+}
+
 /// Applies a change from one of the forms and shows the page with what came of it.
 async fn save(
     state: &AppState,
@@ -520,7 +642,8 @@ pub async fn create_key(
     }
     let (key, text) = settings::create_key(&state, signed.workspace.id, kind, name).await?;
     tracing::info!(key = key.id, user = signed.user.id, "key created in the web app");
-    render(&state, &signed, &headers, Notice { created: Some((key, text)), message: None }, StatusCode::OK).await
+    let notice = Notice { created: Some((key, text)), ..Notice::default() };
+    render(&state, &signed, &headers, notice, StatusCode::OK).await
 }
 
 /// `POST /settings/keys/{id}/revoke`: the key stops working at once on this node.

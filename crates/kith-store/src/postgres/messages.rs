@@ -42,6 +42,60 @@ pub async fn create_topic(c: &Client, workspace: WorkspaceId, name: &str, opt_in
     }
 }
 
+pub async fn update_topic(
+    c: &Client,
+    workspace: WorkspaceId,
+    id: i64,
+    name: &str,
+    opt_in: bool,
+) -> Result<Option<Topic>> {
+    // The unique (workspace_id, name) index refuses a name another topic has; the statement
+    // reads no row then.
+    let row = c
+        .query_opt(
+            "UPDATE message_topics SET name = $3, opt_in = $4 WHERE workspace_id = $1 AND id = $2
+                 AND NOT EXISTS (SELECT 1 FROM message_topics WHERE workspace_id = $1 AND name = $3 AND id <> $2)
+             RETURNING id, name, opt_in, created_at",
+            &[&workspace, &id, &name, &opt_in],
+        )
+        .await?;
+    match row {
+        Some(row) => topic_row(&row).map(Some),
+        None => {
+            let taken = c
+                .query_opt(
+                    "SELECT 1 FROM message_topics WHERE workspace_id = $1 AND name = $2 AND id <> $3",
+                    &[&workspace, &name, &id],
+                )
+                .await?
+                .is_some();
+            if taken {
+                Err(StoreError::Conflict(format!("the workspace already has a topic named {name:?}")))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+pub async fn delete_topic(c: &Client, workspace: WorkspaceId, id: i64) -> Result<bool> {
+    // One statement: the topic and the contacts' choices about it go together.
+    let row = c
+        .query_one(
+            "WITH gone AS (
+                 DELETE FROM message_topics WHERE workspace_id = $1 AND id = $2
+                     AND NOT EXISTS (SELECT 1 FROM message_templates WHERE workspace_id = $1 AND topic_id = $2)
+                 RETURNING id
+             ), choices AS (
+                 DELETE FROM message_subscriptions WHERE workspace_id = $1 AND topic_id IN (SELECT id FROM gone)
+             )
+             SELECT count(*) FROM gone",
+            &[&workspace, &id],
+        )
+        .await?;
+    Ok(row.try_get::<_, i64>(0)? > 0)
+}
+
 const TEMPLATE_COLUMNS: &str = "id, name, topic_id, subject, html, text, created_at, updated_at";
 
 fn template_row(row: &Row) -> Result<Template> {

@@ -467,6 +467,14 @@ impl Store for PostgresStore {
         on_connection!(self, |c| messages::create_topic(c, workspace, name, opt_in, self.now()))
     }
 
+    async fn update_topic(&self, workspace: WorkspaceId, id: i64, name: &str, opt_in: bool) -> Result<Option<Topic>> {
+        on_connection!(self, |c| messages::update_topic(c, workspace, id, name, opt_in))
+    }
+
+    async fn delete_topic(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        on_connection!(self, |c| messages::delete_topic(c, workspace, id))
+    }
+
     async fn templates(&self, workspace: WorkspaceId) -> Result<Vec<Template>> {
         on_connection!(self, |c| messages::templates(c, workspace))
     }

@@ -31,6 +31,44 @@ pub fn create_topic(c: &Connection, workspace: WorkspaceId, name: &str, opt_in: 
     .ok_or_else(|| StoreError::Conflict(format!("the workspace already has a topic named {name:?}")))
 }
 
+pub fn update_topic(
+    c: &Connection,
+    workspace: WorkspaceId,
+    id: i64,
+    name: &str,
+    opt_in: bool,
+) -> Result<Option<Topic>> {
+    let taken = c
+        .prepare_cached("SELECT 1 FROM message_topics WHERE workspace_id = ?1 AND name = ?2 AND id <> ?3")?
+        .exists(params![workspace, name, id])?;
+    if taken {
+        return Err(StoreError::Conflict(format!("the workspace already has a topic named {name:?}")));
+    }
+    Ok(c.prepare_cached(
+        "UPDATE message_topics SET name = ?3, opt_in = ?4 WHERE workspace_id = ?1 AND id = ?2
+         RETURNING id, name, opt_in, created_at",
+    )?
+    .query_row(params![workspace, id, name, opt_in], topic_row)
+    .optional()?)
+}
+
+pub fn delete_topic(c: &mut Connection, workspace: WorkspaceId, id: i64) -> Result<bool> {
+    let tx = c.transaction()?;
+    let deleted = tx.execute(
+        "DELETE FROM message_topics WHERE workspace_id = ?1 AND id = ?2
+             AND NOT EXISTS (SELECT 1 FROM message_templates WHERE workspace_id = ?1 AND topic_id = ?2)",
+        params![workspace, id],
+    )? > 0;
+    if deleted {
+        tx.execute(
+            "DELETE FROM message_subscriptions WHERE workspace_id = ?1 AND topic_id = ?2",
+            params![workspace, id],
+        )?;
+    }
+    tx.commit()?;
+    Ok(deleted)
+}
+
 const TEMPLATE_COLUMNS: &str = "id, name, topic_id, subject, html, text, created_at, updated_at";
 
 fn template_row(row: &Row) -> rusqlite::Result<Template> {

@@ -730,6 +730,15 @@ impl Store for SqliteStore {
         self.write(move |c| messages::create_topic(c, workspace, &name, opt_in, now)).await
     }
 
+    async fn update_topic(&self, workspace: WorkspaceId, id: i64, name: &str, opt_in: bool) -> Result<Option<Topic>> {
+        let name = name.to_owned();
+        self.write(move |c| messages::update_topic(c, workspace, id, &name, opt_in)).await
+    }
+
+    async fn delete_topic(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write(move |c| messages::delete_topic(c, workspace, id)).await
+    }
+
     async fn templates(&self, workspace: WorkspaceId) -> Result<Vec<Template>> {
         self.read(move |c| messages::templates(c, workspace)).await
     }

@@ -1,5 +1,6 @@
 // kith's only script: copy buttons, confirmations, filters that apply on change, the live
-// debugger's event stream, and an empty contact list that fills itself. Every page works without it, except the live updates.
+// debugger's event stream, an empty contact list that fills itself, the template editor's live
+// preview and the rule builder's sections. Every page works without it, except the live updates.
 "use strict";
 
 document.addEventListener("click", (event) => {
@@ -73,4 +74,83 @@ document.addEventListener("change", (event) => {
       window.location.reload();
     }
   });
+})();
+
+// The template editor's live preview: Preview asks the server without leaving the page, and
+// once a contact is chosen, typing in the template refreshes the preview and the errors. The
+// server renders both; this only moves its answer into place.
+(function livePreview() {
+  const form = document.querySelector("form[data-live-preview]");
+  if (!form || !window.fetch || !window.DOMParser) return;
+  let timer = null;
+  let asked = 0;
+  const refresh = async () => {
+    const ticket = ++asked;
+    const body = new URLSearchParams(new FormData(form));
+    body.set("intent", "preview");
+    let text;
+    try {
+      const response = await fetch(form.action, { method: "POST", body, credentials: "same-origin" });
+      text = await response.text();
+    } catch {
+      return;
+    }
+    if (ticket !== asked) return;
+    const answer = new DOMParser().parseFromString(text, "text/html");
+    const preview = answer.getElementById("preview");
+    if (preview) document.getElementById("preview").replaceWith(preview);
+    for (const slot of form.querySelectorAll(".field-error")) {
+      const fresh = answer.getElementById(slot.id);
+      slot.textContent = fresh ? fresh.textContent : "";
+      slot.hidden = !fresh || fresh.hidden;
+      const input = form.querySelector(`[aria-describedby~="${slot.id}"]`);
+      if (input) {
+        if (slot.hidden) input.removeAttribute("aria-invalid");
+        else input.setAttribute("aria-invalid", "true");
+      }
+    }
+  };
+  form.addEventListener("click", (event) => {
+    const button = event.target.closest('button[name="intent"][value="preview"]');
+    if (!button) return;
+    event.preventDefault();
+    refresh();
+  });
+  // Enter in the contact field previews, in the test address sends the test: not the form's
+  // first button, Save.
+  form.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    if (event.target.name === "contact") {
+      event.preventDefault();
+      refresh();
+    } else if (event.target.name === "test_to") {
+      event.preventDefault();
+      form.querySelector('button[name="intent"][value="test"]').click();
+    }
+  });
+  form.addEventListener("input", (event) => {
+    if (!event.target.matches('[name="subject"], [name="html"], [name="text"], [name="topic_id"]')) return;
+    if (!form.elements.contact.value.trim()) return;
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 600);
+  });
+})();
+
+// The rule builder shows the fields of the chosen trigger and of the actions ticked; the others
+// stay in the form (the server reads only what the choices name) but out of the way.
+(function ruleBuilder() {
+  const form = document.getElementById("rule-builder");
+  if (!form) return;
+  const trigger = form.querySelector("[data-trigger-select]");
+  const sync = () => {
+    for (const part of form.querySelectorAll("[data-when]")) {
+      part.hidden = !part.getAttribute("data-when").split(" ").includes(trigger.value);
+    }
+    for (const box of form.querySelectorAll("[data-action-toggle]")) {
+      const part = form.querySelector(`[data-action="${box.getAttribute("data-action-toggle")}"]`);
+      if (part) part.hidden = !box.checked;
+    }
+  };
+  form.addEventListener("change", sync);
+  sync();
 })();
