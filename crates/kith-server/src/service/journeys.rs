@@ -104,10 +104,7 @@ pub async fn contact_journeys(
     let names: BTreeMap<i64, String> =
         state.store.journeys(workspace).await?.into_iter().map(|journey| (journey.id, journey.spec.name)).collect();
     let entries = state.store.contact_journeys(workspace, contact).await?;
-    Ok(entries
-        .into_iter()
-        .map(|entry| (names.get(&entry.journey_id).cloned().unwrap_or_default(), entry))
-        .collect())
+    Ok(entries.into_iter().map(|entry| (names.get(&entry.journey_id).cloned().unwrap_or_default(), entry)).collect())
 }
 
 /// Every step of a journey with its counts, in the journey's order (steps nobody reached

@@ -361,6 +361,7 @@ async fn render_contact(
     let events = contacts::events(state, workspace.id, contact.id, events_cursor, EVENTS_PAGE_SIZE).await?;
     let sent_or_skipped = state.store.message_log(workspace.id, contact.id, MESSAGES_SHOWN).await?;
     let preferences = crate::service::messages::preferences(state, workspace.id, &contact).await?;
+    let journeys_card = super::journeys::contact_card(state, signed, contact.id).await?;
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -453,6 +454,7 @@ async fn render_contact(
                     }
                     (layout::pager(&format!("{base}#timeline"), timeline_next, timeline_later))
                 }
+                (journeys_card)
                 section.card #events aria-labelledby="events-title" {
                     h2 #events-title { "Event stream" }
                     p.muted.small { "Every event kith stored for this contact, newest first, with the traits the contact had at the time." }

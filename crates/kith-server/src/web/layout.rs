@@ -29,11 +29,13 @@ pub enum Nav {
     Debugger,
     /// `/nudges`.
     Nudges,
+    /// `/journeys`.
+    Journeys,
     /// `/settings`.
     Settings,
 }
 
-const NAV: [(Nav, &str, &str); 8] = [
+const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Contacts, "/contacts", "Contacts"),
     (Nav::Accounts, "/accounts", "Accounts"),
     (Nav::Audiences, "/audiences", "Audiences"),
@@ -41,6 +43,7 @@ const NAV: [(Nav, &str, &str); 8] = [
     (Nav::Due, "/due", "Due"),
     (Nav::Debugger, "/debugger", "Debugger"),
     (Nav::Nudges, "/nudges", "Nudges"),
+    (Nav::Journeys, "/journeys", "Journeys"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

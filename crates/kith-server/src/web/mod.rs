@@ -11,6 +11,7 @@ mod assets;
 mod contacts;
 mod debugger;
 mod groups;
+mod journeys;
 mod layout;
 mod nudges;
 mod session;
@@ -100,6 +101,12 @@ pub fn routes() -> Router<AppState> {
         .route("/nudges/deliveries/{id}/retry", post(nudges::retry_delivery))
         .route("/nudges/segment", post(nudges::segment))
         .route("/nudges/digest", post(nudges::digest))
+        .route("/journeys", get(journeys::list))
+        .route("/journeys/new", get(journeys::new))
+        .route("/journeys/builder", post(journeys::post_builder))
+        .route("/journeys/{id}", get(journeys::show))
+        .route("/journeys/{id}/toggle", post(journeys::toggle))
+        .route("/journeys/{id}/steps/{step}", get(journeys::step))
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
         .route("/settings/sender", post(settings::update_sender))
