@@ -334,6 +334,71 @@ test("a nudge rule is created from the JSON example and turned off", async () =>
   assert.equal(await enabled(), false, "the rule is really off, as the API shows");
 });
 
+test("a journey is built with forms, fills up, shows who waits at a step, and is paused", async () => {
+  await page.goto(url + "/journeys");
+  await page.getByRole("link", { name: "New journey" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Trial follow-up");
+  await page.getByLabel("Event, audience or bucket").fill("Trial Started");
+  // The new journey starts with a 24-hour wait; add a note and an exit below it.
+  await page.getByLabel("Add a step").selectOption("note");
+  await page.getByRole("button", { name: "Add step" }).click();
+  await page.getByLabel("Note").fill("Started a trial");
+  await page.getByLabel("Add a step").selectOption("exit");
+  await page.getByRole("button", { name: "Add step" }).click();
+  // Reorder and remove: the note goes first, the exit goes away; what was typed stays.
+  await page.getByRole("button", { name: "Move step 2 up" }).click();
+  await page.getByRole("button", { name: "Remove step 3" }).click();
+  assert.equal(await page.getByLabel("Note").inputValue(), "Started a trial");
+  assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "Trial follow-up");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.getByRole("heading", { name: "Trial follow-up" }).waitFor();
+  const saved = (await api("/api/journeys")).find((j) => j.name === "Trial follow-up");
+  assert.deepEqual(
+    saved.steps.map((step) => Object.keys(step).filter((key) => key !== "id")[0]),
+    ["note", "wait"],
+    "the steps as built, top to bottom",
+  );
+
+  const batch = [
+    { type: "identify", userId: "u-trial", traits: { email: "trial@example.com", name: "Tess Trial" }, timestamp: ago(0) },
+    { type: "track", userId: "u-trial", event: "Trial Started", timestamp: ago(0) },
+  ];
+  const answer = await ingest("/v1/batch", { batch });
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  // The journey pass runs with the nudges, every 15 seconds.
+  const deadline = Date.now() + 45_000;
+  let detail;
+  do {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const response = await fetch(`${url}/api/journeys/${saved.id}`, { headers: { authorization: "Bearer " + secretKey } });
+    detail = await response.json();
+  } while (detail.step_counts[0].done < 1 && Date.now() < deadline);
+  assert.deepEqual(
+    detail.step_counts.map((count) => [count.waiting, count.done]),
+    [[0, 1], [1, 0]],
+    "the contact entered, passed the note and waits",
+  );
+  await page.goto(`${url}/journeys/${saved.id}`);
+  await page.getByText("1 entered · 1 in it now").waitFor();
+  await page.getByRole("link", { name: "0 waiting, 1 done" }).waitFor();
+  await page.getByRole("link", { name: "1 waiting, 0 done" }).click();
+  await page.getByRole("link", { name: "trial@example.com" }).waitFor();
+  await shot("journey-step");
+  await page.getByRole("link", { name: "trial@example.com" }).click();
+  await page.getByRole("heading", { name: "Journeys" }).waitFor();
+  await page.locator("#journeys").getByRole("link", { name: "Trial follow-up" }).waitFor();
+  const card = await page.locator("#journeys").textContent();
+  assert.match(card, /Step 1: note done/, "the contact's page says which steps it passed and why");
+
+  await page.goto(`${url}/journeys/${saved.id}`);
+  await page.getByRole("button", { name: "Pause Trial follow-up" }).click();
+  await page.getByRole("button", { name: "Resume Trial follow-up" }).waitFor();
+  assert.equal((await api(`/api/journeys/${saved.id}`)).enabled, false, "paused, as the API shows");
+  await shot("journey");
+  await page.goto(url + "/journeys");
+  await page.getByRole("link", { name: "Trial follow-up" }).waitFor();
+});
+
 test("the time zone and half-life are saved, bad values explained", async () => {
   await page.goto(url + "/settings");
   await page.getByLabel("Time zone").fill("Mars/Olympus");

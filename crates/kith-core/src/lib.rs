@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod health;
 pub mod identity;
+pub mod journeys;
 pub mod profile;
 pub mod rules;
 pub mod time;

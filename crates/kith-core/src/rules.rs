@@ -124,17 +124,7 @@ impl RuleSpec {
         if self.name.trim().is_empty() || self.name.len() > 200 {
             return Err("a rule needs a name of 1 to 200 characters".into());
         }
-        match &self.when {
-            Trigger::Event { name, .. } if name.trim().is_empty() => {
-                return Err("`when.event.name` names the track event, e.g. \"Signed Up\"".into())
-            }
-            Trigger::AudienceEntered { audience } | Trigger::AudienceExited { audience }
-                if audience.trim().is_empty() =>
-            {
-                return Err("name the audience key".into())
-            }
-            _ => {}
-        }
+        self.when.validate()?;
         if let Some(unless) = &self.unless {
             if unless.event.trim().is_empty() {
                 return Err("`unless.event` names the track event that cancels the nudge".into());
@@ -170,49 +160,99 @@ impl RuleSpec {
 
     /// Whether a track event starts this rule.
     pub fn matches_event(&self, event: &Event) -> bool {
-        let (Trigger::Event { name, conditions }, EventKind::Track { name: event_name }) = (&self.when, &event.kind)
-        else {
-            return false;
-        };
-        if !self.enabled || name != event_name || event.time < event.received_at - TRIGGER_HORIZON {
-            return false;
-        }
-        if conditions.is_empty() {
-            return true;
-        }
-        let properties = serde_json::from_str::<Value>(&event.payload)
-            .ok()
-            .and_then(|payload| payload.get("properties").cloned())
-            .unwrap_or(Value::Null);
-        conditions.iter().all(|(key, expected)| {
-            let actual = properties.get(key).unwrap_or(&Value::Null);
-            match expected {
-                Value::Array(choices) => choices.contains(actual),
-                expected => expected == actual,
-            }
-        })
+        self.enabled && self.when.matches_event(event)
     }
 
     /// Whether an audience change starts this rule.
     pub fn matches_audience(&self, key: &str, entered: bool, time: Timestamp, received_at: Timestamp) -> bool {
-        if !self.enabled || time < received_at - TRIGGER_HORIZON {
+        self.enabled && self.when.matches_audience(key, entered, time, received_at)
+    }
+
+    /// Whether a bucket change starts this rule.
+    pub fn matches_bucket(&self, from: Option<Bucket>, to: Bucket) -> bool {
+        self.enabled && self.when.matches_bucket(from, to)
+    }
+}
+
+impl Trigger {
+    /// Checks a trigger a person wrote; the error says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Trigger::Event { name, .. } if name.trim().is_empty() => {
+                Err("`when.event.name` names the track event, e.g. \"Signed Up\"".into())
+            }
+            Trigger::AudienceEntered { audience } | Trigger::AudienceExited { audience }
+                if audience.trim().is_empty() =>
+            {
+                Err("name the audience key".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a live track event starts this trigger: its name and conditions match and it is
+    /// recent enough (history replayed long after triggers nothing).
+    pub fn matches_event(&self, event: &Event) -> bool {
+        let EventKind::Track { name } = &event.kind else { return false };
+        if event.time < event.received_at - TRIGGER_HORIZON {
             return false;
         }
-        match &self.when {
+        self.matches_track(name, &event_properties(&event.payload))
+    }
+
+    /// Whether a track event of this name and properties starts this trigger, whenever it
+    /// happened: the test live ingestion and backtests share.
+    pub fn matches_track(&self, event_name: &str, properties: &Map<String, Value>) -> bool {
+        let Trigger::Event { name, conditions } = self else { return false };
+        name == event_name
+            && conditions.iter().all(|(key, expected)| {
+                let actual = properties.get(key).unwrap_or(&Value::Null);
+                match expected {
+                    Value::Array(choices) => choices.contains(actual),
+                    expected => expected == actual,
+                }
+            })
+    }
+
+    /// Whether an audience change starts this trigger.
+    pub fn matches_audience(&self, key: &str, entered: bool, time: Timestamp, received_at: Timestamp) -> bool {
+        if time < received_at - TRIGGER_HORIZON {
+            return false;
+        }
+        match self {
             Trigger::AudienceEntered { audience } => entered && audience == key,
             Trigger::AudienceExited { audience } => !entered && audience == key,
             _ => false,
         }
     }
 
-    /// Whether a bucket change starts this rule.
+    /// Whether a bucket change starts this trigger.
     pub fn matches_bucket(&self, from: Option<Bucket>, to: Bucket) -> bool {
-        match &self.when {
+        match self {
             Trigger::BucketChanged { to: wanted, from: wanted_from } => {
-                self.enabled && *wanted == to && wanted_from.is_none_or(|wanted_from| Some(wanted_from) == from)
+                *wanted == to && wanted_from.is_none_or(|wanted_from| Some(wanted_from) == from)
             }
             _ => false,
         }
+    }
+}
+
+/// The `properties` object of a stored event payload (empty when it has none).
+pub fn event_properties(payload: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|mut payload| payload.get_mut("properties").map(Value::take))
+    {
+        Some(Value::Object(properties)) => properties,
+        _ => Map::new(),
+    }
+}
+
+impl Unless {
+    /// Whether one of `events` (name and time) cancels a firing triggered at `triggered_at`.
+    pub fn cancels<'a>(&self, triggered_at: Timestamp, events: impl IntoIterator<Item = (&'a str, Timestamp)>) -> bool {
+        let until = triggered_at + SignedDuration::from_hours(self.within_hours);
+        events.into_iter().any(|(name, time)| name == self.event && time >= triggered_at && time <= until)
     }
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{contacts, groups, health, messages, nudges, settings, validate, views};
+use crate::api::{contacts, groups, health, journeys, messages, nudges, settings, validate, views};
 
 struct SecretKeyAuth;
 
@@ -39,6 +39,9 @@ impl Modify for SecretKeyAuth {
         messages::update_template, messages::delete_template, messages::preview, messages::sender,
         messages::set_sender, messages::limits, messages::set_limits, messages::contact_messages,
         messages::template_stats, messages::rule_stats,
+        journeys::list, journeys::create, journeys::show, journeys::update, journeys::delete, journeys::pause,
+        journeys::resume, journeys::step_contacts, journeys::backtest, journeys::backtest_draft,
+        journeys::backtest_rule, journeys::contact_journeys,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),

@@ -63,14 +63,35 @@ pub fn segment_track(who: &SegmentIdentity, event: &str, properties: Map<String,
     call
 }
 
-/// A firing about to act.
+/// What acts: a rule's firing or a step of a journey's entry.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A rule fired.
+    Rule {
+        /// The firing's id: a message looks up its triggering event through it.
+        firing_id: i64,
+        /// The rule's id.
+        rule_id: i64,
+    },
+    /// An entry of a journey passed a step.
+    Journey {
+        /// The journey's id.
+        journey_id: i64,
+        /// The entry's id.
+        entry_id: i64,
+        /// The step's id.
+        step: u32,
+        /// The entry event's properties, for a message's `event`.
+        event: &'a Map<String, Value>,
+    },
+}
+
+/// A firing or a journey step about to act.
 pub struct Fired<'a> {
-    /// The firing's id: a message looks up its triggering event through it.
-    pub firing_id: i64,
-    /// The rule's id.
-    pub rule_id: i64,
-    /// The rule.
-    pub rule: &'a RuleSpec,
+    /// What acts.
+    pub origin: Origin<'a>,
+    /// The rule's or the journey's name.
+    pub name: &'a str,
     /// The contact.
     pub contact: &'a Contact,
     /// The contact's Segment identity.
@@ -79,85 +100,116 @@ pub struct Fired<'a> {
     pub trigger: &'a str,
     /// The workspace.
     pub workspace: &'a Workspace,
-    /// When the rule fired: the time of the messages and track calls it turns into.
+    /// When it acted: the time of the messages and track calls it turns into.
     pub at: Timestamp,
 }
 
-/// The messages a firing sends: one per action (a `message` is rendered when it is sent), plus `Nudge Sent` to the outbound Segment
-/// host when one is configured and the rule does not emit its own track call.
-pub fn for_firing(fired: &Fired) -> Vec<NewDelivery> {
+impl Fired<'_> {
+    /// Who acted, for the receiver: `{"rule": {…}}` or `{"journey": {…}}`.
+    fn source(&self) -> (&'static str, Value) {
+        match self.origin {
+            Origin::Rule { rule_id, .. } => ("rule", json!({"id": rule_id, "name": self.name})),
+            Origin::Journey { journey_id, entry_id, step, .. } => {
+                ("journey", json!({"id": journey_id, "name": self.name, "entry_id": entry_id, "step": step}))
+            }
+        }
+    }
+
+    fn track_properties(&self) -> Map<String, Value> {
+        let mut properties = Map::new();
+        match self.origin {
+            Origin::Rule { rule_id, .. } => {
+                properties.insert("rule_id".into(), json!(rule_id));
+                properties.insert("rule".into(), json!(self.name));
+            }
+            Origin::Journey { journey_id, step, .. } => {
+                properties.insert("journey_id".into(), json!(journey_id));
+                properties.insert("journey".into(), json!(self.name));
+                properties.insert("step".into(), json!(step));
+            }
+        }
+        properties.insert("trigger".into(), json!(self.trigger));
+        properties
+    }
+
+    fn outbound_host(&self) -> Option<&String> {
+        self.workspace.segment_host.as_ref().filter(|_| self.workspace.sends_to_segment())
+    }
+}
+
+/// The messages a firing sends: one per action (a `message` is rendered when it is sent), plus
+/// `Nudge Sent` to the outbound Segment host when one is configured and the rule does not emit
+/// its own track call.
+pub fn for_firing(fired: &Fired, rule: &RuleSpec) -> Vec<NewDelivery> {
+    let mut out: Vec<NewDelivery> = rule.then.iter().filter_map(|action| for_action(fired, action)).collect();
+    let emitted_track = rule.then.iter().any(|action| matches!(action, Action::Segment { .. }));
+    if let Some(host) = fired.outbound_host().filter(|_| !emitted_track) {
+        out.push(NewDelivery {
+            kind: "segment".into(),
+            target: host.clone(),
+            payload: segment_track(&fired.who, NUDGE_SENT, fired.track_properties(), fired.at),
+        });
+    }
+    out
+}
+
+/// What one action sends, if anything (a track call needs an outbound Segment host). Rules
+/// and journey steps both go through here.
+pub fn for_action(fired: &Fired, action: &Action) -> Option<NewDelivery> {
     let contact = fired.contact;
     let name = contact.name.as_deref().unwrap_or(&contact.email);
-    let fill = |template: &str| render(template, name, &contact.email, &fired.rule.name, fired.trigger);
-    let properties = || {
-        let mut properties = Map::new();
-        properties.insert("rule_id".into(), json!(fired.rule_id));
-        properties.insert("rule".into(), json!(fired.rule.name));
-        properties.insert("trigger".into(), json!(fired.trigger));
-        properties
-    };
-    let mut out = Vec::new();
-    let mut emitted_track = false;
-    for action in &fired.rule.then {
-        match action {
-            Action::Webhook { url, text } => out.push(NewDelivery {
+    let fill = |template: &str| render(template, name, &contact.email, fired.name, fired.trigger);
+    Some(match action {
+        Action::Webhook { url, text } => {
+            let (source, about) = fired.source();
+            NewDelivery {
                 kind: "webhook".into(),
                 target: url.clone(),
                 payload: json!({
                     "text": fill(text.as_deref().unwrap_or("kith: {rule} — {name} ({email}): {event}")),
-                    "rule": {"id": fired.rule_id, "name": fired.rule.name},
+                    source: about,
                     "trigger": fired.trigger,
                     "contact": {"id": contact.id, "email": contact.email, "name": contact.name},
                     "fired_at": fired.at.to_string(),
                 }),
-            }),
-            Action::Email { to, subject, body } => out.push(NewDelivery {
-                kind: "email".into(),
-                target: to.clone(),
-                payload: json!({
-                    "subject": fill(subject.as_deref().unwrap_or("kith: {rule} — {name}")),
-                    "body": fill(body.as_deref().unwrap_or("{name} ({email}): {event}\n\nRule: {rule}")),
-                }),
-            }),
-            // Rendered and checked against the contact's consent when it is sent, not now: an
-            // unsubscribe that arrives while the message waits in the outbox still counts.
-            Action::Message { template } => out.push(NewDelivery {
-                kind: "message".into(),
-                target: contact.email.clone(),
-                payload: json!({
-                    "template": template,
-                    "contact_id": contact.id,
-                    "firing_id": fired.firing_id,
-                    "rule_id": fired.rule_id,
-                    "rule": fired.rule.name,
-                }),
-            }),
-            Action::Segment { event } => {
-                if let Some(host) = fired.workspace.segment_host.as_ref().filter(|_| fired.workspace.sends_to_segment())
-                {
-                    emitted_track = true;
-                    out.push(NewDelivery {
-                        kind: "segment".into(),
-                        target: host.clone(),
-                        payload: segment_track(
-                            &fired.who,
-                            event.as_deref().unwrap_or(NUDGE_SENT),
-                            properties(),
-                            fired.at,
-                        ),
-                    });
-                }
             }
         }
-    }
-    if !emitted_track {
-        if let Some(host) = fired.workspace.segment_host.as_ref().filter(|_| fired.workspace.sends_to_segment()) {
-            out.push(NewDelivery {
-                kind: "segment".into(),
-                target: host.clone(),
-                payload: segment_track(&fired.who, NUDGE_SENT, properties(), fired.at),
-            });
+        Action::Email { to, subject, body } => NewDelivery {
+            kind: "email".into(),
+            target: to.clone(),
+            payload: json!({
+                "subject": fill(subject.as_deref().unwrap_or("kith: {rule} — {name}")),
+                "body": fill(body.as_deref().unwrap_or("{name} ({email}): {event}\n\nRule: {rule}")),
+            }),
+        },
+        // Rendered and checked against the contact's consent when it is sent, not now: an
+        // unsubscribe that arrives while the message waits in the outbox still counts.
+        Action::Message { template } => {
+            let mut payload = json!({"template": template, "contact_id": contact.id});
+            match fired.origin {
+                Origin::Rule { firing_id, rule_id } => {
+                    payload["firing_id"] = json!(firing_id);
+                    payload["rule_id"] = json!(rule_id);
+                    payload["rule"] = json!(fired.name);
+                }
+                Origin::Journey { journey_id, step, event, .. } => {
+                    payload["journey_id"] = json!(journey_id);
+                    payload["journey"] = json!(fired.name);
+                    payload["step"] = json!(step);
+                    payload["event"] = json!({"properties": event});
+                }
+            }
+            NewDelivery { kind: "message".into(), target: contact.email.clone(), payload }
         }
-    }
-    out
+        Action::Segment { event } => NewDelivery {
+            kind: "segment".into(),
+            target: fired.outbound_host()?.clone(),
+            payload: segment_track(
+                &fired.who,
+                event.as_deref().unwrap_or(NUDGE_SENT),
+                fired.track_properties(),
+                fired.at,
+            ),
+        },
+    })
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod deliveries;
+pub mod journeys;
 pub mod pipeline;
 pub mod plan;
 pub mod postgres;
@@ -17,6 +18,7 @@ pub mod state;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kith_core::journeys::JourneySpec;
 use kith_core::rules::RuleSpec;
 use kith_core::{Clock, Event};
 
@@ -327,6 +329,42 @@ pub trait Store: Send + Sync + 'static {
     async fn segment_destination(&self, workspace: WorkspaceId) -> Result<Option<(String, String)>>;
     /// Claims the digest of `day` (a day key); `false` if it was already sent.
     async fn claim_digest(&self, workspace: WorkspaceId, day: i32) -> Result<bool>;
+
+    // Journeys.
+
+    /// A workspace's journeys.
+    async fn journeys(&self, workspace: WorkspaceId) -> Result<Vec<Journey>>;
+    /// One journey.
+    async fn journey(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Journey>>;
+    /// Creates a journey (validated by the caller).
+    async fn create_journey(&self, workspace: WorkspaceId, spec: JourneySpec) -> Result<Journey>;
+    /// Replaces a journey; `None` if there is no such journey. Entries keep their position and
+    /// the record of the steps they passed.
+    async fn update_journey(&self, workspace: WorkspaceId, id: i64, spec: JourneySpec) -> Result<Option<Journey>>;
+    /// Deletes a journey with its entries and their records.
+    async fn delete_journey(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+    /// Moves up to `limit` entries due by `now` as far as their contacts' events take them,
+    /// queuing what the steps they pass send; each step acts at most once per entry.
+    async fn advance_journeys(&self, now: Timestamp, limit: usize) -> Result<JourneyReport>;
+    /// A journey's entries by state and its steps' counts.
+    async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts>;
+    /// Active entries of a journey at a step, oldest first.
+    async fn journey_step_entries(
+        &self,
+        workspace: WorkspaceId,
+        journey: i64,
+        step: u32,
+        limit: usize,
+    ) -> Result<Vec<JourneyEntry>>;
+    /// A contact's entries in every journey, newest first, with the steps each passed.
+    async fn contact_journeys(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<JourneyEntry>>;
+    /// Track events of known contacts that happened in `[since, until]`, by contact and time.
+    async fn track_history(
+        &self,
+        workspace: WorkspaceId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<TrackRecord>>;
 
     // Messages to contacts: topics, templates, the sender, consent and the message log.
 

@@ -20,7 +20,8 @@ use std::ops::Range;
 
 use jiff::tz::TimeZone;
 use kith_core::event::{parse_event, EventType, ParseContext, Parsed};
-use kith_core::rules::{RuleSpec, Trigger};
+use kith_core::journeys::{EntryPolicy, JourneySpec};
+use kith_core::rules::{event_properties, RuleSpec, Trigger};
 use kith_core::{AudienceChange, Code, Event, EventKind, Rejection};
 use serde_json::{Map, Value};
 
@@ -44,6 +45,8 @@ pub struct WorkspaceRules {
     pub rules: Vec<(i64, RuleSpec)>,
     /// Whether kith reports audience changes to an outbound Segment host.
     pub outbound: bool,
+    /// Enabled journeys events or audience changes start, by id.
+    pub journeys: Vec<(i64, JourneySpec)>,
 }
 
 impl WorkspaceRules {
@@ -59,7 +62,22 @@ impl WorkspaceRules {
                     )
             })
             .collect();
-        WorkspaceRules { tz, rules, outbound }
+        WorkspaceRules { tz, rules, outbound, journeys: Vec::new() }
+    }
+
+    /// The workspace's journeys: only enabled ones the planner can start are kept.
+    pub fn with_journeys(mut self, journeys: Vec<(i64, JourneySpec)>) -> Self {
+        self.journeys = journeys
+            .into_iter()
+            .filter(|(_, journey)| {
+                journey.enabled
+                    && matches!(
+                        journey.when,
+                        Trigger::Event { .. } | Trigger::AudienceEntered { .. } | Trigger::AudienceExited { .. }
+                    )
+            })
+            .collect();
+        self
     }
 }
 
@@ -297,6 +315,28 @@ pub struct NewFiring {
     pub due_at: i64,
 }
 
+/// A contact entering a journey, if the journey's entry policy lets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJourneyEntry {
+    pub workspace_id: WorkspaceId,
+    /// The journey.
+    pub journey_id: i64,
+    /// Who may enter, how often.
+    pub policy: EntryPolicy,
+    /// The id of the journey's first step.
+    pub first_step: u32,
+    /// The contact.
+    pub contact: ContactRef,
+    /// What identifies this occurrence (a messageId, an audience change).
+    pub occurrence: String,
+    /// What occurred, for people.
+    pub trigger: String,
+    /// The entry event's properties.
+    pub properties: Map<String, Value>,
+    /// When it occurred.
+    pub at: i64,
+}
+
 /// A track call kith reports to the workspace's outbound Segment host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundTrack {
@@ -360,6 +400,11 @@ pub struct Plan {
     pub firings: Vec<NewFiring>,
     /// Track calls for the outbound Segment host.
     pub outbound: Vec<OutboundTrack>,
+    /// Journeys entered.
+    pub journey_entries: Vec<NewJourneyEntry>,
+    /// Contacts whose track events may move their journeys on, with the event's time: their
+    /// active entries are due again from then.
+    pub journey_wakes: Vec<(ContactRef, i64)>,
 }
 
 impl Plan {
@@ -417,6 +462,21 @@ pub struct Planner<'a> {
 }
 
 /// The phase an event type is planned in.
+/// Whether an event starts a trigger, and if so what identifies the occurrence (so replaying
+/// it starts nothing twice) and how to tell it to people.
+fn occurrence_of(when: &Trigger, event: &Event) -> Option<(String, String)> {
+    if when.matches_event(event) {
+        return Some((format!("event:{}", event.message_id), event.kind.name().unwrap_or_default().to_owned()));
+    }
+    let change = event
+        .audience
+        .as_ref()
+        .filter(|change| when.matches_audience(&change.key, change.entered, event.time, event.received_at))?;
+    let verb = if change.entered { "entered" } else { "exited" };
+    let time = event.time.as_millisecond();
+    Some((format!("audience:{}:{verb}:{time}", change.key), format!("{verb} audience {}", change.key)))
+}
+
 fn is_identity_call(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Identify { .. } | EventKind::Alias { .. })
 }
@@ -692,18 +752,7 @@ impl<'a> Planner<'a> {
         let Some(rules) = self.rules.get(&workspace_id).filter(|_| !event.from_kith) else { return };
         let time = event.time.as_millisecond();
         for (rule_id, rule) in &rules.rules {
-            let (occurrence, trigger) = if rule.matches_event(event) {
-                (format!("event:{}", event.message_id), event.kind.name().unwrap_or_default().to_owned())
-            } else if let Some(change) = event
-                .audience
-                .as_ref()
-                .filter(|change| rule.matches_audience(&change.key, change.entered, event.time, event.received_at))
-            {
-                let verb = if change.entered { "entered" } else { "exited" };
-                (format!("audience:{}:{verb}:{time}", change.key), format!("{verb} audience {}", change.key))
-            } else {
-                continue;
-            };
+            let Some((occurrence, trigger)) = occurrence_of(&rule.when, event) else { continue };
             self.plan.firings.push(NewFiring {
                 workspace_id,
                 rule_id: *rule_id,
@@ -713,6 +762,28 @@ impl<'a> Planner<'a> {
                 triggered_at: time,
                 due_at: time + rule.delay().as_millis() as i64,
             });
+        }
+        for (journey_id, journey) in &rules.journeys {
+            let Some((occurrence, trigger)) = occurrence_of(&journey.when, event) else { continue };
+            let properties = if matches!(event.kind, EventKind::Track { .. }) {
+                event_properties(&event.payload)
+            } else {
+                Map::new()
+            };
+            self.plan.journey_entries.push(NewJourneyEntry {
+                workspace_id,
+                journey_id: *journey_id,
+                policy: journey.entry,
+                first_step: journey.steps.first().map_or(0, |step| step.id),
+                contact,
+                occurrence,
+                trigger,
+                properties,
+                at: time,
+            });
+        }
+        if !rules.journeys.is_empty() && matches!(event.kind, EventKind::Track { .. }) {
+            self.plan.journey_wakes.push((contact, time));
         }
         if let Some(change) = event.audience.as_ref().filter(|_| rules.outbound) {
             let mut properties = Map::new();

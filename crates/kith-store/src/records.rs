@@ -910,3 +910,103 @@ pub struct MessageCounts {
     /// Waiting for the end of the contact's quiet hours.
     pub held: i64,
 }
+
+/// A journey as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Journey {
+    pub id: i64,
+    /// The journey.
+    pub spec: kith_core::journeys::JourneySpec,
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A step an entry passed, and why: the "why it moved" of a contact's journey.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTaken {
+    /// The step's id.
+    pub step: u32,
+    /// When, in the journey's logical time (a wait's deadline, an awaited event's time).
+    pub at: Timestamp,
+    /// What happened.
+    pub why: String,
+}
+
+/// One contact's way through a journey.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JourneyEntry {
+    pub id: i64,
+    /// The journey.
+    pub journey_id: i64,
+    /// The contact.
+    pub contact_id: ContactId,
+    /// The contact's email.
+    pub email: String,
+    /// What started it.
+    pub trigger: String,
+    /// When it started.
+    pub entered_at: Timestamp,
+    /// `active`, `completed` or `exited`.
+    pub state: String,
+    /// The step it is at, while active.
+    pub step: Option<u32>,
+    /// When the job looks at it next, while active.
+    pub next_due_at: Option<Timestamp>,
+    /// When it completed or exited.
+    pub ended_at: Option<Timestamp>,
+    /// Why it exited.
+    pub reason: Option<String>,
+    /// The steps passed, in order.
+    pub moves: Vec<StepTaken>,
+}
+
+/// How many entries of a journey wait at a step now, and how many passed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StepCount {
+    /// The step's id.
+    pub step: u32,
+    /// Active entries at it.
+    pub waiting: i64,
+    /// Entries that passed it.
+    pub done: i64,
+}
+
+/// A journey's entries by state, and its steps' counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct JourneyCounts {
+    /// Entries ever.
+    pub entered: i64,
+    /// Still in it.
+    pub active: i64,
+    /// Passed the last step.
+    pub completed: i64,
+    /// Left early.
+    pub exited: i64,
+    /// Per step id, for every step that has an entry at it or behind it.
+    pub steps: Vec<StepCount>,
+}
+
+/// A stored track event, as a backtest reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackRecord {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// The event name.
+    pub name: String,
+    /// When it happened.
+    pub time: Timestamp,
+    /// Its properties.
+    pub properties: Map<String, Value>,
+}
+
+/// What one pass of the journey job did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JourneyReport {
+    /// Entries looked at.
+    pub entries: u64,
+    /// Steps passed.
+    pub steps: u64,
+    /// Entries that completed or exited.
+    pub ended: u64,
+}

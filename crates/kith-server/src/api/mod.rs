@@ -5,6 +5,7 @@
 pub mod contacts;
 pub mod groups;
 pub mod health;
+pub mod journeys;
 pub mod messages;
 pub mod nudges;
 pub mod settings;
@@ -50,6 +51,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/validate", post(validate::validate))
         .route("/api/rules", get(nudges::list).post(nudges::create))
         .route("/api/rules/{id}", get(nudges::show).put(nudges::update).delete(nudges::delete))
+        .route("/api/rules/{id}/backtest", post(journeys::backtest_rule))
+        .route("/api/journeys", get(journeys::list).post(journeys::create))
+        .route("/api/journeys/backtest", post(journeys::backtest_draft))
+        .route("/api/journeys/{id}", get(journeys::show).put(journeys::update).delete(journeys::delete))
+        .route("/api/journeys/{id}/pause", post(journeys::pause))
+        .route("/api/journeys/{id}/resume", post(journeys::resume))
+        .route("/api/journeys/{id}/backtest", post(journeys::backtest))
+        .route("/api/journeys/{id}/steps/{step}/contacts", get(journeys::step_contacts))
+        .route("/api/contacts/{id}/journeys", get(journeys::contact_journeys))
         .route("/api/deliveries", get(nudges::deliveries))
         .route("/api/deliveries/{id}/retry", post(nudges::retry))
         .route("/api/topics", get(messages::topics).post(messages::create_topic))

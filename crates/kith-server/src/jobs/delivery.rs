@@ -7,8 +7,9 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use jiff::{SignedDuration, Timestamp};
+use kith_core::closeness::InteractionKind;
 use kith_core::rules::{after_attempt, Delivery as Decision};
-use kith_store::{Delivery, DeliveryResult, StoreError};
+use kith_store::{Delivery, DeliveryResult, NewInteraction, StoreError};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
@@ -100,6 +101,10 @@ pub async fn deliver_due(state: &AppState) -> Result<Report, StoreError> {
         }
         if delivery.kind == "message" {
             deliver_message(state, &delivery, now, &mut report).await?;
+            continue;
+        }
+        if delivery.kind == "note" || delivery.kind == "cadence" {
+            apply_to_contact(state, &delivery, now, &mut report).await?;
             continue;
         }
         let attempt = AssertUnwindSafe(attempt_one(state, &delivery, now)).catch_unwind().await;
@@ -260,6 +265,43 @@ async fn deliver_message(
             Ok(())
         }
     }
+}
+
+/// A journey's note or cadence step, applied to the contact through the store as a person's
+/// would be. Queued in the outbox with the step's record, so it happens even if the node that
+/// took the step stops right after.
+async fn apply_to_contact(
+    state: &AppState,
+    delivery: &Delivery,
+    now: Timestamp,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let workspace = delivery.workspace_id;
+    let payload = &delivery.payload;
+    let Some(contact) = payload.get("contact_id").and_then(Value::as_i64) else {
+        return settle(
+            state,
+            std::slice::from_ref(delivery),
+            Ok(refused("not a step kith queued".into())),
+            now,
+            report,
+        )
+        .await;
+    };
+    let applied = if delivery.kind == "note" {
+        let text = payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let note = NewInteraction { kind: InteractionKind::Note, occurred_at: now, text };
+        state.store.add_interaction(workspace, contact, note).await.map(|_| ())
+    } else {
+        state.store.set_cadence(workspace, contact, payload.get("days").and_then(Value::as_i64)).await.map(|_| ())
+    };
+    let attempt = match applied {
+        Ok(()) => Attempt { status: Some(200), retry_after: None, error: None },
+        // The contact was erased or merged away meanwhile: nothing left to apply it to.
+        Err(StoreError::NotFound(what)) => refused(format!("{what} no longer exists")),
+        Err(error) => return Err(error),
+    };
+    settle(state, std::slice::from_ref(delivery), Ok(attempt), now, report).await
 }
 
 /// The email of a message: from the workspace's sender (else the server's `smtp_from`), both

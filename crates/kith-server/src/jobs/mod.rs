@@ -1,6 +1,7 @@
 //! Background work: pending-event expiry, the nudge passes (bucket changes, due dates,
-//! waiting firings), daily digests, outbound deliveries, the record of account health and
-//! rebuilding history from the stored events.
+//! waiting firings), journeys (entries whose wait ended or whose contact did something), daily
+//! digests, outbound deliveries, the record of account health and rebuilding history from the
+//! stored events.
 //!
 //! Each pass is a plain function of the state and its clock, so tests run them on demand
 //! with [`run_pending`] instead of sleeping; [`start`] only schedules them. Every pass is
@@ -15,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use kith_store::{JobReport, StoreError};
+use kith_store::journeys::ENTRIES_PER_PASS;
+use kith_store::{JobReport, JourneyReport, StoreError};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -50,6 +52,7 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 /// The passes' names, in the log and as the `pass` label of `kith_jobs_passes_total`.
 const EXPIRY: &str = "pending-event expiry";
 const NUDGES: &str = "nudges";
+const JOURNEYS: &str = "journeys";
 const DIGESTS: &str = "digests";
 const DELIVERIES: &str = "deliveries";
 const ACCOUNT_HEALTH: &str = "account health";
@@ -62,6 +65,8 @@ pub struct Report {
     pub expired: u64,
     /// Bucket changes, due contacts and firings.
     pub nudges: JobReport,
+    /// Journey entries moved.
+    pub journeys: JourneyReport,
     /// Digests queued.
     pub digests: u64,
     /// Deliveries attempted.
@@ -201,6 +206,7 @@ async fn schedule(state: AppState) {
         }
         if tick.is_multiple_of(NUDGE_EVERY_TICKS) {
             isolated(&state, NUDGES, nudges(&state)).await;
+            isolated(&state, JOURNEYS, journeys(&state)).await;
         }
         if tick.is_multiple_of(DIGEST_EVERY_TICKS) {
             isolated(&state, DIGESTS, digest::queue_due(&state)).await;
@@ -246,6 +252,7 @@ async fn counted<T>(
 pub async fn run_pending(state: &AppState) -> Result<Report, StoreError> {
     let mut report = Report { expired: counted(state, EXPIRY, expire_pending(state)).await?, ..Report::default() };
     report.nudges = counted(state, NUDGES, nudges(state)).await?;
+    report.journeys = counted(state, JOURNEYS, journeys(state)).await?;
     report.digests = counted(state, DIGESTS, digest::queue_due(state)).await?;
     report.account_health = counted(state, ACCOUNT_HEALTH, crate::service::health::record_all(state)).await?;
     report.reprojected = counted(state, REPROJECTION, reproject(state, None)).await?;
@@ -292,6 +299,26 @@ pub async fn nudges(state: &AppState) -> Result<JobReport, StoreError> {
     }
     if report.fired + report.cancelled + report.bucket_changes > 0 {
         tracing::info!(?report, "nudge pass");
+    }
+    Ok(report)
+}
+
+/// Moves journey entries whose wait ended or whose contact did something, queuing what the
+/// steps they pass send. Entries are claimed, so every node may run this at once.
+pub async fn journeys(state: &AppState) -> Result<JourneyReport, StoreError> {
+    let now = state.clock.now();
+    let mut report = JourneyReport::default();
+    loop {
+        let pass = state.store.advance_journeys(now, ENTRIES_PER_PASS).await?;
+        report.entries += pass.entries;
+        report.steps += pass.steps;
+        report.ended += pass.ended;
+        if pass.entries < ENTRIES_PER_PASS as u64 {
+            break;
+        }
+    }
+    if report.steps + report.ended > 0 {
+        tracing::info!(?report, "journey pass");
     }
     Ok(report)
 }

@@ -854,10 +854,15 @@ pub async fn prepare(state: &AppState, delivery: &Delivery, now: Timestamp) -> R
     };
     let base = base.trim_end_matches('/');
     let sender = sender(state, workspace).await?;
-    let unsubscribe_url = format!("{base}{}", unsubscribe_path(&sender.link_secret, workspace, contact_id, topic.id));
+    let unsubscribe_url = format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        unsubscribe_path(&sender.link_secret, workspace, contact_id, topic.id)
+    );
+    // A rule's message reads its triggering event; a journey's carries its entry event.
     let event = match number("firing_id") {
         Some(firing) => state.store.firing_event(workspace, firing).await?,
-        None => None,
+        None => delivery.payload.get("event").map(Value::to_string),
     };
     let context = context(state, workspace, &contact, event.as_deref(), &unsubscribe_url).await?;
     match render(&template.spec, &context) {

@@ -11,6 +11,7 @@ pub mod contacts;
 pub mod groups;
 pub mod health;
 pub mod history;
+pub mod journeys;
 pub mod messages;
 pub mod nudges;
 pub mod settings;

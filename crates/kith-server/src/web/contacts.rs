@@ -373,6 +373,7 @@ async fn render_contact(
     } else {
         Vec::new()
     };
+    let journeys_card = super::journeys::contact_card(state, signed, contact.id).await?;
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -536,6 +537,7 @@ async fn render_contact(
                         }
                     }
                 }
+                (journeys_card)
                 section.card #events aria-labelledby="events-title" {
                     h2 #events-title { "Event stream" }
                     p.muted.small { "Every event kith stored for this contact, newest first, with the traits the contact had at the time." }

@@ -31,11 +31,13 @@ pub enum Nav {
     Nudges,
     /// `/messages`: templates and topics.
     Messages,
+    /// `/journeys`.
+    Journeys,
     /// `/settings`.
     Settings,
 }
 
-const NAV: [(Nav, &str, &str); 9] = [
+const NAV: [(Nav, &str, &str); 10] = [
     (Nav::Contacts, "/contacts", "Contacts"),
     (Nav::Accounts, "/accounts", "Accounts"),
     (Nav::Audiences, "/audiences", "Audiences"),
@@ -44,6 +46,7 @@ const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Debugger, "/debugger", "Debugger"),
     (Nav::Nudges, "/nudges", "Nudges"),
     (Nav::Messages, "/messages", "Messages"),
+    (Nav::Journeys, "/journeys", "Journeys"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

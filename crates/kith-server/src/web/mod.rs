@@ -12,6 +12,7 @@ mod assets;
 mod contacts;
 mod debugger;
 mod groups;
+mod journeys;
 mod layout;
 mod message_stats;
 mod messages;
@@ -117,6 +118,12 @@ pub fn routes() -> Router<AppState> {
         .route("/messages/templates/new", get(messages::new_template))
         .route("/messages/templates/{id}", get(messages::edit_template).post(messages::update_template))
         .route("/messages/templates/{id}/delete", post(messages::delete_template))
+        .route("/journeys", get(journeys::list))
+        .route("/journeys/new", get(journeys::new))
+        .route("/journeys/builder", post(journeys::post_builder))
+        .route("/journeys/{id}", get(journeys::show))
+        .route("/journeys/{id}/toggle", post(journeys::toggle))
+        .route("/journeys/{id}/steps/{step}", get(journeys::step))
         .route("/settings", get(settings::page))
         .route("/settings/workspace", post(settings::update_workspace))
         .route("/settings/sender", post(settings::update_sender))

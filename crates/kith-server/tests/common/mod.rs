@@ -285,6 +285,21 @@ impl TestServer {
         }
     }
 
+    /// Another node on this server's database, whose jobs a test runs on demand: on PostgreSQL
+    /// with a store of its own, on SQLite with the same store (one writer per file).
+    pub async fn second_node(&self) -> AppState {
+        let store = match self.database.as_ref() {
+            Some(database @ TestDatabase::Postgres { .. }) => database.open(self.state.clock.clone()).await,
+            _ => self.state.store.clone(),
+        };
+        let config = AppConfig {
+            manual_jobs: true,
+            outbound_allow: vec!["127.0.0.0/8".parse().unwrap()],
+            ..AppConfig::default()
+        };
+        App::new(store, config).expect("app").state
+    }
+
     /// Runs every background job once, as of the server's clock.
     pub async fn run_jobs(&self) -> kith_server::jobs::Report {
         kith_server::jobs::run_pending(&self.state).await.expect("jobs")

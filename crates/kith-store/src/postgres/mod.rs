@@ -11,6 +11,7 @@
 mod admin;
 mod connect;
 mod health;
+mod journeys;
 mod messages;
 mod migrate;
 mod nudges;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kith_core::journeys::JourneySpec;
 use kith_core::rules::RuleSpec;
 use kith_core::Clock;
 use kith_core::Event;
@@ -343,6 +345,58 @@ impl Store for PostgresStore {
 
     async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport> {
         on_connection!(self, |c| nudges::fire_due(c, now, limit))
+    }
+
+    async fn journeys(&self, workspace: WorkspaceId) -> Result<Vec<Journey>> {
+        on_connection!(self, |c| journeys::journeys(&*c, workspace))
+    }
+
+    async fn journey(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Journey>> {
+        on_connection!(self, |c| journeys::journey(&*c, workspace, id))
+    }
+
+    async fn create_journey(&self, workspace: WorkspaceId, spec: JourneySpec) -> Result<Journey> {
+        on_connection!(self, |c| journeys::create_journey(c, workspace, &spec, self.now()))
+    }
+
+    async fn update_journey(&self, workspace: WorkspaceId, id: i64, spec: JourneySpec) -> Result<Option<Journey>> {
+        on_connection!(self, |c| journeys::update_journey(c, workspace, id, &spec, self.now()))
+    }
+
+    async fn delete_journey(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        on_connection!(self, |c| journeys::delete_journey(c, workspace, id))
+    }
+
+    async fn advance_journeys(&self, now: Timestamp, limit: usize) -> Result<JourneyReport> {
+        on_connection!(self, |c| journeys::advance(c, now, limit))
+    }
+
+    async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
+        on_connection!(self, |c| journeys::counts(c, workspace, journey))
+    }
+
+    async fn journey_step_entries(
+        &self,
+        workspace: WorkspaceId,
+        journey: i64,
+        step: u32,
+        limit: usize,
+    ) -> Result<Vec<JourneyEntry>> {
+        on_connection!(self, |c| journeys::step_entries(c, workspace, journey, step, limit))
+    }
+
+    async fn contact_journeys(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<JourneyEntry>> {
+        on_connection!(self, |c| journeys::contact_journeys(c, workspace, contact))
+    }
+
+    async fn track_history(
+        &self,
+        workspace: WorkspaceId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<TrackRecord>> {
+        let (since, until) = (since.as_millisecond(), until.as_millisecond());
+        on_connection!(self, |c| journeys::track_history(c, workspace, since, until))
     }
 
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {

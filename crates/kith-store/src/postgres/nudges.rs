@@ -12,7 +12,7 @@ use kith_core::time::{day_key, from_millis};
 use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Row};
 
-use super::{admin, read};
+use super::{admin, journeys, read};
 use crate::deliveries::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
 use crate::records::*;
 use crate::sql::DELIVERY_COLUMNS;
@@ -173,7 +173,7 @@ pub async fn enqueue(
 }
 
 /// The contact's email and first userId, for the track calls kith sends about it.
-async fn segment_identity(
+pub(super) async fn segment_identity(
     c: &(impl GenericClient + Sync),
     contact: ContactId,
 ) -> Result<Option<(String, Option<String>)>> {
@@ -230,6 +230,7 @@ pub async fn evaluate_contacts(c: &mut Client, now: Timestamp) -> Result<JobRepo
         // interleaving with an ingest batch's (which would deadlock one of them).
         super::lock_contacts(&tx).await?;
         let rules = enabled_rules(&tx, workspace.id).await?;
+        let journeys = journeys::enabled_journeys(&tx, workspace.id).await?;
         let model = workspace.model();
         let thresholds: Vec<f64> = [Bucket::Close, Bucket::Warm, Bucket::Cooling]
             .iter()
@@ -274,6 +275,17 @@ pub async fn evaluate_contacts(c: &mut Client, now: Timestamp) -> Result<JobRepo
                 )
                 .await?;
             }
+            journeys::enter_matching(
+                &tx,
+                workspace.id,
+                &journeys,
+                contact,
+                &format!("bucket:{new}:{now_ms}"),
+                &format!("became {new}"),
+                now_ms,
+                |journey| journey.when.matches_bucket(from, to),
+            )
+            .await?;
             let outbound = match (from, to) {
                 (_, Bucket::Close) => Some(BECAME_CLOSE),
                 (Some(from), Bucket::Cold) if from != Bucket::Cold => Some(WENT_COLD),
@@ -289,7 +301,8 @@ pub async fn evaluate_contacts(c: &mut Client, now: Timestamp) -> Result<JobRepo
 
         let due_rules: Vec<&(i64, RuleSpec)> =
             rules.iter().filter(|(_, rule)| matches!(rule.when, Trigger::BecomesDue {})).collect();
-        if !due_rules.is_empty() {
+        let due_journeys = journeys.iter().any(|(_, journey)| matches!(journey.when, Trigger::BecomesDue {}));
+        if !due_rules.is_empty() || due_journeys {
             let became_due: Vec<(ContactId, i64)> = tx
                 .query(
                     "SELECT id, due_at FROM contacts WHERE workspace_id = $1 AND due_at IS NOT NULL AND due_at <= $2
@@ -326,6 +339,17 @@ pub async fn evaluate_contacts(c: &mut Client, now: Timestamp) -> Result<JobRepo
                     )
                     .await?;
                 }
+                journeys::enter_matching(
+                    &tx,
+                    workspace.id,
+                    &journeys,
+                    contact,
+                    &format!("due:{due_at}"),
+                    "became due",
+                    now_ms,
+                    |journey| matches!(journey.when, Trigger::BecomesDue {}),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -418,16 +442,16 @@ pub async fn fire_due(c: &mut Client, now: Timestamp, limit: usize) -> Result<Jo
         let (email, user_id) = segment_identity(&tx, contact_id).await?.unwrap_or((contact.email.clone(), None));
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
         let fired = deliveries::Fired {
-            firing_id: firing,
-            rule_id,
-            rule: &rule.spec,
+            origin: deliveries::Origin::Rule { firing_id: firing, rule_id },
+            name: &rule.spec.name,
             contact: &contact,
             who,
             trigger: &trigger,
             workspace,
             at: now,
         };
-        enqueue(&tx, workspace_id, &deliveries::for_firing(&fired), Some(firing), Some(contact_id), now_ms).await?;
+        enqueue(&tx, workspace_id, &deliveries::for_firing(&fired, &rule.spec), Some(firing), Some(contact_id), now_ms)
+            .await?;
         tx.execute(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES ($1, $2, 'nudge', $3, $4, $5, 1, $4)",

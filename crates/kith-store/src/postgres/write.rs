@@ -15,7 +15,7 @@ use kith_core::{Event, EventKind};
 use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::{admin, lock_contacts, nudges, read};
+use super::{admin, journeys, lock_contacts, nudges, read};
 use crate::plan::{self, ContactChange, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
 use crate::records::*;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
@@ -34,7 +34,11 @@ pub async fn write_events(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outc
     let mut rules = HashMap::with_capacity(workspaces.len());
     for (id, workspace) in &workspaces {
         let enabled = nudges::enabled_rules(&tx, *id).await?;
-        rules.insert(*id, WorkspaceRules::new(workspace.tz(), enabled, workspace.sends_to_segment()));
+        let journeys = journeys::enabled_journeys(&tx, *id).await?;
+        rules.insert(
+            *id,
+            WorkspaceRules::new(workspace.tz(), enabled, workspace.sends_to_segment()).with_journeys(journeys),
+        );
     }
     // Claiming a messageId is how a duplicate is found: one statement for the batch, no lookup.
     let (claimed, seen) = claim_message_ids(&tx, batch).await?;
@@ -336,6 +340,12 @@ async fn execute(
         )
         .await?;
     }
+    for entry in &plan.journey_entries {
+        journeys::enter(tx, entry, resolve(ids, entry.contact)).await?;
+    }
+    let wakes: Vec<(ContactId, i64)> =
+        plan.journey_wakes.iter().map(|(contact, at)| (resolve(ids, *contact), *at)).collect();
+    journeys::wake(tx, &wakes).await?;
     for track in &plan.outbound {
         let workspace = workspace_record(workspaces, track.workspace_id)?;
         let contact = resolve(ids, track.contact);
@@ -1150,6 +1160,8 @@ async fn erase_contact(
         "DELETE FROM audience_history WHERE contact_id = $1",
         "DELETE FROM outbox WHERE contact_id = $1",
         "DELETE FROM rule_firings WHERE contact_id = $1",
+        "DELETE FROM journey_steps WHERE contact_id = $1",
+        "DELETE FROM journey_entries WHERE contact_id = $1",
         "DELETE FROM alias_conflicts WHERE contact_id = $1 OR other_contact_id = $1",
         "DELETE FROM contacts WHERE id = $1",
     ] {

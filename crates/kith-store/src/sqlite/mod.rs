@@ -12,6 +12,7 @@ mod dedup;
 mod files;
 mod handoff;
 mod health;
+mod journeys;
 mod log;
 mod messages;
 mod migrate;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kith_core::journeys::JourneySpec;
 use kith_core::rules::RuleSpec;
 use kith_core::{Clock, Event};
 use rusqlite::{Connection, OpenFlags};
@@ -591,6 +593,60 @@ impl Store for SqliteStore {
 
     async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport> {
         self.write_fresh(move |c| nudges::fire_due(c, now, limit)).await
+    }
+
+    async fn journeys(&self, workspace: WorkspaceId) -> Result<Vec<Journey>> {
+        self.read(move |c| journeys::journeys(c, workspace)).await
+    }
+
+    async fn journey(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Journey>> {
+        self.read(move |c| journeys::journey(c, workspace, id)).await
+    }
+
+    async fn create_journey(&self, workspace: WorkspaceId, spec: JourneySpec) -> Result<Journey> {
+        let now = self.now();
+        self.write_fresh(move |c| journeys::create_journey(c, workspace, &spec, now)).await
+    }
+
+    async fn update_journey(&self, workspace: WorkspaceId, id: i64, spec: JourneySpec) -> Result<Option<Journey>> {
+        let now = self.now();
+        self.write_fresh(move |c| journeys::update_journey(c, workspace, id, &spec, now)).await
+    }
+
+    async fn delete_journey(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write_fresh(move |c| journeys::delete_journey(c, workspace, id)).await
+    }
+
+    async fn advance_journeys(&self, now: Timestamp, limit: usize) -> Result<JourneyReport> {
+        self.write_fresh(move |c| journeys::advance(c, now, limit)).await
+    }
+
+    async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
+        self.read_fresh(move |c| journeys::counts(c, workspace, journey)).await
+    }
+
+    async fn journey_step_entries(
+        &self,
+        workspace: WorkspaceId,
+        journey: i64,
+        step: u32,
+        limit: usize,
+    ) -> Result<Vec<JourneyEntry>> {
+        self.read_fresh(move |c| journeys::step_entries(c, workspace, journey, step, limit)).await
+    }
+
+    async fn contact_journeys(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<JourneyEntry>> {
+        self.read_fresh(move |c| journeys::contact_journeys(c, workspace, contact)).await
+    }
+
+    async fn track_history(
+        &self,
+        workspace: WorkspaceId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<TrackRecord>> {
+        let (since, until) = (since.as_millisecond(), until.as_millisecond());
+        self.read_fresh(move |c| journeys::track_history(c, workspace, since, until)).await
     }
 
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {

@@ -11,7 +11,7 @@ use kith_core::time::{day_key, from_millis};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
-use super::{admin, read};
+use super::{admin, journeys, read};
 use crate::deliveries::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
 use crate::records::*;
 use crate::sql::DELIVERY_COLUMNS;
@@ -142,7 +142,7 @@ pub fn enqueue(
 }
 
 /// The contact's email and first userId, for the track calls kith sends about it.
-fn segment_identity(c: &Connection, contact: ContactId) -> Result<Option<(String, Option<String>)>> {
+pub(super) fn segment_identity(c: &Connection, contact: ContactId) -> Result<Option<(String, Option<String>)>> {
     let email: Option<String> = c
         .prepare_cached("SELECT email FROM contacts WHERE id = ?1")?
         .query_row([contact], |row| row.get(0))
@@ -191,6 +191,7 @@ pub fn evaluate_contacts(c: &mut Connection, now: Timestamp) -> Result<JobReport
     for workspace in admin::workspaces(c)? {
         let tx = c.transaction()?;
         let rules = enabled_rules(&tx, workspace.id)?;
+        let journeys = journeys::enabled_journeys(&tx, workspace.id)?;
         let model = workspace.model();
         let thresholds: Vec<f64> = [Bucket::Close, Bucket::Warm, Bucket::Cooling]
             .iter()
@@ -230,6 +231,16 @@ pub fn evaluate_contacts(c: &mut Connection, now: Timestamp) -> Result<JobReport
                     now_ms,
                 )?;
             }
+            journeys::enter_matching(
+                &tx,
+                workspace.id,
+                &journeys,
+                contact,
+                &format!("bucket:{new}:{now_ms}"),
+                &format!("became {new}"),
+                now_ms,
+                |journey| journey.when.matches_bucket(from, to),
+            )?;
             let outbound = match (from, to) {
                 (_, Bucket::Close) => Some(BECAME_CLOSE),
                 (Some(from), Bucket::Cold) if from != Bucket::Cold => Some(WENT_COLD),
@@ -245,7 +256,8 @@ pub fn evaluate_contacts(c: &mut Connection, now: Timestamp) -> Result<JobReport
 
         let due_rules: Vec<&(i64, RuleSpec)> =
             rules.iter().filter(|(_, rule)| matches!(rule.when, Trigger::BecomesDue {})).collect();
-        if !due_rules.is_empty() {
+        let due_journeys = journeys.iter().any(|(_, journey)| matches!(journey.when, Trigger::BecomesDue {}));
+        if !due_rules.is_empty() || due_journeys {
             let became_due: Vec<(ContactId, i64)> = {
                 let mut statement = tx.prepare_cached(
                     "SELECT id, due_at FROM contacts WHERE workspace_id = ?1 AND due_at IS NOT NULL AND due_at <= ?2
@@ -278,6 +290,16 @@ pub fn evaluate_contacts(c: &mut Connection, now: Timestamp) -> Result<JobReport
                         now_ms,
                     )?;
                 }
+                journeys::enter_matching(
+                    &tx,
+                    workspace.id,
+                    &journeys,
+                    contact,
+                    &format!("due:{due_at}"),
+                    "became due",
+                    now_ms,
+                    |journey| matches!(journey.when, Trigger::BecomesDue {}),
+                )?;
             }
         }
         tx.commit()?;
@@ -372,16 +394,22 @@ pub fn fire_due(c: &mut Connection, now: Timestamp, limit: usize) -> Result<JobR
         let (email, user_id) = segment_identity(&tx, contact_id)?.unwrap_or((contact.email.clone(), None));
         let who = SegmentIdentity { contact_id, email: &email, user_id: user_id.as_deref() };
         let fired = deliveries::Fired {
-            firing_id: firing,
-            rule_id,
-            rule: &rule.spec,
+            origin: deliveries::Origin::Rule { firing_id: firing, rule_id },
+            name: &rule.spec.name,
             contact: &contact,
             who,
             trigger: &trigger,
             workspace,
             at: now,
         };
-        enqueue(&tx, workspace_id, &deliveries::for_firing(&fired), Some(firing), Some(contact_id), now_ms)?;
+        enqueue(
+            &tx,
+            workspace_id,
+            &deliveries::for_firing(&fired, &rule.spec),
+            Some(firing),
+            Some(contact_id),
+            now_ms,
+        )?;
         tx.prepare_cached(
             "INSERT INTO interactions (workspace_id, contact_id, kind, day, occurred_at, description, hits, created_at)
              VALUES (?1, ?2, 'nudge', ?3, ?4, ?5, 1, ?4)",

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
 use super::cache::WriterCache;
-use super::{admin, nudges, read};
+use super::{admin, journeys, nudges, read};
 use crate::plan::{self, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
 use crate::records::*;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
@@ -34,7 +34,11 @@ pub fn write_events(
         .iter()
         .map(|(id, workspace)| {
             let rules = nudges::enabled_rules(&tx, *id)?;
-            Ok((*id, WorkspaceRules::new(workspace.tz(), rules, workspace.sends_to_segment())))
+            Ok((
+                *id,
+                WorkspaceRules::new(workspace.tz(), rules, workspace.sends_to_segment())
+                    .with_journeys(journeys::enabled_journeys(&tx, *id)?),
+            ))
         })
         .collect::<Result<_>>()?;
     // Duplicates never get this far: the event log took each messageId once (`dedup.rs`).
@@ -382,6 +386,12 @@ fn execute(
                 firing.due_at
             ])?;
         }
+    }
+    for entry in &plan.journey_entries {
+        journeys::enter(tx, entry, id(entry.contact))?;
+    }
+    for (contact, at) in &plan.journey_wakes {
+        journeys::wake(tx, id(*contact), *at)?;
     }
     for track in &plan.outbound {
         let workspace = &workspaces[&track.workspace_id];
@@ -812,6 +822,8 @@ pub fn delete_contact(
         "DELETE FROM audience_history WHERE contact_id = ?1",
         "DELETE FROM outbox WHERE contact_id = ?1",
         "DELETE FROM rule_firings WHERE contact_id = ?1",
+        "DELETE FROM journey_steps WHERE contact_id = ?1",
+        "DELETE FROM journey_entries WHERE contact_id = ?1",
         "DELETE FROM alias_conflicts WHERE contact_id = ?1 OR other_contact_id = ?1",
         "DELETE FROM contacts WHERE id = ?1",
     ] {
