@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{contacts, groups, health, messages, nudges, settings, validate, views};
+use crate::api::{contacts, groups, health, messages, nudges, owners, settings, validate, views};
 
 struct SecretKeyAuth;
 
@@ -36,6 +36,8 @@ impl Modify for SecretKeyAuth {
         messages::topics, messages::create_topic, messages::templates, messages::create_template, messages::template,
         messages::update_template, messages::delete_template, messages::preview, messages::sender,
         messages::set_sender, messages::limits, messages::set_limits, messages::contact_messages,
+        owners::set_account_owner, owners::set_contact_owner, owners::tasks, owners::create_task, owners::task,
+        owners::update_task, owners::delete_task, owners::complete_task, owners::reopen_task, owners::today,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),

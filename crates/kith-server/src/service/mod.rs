@@ -12,6 +12,7 @@ pub mod groups;
 pub mod health;
 pub mod messages;
 pub mod nudges;
+pub mod owners;
 pub mod settings;
 pub mod users;
 

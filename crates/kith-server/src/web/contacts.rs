@@ -10,11 +10,14 @@ use jiff::Timestamp;
 use kith_core::closeness::{Bucket, Closeness, InteractionKind};
 use kith_core::profile;
 use kith_core::time::date_of_day_key;
-use kith_store::{Account, Contact, ContactQuery, ContactSort, Interaction, NewInteraction, Workspace};
+use kith_store::{
+    Account, Contact, ContactQuery, ContactSort, Interaction, NewInteraction, OwnerFilter, OwnerSubject, Workspace,
+};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
+use super::owners;
 use super::session::{Posted, Signed};
 use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::contacts::{self, find_contact, StreamEvent, MAX_CADENCE_DAYS};
@@ -138,6 +141,8 @@ pub struct ListParams {
     sort: Option<String>,
     cursor: Option<String>,
     deleted: Option<String>,
+    /// `me`: only the signed-in user's contacts.
+    owner: Option<String>,
 }
 
 /// `GET /contacts`.
@@ -153,6 +158,7 @@ pub async fn list(
     let bucket = params.bucket.as_deref().and_then(Bucket::parse);
     let audience = params.audience.as_deref().filter(|s| !s.is_empty());
     let by_closeness = params.sort.as_deref() == Some("closeness");
+    let mine = owners::wants_mine(params.owner.as_deref())?;
     let cursor = page_cursor(params.cursor.as_deref());
     let on_later_page = cursor.is_some();
     let query = ContactQuery {
@@ -160,16 +166,23 @@ pub async fn list(
         sort: if by_closeness { ContactSort::Closeness } else { ContactSort::LastSeen },
         key_range: bucket.map(|bucket| contacts::bucket_range(bucket, &workspace.model(), now)),
         audience: audience.map(str::to_owned),
+        owner: mine.then_some(OwnerFilter::User(signed.user.id)),
         cursor,
         limit: PAGE_SIZE,
         ..ContactQuery::default()
     };
     let page = state.store.contacts(workspace.id, query).await?;
     let audiences = state.store.audiences(workspace.id).await?;
-    let filtered = search.is_some() || bucket.is_some() || audience.is_some();
+    let filtered = search.is_some() || bucket.is_some() || audience.is_some() || mine;
     let rows = rows(&state, workspace, page.items).await?;
     let sort = by_closeness.then_some("closeness");
-    let filters = [("q", search), ("bucket", bucket.map(Bucket::as_str)), ("audience", audience), ("sort", sort)];
+    let filters = [
+        ("q", search),
+        ("bucket", bucket.map(Bucket::as_str)),
+        ("audience", audience),
+        ("sort", sort),
+        ("owner", mine.then_some("me")),
+    ];
     let first = layout::link("/contacts", &filters);
     let next = encode_cursor(page.next).map(|cursor| {
         let mut pairs = filters.to_vec();
@@ -211,6 +224,12 @@ pub async fn list(
                 select #sort name="sort" data-autosubmit {
                     option value="last_seen" selected[!by_closeness] { "Last seen" }
                     option value="closeness" selected[by_closeness] { "Closest first" }
+                }
+            }
+            div.field {
+                label.check {
+                    input type="checkbox" name="owner" value="me" checked[mine] data-autosubmit;
+                    " Mine only"
                 }
             }
             div.field.field-actions {
@@ -312,6 +331,10 @@ async fn contact_list(state: &AppState, signed: &Signed, list: ListPage, query: 
 pub struct ShowParams {
     timeline: Option<String>,
     events: Option<String>,
+    /// What a refused task form said.
+    task_error: Option<String>,
+    /// What a refused owner form said.
+    owner_error: Option<String>,
 }
 
 /// `GET /contacts/{id}`.
@@ -361,6 +384,7 @@ async fn render_contact(
     let events = contacts::events(state, workspace.id, contact.id, events_cursor, EVENTS_PAGE_SIZE).await?;
     let sent_or_skipped = state.store.message_log(workspace.id, contact.id, MESSAGES_SHOWN).await?;
     let preferences = crate::service::messages::preferences(state, workspace.id, &contact).await?;
+    let follow_ups = owners::follow_ups(state, signed, OwnerSubject::Contact, contact.id).await?;
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -465,6 +489,8 @@ async fn render_contact(
                 }
             }
             aside.contact-side {
+                (owners::owner_card(signed, &base, &follow_ups, params.owner_error.as_deref()))
+                (owners::tasks_card(signed, &base, &follow_ups, params.task_error.as_deref(), &tz))
                 section.card aria-labelledby="closeness-title" {
                     h2 #closeness-title { "Closeness" }
                     div.score-line {

@@ -5,12 +5,13 @@ use axum::response::Response;
 use kith_core::closeness::days_of_millis;
 use kith_core::health::{AtRisk, Band, Health};
 use kith_core::time::date_of_day_key;
-use kith_store::Account;
+use kith_store::{Account, OwnerSubject};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::contacts::{contact_table, rows, Extra};
 use super::layout::{self, Nav};
+use super::owners;
 use super::session::Signed;
 use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::{encode_cursor, groups, health};
@@ -39,6 +40,8 @@ pub struct AccountsQuery {
     /// Any value: the accounts at risk, by band or by a fall of their score (the band filter
     /// is then ignored).
     falling: Option<String>,
+    /// `me`: only the signed-in user's accounts.
+    owner: Option<String>,
 }
 
 /// A health band as a tag.
@@ -64,6 +67,8 @@ pub async fn accounts(
     };
     let sort = query.sort.as_deref().filter(|sort| !sort.is_empty());
     let falling = query.falling.as_deref().is_some_and(|falling| !falling.is_empty());
+    let mine = owners::wants_mine(query.owner.as_deref())?;
+    let mine_param = mine.then_some("me");
     let mut accounts: Vec<(Account, Health, Option<AtRisk>)> = if falling {
         let found = health::at_risk(&state, workspace, now).await?;
         found.into_iter().map(|(account, health, reason)| (account, health, Some(reason))).collect()
@@ -71,6 +76,10 @@ pub async fn accounts(
         let found = health::accounts(&state, workspace, band, now).await?;
         found.into_iter().map(|(account, health)| (account, health, None)).collect()
     };
+    if mine {
+        let owned = state.store.owners(workspace.id, OwnerSubject::Account).await?;
+        accounts.retain(|(account, _, _)| owned.contains(&(account.id, signed.user.id)));
+    }
     match sort {
         Some("health") => accounts.sort_by_key(|(_, health, _)| std::cmp::Reverse(health.score)),
         Some("health_asc") => accounts.sort_by_key(|(_, health, _)| health.score),
@@ -83,7 +92,7 @@ pub async fn accounts(
         (layout::page_header("Accounts", Some(html! { "Companies your contacts belong to, from Segment group calls, with their health." }), None))
         nav.filters aria-label="Health band" {
             @for option in bands {
-                @let href = layout::link("/accounts", &[("band", option.map(Band::as_str)), ("sort", sort)]);
+                @let href = layout::link("/accounts", &[("band", option.map(Band::as_str)), ("sort", sort), ("owner", mine_param)]);
                 @if option == band && !falling {
                     strong aria-current="page" { (option.map_or("All", Band::label)) }
                 } @else {
@@ -94,14 +103,18 @@ pub async fn accounts(
             @if falling {
                 strong aria-current="page" { "At risk or falling" }
             } @else {
-                a href="/accounts?falling=1" { "At risk or falling" }
+                a href=(layout::link("/accounts", &[("falling", Some("1")), ("owner", mine_param)])) { "At risk or falling" }
             }
+            " · "
+            (owners::mine_toggle("/accounts", mine, &[("band", band_name), ("sort", sort), ("falling", falling.then_some("1"))]))
             " · sort: "
-            a href=(layout::link("/accounts", &[("band", band_name), ("sort", None)])) { "most members" } " "
-            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health_asc"))])) { "least healthy" } " "
-            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health"))])) { "healthiest" }
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", None), ("owner", mine_param)])) { "most members" } " "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health_asc")), ("owner", mine_param)])) { "least healthy" } " "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health")), ("owner", mine_param)])) { "healthiest" }
         }
-        @if accounts.is_empty() && falling {
+        @if accounts.is_empty() && mine {
+            p.muted { "You own no account that fits. Choose an owner on an account's page." }
+        } @else if accounts.is_empty() && falling {
             p.muted { "No account is at risk or falling now." }
         } @else if accounts.is_empty() && band.is_some() {
             p.muted { "No account is " (band.map_or("", Band::label)) " now." }
@@ -160,6 +173,7 @@ pub async fn account(
     State(state): State<AppState>,
     signed: Signed,
     Path(group_id): Path<String>,
+    Query(errors): Query<owners::FormErrors>,
 ) -> WebResult<Response> {
     let workspace = &signed.workspace;
     let now = state.clock.now();
@@ -173,6 +187,8 @@ pub async fn account(
     let health_model = health::model(&state, workspace.id).await?;
     let scored = health::health(&state, workspace, &health_model, &account, now).await?;
     let rows = rows(&state, workspace, members).await?;
+    let follow_ups = owners::follow_ups(&state, &signed, OwnerSubject::Account, account.id).await?;
+    let base = account_href(&account);
     let body = html! {
         p.crumbs { a href="/accounts" { "← Accounts" } }
         (layout::page_header(account_name(&account), Some(html! {
@@ -215,6 +231,8 @@ pub async fn account(
                 }
             }
             aside.contact-side {
+                (owners::owner_card(&signed, &base, &follow_ups, errors.owner_error.as_deref()))
+                (owners::tasks_card(&signed, &base, &follow_ups, errors.task_error.as_deref(), &tz))
                 section.card aria-labelledby="traits-title" {
                     h2 #traits-title { "Traits" }
                     (traits_list(&account.traits))

@@ -13,6 +13,7 @@ mod debugger;
 mod groups;
 mod layout;
 mod nudges;
+mod owners;
 mod session;
 mod settings;
 mod signin;
@@ -85,6 +86,13 @@ pub fn routes() -> Router<AppState> {
         .route("/contacts/{id}/interactions", post(contacts::add_interaction))
         .route("/contacts/{id}/cadence", post(contacts::set_cadence))
         .route("/contacts/{id}/delete", post(contacts::delete))
+        .route("/contacts/{id}/owner", post(owners::set_contact_owner))
+        .route("/contacts/{id}/tasks", post(owners::add_contact_task))
+        .route("/accounts/{group_id}/owner", post(owners::set_account_owner))
+        .route("/accounts/{group_id}/tasks", post(owners::add_account_task))
+        .route("/tasks/{id}/complete", post(owners::complete))
+        .route("/tasks/{id}/reopen", post(owners::reopen))
+        .route("/today", get(owners::today))
         .route("/losing-touch", get(contacts::losing_touch))
         .route("/due", get(contacts::due))
         .route("/accounts", get(groups::accounts))

@@ -51,6 +51,20 @@ pub async fn page(State(state): State<AppState>, signed: Signed) -> WebResult<Re
 
 fn describe_when(when: &Trigger) -> String {
     match when {
+        Trigger::HealthBandChanged { to, from } => format!(
+            "When an account's health goes{}{}",
+            from.map(|band| format!(" from {}", band.label())).unwrap_or_default(),
+            to.map_or_else(|| " into another band".to_owned(), |band| format!(" to {}", band.label()))
+        ),
+        Trigger::HealthDropped { points, within_days } => {
+            format!("When an account's health falls {points} points within {within_days} days")
+        }
+        contact => format!("When a contact {}", describe_contact_trigger(contact)),
+    }
+}
+
+fn describe_contact_trigger(when: &Trigger) -> String {
+    match when {
         Trigger::Event { name, conditions } if conditions.is_empty() => format!("does “{name}”"),
         Trigger::Event { name, conditions } => {
             let conditions: Vec<String> = conditions.iter().map(|(k, v)| format!("{k} = {v}")).collect();
@@ -61,6 +75,7 @@ fn describe_when(when: &Trigger) -> String {
         Trigger::BecomesDue {} => "becomes due a touch".to_owned(),
         Trigger::BucketChanged { to, from: Some(from) } => format!("goes from {} to {}", from.as_str(), to.as_str()),
         Trigger::BucketChanged { to, from: None } => format!("becomes {}", to.as_str()),
+        Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. } => describe_when(when),
     }
 }
 
@@ -69,6 +84,7 @@ fn describe_then(action: &Action) -> String {
         Action::Webhook { url, .. } => format!("post to {}", url.split('/').take(3).collect::<Vec<_>>().join("/")),
         Action::Email { to, .. } => format!("email {to}"),
         Action::Message { template } => format!("send template {template} to the contact"),
+        Action::EmailOwner { .. } => "email the account's owner".to_owned(),
         Action::Segment { event } => format!("send “{}” to Segment", event.as_deref().unwrap_or("Nudge Sent")),
     }
 }
@@ -80,7 +96,7 @@ fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone) -> Markup {
             td {
                 strong { (spec.name) }
                 span.sub {
-                    "When a contact " (describe_when(&spec.when))
+                    (describe_when(&spec.when))
                     @if let Some(unless) = &spec.unless {
                         " and does not “" (unless.event) "” within " (unless.within_hours) " h"
                     }

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "outbox_contact", include_str!("../../migrations/postgres/0004_outbox_contact.sql")),
     (5, "messages", include_str!("../../migrations/postgres/0005_messages.sql")),
     (6, "accounts", include_str!("../../migrations/postgres/0006_accounts.sql")),
+    (8, "success", include_str!("../../migrations/postgres/0008_success.sql")),
 ];
 
 /// Applies the migrations the database lacks, recording `now` as when; returns their versions.

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "outbox_contact", include_str!("../../migrations/sqlite/0007_outbox_contact.sql")),
     (8, "messages", include_str!("../../migrations/sqlite/0008_messages.sql")),
     (9, "accounts", include_str!("../../migrations/sqlite/0009_accounts.sql")),
+    (11, "success", include_str!("../../migrations/sqlite/0011_success.sql")),
 ];
 
 /// Applies the migrations the database lacks, recording `now` as when; returns their versions.
