@@ -495,7 +495,101 @@ async fn each_owner_gets_a_digest_of_their_own() {
     server.stop().await;
 }
 
+async fn the_web_app_assigns_owners_takes_follow_ups_and_draws_charts() {
+    let clock = Clock::manual(NOW.parse::<Timestamp>().unwrap());
+    let server = TestServer::start_with_clock(clock.clone()).await;
+    seed_accounts(&server, &["acme", "globex"]).await;
+    seed_contacts(&server, &["ada"]).await;
+    send(
+        &server,
+        json!({"type": "track", "userId": "acme-member", "event": "Clicked", "timestamp": "2024-06-29T10:00:00Z"}),
+    )
+    .await;
+    let (alice, _) = users(&server).await;
+    rate(&server, "acme", 5).await;
+    server.run_jobs().await;
+    clock.advance(SignedDuration::from_hours(24));
+    rate(&server, "acme", 1).await;
+    server.run_jobs().await;
+
+    let mut browser = common::browser::Browser::new(&server);
+    browser.sign_in("alice@example.com", "correct horse battery").await;
+    let page = browser.get("/accounts/acme").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Nobody owns it yet."), "{}", page.body);
+    let csrf = page.csrf();
+
+    // The charts: the health of each recorded day, members active per week, points by factor.
+    for text in [
+        r#"<title id="health-history-title">Health by day</title>"#,
+        "2 days recorded, from 100 on",
+        r#"<title id="weekly-active-title">Members active per week</title>"#,
+        "1 of 1 members active in the last 7 days",
+        r#"<title id="health-factors-title">Points by factor</title>"#,
+        r#"role="img""#,
+    ] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+
+    // Own it, add a follow-up due today, see it on Today, complete it.
+    let answer = browser.post("/accounts/acme/owner", &[("_csrf", &csrf), ("user", &alice.to_string())]).await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, Some("/accounts/acme#owner")));
+    assert!(browser
+        .get("/accounts/acme")
+        .await
+        .body
+        .contains("Owned by <strong class=\"owner-name\">alice@example.com"));
+    let answer = browser
+        .post("/accounts/acme/tasks", &[("_csrf", &csrf), ("note", "Call about the renewal"), ("due", "2024-07-01")])
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let refused = browser.post("/accounts/acme/tasks", &[("_csrf", &csrf), ("note", "x"), ("due", "soon")]).await;
+    let back = refused.location().unwrap().to_owned();
+    assert!(back.starts_with("/accounts/acme?task_error="), "{back}");
+    assert!(browser.get(&back).await.body.contains("role=\"alert\""), "the refusal is shown on the page");
+
+    let today = browser.get("/today").await;
+    assert_eq!(today.status, StatusCode::OK);
+    let task_at = today.body.find("Call about the renewal").expect("the task is on Today");
+    let account_at = today.body.find("at risk, health 0").expect("the account at risk is on Today");
+    assert!(task_at < account_at, "tasks first");
+    let task = server.get("/api/tasks").await[0]["id"].as_i64().unwrap();
+    let done = browser.post(&format!("/tasks/{task}/complete"), &[("_csrf", &csrf), ("back", "/today")]).await;
+    assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, Some("/today")));
+    assert!(!browser.get("/today").await.body.contains("Call about the renewal"), "done tasks leave Today");
+    assert_eq!(server.get(&format!("/api/tasks/{task}")).await["done"], true);
+    let elsewhere =
+        browser.post(&format!("/tasks/{task}/reopen"), &[("_csrf", &csrf), ("back", "//evil.example")]).await;
+    assert_eq!(elsewhere.location(), Some("/today"), "a form sends nobody off the site");
+
+    // Mine only.
+    let mine = browser.get("/accounts?owner=me").await;
+    assert!(mine.body.contains("/accounts/acme") && !mine.body.contains("/accounts/globex"), "{}", mine.body);
+    assert!(browser.get("/accounts").await.body.contains("/accounts/globex"));
+    assert_eq!(browser.get("/accounts?owner=someone").await.status, StatusCode::BAD_REQUEST);
+    browser.post("/contacts/ada@example.com/owner", &[("_csrf", &csrf), ("user", &alice.to_string())]).await;
+    let mine = browser.get("/contacts?owner=me").await;
+    assert!(mine.body.contains("ada@example.com") && !mine.body.contains("acme-member@example.com"), "{}", mine.body);
+
+    // The contact page: its owner, a follow-up form, and closeness by week, from nothing before
+    // Ada's first day (1 June) to her score now.
+    let contact = browser.get("/contacts/ada@example.com").await;
+    let score = server.contact("ada@example.com").await["closeness"]["score"].as_i64().unwrap();
+    assert!(score > 0);
+    let summary = format!("from 0 twelve weeks ago to {score} now");
+    assert!(contact.body.contains(&summary), "{summary}: {}", contact.body);
+    for text in [
+        "Owned by <strong class=\"owner-name\">alice@example.com",
+        "Add a follow-up",
+        "<title id=\"closeness-history-title\">Closeness by week</title>",
+    ] {
+        assert!(contact.body.contains(text), "{text}: {}", contact.body);
+    }
+    server.stop().await;
+}
+
 backend_tests!(
+    the_web_app_assigns_owners_takes_follow_ups_and_draws_charts,
     a_band_change_alerts_the_owner_once,
     a_fall_alerts_once_and_account_rules_are_checked,
     owners_and_the_mine_filters,

@@ -17,8 +17,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
-use super::owners;
 use super::session::{Posted, Signed};
+use super::{charts, owners};
 use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::contacts::{self, find_contact, StreamEvent, MAX_CADENCE_DAYS};
 use crate::service::encode_cursor;
@@ -30,6 +30,8 @@ const PAGE_SIZE: usize = 50;
 const EVENTS_PAGE_SIZE: usize = 20;
 /// Messages sent to or skipped for the contact shown on its page, newest first.
 const MESSAGES_SHOWN: usize = 20;
+/// Weekly points of the closeness line on a contact's page (twelve weeks, and now).
+const CLOSENESS_SAMPLES: i64 = 13;
 /// How far past kith's clock a hand-written interaction may be dated (clock drift, not plans).
 const MAX_FUTURE_MINUTES: i64 = 5;
 
@@ -385,6 +387,18 @@ async fn render_contact(
     let sent_or_skipped = state.store.message_log(workspace.id, contact.id, MESSAGES_SHOWN).await?;
     let preferences = crate::service::messages::preferences(state, workspace.id, &contact).await?;
     let follow_ups = owners::follow_ups(state, signed, OwnerSubject::Contact, contact.id).await?;
+    let over_time = contacts::closeness_over_time(state, workspace, contact.id, now, CLOSENESS_SAMPLES, 7).await?;
+    let closeness_points: Vec<charts::Point> = over_time
+        .iter()
+        .map(|(at, score)| charts::Point {
+            label: tz.to_datetime(*at).date().strftime("%-d %b").to_string(),
+            value: f64::from(*score),
+        })
+        .collect();
+    let closeness_summary = match over_time.first() {
+        Some((_, first)) => format!("from {first} twelve weeks ago to {} now", closeness.score),
+        None => format!("{} now", closeness.score),
+    };
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -498,6 +512,7 @@ async fn render_contact(
                         span.muted { "of 100 · " (closeness.bucket.as_str()) }
                     }
                     progress class={ "meter meter-" (closeness.bucket.as_str()) } max="100" value=(closeness.score) aria-label="Closeness score" {}
+                    (charts::line("closeness-history", "Closeness by week", &closeness_summary, &closeness_points, 100.0))
                     p.small.muted {
                         "Every interaction counts and fades with a half-life of "
                         (workspace.half_life_days) " days. First seen " (layout::date(contact.first_seen_at, &tz)) "."

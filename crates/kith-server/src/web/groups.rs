@@ -9,6 +9,7 @@ use kith_store::{Account, OwnerSubject};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::charts::{self, Point, Segment};
 use super::contacts::{contact_table, rows, Extra};
 use super::layout::{self, Nav};
 use super::owners;
@@ -21,6 +22,10 @@ use crate::AppState;
 const MEMBERS_SHOWN: usize = 50;
 /// Entries of an account's recent activity and of an audience's history.
 const RECENT_SHOWN: usize = 20;
+/// Days of recorded health the account page draws.
+const HISTORY_DRAWN: usize = 90;
+/// Weeks of member activity the account page draws.
+const WEEKS_DRAWN: i64 = 12;
 
 fn account_name(account: &Account) -> &str {
     account.name.as_deref().unwrap_or(&account.group_id)
@@ -188,6 +193,9 @@ pub async fn account(
     let scored = health::health(&state, workspace, &health_model, &account, now).await?;
     let rows = rows(&state, workspace, members).await?;
     let follow_ups = owners::follow_ups(&state, &signed, OwnerSubject::Account, account.id).await?;
+    let mut history = state.store.health_history(workspace.id, account.id, HISTORY_DRAWN).await?;
+    history.reverse();
+    let weekly = groups::weekly_active_members(&state, workspace.id, account.id, now, WEEKS_DRAWN).await?;
     let base = account_href(&account);
     let body = html! {
         p.crumbs { a href="/accounts" { "← Accounts" } }
@@ -197,6 +205,7 @@ pub async fn account(
         div.contact-grid {
             div.contact-main {
                 (health_card(&scored))
+                (activity_card(&history, &weekly, account.member_count, &tz))
                 section.card aria-labelledby="members-title" {
                     h2 #members-title { "Members, closest first" }
                     @if rows.is_empty() {
@@ -244,11 +253,63 @@ pub async fn account(
     Ok(layout::page(&signed, Nav::Accounts, account_name(&account), body))
 }
 
+/// The health recorded each day and the members active each week, as charts.
+fn activity_card(
+    history: &[kith_store::HealthRecord],
+    weekly: &[(jiff::Timestamp, i64)],
+    members: i64,
+    tz: &jiff::tz::TimeZone,
+) -> Markup {
+    let short = |date: jiff::civil::Date| date.strftime("%-d %b").to_string();
+    let health: Vec<Point> = history
+        .iter()
+        .map(|record| Point { label: short(date_of_day_key(record.day)), value: record.score as f64 })
+        .collect();
+    let active: Vec<Point> = weekly
+        .iter()
+        .map(|(since, count)| Point { label: short(tz.to_datetime(*since).date()), value: *count as f64 })
+        .collect();
+    let health_summary = match (history.first(), history.last()) {
+        (Some(first), Some(last)) if history.len() > 1 => format!(
+            "{} days recorded, from {} on {} to {} on {}",
+            history.len(),
+            first.score,
+            layout::day(date_of_day_key(first.day)),
+            last.score,
+            layout::day(date_of_day_key(last.day))
+        ),
+        (Some(only), _) => format!("one day recorded: {} on {}", only.score, layout::day(date_of_day_key(only.day))),
+        _ => "nothing recorded yet".to_owned(),
+    };
+    let last_week = weekly.last().map_or(0, |(_, count)| *count);
+    let active_summary = format!("{last_week} of {members} members active in the last 7 days");
+    html! {
+        section.card #charts aria-labelledby="charts-title" {
+            h2 #charts-title { "Over time" }
+            @if history.is_empty() {
+                p.muted.small { "The health pass records the score once a day; its line starts with the first record." }
+            } @else {
+                (charts::line("health-history", "Health by day", &health_summary, &health, 100.0))
+            }
+            @let most = weekly.iter().map(|(_, count)| *count).max().unwrap_or(0).max(1);
+            (charts::bars("weekly-active", "Members active per week", &active_summary, &active, most as f64))
+        }
+    }
+}
+
 /// The score, its band, and a bar per factor: how many of its points it earned.
 fn health_card(health: &Health) -> Markup {
+    let segments: Vec<Segment> = health
+        .factors
+        .iter()
+        .filter(|factor| factor.points > 0.0)
+        .map(|factor| Segment { label: factor.label.clone(), value: factor.points })
+        .collect();
+    let summary = format!("{} of 100 points", health.score);
     html! {
         section.card.health aria-labelledby="health-title" {
             h2 #health-title { "Health " strong.health-score { (health.score) } " " (band_tag(health.band)) }
+            (charts::stacked("health-factors", "Points by factor", &summary, &segments, 100.0))
             table.health-factors {
                 thead {
                     tr {

@@ -8,6 +8,7 @@
 //! signed-in page carries the session's CSRF token (`session::Posted`).
 
 mod assets;
+mod charts;
 mod contacts;
 mod debugger;
 mod groups;

@@ -128,7 +128,7 @@ fn task_line(signed: &Signed, task: &TaskDetail, back: &str, tz: &TimeZone, abou
     let done = task.task.done_at.is_some();
     html! {
         li.task data-task=(task.task.id) {
-            span class={ "task-note" @if done { " task-done" } } { (task.task.note) }
+            span.task-note.task-done[done] { (task.task.note) }
             " "
             @if done {
                 span.tag { "done" }
