@@ -28,17 +28,18 @@ pub const DUE_LISTED: usize = 50;
 pub async fn find_user(state: &AppState, workspace: WorkspaceId, text: &str, field: &str) -> ApiResult<User> {
     let text = text.trim();
     let users = state.store.users(workspace).await?;
-    let email = normalize_email(text);
-    users
-        .into_iter()
-        .find(|user| text.parse::<i64>().is_ok_and(|id| id == user.id) || email.as_deref() == Some(user.email.as_str()))
-        .ok_or_else(|| {
+    // Users are stored by their normalised email; the first user of a node may have an address
+    // normalisation does not take (`admin@localhost`), found as written, in any case.
+    let email = normalize_email(text).unwrap_or_else(|| text.to_lowercase());
+    users.into_iter().find(|user| text.parse::<i64>().is_ok_and(|id| id == user.id) || email == user.email).ok_or_else(
+        || {
             ApiError::bad_request(
                 "unknown_user",
                 field,
                 format!("{text:?} is not a user of this workspace; name one by its id or email"),
             )
-        })
+        },
+    )
 }
 
 /// Reads an `owner` filter: `me` (the user `me` names, who must be given), `none`, or a user's
