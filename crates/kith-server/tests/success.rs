@@ -562,6 +562,15 @@ async fn the_web_app_assigns_owners_takes_follow_ups_and_draws_charts() {
         browser.post(&format!("/tasks/{task}/reopen"), &[("_csrf", &csrf), ("back", "//evil.example")]).await;
     assert_eq!(elsewhere.location(), Some("/today"), "a form sends nobody off the site");
 
+    // Rules on account health read as such on the nudges page.
+    create_rule(
+        &server,
+        json!({"name": "At risk", "when": {"health_band_changed": {"to": "at_risk"}}, "then": [{"email_owner": {}}]}),
+    )
+    .await;
+    let nudges = browser.get("/nudges").await;
+    assert!(nudges.body.contains("health goes to at risk: email the account"), "{}", nudges.body);
+
     // Mine only.
     let mine = browser.get("/accounts?owner=me").await;
     assert!(mine.body.contains("/accounts/acme") && !mine.body.contains("/accounts/globex"), "{}", mine.body);

@@ -50,7 +50,20 @@ pub async fn page(State(state): State<AppState>, signed: Signed) -> WebResult<Re
 }
 
 fn describe_when(when: &Trigger) -> String {
+    let contact = |what: String| format!("When a contact {what}");
     match when {
+        Trigger::Event { name, conditions } if conditions.is_empty() => contact(format!("does “{name}”")),
+        Trigger::Event { name, conditions } => {
+            let conditions: Vec<String> = conditions.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            contact(format!("does “{name}” with {}", conditions.join(", ")))
+        }
+        Trigger::AudienceEntered { audience } => contact(format!("enters audience {audience}")),
+        Trigger::AudienceExited { audience } => contact(format!("exits audience {audience}")),
+        Trigger::BecomesDue {} => contact("becomes due a touch".to_owned()),
+        Trigger::BucketChanged { to, from: Some(from) } => {
+            contact(format!("goes from {} to {}", from.as_str(), to.as_str()))
+        }
+        Trigger::BucketChanged { to, from: None } => contact(format!("becomes {}", to.as_str())),
         Trigger::HealthBandChanged { to, from } => format!(
             "When an account's health goes{}{}",
             from.map(|band| format!(" from {}", band.label())).unwrap_or_default(),
@@ -59,23 +72,6 @@ fn describe_when(when: &Trigger) -> String {
         Trigger::HealthDropped { points, within_days } => {
             format!("When an account's health falls {points} points within {within_days} days")
         }
-        contact => format!("When a contact {}", describe_contact_trigger(contact)),
-    }
-}
-
-fn describe_contact_trigger(when: &Trigger) -> String {
-    match when {
-        Trigger::Event { name, conditions } if conditions.is_empty() => format!("does “{name}”"),
-        Trigger::Event { name, conditions } => {
-            let conditions: Vec<String> = conditions.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-            format!("does “{name}” with {}", conditions.join(", "))
-        }
-        Trigger::AudienceEntered { audience } => format!("enters audience {audience}"),
-        Trigger::AudienceExited { audience } => format!("exits audience {audience}"),
-        Trigger::BecomesDue {} => "becomes due a touch".to_owned(),
-        Trigger::BucketChanged { to, from: Some(from) } => format!("goes from {} to {}", from.as_str(), to.as_str()),
-        Trigger::BucketChanged { to, from: None } => format!("becomes {}", to.as_str()),
-        Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. } => describe_when(when),
     }
 }
 
