@@ -549,3 +549,64 @@ test("signing out ends the session", async () => {
   await page.goto(url + "/contacts");
   assert.equal(new URL(page.url()).pathname, "/login");
 });
+
+test("an owner is assigned, a follow-up is added, seen on Today and completed; the account's charts are SVG", async () => {
+  // A browser of its own, signed in, so this test needs no other.
+  const own = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const tab = await own.newPage();
+  tab.setDefaultTimeout(10_000);
+  try {
+    await tab.goto(url + "/login");
+    await tab.getByLabel("Email").fill(email);
+    await tab.getByLabel("Password").fill(password);
+    await tab.getByRole("button", { name: "Sign in" }).click();
+    await tab.waitForURL(url + "/contacts");
+
+    const group = "success-co";
+    const user = { userId: "success-1", traits: { email: "cs-buyer@example.com", name: "Casey Buyer" }, timestamp: ago(3) };
+    assert.equal((await ingest("/v1/identify", user)).status, 200);
+    const grouped = { userId: "success-1", groupId: group, traits: { name: "Success Co" }, timestamp: ago(3) };
+    assert.equal((await ingest("/v1/group", grouped)).status, 200);
+    assert.equal((await ingest("/v1/track", { userId: "success-1", event: "Report Exported", timestamp: ago(1) })).status, 200);
+
+    await tab.goto(url + "/accounts/" + group);
+    // The charts are inline SVG images with a title, their numbers readable as text.
+    await tab.locator('svg[role="img"]').filter({ has: tab.locator("title", { hasText: "Points by factor" }) }).waitFor();
+    const weekly = tab.locator('svg[role="img"]').filter({ has: tab.locator("title", { hasText: "Members active per week" }) });
+    await weekly.waitFor();
+    assert.equal(await weekly.locator("rect.chart-bar").count(), 12, "one bar per week");
+    await tab.locator("figcaption", { hasText: "1 of 1 members active in the last 7 days" }).waitFor();
+
+    // Own the account.
+    await tab.getByRole("combobox", { name: "Owner" }).selectOption({ label: email });
+    await tab.locator("#owner").getByRole("button", { name: "Save" }).click();
+    await tab.locator("#owner").getByText("Owned by " + email).waitFor();
+    const mine = await (
+      await fetch(url + "/api/accounts?owner=me", { headers: { authorization: "Bearer " + secretKey, "kith-user": email } })
+    ).json();
+    assert.deepEqual(mine.map((account) => account.group_id), [group]);
+
+    // A follow-up due two days ago: overdue in any time zone.
+    const note = "Ask Success Co about the renewal";
+    const due = new Date(Date.now() - 2 * DAY).toISOString().slice(0, 10);
+    await tab.getByLabel("What to do").fill(note);
+    await tab.getByLabel("Due", { exact: true }).fill(due);
+    await tab.getByRole("button", { name: "Add follow-up" }).click();
+    await tab.locator("#tasks li.task", { hasText: note }).waitFor();
+
+    // Today lists it first, overdue; done, it leaves the list.
+    await tab.getByRole("link", { name: "Today" }).click();
+    await tab.waitForURL(url + "/today");
+    const item = tab.locator("li.task", { hasText: note });
+    await item.getByText("overdue").waitFor();
+    await tab.getByRole("link", { name: "Success Co" }).first().waitFor();
+    await item.getByRole("button", { name: "Done" }).click();
+    await tab.waitForURL(url + "/today");
+    assert.equal(await tab.locator("li.task", { hasText: note }).count(), 0);
+    const tasks = await api("/api/tasks?account=" + group);
+    assert.equal(tasks.length, 1);
+    assert.equal(tasks[0].done, true, "the task is really done, as the API shows");
+  } finally {
+    await own.close();
+  }
+});

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::closeness::Bucket;
 use crate::event::{Event, EventKind};
+use crate::health::Band;
 
 /// How far back an event may lie and still trigger a rule: replaying last year's history
 /// must not send last year's nudges.
@@ -15,6 +16,9 @@ pub const TRIGGER_HORIZON: SignedDuration = SignedDuration::from_hours(24 * 7);
 
 /// The longest inaction delay a rule may wait.
 pub const MAX_UNLESS_HOURS: i64 = 24 * 90;
+
+/// The longest window a health drop may be measured over (the daily record keeps a year).
+pub const MAX_DROP_DAYS: i64 = 365;
 
 /// What starts a rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +52,30 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<Bucket>,
     },
+    /// An account's health moves into another band.
+    HealthBandChanged {
+        /// Only when entering this band (any band when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Band>,
+        /// Only when coming from this band.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Band>,
+    },
+    /// An account's health falls by at least `points` from its highest score recorded within
+    /// the last `within_days` days.
+    HealthDropped {
+        /// How far, 1 to 100.
+        points: i64,
+        /// Over how many days, 1 to [`MAX_DROP_DAYS`].
+        within_days: i64,
+    },
+}
+
+impl Trigger {
+    /// Whether the trigger is about an account (its health) rather than a contact.
+    pub fn is_about_accounts(&self) -> bool {
+        matches!(self, Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. })
+    }
 }
 
 /// The inaction part: the rule fires only if this event does not follow within the delay.
@@ -88,6 +116,15 @@ pub enum Action {
         /// The template's id, as in `/api/templates/{id}`.
         template: i64,
     },
+    /// Email the owner of the account (a user of the workspace); nothing when it has none.
+    EmailOwner {
+        /// Subject; placeholders as for webhooks, `{name}` being the account's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// Body; placeholders as for webhooks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
     /// Emit a Segment track call to the workspace's outbound Segment host.
     Segment {
         /// The event name (default `Nudge Sent`).
@@ -125,6 +162,10 @@ impl RuleSpec {
             return Err("a rule needs a name of 1 to 200 characters".into());
         }
         self.when.validate()?;
+        let about_accounts = self.when.is_about_accounts();
+        if about_accounts && self.unless.is_some() {
+            return Err("`unless` waits for a contact's event; an account health rule acts at once".into());
+        }
         if let Some(unless) = &self.unless {
             if unless.event.trim().is_empty() {
                 return Err("`unless.event` names the track event that cancels the nudge".into());
@@ -146,6 +187,16 @@ impl RuleSpec {
                 }
                 Action::Message { template } if *template <= 0 => {
                     return Err("`message.template` is the id of one of the workspace's templates".into());
+                }
+                Action::Message { .. } | Action::Segment { .. } if about_accounts => {
+                    return Err("an account health rule can use webhook, email and email_owner actions; \
+                                message and segment speak to or about a contact"
+                        .into());
+                }
+                Action::EmailOwner { .. } if !about_accounts => {
+                    return Err("`email_owner` emails an account's owner: use it with health_band_changed \
+                                or health_dropped"
+                        .into());
                 }
                 _ => {}
             }
@@ -185,6 +236,12 @@ impl Trigger {
                 if audience.trim().is_empty() =>
             {
                 Err("name the audience key".into())
+            }
+            Trigger::HealthDropped { points, .. } if !(1..=100).contains(points) => {
+                Err("`when.health_dropped.points` is 1 to 100".into())
+            }
+            Trigger::HealthDropped { within_days, .. } if !(1..=MAX_DROP_DAYS).contains(within_days) => {
+                Err(format!("`when.health_dropped.within_days` is 1 to {MAX_DROP_DAYS}"))
             }
             _ => Ok(()),
         }
@@ -253,6 +310,39 @@ impl Unless {
     pub fn cancels<'a>(&self, triggered_at: Timestamp, events: impl IntoIterator<Item = (&'a str, Timestamp)>) -> bool {
         let until = triggered_at + SignedDuration::from_hours(self.within_hours);
         events.into_iter().any(|(name, time)| name == self.event && time >= triggered_at && time <= until)
+    }
+}
+
+impl RuleSpec {
+    /// Whether an account's health moving from band `from` to band `to` starts this rule.
+    pub fn matches_band(&self, from: Band, to: Band) -> bool {
+        match &self.when {
+            Trigger::HealthBandChanged { to: wanted, from: wanted_from } => {
+                self.enabled
+                    && from != to
+                    && wanted.is_none_or(|wanted| wanted == to)
+                    && wanted_from.is_none_or(|wanted_from| wanted_from == from)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an account's health falling to `score` starts this rule: `peak` is the highest
+    /// score recorded within the rule's window (`recorded`, day and score, newest or oldest
+    /// first), and `previous` the score seen at the last observation. The fall counts once: when
+    /// the previous score was not yet that far below the peak.
+    pub fn matches_drop(&self, recorded: &[(i32, i64)], today: i32, previous: i64, score: i64) -> Option<(i32, i64)> {
+        let Trigger::HealthDropped { points, within_days } = &self.when else { return None };
+        if !self.enabled {
+            return None;
+        }
+        let since = today - i32::try_from(*within_days).unwrap_or(i32::MAX);
+        let peak = recorded
+            .iter()
+            .filter(|(day, _)| *day >= since && *day <= today)
+            .max_by_key(|(day, recorded)| (*recorded, std::cmp::Reverse(*day)))
+            .copied()?;
+        (peak.1 - score >= *points && peak.1 - previous < *points).then_some(peak)
     }
 }
 
@@ -378,6 +468,49 @@ mod tests {
         assert!(cold.matches_bucket(Some(Bucket::Cooling), Bucket::Cold));
         assert!(!cold.matches_bucket(Some(Bucket::Warm), Bucket::Cold));
         assert!(!cold.matches_bucket(Some(Bucket::Cooling), Bucket::Warm));
+    }
+
+    #[test]
+    fn health_triggers_fire_on_a_change_of_band_or_a_new_fall() {
+        let any = rule(json!({"name":"x","when":{"health_band_changed":{}},"then":[{"email_owner":{}}]}));
+        assert!(any.validate().is_ok());
+        assert!(any.matches_band(Band::Healthy, Band::AtRisk));
+        assert!(!any.matches_band(Band::AtRisk, Band::AtRisk), "no change, no firing");
+        let into_risk = rule(json!({"name":"x","when":{"health_band_changed":{"to":"at_risk","from":"healthy"}},
+            "then":[{"webhook":{"url":"https://hooks.example.com/x"}}]}));
+        assert!(into_risk.matches_band(Band::Healthy, Band::AtRisk));
+        assert!(!into_risk.matches_band(Band::NeedsAttention, Band::AtRisk));
+        assert!(!into_risk.matches_band(Band::AtRisk, Band::Healthy));
+
+        let drop = rule(json!({"name":"x","when":{"health_dropped":{"points":20,"within_days":7}},
+            "then":[{"email_owner":{}}]}));
+        assert!(drop.validate().is_ok());
+        let recorded = [(100, 90), (98, 100), (90, 100)];
+        assert_eq!(drop.matches_drop(&recorded, 100, 90, 75), Some((98, 100)), "25 below the 100 of day 98");
+        assert_eq!(drop.matches_drop(&recorded, 100, 75, 70), None, "already that far below: told once");
+        assert_eq!(drop.matches_drop(&recorded, 100, 90, 85), None, "15 points is not 20");
+        assert_eq!(drop.matches_drop(&recorded, 106, 90, 75), None, "the 100 of day 98 is more than 7 days before 106");
+        assert_eq!(drop.matches_drop(&[], 100, 90, 10), None, "nothing recorded, nothing to fall from");
+    }
+
+    #[test]
+    fn account_rules_act_on_accounts_only() {
+        let refused = |value: Value| rule(value).validate().unwrap_err();
+        assert!(refused(json!({"name":"x","when":{"health_band_changed":{}},"then":[{"message":{"template":1}}]}))
+            .contains("contact"));
+        assert!(
+            refused(json!({"name":"x","when":{"health_band_changed":{}},"then":[{"segment":{}}]})).contains("contact")
+        );
+        assert!(refused(json!({"name":"x","when":{"health_band_changed":{}},
+            "unless":{"event":"Logged In","within_hours":2},"then":[{"email_owner":{}}]}))
+        .contains("unless"));
+        assert!(refused(json!({"name":"x","when":{"becomes_due":{}},"then":[{"email_owner":{}}]})).contains("owner"));
+        assert!(refused(json!({"name":"x","when":{"health_dropped":{"points":0,"within_days":7}},
+            "then":[{"email_owner":{}}]}))
+        .contains("points"));
+        assert!(refused(json!({"name":"x","when":{"health_dropped":{"points":10,"within_days":9999}},
+            "then":[{"email_owner":{}}]}))
+        .contains("within_days"));
     }
 
     #[test]

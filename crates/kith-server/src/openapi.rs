@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{contacts, groups, health, journeys, messages, nudges, settings, validate, views};
+use crate::api::{contacts, groups, health, journeys, messages, nudges, owners, settings, validate, views};
 
 struct SecretKeyAuth;
 
@@ -42,6 +42,8 @@ impl Modify for SecretKeyAuth {
         journeys::list, journeys::create, journeys::show, journeys::update, journeys::delete, journeys::pause,
         journeys::resume, journeys::step_contacts, journeys::backtest, journeys::backtest_draft,
         journeys::backtest_rule, journeys::contact_journeys,
+        owners::set_account_owner, owners::set_contact_owner, owners::tasks, owners::create_task, owners::task,
+        owners::update_task, owners::delete_task, owners::complete_task, owners::reopen_task, owners::today,
     ),
     components(schemas(views::ContactView, crate::ingest::BatchAnswer, crate::debugger_feed::DebugEntry)),
     modifiers(&SecretKeyAuth),

@@ -7,7 +7,7 @@ use kith_core::rules::{render, Action, RuleSpec};
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::records::{Contact, NewDelivery, Workspace};
+use crate::records::{Account, Contact, NewDelivery, Workspace};
 
 /// The track event kith emits for every nudge when outbound Segment is configured.
 pub const NUDGE_SENT: &str = "Nudge Sent";
@@ -201,6 +201,9 @@ pub fn for_action(fired: &Fired, action: &Action) -> Option<NewDelivery> {
             }
             NewDelivery { kind: "message".into(), target: contact.email.clone(), payload }
         }
+        // Refused on contact rules and journey steps when they are saved: a contact's owner is
+        // not asked.
+        Action::EmailOwner { .. } => return None,
         Action::Segment { event } => NewDelivery {
             kind: "segment".into(),
             target: fired.outbound_host()?.clone(),
@@ -212,4 +215,70 @@ pub fn for_action(fired: &Fired, action: &Action) -> Option<NewDelivery> {
             ),
         },
     })
+}
+
+/// A rule about an account's health, firing.
+pub struct AccountFired<'a> {
+    /// The rule's id.
+    pub rule_id: i64,
+    /// The rule.
+    pub rule: &'a RuleSpec,
+    /// The account.
+    pub account: &'a Account,
+    /// Its score and band now.
+    pub score: i64,
+    /// Its band now (`at_risk`…).
+    pub band: &'a str,
+    /// What occurred, e.g. `became at risk (was healthy)`.
+    pub trigger: &'a str,
+    /// The email of the account's owner, if it has one.
+    pub owner_email: Option<&'a str>,
+    /// When the rule fired.
+    pub at: Timestamp,
+}
+
+/// The messages a rule about an account's health sends: webhooks, emails, and an email to
+/// the account's owner when it has one. `{name}` is the account's name (else its groupId),
+/// `{email}` its owner's address.
+pub fn for_account_firing(fired: &AccountFired) -> Vec<NewDelivery> {
+    let account = fired.account;
+    let name = account.name.as_deref().unwrap_or(&account.group_id);
+    let owner = fired.owner_email.unwrap_or("");
+    let fill = |template: &str| render(template, name, owner, &fired.rule.name, fired.trigger);
+    let default_body = "{name}: {event}\n\nRule: {rule}";
+    let mut out = Vec::new();
+    for action in &fired.rule.then {
+        let email = |to: &str, subject: &Option<String>, body: &Option<String>| NewDelivery {
+            kind: "email".into(),
+            target: to.to_owned(),
+            payload: json!({
+                "subject": fill(subject.as_deref().unwrap_or("kith: {rule} — {name}")),
+                "body": fill(body.as_deref().unwrap_or(default_body)),
+            }),
+        };
+        match action {
+            Action::Webhook { url, text } => out.push(NewDelivery {
+                kind: "webhook".into(),
+                target: url.clone(),
+                payload: json!({
+                    "text": fill(text.as_deref().unwrap_or("kith: {rule} — {name}: {event}")),
+                    "rule": {"id": fired.rule_id, "name": fired.rule.name},
+                    "trigger": fired.trigger,
+                    "account": {"group_id": account.group_id, "name": account.name},
+                    "health": {"score": fired.score, "band": fired.band},
+                    "owner": fired.owner_email,
+                    "fired_at": fired.at.to_string(),
+                }),
+            }),
+            Action::Email { to, subject, body } => out.push(email(to, subject, body)),
+            Action::EmailOwner { subject, body } => {
+                if let Some(owner) = fired.owner_email {
+                    out.push(email(owner, subject, body));
+                }
+            }
+            // Refused on account rules when the rule is saved: they speak to or about a contact.
+            Action::Message { .. } | Action::Segment { .. } => {}
+        }
+    }
+    out
 }

@@ -280,6 +280,56 @@ pub trait Store: Send + Sync + 'static {
     /// An account's recorded health, newest day first.
     async fn health_history(&self, workspace: WorkspaceId, account: i64, limit: usize) -> Result<Vec<HealthRecord>>;
 
+    /// Records the score and band the health pass sees of an account; returns what it saw the
+    /// time before (`None` the first time). Of two passes recording at once, one sees the
+    /// other's: a change is seen once.
+    async fn observe_health(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        observation: HealthObservation,
+    ) -> Result<Option<HealthObservation>>;
+    /// Records that a rule about an account's health fired and queues its deliveries, in one
+    /// transaction; `false` (nothing queued) if this occurrence was already recorded.
+    async fn fire_for_account(
+        &self,
+        workspace: WorkspaceId,
+        firing: NewAccountFiring,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool>;
+    /// Firings of rules about accounts, newest first, of a rule and/or an account.
+    async fn account_firings(
+        &self,
+        workspace: WorkspaceId,
+        rule: Option<i64>,
+        account: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AccountFiring>>;
+
+    // Owners and follow-up tasks.
+
+    /// Sets (a user of the workspace, checked by the caller) or clears the owner of an account
+    /// or a contact of the workspace.
+    async fn set_owner(&self, workspace: WorkspaceId, subject: OwnerSubject, id: i64, user: Option<i64>) -> Result<()>;
+    /// Every owned account or contact of the workspace, as `(its id, the owner's user id)`.
+    async fn owners(&self, workspace: WorkspaceId, subject: OwnerSubject) -> Result<Vec<(i64, i64)>>;
+    /// The owner of one account or contact.
+    async fn owner(&self, workspace: WorkspaceId, subject: OwnerSubject, id: i64) -> Result<Option<i64>>;
+    /// Creates a task.
+    async fn create_task(&self, workspace: WorkspaceId, spec: TaskSpec) -> Result<Task>;
+    /// One task.
+    async fn task(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Task>>;
+    /// Tasks, by due day then id.
+    async fn tasks(&self, workspace: WorkspaceId, query: TaskQuery) -> Result<Vec<Task>>;
+    /// Replaces a task's contact, account, assignee, note and due day; `None` if there is no such task.
+    async fn update_task(&self, workspace: WorkspaceId, id: i64, spec: TaskSpec) -> Result<Option<Task>>;
+    /// Marks a task done (now) or open again; `None` if there is no such task.
+    async fn set_task_done(&self, workspace: WorkspaceId, id: i64, done: bool) -> Result<Option<Task>>;
+    /// Deletes a task; `false` if there is no such task.
+    async fn delete_task(&self, workspace: WorkspaceId, id: i64) -> Result<bool>;
+    /// Claims a user's own digest of `day`; `false` if it was already sent.
+    async fn claim_owner_digest(&self, user: i64, day: i32) -> Result<bool>;
+
     // Nudges and outbound messages.
 
     /// A workspace's rules.

@@ -403,6 +403,8 @@ pub struct ContactQuery {
     pub due_before: Option<Timestamp>,
     /// Only contacts whose score was last warm within `[from, to)`.
     pub warm_until_range: Option<(Timestamp, Timestamp)>,
+    /// Only contacts a given user owns, or that nobody owns.
+    pub owner: Option<OwnerFilter>,
     /// Continue after this position.
     pub cursor: Option<Cursor>,
     /// Page size.
@@ -1009,4 +1011,122 @@ pub struct JourneyReport {
     pub steps: u64,
     /// Entries that completed or exited.
     pub ended: u64,
+}
+
+/// Whose items a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerFilter {
+    /// Those the user with this id owns.
+    User(i64),
+    /// Those nobody owns.
+    Nobody,
+}
+
+/// What an owner owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerSubject {
+    /// An account.
+    Account,
+    /// A contact.
+    Contact,
+}
+
+impl OwnerSubject {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerSubject::Account => "account",
+            OwnerSubject::Contact => "contact",
+        }
+    }
+}
+
+/// The score and band an account had when the health pass saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthObservation {
+    /// 0 to 100.
+    pub score: i64,
+    /// `at_risk`, `needs_attention` or `healthy`.
+    pub band: String,
+}
+
+/// A rule about an account's health that fires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAccountFiring {
+    /// The rule.
+    pub rule_id: i64,
+    /// The account.
+    pub account_id: i64,
+    /// What makes this firing one: a second with the same occurrence is not recorded.
+    pub occurrence: String,
+    /// What happened, in words (`became at risk`).
+    pub trigger: String,
+}
+
+/// A rule about an account's health that fired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountFiring {
+    pub id: i64,
+    /// The rule.
+    pub rule_id: i64,
+    /// The account's id (not its groupId).
+    pub account_id: i64,
+    /// What happened.
+    pub trigger: String,
+    /// When.
+    pub triggered_at: Timestamp,
+}
+
+/// A follow-up task on a contact or an account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub id: i64,
+    /// The contact it is about, if any.
+    pub contact_id: Option<ContactId>,
+    /// The account it is about (its id), if any.
+    pub account_id: Option<i64>,
+    /// The user who is to do it.
+    pub assignee_id: Option<i64>,
+    /// What to do.
+    pub note: String,
+    /// The day it is due (a day key in the workspace's time zone).
+    pub due_day: i32,
+    /// When it was done; `None` while open.
+    pub done_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A task to create or the new values of one (checked by the caller: the contact, account and
+/// assignee belong to the workspace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    /// The contact it is about.
+    pub contact_id: Option<ContactId>,
+    /// The account it is about.
+    pub account_id: Option<i64>,
+    /// Who is to do it.
+    pub assignee_id: Option<i64>,
+    /// What to do.
+    pub note: String,
+    /// The day it is due.
+    pub due_day: i32,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskQuery {
+    /// Only those of this user.
+    pub assignee: Option<i64>,
+    /// Only those on this contact.
+    pub contact: Option<ContactId>,
+    /// Only those on this account.
+    pub account: Option<i64>,
+    /// Only open ones due on or before this day.
+    pub due_by: Option<i32>,
+    /// Open ones only.
+    pub open_only: bool,
+    /// At most this many (1 to 500).
+    pub limit: usize,
 }

@@ -35,6 +35,9 @@ pub struct ListParams {
     pub account: Option<String>,
     /// Only contacts due now.
     pub due: Option<bool>,
+    /// Only contacts of this owner: `me` (the user the `Kith-User` header names), `none`, or a
+    /// user's email or id.
+    pub owner: Option<String>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1–1000 (default 50).
@@ -48,6 +51,7 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
+    headers: axum::http::HeaderMap,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<ContactList>> {
     let workspace = workspace_of(&state, key.workspace_id).await?;
@@ -70,6 +74,7 @@ pub async fn list(
     if params.due == Some(true) {
         query.due_before = Some(now);
     }
+    query.owner = super::owners::owner_param(&state, workspace.id, &headers, params.owner.as_deref()).await?;
     list_page(&state, &workspace, query, now).await.map(Json)
 }
 

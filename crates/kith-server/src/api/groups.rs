@@ -7,13 +7,15 @@ use kith_core::health::Band;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::owners::{owner_param, UserRef};
 use super::views::*;
 use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::service::contacts::check_cadence;
-use crate::service::{encode_cursor, groups, health};
+use crate::service::{encode_cursor, groups, health, owners};
 use crate::AppState;
+use kith_store::OwnerSubject;
 
 /// How many members and events an account or audience page shows.
 const MEMBERS_SHOWN: usize = 100;
@@ -26,6 +28,9 @@ pub struct AccountListParams {
     /// `members` (most members first, the default), `health` (healthiest first) or
     /// `health_asc` (least healthy first).
     pub sort: Option<String>,
+    /// Only accounts of this owner: `me` (the user the `Kith-User` header names), `none`, or a
+    /// user's email or id.
+    pub owner: Option<String>,
 }
 
 /// Accounts with their health, most members first unless sorted by health.
@@ -35,6 +40,7 @@ pub struct AccountListParams {
 pub async fn accounts(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
+    headers: axum::http::HeaderMap,
     Query(params): Query<AccountListParams>,
 ) -> ApiResult<Json<Vec<AccountView>>> {
     let band = params
@@ -53,6 +59,11 @@ pub async fn accounts(
     let now = state.clock.now();
     let model = workspace.model();
     let mut scored = health::accounts(&state, &workspace, band, now).await?;
+    if let Some(filter) = owner_param(&state, workspace.id, &headers, params.owner.as_deref()).await? {
+        let owned = state.store.owners(workspace.id, OwnerSubject::Account).await?;
+        let owner = |id: i64| owned.iter().find(|(account, _)| *account == id).map(|(_, user)| *user);
+        scored.retain(|(account, _)| owners::keeps(filter, owner(account.id)));
+    }
     // Stable sorts: accounts of equal health stay in member order.
     match sort.as_str() {
         "health" => scored.sort_by_key(|(_, health)| std::cmp::Reverse(health.score)),
@@ -89,6 +100,8 @@ pub struct AccountDetail {
     pub rating: Option<i64>,
     /// The health the daily pass recorded, newest day first (the last 90 days).
     pub health_history: Vec<HealthDay>,
+    /// The user who owns the account (`PUT /api/accounts/{group_id}/owner`).
+    pub owner: Option<UserRef>,
 }
 
 /// An account's recorded health of one day.
@@ -143,7 +156,9 @@ pub async fn account(
             band: record.band,
         })
         .collect();
+    let owner = owners::owner_of(&state, workspace.id, OwnerSubject::Account, shown.account.id).await?;
     Ok(Json(AccountDetail {
+        owner: owner.map(Into::into),
         rating,
         health_history,
         account: AccountView::with_health(shown.account, scored, &model, now),

@@ -8,6 +8,7 @@ pub mod health;
 pub mod journeys;
 pub mod messages;
 pub mod nudges;
+pub mod owners;
 pub mod settings;
 pub mod validate;
 pub mod views;
@@ -34,11 +35,18 @@ pub fn routes() -> Router<AppState> {
         .route("/api/contacts/{id}/interactions", post(contacts::add_interaction))
         .route("/api/contacts/{id}/merge", post(contacts::merge))
         .route("/api/contacts/{id}/cadence", put(contacts::set_cadence))
+        .route("/api/contacts/{id}/owner", put(owners::set_contact_owner))
         .route("/api/alias-conflicts", get(groups::alias_conflicts))
         .route("/api/accounts", get(groups::accounts))
         .route("/api/accounts/at-risk", get(health::at_risk))
         .route("/api/accounts/{group_id}", get(groups::account))
         .route("/api/accounts/{group_id}/rating", put(health::set_rating))
+        .route("/api/accounts/{group_id}/owner", put(owners::set_account_owner))
+        .route("/api/tasks", get(owners::tasks).post(owners::create_task))
+        .route("/api/tasks/{id}", get(owners::task).put(owners::update_task).delete(owners::delete_task))
+        .route("/api/tasks/{id}/complete", post(owners::complete_task))
+        .route("/api/tasks/{id}/reopen", post(owners::reopen_task))
+        .route("/api/today", get(owners::today))
         .route("/api/health-model", get(health::model).put(health::set_model))
         .route("/api/audiences", get(groups::audiences))
         .route("/api/audiences/{key}", get(groups::audience))

@@ -78,14 +78,29 @@ impl From<Firing> for FiringView {
     }
 }
 
+/// A firing of a rule about an account's health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountFiringView {
+    pub id: i64,
+    pub rule_id: i64,
+    /// The account's internal id.
+    pub account_id: i64,
+    /// What happened, e.g. `became at risk (was healthy)`.
+    pub trigger: String,
+    /// When (RFC 3339, UTC); its deliveries were queued then.
+    pub triggered_at: String,
+}
+
 /// A rule with its latest firings.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuleDetail {
     /// The rule.
     #[serde(flatten)]
     pub rule: RuleView,
-    /// Latest firings, newest first.
+    /// Latest firings about contacts, newest first.
     pub firings: Vec<FiringView>,
+    /// Latest firings about accounts (rules on account health), newest first.
+    pub account_firings: Vec<AccountFiringView>,
 }
 
 /// The rule in a request body, once it is one kith can run.
@@ -109,8 +124,9 @@ pub async fn list(State(state): State<AppState>, SecretKey(key): SecretKey) -> A
 }
 
 /// Creates a rule: *when* (an event with property conditions, entering or exiting an
-/// audience, becoming due, changing bucket), optionally *unless* another event follows within
-/// some hours, *then* webhooks, emails or Segment track calls.
+/// audience, becoming due, changing bucket; or an account's health changing band or falling),
+/// optionally *unless* another event follows within some hours, *then* webhooks, emails,
+/// messages, Segment track calls, or an email to the account's owner.
 #[utoipa::path(post, path = "/api/rules", tag = "nudges", request_body(content = Object, description = "A rule"),
     responses((status = 201, body = RuleView), (status = 400, body = crate::error::ErrorBody)),
     security(("secret_key" = [])))]
@@ -137,7 +153,21 @@ pub async fn show(
     let rule =
         state.store.rule(key.workspace_id, id).await?.ok_or_else(|| ApiError::not_found(format!("no rule {id}")))?;
     let firings = state.store.firings(key.workspace_id, Some(id), None, 100).await?;
-    Ok(Json(RuleDetail { rule: rule.into(), firings: firings.into_iter().map(Into::into).collect() }))
+    let account_firings = state.store.account_firings(key.workspace_id, Some(id), None, 100).await?;
+    Ok(Json(RuleDetail {
+        rule: rule.into(),
+        firings: firings.into_iter().map(Into::into).collect(),
+        account_firings: account_firings
+            .into_iter()
+            .map(|firing| AccountFiringView {
+                id: firing.id,
+                rule_id: firing.rule_id,
+                account_id: firing.account_id,
+                trigger: firing.trigger,
+                triggered_at: firing.triggered_at.to_string(),
+            })
+            .collect(),
+    }))
 }
 
 /// Replaces a rule (e.g. to disable it with `"enabled": false`).

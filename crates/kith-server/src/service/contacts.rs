@@ -204,3 +204,45 @@ fn properties(event: &StoredEvent) -> Value {
         .cloned()
         .unwrap_or_else(|| Value::Object(Default::default()))
 }
+
+/// Interactions read at most to draw a contact's closeness over time.
+const HISTORY_INTERACTIONS: usize = 2000;
+
+/// A contact's closeness score at `samples` moments `step_days` apart, the last at `now`,
+/// oldest first: the closeness model applied to the interactions up to each moment.
+pub async fn closeness_over_time(
+    state: &AppState,
+    workspace: &kith_store::Workspace,
+    contact: ContactId,
+    now: Timestamp,
+    samples: i64,
+    step_days: i64,
+) -> Result<Vec<(Timestamp, u8)>, kith_store::StoreError> {
+    let model = workspace.model();
+    let mut times = Vec::new();
+    let mut cursor = None;
+    while times.len() < HISTORY_INTERACTIONS {
+        let page = state.store.timeline(workspace.id, contact, cursor, 500).await?;
+        for interaction in page.items.iter().filter(|interaction| interaction.kind.counts()) {
+            times.push(kith_store::state::interaction_time(
+                interaction.kind.as_str(),
+                interaction.day,
+                interaction.occurred_at.as_millisecond(),
+            ));
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut points = Vec::new();
+    for sample in (0..samples).rev() {
+        let at = now - SignedDuration::from_hours(24 * step_days * sample);
+        let at_days = days_of_millis(at.as_millisecond());
+        // Only what had happened by then; the key is summed in log space as the store does.
+        let key =
+            times.iter().filter(|(_, t)| *t <= at_days).fold(None, |key, (kind, t)| Some(model.add(key, *kind, *t)));
+        points.push((at, model.closeness(key, at_days).score));
+    }
+    Ok(points)
+}

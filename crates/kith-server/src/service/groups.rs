@@ -86,3 +86,24 @@ pub async fn audience(
     let history = state.store.audience_history(workspace, Some(key), None, history_shown).await?;
     Ok(Some(AudienceMembers { audience, members, history }))
 }
+
+/// Members of an account active (a track, page or screen call) in each of the last `weeks`
+/// seven-day windows ending at `now`, oldest first: each window's start and its count.
+pub async fn weekly_active_members(
+    state: &AppState,
+    workspace: WorkspaceId,
+    account: i64,
+    now: Timestamp,
+    weeks: i64,
+) -> Result<Vec<(Timestamp, i64)>, kith_store::StoreError> {
+    const WEEK_MS: i64 = 7 * 24 * 3_600_000;
+    let now_ms = now.as_millisecond();
+    let mut counts = Vec::new();
+    for week in (0..weeks).rev() {
+        let until_ms = now_ms - week * WEEK_MS;
+        let since_ms = until_ms - WEEK_MS;
+        let counted = state.store.member_event_counts(workspace, account, since_ms, until_ms, None).await?;
+        counts.push((kith_core::time::from_millis(since_ms), counted.members));
+    }
+    Ok(counts)
+}

@@ -9,7 +9,11 @@
 use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, score_of_raw};
 use kith_core::health::{AccountFacts, AtRisk, Band, Counts, Health, HealthModel};
-use kith_store::{Account, HealthRecord, StoreError, Workspace, WorkspaceId};
+use kith_core::rules::{RuleSpec, Trigger};
+use kith_store::deliveries::{for_account_firing, AccountFired};
+use kith_store::{
+    Account, HealthObservation, HealthRecord, NewAccountFiring, OwnerSubject, StoreError, User, Workspace, WorkspaceId,
+};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
@@ -120,13 +124,17 @@ pub async fn accounts(
 }
 
 /// Records every account's health of today (in each workspace's time zone); a second run the
-/// same day replaces that day's record. Returns how many accounts were recorded.
+/// same day replaces that day's record. On the way, each account's score is compared with the
+/// one the pass saw before, and the workspace's rules about a change of band or a fall fire.
+/// Returns how many accounts were recorded.
 pub async fn record_all(state: &AppState) -> Result<u64, StoreError> {
     let now = state.clock.now();
     let mut recorded = 0;
     for workspace in state.store.workspaces().await? {
         let day = kith_core::time::day_key(now, &workspace.tz());
+        let alerts = Alerts::of(state, &workspace).await?;
         for (account, health) in accounts(state, &workspace, None, now).await? {
+            alerts.observe(state, &account, &health, day, now).await?;
             let record = HealthRecord {
                 account_id: account.id,
                 day,
@@ -166,4 +174,105 @@ pub async fn at_risk(
         }
     }
     Ok(found)
+}
+
+/// A workspace's rules about account health, and its users (owners are alerted by email).
+struct Alerts {
+    workspace: WorkspaceId,
+    rules: Vec<(i64, RuleSpec)>,
+    users: Vec<User>,
+    /// The longest window of a rule about a fall, in days: how much history to read.
+    drop_days: Option<i64>,
+}
+
+impl Alerts {
+    async fn of(state: &AppState, workspace: &Workspace) -> Result<Alerts, StoreError> {
+        let rules: Vec<(i64, RuleSpec)> = state
+            .store
+            .rules(workspace.id)
+            .await?
+            .into_iter()
+            .filter(|rule| rule.spec.enabled && rule.spec.when.is_about_accounts())
+            .map(|rule| (rule.id, rule.spec))
+            .collect();
+        let drop_days = rules
+            .iter()
+            .filter_map(|(_, rule)| match rule.when {
+                Trigger::HealthDropped { within_days, .. } => Some(within_days),
+                _ => None,
+            })
+            .max();
+        let users = if rules.is_empty() { Vec::new() } else { state.store.users(workspace.id).await? };
+        Ok(Alerts { workspace: workspace.id, rules, users, drop_days })
+    }
+
+    /// Records what the pass sees of an account and fires the rules its change starts. The
+    /// store hands the previous observation to one pass only, and a firing's occurrence is
+    /// recorded once, so a change alerts once however often the score is computed again.
+    async fn observe(
+        &self,
+        state: &AppState,
+        account: &Account,
+        health: &Health,
+        today: i32,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let observation = HealthObservation { score: i64::from(health.score), band: health.band.as_str().to_owned() };
+        let previous = state.store.observe_health(self.workspace, account.id, observation.clone()).await?;
+        // The first sight of an account is no change.
+        let Some(previous) = previous else { return Ok(()) };
+        if self.rules.is_empty() {
+            return Ok(());
+        }
+        let recorded: Vec<(i32, i64)> = match self.drop_days {
+            Some(days) => state
+                .store
+                .health_history(self.workspace, account.id, usize::try_from(days).unwrap_or(0) + 1)
+                .await?
+                .iter()
+                .map(|record| (record.day, record.score))
+                .collect(),
+            None => Vec::new(),
+        };
+        let from_band = Band::parse(&previous.band);
+        let mut fired = Vec::new();
+        for (rule_id, rule) in &self.rules {
+            let occurrence = match from_band {
+                Some(from) if rule.matches_band(from, health.band) => Some((
+                    format!("band:{}:{}:{}", from.as_str(), health.band.as_str(), now.as_millisecond()),
+                    format!("became {} (was {})", health.band.label(), from.label()),
+                )),
+                _ => rule.matches_drop(&recorded, today, previous.score, observation.score).map(|(day, peak)| {
+                    (
+                        format!("drop:{day}:{peak}:{}", observation.score),
+                        format!("fell from {peak} to {} (now {})", observation.score, health.band.label()),
+                    )
+                }),
+            };
+            if let Some(occurrence) = occurrence {
+                fired.push((*rule_id, rule, occurrence));
+            }
+        }
+        if fired.is_empty() {
+            return Ok(());
+        }
+        let owner = state.store.owner(self.workspace, OwnerSubject::Account, account.id).await?;
+        let owner_email =
+            owner.and_then(|owner| self.users.iter().find(|user| user.id == owner)).map(|user| user.email.as_str());
+        for (rule_id, rule, (occurrence, trigger)) in fired {
+            let deliveries = for_account_firing(&AccountFired {
+                rule_id,
+                rule,
+                account,
+                score: observation.score,
+                band: &observation.band,
+                trigger: &trigger,
+                owner_email,
+                at: now,
+            });
+            let firing = NewAccountFiring { rule_id, account_id: account.id, occurrence, trigger };
+            state.store.fire_for_account(self.workspace, firing, deliveries).await?;
+        }
+        Ok(())
+    }
 }

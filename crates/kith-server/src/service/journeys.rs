@@ -314,6 +314,8 @@ pub async fn backtest_rule(
                     Action::Email { .. } => ("email", None),
                     Action::Message { template } => ("message", Some(*template)),
                     Action::Segment { .. } => ("segment", None),
+                    // Refused on the contact rules a backtest replays.
+                    Action::EmailOwner { .. } => continue,
                 };
                 report.sends.push(WouldSend {
                     contact_id,

@@ -14,6 +14,7 @@ pub mod history;
 pub mod journeys;
 pub mod messages;
 pub mod nudges;
+pub mod owners;
 pub mod settings;
 pub mod users;
 

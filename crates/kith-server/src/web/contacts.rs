@@ -10,12 +10,15 @@ use jiff::Timestamp;
 use kith_core::closeness::{Bucket, Closeness, InteractionKind};
 use kith_core::profile;
 use kith_core::time::date_of_day_key;
-use kith_store::{Account, Contact, ContactQuery, ContactSort, Interaction, NewInteraction, Workspace};
+use kith_store::{
+    Account, Contact, ContactQuery, ContactSort, Interaction, NewInteraction, OwnerFilter, OwnerSubject, Workspace,
+};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Posted, Signed};
+use super::{charts, owners};
 use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::contacts::{self, find_contact, StreamEvent, MAX_CADENCE_DAYS};
 use crate::service::encode_cursor;
@@ -28,6 +31,8 @@ const PAGE_SIZE: usize = 50;
 const EVENTS_PAGE_SIZE: usize = 20;
 /// Messages sent to or skipped for the contact shown on its page, newest first.
 const MESSAGES_SHOWN: usize = 20;
+/// Weekly points of the closeness line on a contact's page (twelve weeks, and now).
+const CLOSENESS_SAMPLES: i64 = 13;
 /// How far past kith's clock a hand-written interaction may be dated (clock drift, not plans).
 const MAX_FUTURE_MINUTES: i64 = 5;
 
@@ -139,6 +144,8 @@ pub struct ListParams {
     sort: Option<String>,
     cursor: Option<String>,
     deleted: Option<String>,
+    /// `me`: only the signed-in user's contacts.
+    owner: Option<String>,
 }
 
 /// `GET /contacts`.
@@ -154,6 +161,7 @@ pub async fn list(
     let bucket = params.bucket.as_deref().and_then(Bucket::parse);
     let audience = params.audience.as_deref().filter(|s| !s.is_empty());
     let by_closeness = params.sort.as_deref() == Some("closeness");
+    let mine = owners::wants_mine(params.owner.as_deref())?;
     let cursor = page_cursor(params.cursor.as_deref());
     let on_later_page = cursor.is_some();
     let query = ContactQuery {
@@ -161,16 +169,23 @@ pub async fn list(
         sort: if by_closeness { ContactSort::Closeness } else { ContactSort::LastSeen },
         key_range: bucket.map(|bucket| contacts::bucket_range(bucket, &workspace.model(), now)),
         audience: audience.map(str::to_owned),
+        owner: mine.then_some(OwnerFilter::User(signed.user.id)),
         cursor,
         limit: PAGE_SIZE,
         ..ContactQuery::default()
     };
     let page = state.store.contacts(workspace.id, query).await?;
     let audiences = state.store.audiences(workspace.id).await?;
-    let filtered = search.is_some() || bucket.is_some() || audience.is_some();
+    let filtered = search.is_some() || bucket.is_some() || audience.is_some() || mine;
     let rows = rows(&state, workspace, page.items).await?;
     let sort = by_closeness.then_some("closeness");
-    let filters = [("q", search), ("bucket", bucket.map(Bucket::as_str)), ("audience", audience), ("sort", sort)];
+    let filters = [
+        ("q", search),
+        ("bucket", bucket.map(Bucket::as_str)),
+        ("audience", audience),
+        ("sort", sort),
+        ("owner", mine.then_some("me")),
+    ];
     let first = layout::link("/contacts", &filters);
     let next = encode_cursor(page.next).map(|cursor| {
         let mut pairs = filters.to_vec();
@@ -212,6 +227,12 @@ pub async fn list(
                 select #sort name="sort" data-autosubmit {
                     option value="last_seen" selected[!by_closeness] { "Last seen" }
                     option value="closeness" selected[by_closeness] { "Closest first" }
+                }
+            }
+            div.field {
+                label.check {
+                    input type="checkbox" name="owner" value="me" checked[mine] data-autosubmit;
+                    " Mine only"
                 }
             }
             div.field.field-actions {
@@ -313,6 +334,10 @@ async fn contact_list(state: &AppState, signed: &Signed, list: ListPage, query: 
 pub struct ShowParams {
     timeline: Option<String>,
     events: Option<String>,
+    /// What a refused task form said.
+    task_error: Option<String>,
+    /// What a refused owner form said.
+    owner_error: Option<String>,
 }
 
 /// `GET /contacts/{id}`.
@@ -374,6 +399,19 @@ async fn render_contact(
         Vec::new()
     };
     let journeys_card = super::journeys::contact_card(state, signed, contact.id).await?;
+    let follow_ups = owners::follow_ups(state, signed, OwnerSubject::Contact, contact.id).await?;
+    let over_time = contacts::closeness_over_time(state, workspace, contact.id, now, CLOSENESS_SAMPLES, 7).await?;
+    let closeness_points: Vec<charts::Point> = over_time
+        .iter()
+        .map(|(at, score)| charts::Point {
+            label: tz.to_datetime(*at).date().strftime("%-d %b").to_string(),
+            value: f64::from(*score),
+        })
+        .collect();
+    let closeness_summary = match over_time.first() {
+        Some((_, first)) => format!("from {first} twelve weeks ago to {} now", closeness.score),
+        None => format!("{} now", closeness.score),
+    };
 
     let base = format!("/contacts/{}", contact.id);
     let timeline_next = encode_cursor(timeline.next).map(|c| format!("{base}?timeline={c}#timeline"));
@@ -550,6 +588,8 @@ async fn render_contact(
                 }
             }
             aside.contact-side {
+                (owners::owner_card(signed, &base, &follow_ups, params.owner_error.as_deref()))
+                (owners::tasks_card(signed, &base, &follow_ups, params.task_error.as_deref(), &tz))
                 section.card aria-labelledby="closeness-title" {
                     h2 #closeness-title { "Closeness" }
                     div.score-line {
@@ -557,6 +597,7 @@ async fn render_contact(
                         span.muted { "of 100 · " (closeness.bucket.as_str()) }
                     }
                     progress class={ "meter meter-" (closeness.bucket.as_str()) } max="100" value=(closeness.score) aria-label="Closeness score" {}
+                    (charts::line("closeness-history", "Closeness by week", &closeness_summary, &closeness_points, 100.0))
                     p.small.muted {
                         "Every interaction counts and fades with a half-life of "
                         (workspace.half_life_days) " days. First seen " (layout::date(contact.first_seen_at, &tz)) "."

@@ -5,12 +5,14 @@ use axum::response::Response;
 use kith_core::closeness::days_of_millis;
 use kith_core::health::{AtRisk, Band, Health};
 use kith_core::time::date_of_day_key;
-use kith_store::Account;
+use kith_store::{Account, OwnerSubject};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::charts::{self, Point, Segment};
 use super::contacts::{contact_table, rows, Extra};
 use super::layout::{self, Nav};
+use super::owners;
 use super::session::Signed;
 use super::{page_cursor, CursorParams, WebError, WebResult};
 use crate::service::{encode_cursor, groups, health};
@@ -20,6 +22,10 @@ use crate::AppState;
 const MEMBERS_SHOWN: usize = 50;
 /// Entries of an account's recent activity and of an audience's history.
 const RECENT_SHOWN: usize = 20;
+/// Days of recorded health the account page draws.
+const HISTORY_DRAWN: usize = 90;
+/// Weeks of member activity the account page draws.
+const WEEKS_DRAWN: i64 = 12;
 
 fn account_name(account: &Account) -> &str {
     account.name.as_deref().unwrap_or(&account.group_id)
@@ -39,6 +45,8 @@ pub struct AccountsQuery {
     /// Any value: the accounts at risk, by band or by a fall of their score (the band filter
     /// is then ignored).
     falling: Option<String>,
+    /// `me`: only the signed-in user's accounts.
+    owner: Option<String>,
 }
 
 /// A health band as a tag.
@@ -64,6 +72,8 @@ pub async fn accounts(
     };
     let sort = query.sort.as_deref().filter(|sort| !sort.is_empty());
     let falling = query.falling.as_deref().is_some_and(|falling| !falling.is_empty());
+    let mine = owners::wants_mine(query.owner.as_deref())?;
+    let mine_param = mine.then_some("me");
     let mut accounts: Vec<(Account, Health, Option<AtRisk>)> = if falling {
         let found = health::at_risk(&state, workspace, now).await?;
         found.into_iter().map(|(account, health, reason)| (account, health, Some(reason))).collect()
@@ -71,6 +81,10 @@ pub async fn accounts(
         let found = health::accounts(&state, workspace, band, now).await?;
         found.into_iter().map(|(account, health)| (account, health, None)).collect()
     };
+    if mine {
+        let owned = state.store.owners(workspace.id, OwnerSubject::Account).await?;
+        accounts.retain(|(account, _, _)| owned.contains(&(account.id, signed.user.id)));
+    }
     match sort {
         Some("health") => accounts.sort_by_key(|(_, health, _)| std::cmp::Reverse(health.score)),
         Some("health_asc") => accounts.sort_by_key(|(_, health, _)| health.score),
@@ -83,7 +97,7 @@ pub async fn accounts(
         (layout::page_header("Accounts", Some(html! { "Companies your contacts belong to, from Segment group calls, with their health." }), None))
         nav.filters aria-label="Health band" {
             @for option in bands {
-                @let href = layout::link("/accounts", &[("band", option.map(Band::as_str)), ("sort", sort)]);
+                @let href = layout::link("/accounts", &[("band", option.map(Band::as_str)), ("sort", sort), ("owner", mine_param)]);
                 @if option == band && !falling {
                     strong aria-current="page" { (option.map_or("All", Band::label)) }
                 } @else {
@@ -94,14 +108,18 @@ pub async fn accounts(
             @if falling {
                 strong aria-current="page" { "At risk or falling" }
             } @else {
-                a href="/accounts?falling=1" { "At risk or falling" }
+                a href=(layout::link("/accounts", &[("falling", Some("1")), ("owner", mine_param)])) { "At risk or falling" }
             }
+            " · "
+            (owners::mine_toggle("/accounts", mine, &[("band", band_name), ("sort", sort), ("falling", falling.then_some("1"))]))
             " · sort: "
-            a href=(layout::link("/accounts", &[("band", band_name), ("sort", None)])) { "most members" } " "
-            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health_asc"))])) { "least healthy" } " "
-            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health"))])) { "healthiest" }
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", None), ("owner", mine_param)])) { "most members" } " "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health_asc")), ("owner", mine_param)])) { "least healthy" } " "
+            a href=(layout::link("/accounts", &[("band", band_name), ("sort", Some("health")), ("owner", mine_param)])) { "healthiest" }
         }
-        @if accounts.is_empty() && falling {
+        @if accounts.is_empty() && mine {
+            p.muted { "You own no account that fits. Choose an owner on an account's page." }
+        } @else if accounts.is_empty() && falling {
             p.muted { "No account is at risk or falling now." }
         } @else if accounts.is_empty() && band.is_some() {
             p.muted { "No account is " (band.map_or("", Band::label)) " now." }
@@ -160,6 +178,7 @@ pub async fn account(
     State(state): State<AppState>,
     signed: Signed,
     Path(group_id): Path<String>,
+    Query(errors): Query<owners::FormErrors>,
 ) -> WebResult<Response> {
     let workspace = &signed.workspace;
     let now = state.clock.now();
@@ -173,6 +192,11 @@ pub async fn account(
     let health_model = health::model(&state, workspace.id).await?;
     let scored = health::health(&state, workspace, &health_model, &account, now).await?;
     let rows = rows(&state, workspace, members).await?;
+    let follow_ups = owners::follow_ups(&state, &signed, OwnerSubject::Account, account.id).await?;
+    let mut history = state.store.health_history(workspace.id, account.id, HISTORY_DRAWN).await?;
+    history.reverse();
+    let weekly = groups::weekly_active_members(&state, workspace.id, account.id, now, WEEKS_DRAWN).await?;
+    let base = account_href(&account);
     let body = html! {
         p.crumbs { a href="/accounts" { "← Accounts" } }
         (layout::page_header(account_name(&account), Some(html! {
@@ -181,6 +205,7 @@ pub async fn account(
         div.contact-grid {
             div.contact-main {
                 (health_card(&scored))
+                (activity_card(&history, &weekly, account.member_count, &tz))
                 section.card aria-labelledby="members-title" {
                     h2 #members-title { "Members, closest first" }
                     @if rows.is_empty() {
@@ -215,6 +240,8 @@ pub async fn account(
                 }
             }
             aside.contact-side {
+                (owners::owner_card(&signed, &base, &follow_ups, errors.owner_error.as_deref()))
+                (owners::tasks_card(&signed, &base, &follow_ups, errors.task_error.as_deref(), &tz))
                 section.card aria-labelledby="traits-title" {
                     h2 #traits-title { "Traits" }
                     (traits_list(&account.traits))
@@ -226,11 +253,63 @@ pub async fn account(
     Ok(layout::page(&signed, Nav::Accounts, account_name(&account), body))
 }
 
+/// The health recorded each day and the members active each week, as charts.
+fn activity_card(
+    history: &[kith_store::HealthRecord],
+    weekly: &[(jiff::Timestamp, i64)],
+    members: i64,
+    tz: &jiff::tz::TimeZone,
+) -> Markup {
+    let short = |date: jiff::civil::Date| date.strftime("%-d %b").to_string();
+    let health: Vec<Point> = history
+        .iter()
+        .map(|record| Point { label: short(date_of_day_key(record.day)), value: record.score as f64 })
+        .collect();
+    let active: Vec<Point> = weekly
+        .iter()
+        .map(|(since, count)| Point { label: short(tz.to_datetime(*since).date()), value: *count as f64 })
+        .collect();
+    let health_summary = match (history.first(), history.last()) {
+        (Some(first), Some(last)) if history.len() > 1 => format!(
+            "{} days recorded, from {} on {} to {} on {}",
+            history.len(),
+            first.score,
+            layout::day(date_of_day_key(first.day)),
+            last.score,
+            layout::day(date_of_day_key(last.day))
+        ),
+        (Some(only), _) => format!("one day recorded: {} on {}", only.score, layout::day(date_of_day_key(only.day))),
+        _ => "nothing recorded yet".to_owned(),
+    };
+    let last_week = weekly.last().map_or(0, |(_, count)| *count);
+    let active_summary = format!("{last_week} of {members} members active in the last 7 days");
+    html! {
+        section.card #charts aria-labelledby="charts-title" {
+            h2 #charts-title { "Over time" }
+            @if history.is_empty() {
+                p.muted.small { "The health pass records the score once a day; its line starts with the first record." }
+            } @else {
+                (charts::line("health-history", "Health by day", &health_summary, &health, 100.0))
+            }
+            @let most = weekly.iter().map(|(_, count)| *count).max().unwrap_or(0).max(1);
+            (charts::bars("weekly-active", "Members active per week", &active_summary, &active, most as f64))
+        }
+    }
+}
+
 /// The score, its band, and a bar per factor: how many of its points it earned.
 fn health_card(health: &Health) -> Markup {
+    let segments: Vec<Segment> = health
+        .factors
+        .iter()
+        .filter(|factor| factor.points > 0.0)
+        .map(|factor| Segment { label: factor.label.clone(), value: factor.points })
+        .collect();
+    let summary = format!("{} of 100 points", health.score);
     html! {
         section.card.health aria-labelledby="health-title" {
             h2 #health-title { "Health " strong.health-score { (health.score) } " " (band_tag(health.band)) }
+            (charts::stacked("health-factors", "Points by factor", &summary, &segments, 100.0))
             table.health-factors {
                 thead {
                     tr {

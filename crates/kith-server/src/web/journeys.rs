@@ -93,6 +93,8 @@ impl Draft {
                 set("trigger", "bucket_changed".into());
                 set("trigger_name", to.as_str().into());
             }
+            // Refused when a journey is saved: account health starts rules, not journeys.
+            Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. } => {}
         }
         match spec.entry {
             EntryPolicy::Once => set("entry", "once".into()),

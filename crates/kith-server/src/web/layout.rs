@@ -15,6 +15,8 @@ use super::session::Signed;
 /// The sections of the navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
+    /// `/today`.
+    Today,
     /// `/contacts` and a contact.
     Contacts,
     /// `/accounts`.
@@ -37,7 +39,8 @@ pub enum Nav {
     Settings,
 }
 
-const NAV: [(Nav, &str, &str); 10] = [
+const NAV: [(Nav, &str, &str); 11] = [
+    (Nav::Today, "/today", "Today"),
     (Nav::Contacts, "/contacts", "Contacts"),
     (Nav::Accounts, "/accounts", "Accounts"),
     (Nav::Audiences, "/audiences", "Audiences"),

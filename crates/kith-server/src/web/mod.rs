@@ -9,6 +9,7 @@
 //! signed-in page carries the session's CSRF token (`session::Posted`).
 
 mod assets;
+mod charts;
 mod contacts;
 mod debugger;
 mod groups;
@@ -17,6 +18,7 @@ mod layout;
 mod message_stats;
 mod messages;
 mod nudges;
+mod owners;
 mod rule_form;
 mod session;
 mod settings;
@@ -92,6 +94,13 @@ pub fn routes() -> Router<AppState> {
         .route("/contacts/{id}/cadence", post(contacts::set_cadence))
         .route("/contacts/{id}/subscriptions", post(contacts::set_subscription))
         .route("/contacts/{id}/delete", post(contacts::delete))
+        .route("/contacts/{id}/owner", post(owners::set_contact_owner))
+        .route("/contacts/{id}/tasks", post(owners::add_contact_task))
+        .route("/accounts/{group_id}/owner", post(owners::set_account_owner))
+        .route("/accounts/{group_id}/tasks", post(owners::add_account_task))
+        .route("/tasks/{id}/complete", post(owners::complete))
+        .route("/tasks/{id}/reopen", post(owners::reopen))
+        .route("/today", get(owners::today))
         .route("/losing-touch", get(contacts::losing_touch))
         .route("/due", get(contacts::due))
         .route("/accounts", get(groups::accounts))

@@ -48,17 +48,28 @@ pub async fn page(State(state): State<AppState>, signed: Signed) -> WebResult<Re
 }
 
 fn describe_when(when: &Trigger) -> String {
+    let contact = |what: String| format!("When a contact {what}");
     match when {
-        Trigger::Event { name, conditions } if conditions.is_empty() => format!("does “{name}”"),
+        Trigger::Event { name, conditions } if conditions.is_empty() => contact(format!("does “{name}”")),
         Trigger::Event { name, conditions } => {
             let conditions: Vec<String> = conditions.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-            format!("does “{name}” with {}", conditions.join(", "))
+            contact(format!("does “{name}” with {}", conditions.join(", ")))
         }
-        Trigger::AudienceEntered { audience } => format!("enters audience {audience}"),
-        Trigger::AudienceExited { audience } => format!("exits audience {audience}"),
-        Trigger::BecomesDue {} => "becomes due a touch".to_owned(),
-        Trigger::BucketChanged { to, from: Some(from) } => format!("goes from {} to {}", from.as_str(), to.as_str()),
-        Trigger::BucketChanged { to, from: None } => format!("becomes {}", to.as_str()),
+        Trigger::AudienceEntered { audience } => contact(format!("enters audience {audience}")),
+        Trigger::AudienceExited { audience } => contact(format!("exits audience {audience}")),
+        Trigger::BecomesDue {} => contact("becomes due a touch".to_owned()),
+        Trigger::BucketChanged { to, from: Some(from) } => {
+            contact(format!("goes from {} to {}", from.as_str(), to.as_str()))
+        }
+        Trigger::BucketChanged { to, from: None } => contact(format!("becomes {}", to.as_str())),
+        Trigger::HealthBandChanged { to, from } => format!(
+            "When an account's health goes{}{}",
+            from.map(|band| format!(" from {}", band.label())).unwrap_or_default(),
+            to.map_or_else(|| " into another band".to_owned(), |band| format!(" to {}", band.label()))
+        ),
+        Trigger::HealthDropped { points, within_days } => {
+            format!("When an account's health falls {points} points within {within_days} days")
+        }
     }
 }
 
@@ -70,6 +81,7 @@ fn describe_then(action: &Action, templates: &[Template]) -> String {
         },
         Action::Webhook { url, .. } => format!("post to {}", url.split('/').take(3).collect::<Vec<_>>().join("/")),
         Action::Email { to, .. } => format!("email {to}"),
+        Action::EmailOwner { .. } => "email the account's owner".to_owned(),
         Action::Segment { event } => format!("send “{}” to Segment", event.as_deref().unwrap_or("Nudge Sent")),
     }
 }
@@ -81,7 +93,7 @@ fn rule_row(rule: &Rule, signed: &Signed, tz: &jiff::tz::TimeZone, templates: &[
             td {
                 strong { (spec.name) }
                 span.sub {
-                    "When a contact " (describe_when(&spec.when))
+                    (describe_when(&spec.when))
                     @if let Some(unless) = &spec.unless {
                         " and does not “" (unless.event) "” within " (unless.within_hours) " h"
                     }

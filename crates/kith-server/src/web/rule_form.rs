@@ -67,7 +67,8 @@ impl Draft {
     }
 
     /// The form filled with a stored rule; the second value is `false` when the form cannot
-    /// hold all of it (two actions of one kind), which only the JSON can then change.
+    /// hold all of it (two actions of one kind, or a rule on account health), which only the
+    /// JSON can then change.
     pub fn of(spec: &RuleSpec) -> (Self, bool) {
         let mut draft = Draft::default();
         draft.set("name", spec.name.clone());
@@ -97,6 +98,7 @@ impl Draft {
                 draft.set("bucket_to", to.as_str());
                 draft.set("bucket_from", from.map_or("", Bucket::as_str));
             }
+            Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. } => return (draft, false),
         }
         match &spec.unless {
             Some(unless) => {
@@ -130,6 +132,7 @@ impl Draft {
                     draft.set("segment_event", event.clone().unwrap_or_default());
                     "segment"
                 }
+                Action::EmailOwner { .. } => return (draft, false),
             };
             if kinds.contains(&kind) {
                 return (draft, false);

@@ -126,3 +126,84 @@ pub async fn health_history(
         })
         .collect())
 }
+
+/// Replaces the account's observed score and band, returning the one before. The row is
+/// locked between the read and the write, so of two nodes observing at once the second sees
+/// the first's observation.
+pub async fn observe_health(
+    c: &mut Client,
+    workspace: WorkspaceId,
+    account: i64,
+    observation: &HealthObservation,
+    now: i64,
+) -> Result<Option<HealthObservation>> {
+    let tx = c.transaction().await?;
+    let previous = tx
+        .query_opt(
+            "SELECT score, band FROM account_health_state WHERE account_id = $1 AND workspace_id = $2 FOR UPDATE",
+            &[&account, &workspace],
+        )
+        .await?
+        .map(|row| HealthObservation { score: row.get(0), band: row.get(1) });
+    tx.execute(
+        "INSERT INTO account_health_state (account_id, workspace_id, score, band, observed_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id) DO UPDATE SET score = excluded.score, band = excluded.band,
+             observed_at = excluded.observed_at",
+        &[&account, &workspace, &observation.score, &observation.band, &now],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(previous)
+}
+
+/// Records the firing and queues its deliveries unless this occurrence was recorded before.
+pub async fn fire_for_account(
+    c: &mut Client,
+    workspace: WorkspaceId,
+    firing: &NewAccountFiring,
+    deliveries: &[NewDelivery],
+    now: i64,
+) -> Result<bool> {
+    let tx = c.transaction().await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO account_firings (workspace_id, rule_id, account_id, occurrence, trigger, triggered_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&workspace, &firing.rule_id, &firing.account_id, &firing.occurrence, &firing.trigger, &now],
+        )
+        .await?
+        > 0;
+    if inserted {
+        super::nudges::enqueue(&tx, workspace, deliveries, None, None, now).await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+pub async fn account_firings(
+    c: &mut Client,
+    workspace: WorkspaceId,
+    rule: Option<i64>,
+    account: Option<i64>,
+    limit: usize,
+) -> Result<Vec<AccountFiring>> {
+    let rows = c
+        .query(
+            "SELECT id, rule_id, account_id, trigger, triggered_at FROM account_firings
+             WHERE workspace_id = $1 AND ($2::BIGINT IS NULL OR rule_id = $2) AND ($3::BIGINT IS NULL OR account_id = $3)
+             ORDER BY id DESC LIMIT $4",
+            &[&workspace, &rule, &account, &(limit.clamp(1, 1000) as i64)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| AccountFiring {
+            id: row.get(0),
+            rule_id: row.get(1),
+            account_id: row.get(2),
+            trigger: row.get(3),
+            triggered_at: from_millis(row.get(4)),
+        })
+        .collect())
+}

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "messages", include_str!("../../migrations/postgres/0005_messages.sql")),
     (6, "accounts", include_str!("../../migrations/postgres/0006_accounts.sql")),
     (7, "message_tracking", include_str!("../../migrations/postgres/0007_message_tracking.sql")),
+    (8, "success", include_str!("../../migrations/postgres/0008_success.sql")),
     (9, "journeys", include_str!("../../migrations/postgres/0009_journeys.sql")),
     (11, "reprojections", include_str!("../../migrations/postgres/0011_reprojections.sql")),
 ];

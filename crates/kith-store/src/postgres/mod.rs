@@ -15,6 +15,7 @@ mod journeys;
 mod messages;
 mod migrate;
 mod nudges;
+mod owners;
 mod read;
 mod reproject;
 mod users;
@@ -471,6 +472,74 @@ impl Store for PostgresStore {
 
     async fn health_history(&self, workspace: WorkspaceId, account: i64, limit: usize) -> Result<Vec<HealthRecord>> {
         on_connection!(self, |c| health::health_history(c, workspace, account, limit))
+    }
+
+    async fn observe_health(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        observation: HealthObservation,
+    ) -> Result<Option<HealthObservation>> {
+        on_connection!(self, |c| health::observe_health(c, workspace, account, &observation, self.now()))
+    }
+
+    async fn fire_for_account(
+        &self,
+        workspace: WorkspaceId,
+        firing: NewAccountFiring,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool> {
+        on_connection!(self, |c| health::fire_for_account(c, workspace, &firing, &deliveries, self.now()))
+    }
+
+    async fn account_firings(
+        &self,
+        workspace: WorkspaceId,
+        rule: Option<i64>,
+        account: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AccountFiring>> {
+        on_connection!(self, |c| health::account_firings(c, workspace, rule, account, limit))
+    }
+
+    async fn set_owner(&self, workspace: WorkspaceId, subject: OwnerSubject, id: i64, user: Option<i64>) -> Result<()> {
+        on_connection!(self, |c| owners::set_owner(c, workspace, subject, id, user, self.now()))
+    }
+
+    async fn owners(&self, workspace: WorkspaceId, subject: OwnerSubject) -> Result<Vec<(i64, i64)>> {
+        on_connection!(self, |c| owners::owners(c, workspace, subject))
+    }
+
+    async fn owner(&self, workspace: WorkspaceId, subject: OwnerSubject, id: i64) -> Result<Option<i64>> {
+        on_connection!(self, |c| owners::owner(c, workspace, subject, id))
+    }
+
+    async fn create_task(&self, workspace: WorkspaceId, spec: TaskSpec) -> Result<Task> {
+        on_connection!(self, |c| owners::create_task(c, workspace, &spec, self.now()))
+    }
+
+    async fn task(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Task>> {
+        on_connection!(self, |c| owners::task(c, workspace, id))
+    }
+
+    async fn tasks(&self, workspace: WorkspaceId, query: TaskQuery) -> Result<Vec<Task>> {
+        on_connection!(self, |c| owners::tasks(c, workspace, &query))
+    }
+
+    async fn update_task(&self, workspace: WorkspaceId, id: i64, spec: TaskSpec) -> Result<Option<Task>> {
+        on_connection!(self, |c| owners::update_task(c, workspace, id, &spec, self.now()))
+    }
+
+    async fn set_task_done(&self, workspace: WorkspaceId, id: i64, done: bool) -> Result<Option<Task>> {
+        on_connection!(self, |c| owners::set_task_done(c, workspace, id, done, self.now()))
+    }
+
+    async fn delete_task(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        on_connection!(self, |c| owners::delete_task(c, workspace, id))
+    }
+
+    async fn claim_owner_digest(&self, user: i64, day: i32) -> Result<bool> {
+        on_connection!(self, |c| owners::claim_owner_digest(c, user, day))
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {

@@ -100,6 +100,18 @@ pub async fn contacts(c: &Client, workspace: WorkspaceId, query: &ContactQuery) 
         let before = args.push(before.as_millisecond());
         sql.push_str(&format!(" AND c.due_at IS NOT NULL AND c.due_at <= {before}"));
     }
+    match query.owner {
+        None => {}
+        Some(OwnerFilter::User(user)) => {
+            let user = args.push(user);
+            sql.push_str(&format!(
+                " AND c.id IN (SELECT subject_id FROM owners WHERE subject = 'contact' AND user_id = {user})"
+            ));
+        }
+        Some(OwnerFilter::Nobody) => {
+            sql.push_str(" AND c.id NOT IN (SELECT subject_id FROM owners WHERE subject = 'contact')");
+        }
+    }
     let order = match query.sort {
         ContactSort::LastSeen => {
             if let Some(cursor) = &query.cursor {

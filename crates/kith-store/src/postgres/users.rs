@@ -124,6 +124,9 @@ pub async fn set_password(c: &mut Client, user: i64, password_hash: &str) -> Res
     }
     // A new password ends every session: whoever knew the old one is signed out too.
     tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user]).await?;
+    // What the user owned is nobody's now; their tasks stay, for nobody in particular.
+    tx.execute("DELETE FROM owners WHERE user_id = $1", &[&user]).await?;
+    tx.execute("UPDATE tasks SET assignee_id = NULL WHERE assignee_id = $1", &[&user]).await?;
     tx.commit().await?;
     Ok(())
 }

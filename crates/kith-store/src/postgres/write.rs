@@ -1162,6 +1162,8 @@ async fn erase_contact(
         "DELETE FROM rule_firings WHERE contact_id = $1",
         "DELETE FROM journey_steps WHERE contact_id = $1",
         "DELETE FROM journey_entries WHERE contact_id = $1",
+        "DELETE FROM tasks WHERE contact_id = $1",
+        "DELETE FROM owners WHERE subject = 'contact' AND subject_id = $1",
         "DELETE FROM alias_conflicts WHERE contact_id = $1 OR other_contact_id = $1",
         "DELETE FROM contacts WHERE id = $1",
     ] {
@@ -1247,12 +1249,19 @@ pub async fn merge_contacts(
                                   THEN excluded.is_member ELSE audience_members.is_member END,
                  changed_at = GREATEST(excluded.changed_at, audience_members.changed_at)",
         "UPDATE audience_history SET contact_id = $1 WHERE contact_id = $2",
+        "UPDATE tasks SET contact_id = $1 WHERE contact_id = $2",
+        // The surviving contact keeps its owner; the other's owner takes it if it had none.
+        "INSERT INTO owners (workspace_id, subject, subject_id, user_id, assigned_at)
+             SELECT workspace_id, subject, $1, user_id, assigned_at FROM owners
+             WHERE subject = 'contact' AND subject_id = $2 ON CONFLICT DO NOTHING",
     ] {
         tx.execute(statement, &[&into, &from]).await?;
     }
-    for statement in
-        ["DELETE FROM account_members WHERE contact_id = $1", "DELETE FROM audience_members WHERE contact_id = $1"]
-    {
+    for statement in [
+        "DELETE FROM account_members WHERE contact_id = $1",
+        "DELETE FROM audience_members WHERE contact_id = $1",
+        "DELETE FROM owners WHERE subject = 'contact' AND subject_id = $1",
+    ] {
         tx.execute(statement, &[&from]).await?;
     }
     // Conflicts between the two contacts are what the merge resolves.

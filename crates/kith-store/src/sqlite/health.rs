@@ -108,3 +108,76 @@ pub fn health_history(c: &Connection, workspace: WorkspaceId, account: i64, limi
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Replaces the account's observed score and band, returning the one before. The single
+/// write connection makes the read and the replacement one step.
+pub fn observe_health(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    account: i64,
+    observation: &HealthObservation,
+    now: i64,
+) -> Result<Option<HealthObservation>> {
+    let tx = c.transaction()?;
+    let previous = tx
+        .query_row(
+            "SELECT score, band FROM account_health_state WHERE account_id = ?1 AND workspace_id = ?2",
+            params![account, workspace],
+            |row| Ok(HealthObservation { score: row.get(0)?, band: row.get(1)? }),
+        )
+        .optional()?;
+    tx.execute(
+        "INSERT INTO account_health_state (account_id, workspace_id, score, band, observed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account_id) DO UPDATE SET score = excluded.score, band = excluded.band,
+             observed_at = excluded.observed_at",
+        params![account, workspace, observation.score, observation.band, now],
+    )?;
+    tx.commit()?;
+    Ok(previous)
+}
+
+/// Records the firing and queues its deliveries unless this occurrence was recorded before.
+pub fn fire_for_account(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    firing: &NewAccountFiring,
+    deliveries: &[NewDelivery],
+    now: i64,
+) -> Result<bool> {
+    let tx = c.transaction()?;
+    let inserted = tx.execute(
+        "INSERT INTO account_firings (workspace_id, rule_id, account_id, occurrence, trigger, triggered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        params![workspace, firing.rule_id, firing.account_id, firing.occurrence, firing.trigger, now],
+    )? > 0;
+    if inserted {
+        super::nudges::enqueue(&tx, workspace, deliveries, None, None, now)?;
+    }
+    tx.commit()?;
+    Ok(inserted)
+}
+
+pub fn account_firings(
+    c: &Connection,
+    workspace: WorkspaceId,
+    rule: Option<i64>,
+    account: Option<i64>,
+    limit: usize,
+) -> Result<Vec<AccountFiring>> {
+    let mut statement = c.prepare_cached(
+        "SELECT id, rule_id, account_id, trigger, triggered_at FROM account_firings
+         WHERE workspace_id = ?1 AND (?2 IS NULL OR rule_id = ?2) AND (?3 IS NULL OR account_id = ?3)
+         ORDER BY id DESC LIMIT ?4",
+    )?;
+    let rows = statement.query_map(params![workspace, rule, account, limit.clamp(1, 1000) as i64], |row| {
+        Ok(AccountFiring {
+            id: row.get(0)?,
+            rule_id: row.get(1)?,
+            account_id: row.get(2)?,
+            trigger: row.get(3)?,
+            triggered_at: from_millis(row.get(4)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "messages", include_str!("../../migrations/sqlite/0008_messages.sql")),
     (9, "accounts", include_str!("../../migrations/sqlite/0009_accounts.sql")),
     (10, "message_tracking", include_str!("../../migrations/sqlite/0010_message_tracking.sql")),
+    (11, "success", include_str!("../../migrations/sqlite/0011_success.sql")),
     (12, "journeys", include_str!("../../migrations/sqlite/0012_journeys.sql")),
     (14, "reprojections", include_str!("../../migrations/sqlite/0014_reprojections.sql")),
 ];

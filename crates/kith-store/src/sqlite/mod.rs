@@ -17,6 +17,7 @@ mod log;
 mod messages;
 mod migrate;
 mod nudges;
+mod owners;
 mod read;
 mod reproject;
 mod users;
@@ -729,6 +730,80 @@ impl Store for SqliteStore {
 
     async fn health_history(&self, workspace: WorkspaceId, account: i64, limit: usize) -> Result<Vec<HealthRecord>> {
         self.read(move |c| health::health_history(c, workspace, account, limit)).await
+    }
+
+    async fn observe_health(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        observation: HealthObservation,
+    ) -> Result<Option<HealthObservation>> {
+        let now = self.now();
+        self.write(move |c| health::observe_health(c, workspace, account, &observation, now)).await
+    }
+
+    async fn fire_for_account(
+        &self,
+        workspace: WorkspaceId,
+        firing: NewAccountFiring,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool> {
+        let now = self.now();
+        self.write(move |c| health::fire_for_account(c, workspace, &firing, &deliveries, now)).await
+    }
+
+    async fn account_firings(
+        &self,
+        workspace: WorkspaceId,
+        rule: Option<i64>,
+        account: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AccountFiring>> {
+        self.read(move |c| health::account_firings(c, workspace, rule, account, limit)).await
+    }
+
+    async fn set_owner(&self, workspace: WorkspaceId, subject: OwnerSubject, id: i64, user: Option<i64>) -> Result<()> {
+        let now = self.now();
+        self.write(move |c| owners::set_owner(c, workspace, subject, id, user, now)).await
+    }
+
+    async fn owners(&self, workspace: WorkspaceId, subject: OwnerSubject) -> Result<Vec<(i64, i64)>> {
+        self.read(move |c| owners::owners(c, workspace, subject)).await
+    }
+
+    async fn owner(&self, workspace: WorkspaceId, subject: OwnerSubject, id: i64) -> Result<Option<i64>> {
+        self.read(move |c| owners::owner(c, workspace, subject, id)).await
+    }
+
+    async fn create_task(&self, workspace: WorkspaceId, spec: TaskSpec) -> Result<Task> {
+        let now = self.now();
+        self.write(move |c| owners::create_task(c, workspace, &spec, now)).await
+    }
+
+    async fn task(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Task>> {
+        self.read(move |c| owners::task(c, workspace, id)).await
+    }
+
+    async fn tasks(&self, workspace: WorkspaceId, query: TaskQuery) -> Result<Vec<Task>> {
+        self.read(move |c| owners::tasks(c, workspace, &query)).await
+    }
+
+    async fn update_task(&self, workspace: WorkspaceId, id: i64, spec: TaskSpec) -> Result<Option<Task>> {
+        let now = self.now();
+        self.write(move |c| owners::update_task(c, workspace, id, &spec, now)).await
+    }
+
+    async fn set_task_done(&self, workspace: WorkspaceId, id: i64, done: bool) -> Result<Option<Task>> {
+        let now = self.now();
+        self.write(move |c| owners::set_task_done(c, workspace, id, done, now)).await
+    }
+
+    async fn delete_task(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.write(move |c| owners::delete_task(c, workspace, id)).await
+    }
+
+    async fn claim_owner_digest(&self, user: i64, day: i32) -> Result<bool> {
+        self.write(move |c| owners::claim_owner_digest(c, user, day)).await
     }
 
     async fn create_user(&self, workspace: WorkspaceId, email: &str, password_hash: &str) -> Result<User> {

@@ -78,6 +78,16 @@ pub fn contacts(c: &Connection, workspace: WorkspaceId, query: &ContactQuery) ->
         sql.push_str(" AND c.due_at IS NOT NULL AND c.due_at <= ?");
         args.push(before.as_millisecond().into());
     }
+    match query.owner {
+        None => {}
+        Some(OwnerFilter::User(user)) => {
+            sql.push_str(" AND c.id IN (SELECT subject_id FROM owners WHERE subject = 'contact' AND user_id = ?)");
+            args.push(user.into());
+        }
+        Some(OwnerFilter::Nobody) => {
+            sql.push_str(" AND c.id NOT IN (SELECT subject_id FROM owners WHERE subject = 'contact')");
+        }
+    }
     let order = match query.sort {
         ContactSort::LastSeen => {
             if let Some(cursor) = &query.cursor {

@@ -114,6 +114,9 @@ pub fn set_password(c: &mut Connection, user: i64, password_hash: &str) -> Resul
     }
     // A new password ends every session: whoever knew the old one is signed out too.
     tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user])?;
+    // What the user owned is nobody's now; their tasks stay, for nobody in particular.
+    tx.execute("DELETE FROM owners WHERE user_id = ?1", [user])?;
+    tx.execute("UPDATE tasks SET assignee_id = NULL WHERE assignee_id = ?1", [user])?;
     tx.commit()?;
     Ok(())
 }

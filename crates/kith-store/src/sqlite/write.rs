@@ -824,6 +824,8 @@ pub fn delete_contact(
         "DELETE FROM rule_firings WHERE contact_id = ?1",
         "DELETE FROM journey_steps WHERE contact_id = ?1",
         "DELETE FROM journey_entries WHERE contact_id = ?1",
+        "DELETE FROM tasks WHERE contact_id = ?1",
+        "DELETE FROM owners WHERE subject = 'contact' AND subject_id = ?1",
         "DELETE FROM alias_conflicts WHERE contact_id = ?1 OR other_contact_id = ?1",
         "DELETE FROM contacts WHERE id = ?1",
     ] {
@@ -906,6 +908,12 @@ pub fn merge_contacts(
                  changed_at = MAX(excluded.changed_at, audience_members.changed_at)",
         "DELETE FROM audience_members WHERE contact_id = ?2",
         "UPDATE audience_history SET contact_id = ?1 WHERE contact_id = ?2",
+        "UPDATE tasks SET contact_id = ?1 WHERE contact_id = ?2",
+        // The surviving contact keeps its owner; the other's owner takes it if it had none.
+        "INSERT INTO owners (workspace_id, subject, subject_id, user_id, assigned_at)
+             SELECT workspace_id, subject, ?1, user_id, assigned_at FROM owners
+             WHERE subject = 'contact' AND subject_id = ?2 ON CONFLICT DO NOTHING",
+        "DELETE FROM owners WHERE subject = 'contact' AND subject_id = ?2",
     ] {
         tx.execute(statement, params![into, from])?;
     }

@@ -36,7 +36,7 @@ document.addEventListener("submit", (event) => {
 });
 
 document.addEventListener("change", (event) => {
-  if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
+  if (event.target.matches("[data-autosubmit]")) event.target.form.requestSubmit();
 });
 
 // The live debugger: each server-sent event is a rendered row, newest on top.
