@@ -43,8 +43,13 @@ async fn created(server: &TestServer, path: &str, body: Value) -> i64 {
 /// A workspace that sends outbound Segment to `segment`, with a "Welcome" template and a rule
 /// sending it on `Signed Up`; Ada (userId `ada`) identified. Returns the template and rule ids.
 async fn set_up(server: &TestServer, segment: &Receiver) -> (i64, i64) {
+    set_up_sending_to(server, &segment.url, "wk_out").await
+}
+
+/// [`set_up`], with the outbound Segment host at `url` and its write key.
+async fn set_up_sending_to(server: &TestServer, url: &str, write_key: &str) -> (i64, i64) {
     let (status, body) = server
-        .call(Method::PATCH, "/api/workspace", &json!({"segment_host": segment.url, "segment_write_key": "wk_out"}))
+        .call(Method::PATCH, "/api/workspace", &json!({"segment_host": url, "segment_write_key": write_key}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let topic = created(server, "/api/topics", json!({"name": "Product tips"})).await;
@@ -407,7 +412,43 @@ async fn a_message_held_for_quiet_hours_shows_as_held_then_sent() {
     server.stop().await;
 }
 
+/// The email events, sent to a second kith as its Segment source: they land in Ada's event
+/// stream there, marked as kith's own, so they never count as her activity nor fire its rules.
+async fn the_email_events_reach_a_second_kith() {
+    let smtp = SmtpSink::start().await;
+    let server = server(&smtp).await;
+    let second = TestServer::start().await;
+    second
+        .ingest(
+            "/v1/identify",
+            &json!({"userId": "ada", "traits": {"email": "ada@example.com"}, "messageId": "i1", "timestamp": t0().to_string()}),
+        )
+        .await;
+    set_up_sending_to(&server, &second.url, &second.write_key).await;
+    sign_up(&server, "signup-1").await;
+    server.run_jobs().await;
+    let html = body(&smtp.mails()[0]);
+    let client = anonymous();
+    let pixel = attribute(&html, "src", &format!("{PUBLIC_URL}/m/"));
+    assert_eq!(client.get(local(&server, &pixel)).send().await.unwrap().status(), StatusCode::OK);
+    let click = attribute(&html, "href", &format!("{PUBLIC_URL}/m/"));
+    assert!(client.get(local(&server, &click)).send().await.unwrap().status().is_redirection());
+    server.run_jobs().await;
+
+    let events = second.get("/api/contacts/ada@example.com/events?limit=50").await;
+    let names: Vec<&str> = events["items"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    for wanted in ["Email Delivered", "Email Opened", "Email Link Clicked"] {
+        assert!(names.contains(&wanted), "{wanted} in {events}");
+    }
+    let delivered = events["items"].as_array().unwrap().iter().find(|e| e["name"] == "Email Delivered").unwrap();
+    assert_eq!(delivered["properties"]["email_subject"], "Welcome, Ada", "{delivered}");
+    assert_eq!(second.timeline("ada@example.com").await.len(), 1, "only the identify counts as her activity there");
+    server.stop().await;
+    second.stop().await;
+}
+
 backend_tests!(
+    the_email_events_reach_a_second_kith,
     opens_and_clicks_are_tracked_and_reach_segment,
     a_hard_bounce_suppresses_the_contact_and_a_transient_failure_retries,
     a_message_held_for_quiet_hours_shows_as_held_then_sent,

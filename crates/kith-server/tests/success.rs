@@ -236,6 +236,8 @@ async fn owners_and_the_mine_filters() {
     put(&server, "/api/contacts/bea@example.com/owner", json!({"user": "bob@example.com"})).await;
     assert_eq!(server.get("/api/accounts/acme").await["owner"]["email"], "alice@example.com");
     assert_eq!(server.get("/api/accounts/initech").await["owner"], Value::Null);
+    assert_eq!(server.contact("bea@example.com").await["owner"]["email"], "bob@example.com");
+    assert_eq!(server.contact("cy@example.com").await["owner"], Value::Null);
 
     let (status, mine) = get_as(&server, "alice@example.com", "/api/accounts?owner=me").await;
     assert_eq!(status, StatusCode::OK, "{mine}");
@@ -251,6 +253,7 @@ async fn owners_and_the_mine_filters() {
 
     // Clearing, and what is refused.
     assert_eq!(put(&server, "/api/contacts/ada@example.com/owner", json!({"user": null})).await["owner"], Value::Null);
+    assert_eq!(server.contact("ada@example.com").await["owner"], Value::Null);
     assert!(emails(&get_as(&server, "alice@example.com", "/api/contacts?owner=me").await.1).is_empty());
     let (status, body) = server.api("/api/accounts?owner=me").await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("owner_me_needs_user")), "{body}");

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use jiff::Timestamp;
 use kith_core::closeness::{Bucket, InteractionKind};
-use kith_store::{Contact, ContactQuery, ContactSort, NewInteraction, Workspace};
+use kith_store::{Contact, ContactQuery, ContactSort, NewInteraction, OwnerSubject, Workspace};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +17,7 @@ use super::{workspace_of, Body};
 use crate::auth::SecretKey;
 use crate::error::{ApiError, ApiResult};
 use crate::service::contacts::{self, find_contact};
-use crate::service::{decode_cursor, encode_cursor};
+use crate::service::{decode_cursor, encode_cursor, owners};
 use crate::AppState;
 
 /// Contact list parameters.
@@ -162,8 +162,9 @@ pub async fn show(
 
 /// The JSON view of a contact with its identities, accounts and audiences.
 async fn detail(state: &AppState, workspace: &Workspace, contact: Contact) -> ApiResult<ContactDetail> {
+    let owner = owners::owner_of(state, workspace.id, OwnerSubject::Contact, contact.id).await?;
     let detail = contacts::detail(state, workspace.id, contact).await?;
-    Ok(ContactDetail::new(detail, &workspace.model(), state.clock.now()))
+    Ok(ContactDetail::new(detail, owner, &workspace.model(), state.clock.now()))
 }
 
 /// A contact's timeline, newest first.

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, Model};
 use kith_core::profile;
-use kith_store::{Account, ApiKey, AudienceMembership, Contact, Identity, Interaction, Reprojection, Workspace};
+use kith_store::{Account, ApiKey, AudienceMembership, Contact, Identity, Interaction, Reprojection, User, Workspace};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::owners::UserRef;
 use crate::service::contacts::{self, StreamEvent};
 use crate::service::groups::mean_score;
 use crate::service::history;
@@ -204,16 +205,19 @@ pub struct ContactDetail {
     pub accounts: Vec<AccountView>,
     /// Audience memberships, current and past.
     pub audiences: Vec<MembershipView>,
+    /// The user who owns the contact (`PUT /api/contacts/{id}/owner`).
+    pub owner: Option<UserRef>,
 }
 
 impl ContactDetail {
     /// The view at `now`.
-    pub fn new(detail: contacts::Detail, model: &Model, now: Timestamp) -> Self {
+    pub fn new(detail: contacts::Detail, owner: Option<User>, model: &Model, now: Timestamp) -> Self {
         ContactDetail {
             contact: ContactView::new(detail.contact, model, now),
             identities: detail.identities.into_iter().map(Into::into).collect(),
             accounts: detail.accounts.into_iter().map(|a| AccountView::new(a, model, now)).collect(),
             audiences: detail.audiences.into_iter().map(Into::into).collect(),
+            owner: owner.map(Into::into),
         }
     }
 }
