@@ -447,7 +447,40 @@ async fn the_email_events_reach_a_second_kith() {
     second.stop().await;
 }
 
+/// A spam complaint the email provider reports through Segment stops every later message.
+async fn a_spam_complaint_from_the_email_provider_suppresses_the_contact() {
+    let smtp = SmtpSink::start().await;
+    let segment = Receiver::start().await;
+    let server = server(&smtp).await;
+    set_up(&server, &segment).await;
+    sign_up(&server, "signup-1").await;
+    server.run_jobs().await;
+    assert_eq!(smtp.mails().len(), 1);
+
+    // As SendGrid's Segment source sends it: a track on the person, named by the email spec.
+    server
+        .ingest(
+            "/v1/track",
+            &json!({"userId": "ada", "event": "Email Marked as Spam", "messageId": "complaint-1",
+                    "properties": {"email_subject": "Welcome, Ada"},
+                    "timestamp": server.state.clock.now().to_string()}),
+        )
+        .await;
+    sign_up(&server, "signup-2").await;
+    let report = server.run_jobs().await;
+    assert_eq!(report.deliveries.skipped, 1, "{report:?}");
+    assert_eq!(smtp.mails().len(), 1, "no second mail");
+    let messages = server.get("/api/contacts/ada@example.com/messages").await;
+    assert_eq!(
+        (messages["messages"][0]["outcome"].as_str(), messages["messages"][0]["reason"].as_str()),
+        (Some("skipped"), Some("suppressed"))
+    );
+    assert!(tracks(&segment, "Email Marked as Spam").is_empty(), "a complaint is not sent back where it came from");
+    server.stop().await;
+}
+
 backend_tests!(
+    a_spam_complaint_from_the_email_provider_suppresses_the_contact,
     the_email_events_reach_a_second_kith,
     opens_and_clicks_are_tracked_and_reach_segment,
     a_hard_bounce_suppresses_the_contact_and_a_transient_failure_retries,

@@ -28,6 +28,9 @@ pub const EMAIL_OPENED: &str = "Email Opened";
 pub const EMAIL_LINK_CLICKED: &str = "Email Link Clicked";
 /// The contact unsubscribed from the message's topic.
 pub const UNSUBSCRIBED: &str = "Unsubscribed";
+/// The contact reported a message as spam. kith receives it rather than sends it: the email
+/// provider reports complaints through Segment, and the contact is then never messaged again.
+pub const EMAIL_MARKED_AS_SPAM: &str = "Email Marked as Spam";
 
 /// The Segment identity of a contact: its first userId, and its email as a trait.
 #[derive(Debug, Clone)]

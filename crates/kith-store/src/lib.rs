@@ -503,6 +503,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Whether the contact's current address bounced.
     async fn is_bounced(&self, workspace: WorkspaceId, contact: ContactId, email: &str) -> Result<bool>;
+    /// Whether the contact's event stream holds a track call of this name.
+    async fn has_track(&self, workspace: WorkspaceId, contact: ContactId, name: &str) -> Result<bool>;
     /// What became of the messages of each template or each rule.
     async fn message_stats(&self, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>>;
     /// Queues a track call about a contact to the workspace's outbound Segment host, if one is

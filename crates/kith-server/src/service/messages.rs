@@ -15,7 +15,9 @@ use jiff::{SignedDuration, Timestamp};
 use kith_core::event::{parse_event, EventType, Parsed};
 use kith_core::identity::normalize_email;
 use kith_core::ParseContext;
-use kith_store::deliveries::{EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_LINK_CLICKED, EMAIL_OPENED, UNSUBSCRIBED};
+use kith_store::deliveries::{
+    EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_LINK_CLICKED, EMAIL_MARKED_AS_SPAM, EMAIL_OPENED, UNSUBSCRIBED,
+};
 use kith_store::{
     Contact, ContactKey, Delivery, Engagement, Incoming, MessageCounts, MessageEntry, MessageLimits, NewMessageEntry,
     Sender, StatsBy, StoreError, Subscription, TemplateSpec, Topic, WorkspaceId,
@@ -736,10 +738,13 @@ pub async fn consents(
 }
 
 /// Whether messages may not reach the contact at all: its email is on the suppression list
-/// (erased with suppression) or its address bounced.
+/// (erased with suppression), its address bounced, or it complained. kith learns of a
+/// complaint as the email provider reports it through Segment: an `Email Marked as Spam`
+/// track in the contact's event stream.
 async fn suppressed(state: &AppState, workspace: WorkspaceId, contact: &Contact) -> Result<bool, StoreError> {
     Ok(state.store.is_suppressed(workspace, &contact.email).await?
-        || state.store.is_bounced(workspace, contact.id, &contact.email).await?)
+        || state.store.is_bounced(workspace, contact.id, &contact.email).await?
+        || state.store.has_track(workspace, contact.id, EMAIL_MARKED_AS_SPAM).await?)
 }
 
 /// Records a choice about a topic for a contact, made by someone of the team; 404 for a topic

@@ -470,6 +470,15 @@ pub async fn is_bounced(c: &Client, workspace: WorkspaceId, contact: ContactId, 
     .is_some())
 }
 
+pub async fn has_track(c: &Client, workspace: WorkspaceId, contact: ContactId, name: &str) -> Result<bool> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM events WHERE contact_id = $2 AND workspace_id = $1 AND type = 'track' AND name = $3 LIMIT 1",
+        &[&workspace, &contact, &name],
+    )
+    .await?
+    .is_some())
+}
+
 pub async fn message_stats(c: &Client, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
     let rows = c.query(&crate::sql::message_stats(by, "$1"), &[&workspace]).await?;
     rows.iter()

@@ -715,6 +715,10 @@ impl Store for PostgresStore {
         on_connection!(self, |c| messages::is_bounced(c, workspace, contact, email))
     }
 
+    async fn has_track(&self, workspace: WorkspaceId, contact: ContactId, name: &str) -> Result<bool> {
+        on_connection!(self, |c| messages::has_track(c, workspace, contact, name))
+    }
+
     async fn message_stats(&self, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
         on_connection!(self, |c| messages::message_stats(c, workspace, by))
     }

@@ -386,6 +386,13 @@ pub fn is_bounced(c: &Connection, workspace: WorkspaceId, contact: ContactId, em
         .exists(params![workspace, contact, email])?)
 }
 
+pub fn has_track(c: &Connection, workspace: WorkspaceId, contact: ContactId, name: &str) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM events WHERE contact_id = ?2 AND workspace_id = ?1 AND type = 'track' AND name = ?3",
+    )?
+    .exists(params![workspace, contact, name])?)
+}
+
 pub fn message_stats(c: &Connection, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
     let mut statement = c.prepare_cached(&crate::sql::message_stats(by, "?1"))?;
     let rows = statement.query_map([workspace], |row| {

@@ -995,6 +995,11 @@ impl Store for SqliteStore {
         self.read(move |c| messages::is_bounced(c, workspace, contact, &email)).await
     }
 
+    async fn has_track(&self, workspace: WorkspaceId, contact: ContactId, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.read_fresh(move |c| messages::has_track(c, workspace, contact, &name)).await
+    }
+
     async fn message_stats(&self, workspace: WorkspaceId, by: StatsBy) -> Result<Vec<(i64, MessageCounts)>> {
         self.read(move |c| messages::message_stats(c, workspace, by)).await
     }
