@@ -435,7 +435,7 @@ fn reprojection_status(reprojection: Option<&Reprojection>, tz: &jiff::tz::TimeZ
                 (reprojection.contacts_done) " of " (reprojection.contacts_total) " contacts, "
                 (reprojection.events_done) " events so far. Reload the page to follow it."
             }
-            progress max="100" value=(percent) aria-labelledby="history-status" {}
+            progress max="100" value=(percent) aria-label="History rebuilt, in percent" {}
         } @else {
             p #history-status {
                 "Rebuilt from " (reprojection.events_done) " events of " (reprojection.contacts_done) " contacts ("
