@@ -274,11 +274,6 @@ impl JourneySpec {
             return Err("a journey needs a name of 1 to 200 characters".into());
         }
         self.when.validate()?;
-        if self.when.is_about_accounts() {
-            return Err("a journey follows a contact: start it with an event, an audience, becoming due or a \
-                        closeness change (account health starts rules)"
-                .into());
-        }
         if let EntryPolicy::OncePerDays(days) = self.entry {
             if !(1..=3650).contains(&days) {
                 return Err("`entry.once_per_days` is 1 to 3650".into());

@@ -413,6 +413,124 @@ async fn two_nodes_never_fire_a_step_twice() {
     server.stop().await;
 }
 
+/// An account's health falling into "at risk" enters each of its members, once per change:
+/// a webhook for each member now, and a second two days later for those who did not log in.
+async fn an_account_at_risk_enters_each_of_its_members() {
+    let server = TestServer::start_with_clock(Clock::manual(t0())).await;
+    let hooks = Receiver::start().await;
+    for (user, group) in [("ann", "acme"), ("bob", "acme"), ("cy", "globex")] {
+        identify(&server, user).await;
+        server
+            .ingest(
+                "/v1/group",
+                &json!({"userId": user, "groupId": group, "traits": {"name": group.to_uppercase()},
+                        "timestamp": at(0.0)}),
+            )
+            .await;
+    }
+    let (status, body) = server
+        .call(Method::PUT, "/api/health-model", &json!({"factors": [{"weight": 1, "factor": {"csm_rating": {}}}]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rate = |group: &'static str, rating: i64| {
+        let server = &server;
+        async move {
+            let (status, body) =
+                server.call(Method::PUT, &format!("/api/accounts/{group}/rating"), &json!({"rating": rating})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    let journey = created(
+        &server,
+        "/api/journeys",
+        json!({
+            "name": "Rescue",
+            "when": {"health_band_changed": {"to": "at_risk"}},
+            "steps": [
+                {"webhook": {"url": format!("{}/now", hooks.url), "text": "{name} {event}"}},
+                {"wait_until": {"event": "Logged In", "hours": 48, "then": "exit"}},
+                {"branch": {"condition": {"property": {"key": "band", "equals": "at_risk"}}}},
+                {"webhook": {"url": format!("{}/later", hooks.url), "text": "{name}"}}
+            ]
+        }),
+    )
+    .await;
+    rate("acme", 5).await;
+    rate("globex", 1).await;
+    server.run_jobs().await;
+    assert!(hooks.received().is_empty(), "the first sight of an account is no change");
+
+    advance_to(&server, 1.0);
+    rate("acme", 1).await;
+    for _ in 0..3 {
+        server.run_jobs().await;
+    }
+    let mut now: Vec<String> =
+        hooks.received().iter().filter(|r| r.path == "/now").map(|r| r.json["text"].as_str().unwrap().into()).collect();
+    now.sort();
+    assert_eq!(now, ["ann ACME became at risk (was healthy)", "bob ACME became at risk (was healthy)"]);
+
+    // Ann logs in; two days later only Bob is still away.
+    track(&server, "ann", "Logged In", json!({}), 2.0).await;
+    advance_to(&server, 50.0);
+    server.run_jobs().await;
+    server.run_jobs().await;
+    let later: Vec<String> = hooks
+        .received()
+        .iter()
+        .filter(|r| r.path == "/later")
+        .map(|r| r.json["text"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(later, ["bob"]);
+    let id = journey["id"].as_i64().unwrap();
+    let detail = server.get(&format!("/api/journeys/{id}")).await;
+    assert_eq!(detail["entered"], 2, "{detail}");
+    assert_eq!(detail["completed"], 1, "{detail}");
+    assert_eq!(detail["exited"], 1, "{detail}");
+    server.stop().await;
+}
+
+/// A note step's delivery taken up again (its lease ran out before the node that applied it
+/// marked it, as after a crash) writes the note once; a cadence step likewise sets it once.
+async fn a_note_step_taken_up_again_is_written_once() {
+    let server = TestServer::start_with_clock(Clock::manual(t0())).await;
+    identify(&server, "ann").await;
+    created(
+        &server,
+        "/api/journeys",
+        json!({"name": "Notes", "when": {"event": {"name": "Signed Up"}},
+               "steps": [{"note": {"text": "Signed up: call them"}}, {"cadence": {"days": 14}}]}),
+    )
+    .await;
+    track(&server, "ann", "Signed Up", json!({}), 0.0).await;
+    kith_server::jobs::journeys(&server.state).await.unwrap();
+    let store = &server.state.store;
+    let now = server.state.clock.now();
+    let claimed = store.claim_deliveries(now, 10, SignedDuration::from_secs(60)).await.unwrap();
+    let kinds: Vec<&str> = claimed.iter().map(|delivery| delivery.kind.as_str()).collect();
+    assert_eq!(kinds, ["note", "cadence"]);
+    let contact = claimed[0].payload["contact_id"].as_i64().unwrap();
+    for delivery in &claimed {
+        let change = match delivery.kind.as_str() {
+            "note" => kith_store::StepChange::Note("Signed up: call them".into()),
+            _ => kith_store::StepChange::Cadence(Some(14)),
+        };
+        let first = store.apply_to_contact(delivery.id, server.workspace, contact, change.clone(), now).await;
+        let again = store.apply_to_contact(delivery.id, server.workspace, contact, change, now).await;
+        assert_eq!((first.unwrap(), again.unwrap()), (true, false), "{}", delivery.kind);
+    }
+    // The job finds nothing left to apply once the lease is over.
+    advance_to(&server, 1.0);
+    server.run_jobs().await;
+    let timeline = server.get(&format!("/api/contacts/{contact}/timeline")).await;
+    let notes: Vec<&Value> = timeline["items"].as_array().unwrap().iter().filter(|i| i["kind"] == "note").collect();
+    assert_eq!(notes.len(), 1, "{timeline}");
+    assert_eq!(notes[0]["description"], "Signed up: call them");
+    let detail = server.get(&format!("/api/contacts/{contact}")).await;
+    assert_eq!(detail["cadence_days"], 14, "{detail}");
+    server.stop().await;
+}
+
 async fn journeys_are_managed_through_the_api_and_refuse_nonsense() {
     let server = TestServer::start_with_clock(Clock::manual(t0())).await;
     let journey = created(
@@ -479,4 +597,6 @@ crate::backend_tests!(
     the_backtest_counts_what_a_live_run_over_the_same_events_does,
     two_nodes_never_fire_a_step_twice,
     journeys_are_managed_through_the_api_and_refuse_nonsense,
+    an_account_at_risk_enters_each_of_its_members,
+    a_note_step_taken_up_again_is_written_once,
 );

@@ -605,6 +605,15 @@ pub struct Delivery {
     pub sent_at: Option<Timestamp>,
 }
 
+/// What a journey's step does to its contact, applied by the delivery job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepChange {
+    /// A note on the contact's timeline.
+    Note(String),
+    /// The contact's own cadence in days (none clears it).
+    Cadence(Option<i64>),
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryResult {

@@ -11,12 +11,12 @@ use jiff::Timestamp;
 use kith_core::journeys::{JourneySpec, Seen};
 use kith_core::rules::event_properties;
 use kith_core::time::from_millis;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{admin, nudges, read};
 use crate::deliveries::SegmentIdentity;
-use crate::journeys::{contact_gone, step_entry, ActiveEntry, EntryUpdate};
+use crate::journeys::{contact_gone, step_entry, ActiveEntry, EntryUpdate, JourneyStart};
 use crate::plan::NewJourneyEntry;
 use crate::records::*;
 use crate::{Result, StoreError};
@@ -178,20 +178,40 @@ pub async fn enter_matching(
     starts: impl Fn(&JourneySpec) -> bool,
 ) -> Result<()> {
     for (journey_id, journey) in journeys.iter().filter(|(_, journey)| starts(journey)) {
-        let entry = NewJourneyEntry {
-            workspace_id: workspace,
-            journey_id: *journey_id,
-            policy: journey.entry,
-            first_step: journey.steps.first().map_or(0, |step| step.id),
-            contact: crate::plan::ContactRef::Existing(contact),
-            occurrence: occurrence.to_owned(),
-            trigger: trigger.to_owned(),
-            properties: Map::new(),
-            at,
-        };
-        enter(c, &entry, contact).await?;
+        let start = JourneyStart::of(*journey_id, journey, occurrence.to_owned(), trigger.to_owned(), at);
+        enter(c, &start.for_contact(workspace, contact), contact).await?;
     }
     Ok(())
+}
+
+/// Enters every member of an account into the journeys its health change starts; the number
+/// of entries created. Holds the contacts lock, as every entry does.
+pub async fn enter_account_members(
+    c: &mut Client,
+    workspace: WorkspaceId,
+    account: i64,
+    starts: &[JourneyStart],
+) -> Result<usize> {
+    let tx = c.transaction().await?;
+    super::lock_contacts(&tx).await?;
+    let members: Vec<ContactId> = tx
+        .query(
+            "SELECT m.contact_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+             WHERE a.workspace_id = $1 AND m.account_id = $2 ORDER BY m.contact_id",
+            &[&workspace, &account],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut entered = 0;
+    for start in starts {
+        for &contact in &members {
+            entered += usize::from(enter(&tx, &start.for_contact(workspace, contact), contact).await?);
+        }
+    }
+    tx.commit().await?;
+    Ok(entered)
 }
 
 async fn seen_since(c: &(impl GenericClient + Sync), contact: ContactId, since: i64) -> Result<Vec<Seen>> {

@@ -31,6 +31,7 @@ use kith_core::Clock;
 use kith_core::Event;
 use tokio_postgres::GenericClient;
 
+use crate::journeys::JourneyStart;
 use crate::records::*;
 use crate::{Result, Store};
 
@@ -372,6 +373,15 @@ impl Store for PostgresStore {
         on_connection!(self, |c| journeys::advance(c, now, limit))
     }
 
+    async fn enter_account_members(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        starts: Vec<JourneyStart>,
+    ) -> Result<usize> {
+        on_connection!(self, |c| journeys::enter_account_members(c, workspace, account, &starts))
+    }
+
     async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
         on_connection!(self, |c| journeys::counts(c, workspace, journey))
     }
@@ -415,6 +425,17 @@ impl Store for PostgresStore {
 
     async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()> {
         on_connection!(self, |c| nudges::finish_delivery(c, id, &result, now))
+    }
+
+    async fn apply_to_contact(
+        &self,
+        delivery: i64,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        change: StepChange,
+        now: Timestamp,
+    ) -> Result<bool> {
+        on_connection!(self, |c| write::apply_to_contact(c, delivery, workspace, contact, change, now))
     }
 
     async fn deliveries(

@@ -34,6 +34,7 @@ use kith_core::{Clock, Event};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use crate::journeys::JourneyStart;
 use crate::records::*;
 use crate::{Result, Store, StoreError};
 
@@ -622,6 +623,15 @@ impl Store for SqliteStore {
         self.write_fresh(move |c| journeys::advance(c, now, limit)).await
     }
 
+    async fn enter_account_members(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        starts: Vec<JourneyStart>,
+    ) -> Result<usize> {
+        self.write_fresh(move |c| journeys::enter_account_members(c, workspace, account, &starts)).await
+    }
+
     async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
         self.read_fresh(move |c| journeys::counts(c, workspace, journey)).await
     }
@@ -665,6 +675,17 @@ impl Store for SqliteStore {
 
     async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()> {
         self.write(move |c| nudges::finish_delivery(c, id, &result, now)).await
+    }
+
+    async fn apply_to_contact(
+        &self,
+        delivery: i64,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        change: StepChange,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.write_contacts(move |c| write::apply_to_contact(c, delivery, workspace, contact, change, now)).await
     }
 
     async fn deliveries(
