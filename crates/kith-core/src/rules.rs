@@ -90,6 +90,30 @@ impl Trigger {
         }
     }
 
+    /// How an account's health moving from `previous` to `current` (band and score) matches
+    /// this trigger, if it does: the occurrence that identifies the change, so it acts once,
+    /// and what people read. `recorded` is the account's daily record (day and score), `today`
+    /// the current day and `at` (ms) when the change is seen.
+    pub fn health_change(
+        &self,
+        previous: (Option<Band>, i64),
+        current: (Band, i64),
+        recorded: &[(i32, i64)],
+        today: i32,
+        at: i64,
+    ) -> Option<(String, String)> {
+        let ((from, before), (band, score)) = (previous, current);
+        match from {
+            Some(from) if self.matches_band(from, band) => Some((
+                format!("band:{}:{}:{at}", from.as_str(), band.as_str()),
+                format!("became {} (was {})", band.label(), from.label()),
+            )),
+            _ => self.matches_drop(recorded, today, before, score).map(|(day, peak)| {
+                (format!("drop:{day}:{peak}:{score}"), format!("fell from {peak} to {score} (now {})", band.label()))
+            }),
+        }
+    }
+
     /// Whether an account's health falling to `score` is this trigger: `peak` is the highest
     /// score recorded within the trigger's window (`recorded`, day and score, newest or oldest
     /// first), and `previous` the score seen at the last observation. The fall counts once: when

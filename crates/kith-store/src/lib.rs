@@ -434,6 +434,22 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<TrackRecord>>;
+    /// Entries into and exits from an audience in `[since, until]`, in time order.
+    async fn audience_changes(
+        &self,
+        workspace: WorkspaceId,
+        audience: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AudienceChange>>;
+    /// Every interaction up to `until`, by contact and time (closeness needs the whole past).
+    async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>>;
+    /// The contacts with a cadence in force, by id.
+    async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>>;
+    /// Every account's daily health records from day `since_day` on, by account and day.
+    async fn health_records(&self, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>>;
+    /// Every `(account, contact)` membership of the workspace, by account.
+    async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>>;
 
     // Messages to contacts: topics, templates, the sender, consent and the message log.
 

@@ -1011,6 +1011,39 @@ pub struct TrackRecord {
     pub properties: Map<String, Value>,
 }
 
+/// A contact entering or leaving an Engage audience, as a backtest reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudienceChange {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Entered (else exited).
+    pub entered: bool,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A stored interaction, as a backtest reads it to follow closeness and due dates over time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InteractionRecord {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its kind.
+    pub kind: closeness::InteractionKind,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+}
+
+/// A contact with a cadence in force, as a backtest reads it to find when it became due.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContactCadence {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its own cadence, else the inherited one, in days.
+    pub days: i64,
+    /// When it was created: the due timer's start before any interaction.
+    pub created_at: Timestamp,
+}
+
 /// What one pass of the journey job did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct JourneyReport {

@@ -190,29 +190,6 @@ struct Alerts {
     drop_days: Option<i64>,
 }
 
-/// How an account's health changed, as a trigger matches it: the occurrence that identifies
-/// the change (so it acts once) and what people read.
-fn health_change(
-    when: &Trigger,
-    from: Option<Band>,
-    health: &Health,
-    recorded: &[(i32, i64)],
-    today: i32,
-    previous: i64,
-    now: Timestamp,
-) -> Option<(String, String)> {
-    let score = i64::from(health.score);
-    match from {
-        Some(from) if when.matches_band(from, health.band) => Some((
-            format!("band:{}:{}:{}", from.as_str(), health.band.as_str(), now.as_millisecond()),
-            format!("became {} (was {})", health.band.label(), from.label()),
-        )),
-        _ => when.matches_drop(recorded, today, previous, score).map(|(day, peak)| {
-            (format!("drop:{day}:{peak}:{score}"), format!("fell from {peak} to {score} (now {})", health.band.label()))
-        }),
-    }
-}
-
 impl Alerts {
     async fn of(state: &AppState, workspace: &Workspace) -> Result<Alerts, StoreError> {
         let rules: Vec<(i64, RuleSpec)> = state
@@ -274,7 +251,10 @@ impl Alerts {
             None => Vec::new(),
         };
         let from_band = Band::parse(&previous.band);
-        let change = |when: &Trigger| health_change(when, from_band, health, &recorded, today, previous.score, now);
+        let change = |when: &Trigger| {
+            let current = (health.band, observation.score);
+            when.health_change((from_band, previous.score), current, &recorded, today, now.as_millisecond())
+        };
         let starts: Vec<JourneyStart> = self
             .journeys
             .iter()
@@ -283,7 +263,7 @@ impl Alerts {
                 let shown = account.name.as_deref().unwrap_or(&account.group_id);
                 let mut start =
                     JourneyStart::of(*id, journey, occurrence, format!("{shown} {trigger}"), now.as_millisecond());
-                start.properties = account_properties(account, health, from_band);
+                start.properties = account_properties(account, observation.score, health.band, from_band);
                 Some(start)
             })
             .collect();
@@ -321,12 +301,12 @@ impl Alerts {
 
 /// What a journey an account's health started reads as its entry event's properties: the
 /// account and its health, so a step can branch on the band or a template name the account.
-fn account_properties(account: &Account, health: &Health, from: Option<Band>) -> Map<String, Value> {
+pub fn account_properties(account: &Account, score: i64, band: Band, from: Option<Band>) -> Map<String, Value> {
     let mut properties = Map::new();
     properties.insert("account".into(), Value::from(account.group_id.clone()));
     properties.insert("account_name".into(), Value::from(account.name.clone()));
-    properties.insert("score".into(), Value::from(health.score));
-    properties.insert("band".into(), Value::from(health.band.as_str()));
+    properties.insert("score".into(), Value::from(score));
+    properties.insert("band".into(), Value::from(band.as_str()));
     if let Some(from) = from {
         properties.insert("from_band".into(), Value::from(from.as_str()));
     }

@@ -8,6 +8,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
+use kith_core::closeness::InteractionKind;
 use kith_core::journeys::{JourneySpec, Seen};
 use kith_core::rules::event_properties;
 use kith_core::time::from_millis;
@@ -491,6 +492,70 @@ pub async fn track_history(c: &Client, workspace: WorkspaceId, since: i64, until
                 name: row.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
                 time: from_millis(row.try_get(2)?),
                 properties: event_properties(&payload),
+            })
+        })
+        .collect()
+}
+
+pub async fn audience_changes(
+    c: &Client,
+    workspace: WorkspaceId,
+    audience: &str,
+    since: i64,
+    until: i64,
+) -> Result<Vec<AudienceChange>> {
+    let rows = c
+        .query(
+            "SELECT h.contact_id, h.entered, h.at FROM audience_history h JOIN audiences a ON a.id = h.audience_id
+             WHERE a.workspace_id = $1 AND a.key = $2 AND h.at >= $3 AND h.at <= $4 ORDER BY h.at, h.id",
+            &[&workspace, &super::write::text(audience), &since, &until],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AudienceChange {
+                contact_id: row.try_get(0)?,
+                entered: row.try_get(1)?,
+                at: from_millis(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
+pub async fn interaction_history(c: &Client, workspace: WorkspaceId, until: i64) -> Result<Vec<InteractionRecord>> {
+    let rows = c
+        .query(
+            "SELECT contact_id, kind, occurred_at FROM interactions WHERE workspace_id = $1 AND occurred_at <= $2
+             ORDER BY contact_id, occurred_at, id",
+            &[&workspace, &until],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let kind: String = row.try_get(1)?;
+            Ok(InteractionRecord {
+                contact_id: row.try_get(0)?,
+                kind: InteractionKind::parse(&kind).unwrap_or(InteractionKind::Activity),
+                occurred_at: from_millis(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
+pub async fn cadences(c: &Client, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+    let rows = c
+        .query(
+            "SELECT id, effective_cadence_days, created_at FROM contacts
+             WHERE workspace_id = $1 AND effective_cadence_days IS NOT NULL ORDER BY id",
+            &[&workspace],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ContactCadence {
+                contact_id: row.try_get(0)?,
+                days: row.try_get(1)?,
+                created_at: from_millis(row.try_get(2)?),
             })
         })
         .collect()

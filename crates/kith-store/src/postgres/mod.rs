@@ -410,6 +410,33 @@ impl Store for PostgresStore {
         on_connection!(self, |c| journeys::track_history(c, workspace, since, until))
     }
 
+    async fn audience_changes(
+        &self,
+        workspace: WorkspaceId,
+        audience: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AudienceChange>> {
+        let (since, until) = (since.as_millisecond(), until.as_millisecond());
+        on_connection!(self, |c| journeys::audience_changes(c, workspace, audience, since, until))
+    }
+
+    async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>> {
+        on_connection!(self, |c| journeys::interaction_history(c, workspace, until.as_millisecond()))
+    }
+
+    async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+        on_connection!(self, |c| journeys::cadences(c, workspace))
+    }
+
+    async fn health_records(&self, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>> {
+        on_connection!(self, |c| health::health_records(c, workspace, since_day))
+    }
+
+    async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+        on_connection!(self, |c| health::account_memberships(c, workspace))
+    }
+
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
         on_connection!(self, |c| nudges::enqueue(c, workspace, &deliveries, None, None, now.as_millisecond()))
     }

@@ -125,7 +125,7 @@ async fn load_workspaces(
 /// Text as PostgreSQL can store it: it refuses NUL characters, which events may carry in
 /// ids, names and traits (an error would fail the whole batch on every retry). NUL becomes
 /// U+FFFD, the same way for what is written and what is looked up.
-fn text(value: &str) -> Cow<'_, str> {
+pub(super) fn text(value: &str) -> Cow<'_, str> {
     if value.contains('\0') {
         Cow::Owned(value.replace('\0', "\u{fffd}"))
     } else {

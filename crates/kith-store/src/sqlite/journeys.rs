@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+use kith_core::closeness::InteractionKind;
 use kith_core::journeys::{JourneySpec, Seen};
 use kith_core::rules::event_properties;
 use kith_core::time::from_millis;
@@ -406,6 +407,50 @@ pub fn track_history(c: &Connection, workspace: WorkspaceId, since: i64, until: 
             time: from_millis(row.get(2)?),
             properties: event_properties(&payload),
         })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn audience_changes(
+    c: &Connection,
+    workspace: WorkspaceId,
+    audience: &str,
+    since: i64,
+    until: i64,
+) -> Result<Vec<AudienceChange>> {
+    let mut statement = c.prepare_cached(
+        "SELECT h.contact_id, h.entered, h.at FROM audience_history h JOIN audiences a ON a.id = h.audience_id
+         WHERE a.workspace_id = ?1 AND a.key = ?2 AND h.at >= ?3 AND h.at <= ?4 ORDER BY h.at, h.id",
+    )?;
+    let rows = statement.query_map(params![workspace, audience, since, until], |row| {
+        Ok(AudienceChange { contact_id: row.get(0)?, entered: row.get(1)?, at: from_millis(row.get(2)?) })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn interaction_history(c: &Connection, workspace: WorkspaceId, until: i64) -> Result<Vec<InteractionRecord>> {
+    let mut statement = c.prepare_cached(
+        "SELECT contact_id, kind, occurred_at FROM interactions WHERE workspace_id = ?1 AND occurred_at <= ?2
+         ORDER BY contact_id, occurred_at, id",
+    )?;
+    let rows = statement.query_map(params![workspace, until], |row| {
+        let kind: String = row.get(1)?;
+        Ok(InteractionRecord {
+            contact_id: row.get(0)?,
+            kind: InteractionKind::parse(&kind).unwrap_or(InteractionKind::Activity),
+            occurred_at: from_millis(row.get(2)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn cadences(c: &Connection, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+    let mut statement = c.prepare_cached(
+        "SELECT id, effective_cadence_days, created_at FROM contacts
+         WHERE workspace_id = ?1 AND effective_cadence_days IS NOT NULL ORDER BY id",
+    )?;
+    let rows = statement.query_map(params![workspace], |row| {
+        Ok(ContactCadence { contact_id: row.get(0)?, days: row.get(1)?, created_at: from_millis(row.get(2)?) })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -660,6 +660,34 @@ impl Store for SqliteStore {
         self.read_fresh(move |c| journeys::track_history(c, workspace, since, until)).await
     }
 
+    async fn audience_changes(
+        &self,
+        workspace: WorkspaceId,
+        audience: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AudienceChange>> {
+        let (audience, since, until) = (audience.to_owned(), since.as_millisecond(), until.as_millisecond());
+        self.read_fresh(move |c| journeys::audience_changes(c, workspace, &audience, since, until)).await
+    }
+
+    async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>> {
+        let until = until.as_millisecond();
+        self.read_fresh(move |c| journeys::interaction_history(c, workspace, until)).await
+    }
+
+    async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+        self.read_fresh(move |c| journeys::cadences(c, workspace)).await
+    }
+
+    async fn health_records(&self, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>> {
+        self.read(move |c| health::health_records(c, workspace, since_day)).await
+    }
+
+    async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+        self.read_fresh(move |c| health::account_memberships(c, workspace)).await
+    }
+
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
         self.write(move |c| nudges::enqueue(c, workspace, &deliveries, None, None, now.as_millisecond())).await
     }
