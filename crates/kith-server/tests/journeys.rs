@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::outbound::{Receiver, SmtpSink};
 use common::{Options, TestServer};
 use jiff::{SignedDuration, Timestamp};
 use kith_server::jobs::delivery::SmtpConfig;
+use kith_server::service::users::create_user;
 use kith_server::web::WebConfig;
 use kith_server::Clock;
 use reqwest::{Method, StatusCode};
@@ -371,6 +373,26 @@ async fn the_backtest_counts_what_a_live_run_over_the_same_events_does() {
     assert_eq!(rule_backtest["cancelled"].as_u64(), Some(count("cancelled")));
     assert_eq!(rule_backtest["waiting"].as_u64(), Some(count("waiting")));
     assert_eq!(rule_backtest["triggered"], 6);
+
+    // The web app shows the same backtests.
+    create_user(server.state.store.as_ref(), server.workspace, "founder@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&server);
+    browser.sign_in("founder@example.com", "correct horse battery").await;
+    let page = browser.get(&format!("/journeys/{id}/backtest?days=30")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let entered = format!("<dt>Entered</dt><dd>{}</dd>", live["entered"]);
+    assert!(page.body.contains(&entered), "{}", page.body);
+    assert!(page.body.contains("ada@example.com") && page.body.contains("Nothing was sent"), "{}", page.body);
+    let page = browser.get(&format!("/nudges/rules/{}/backtest", rule["id"])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let fired = format!("<dt>Fired</dt><dd>{}</dd>", count("fired"));
+    assert!(page.body.contains(&fired), "{}", page.body);
+    for days in ["abc", "4000"] {
+        let page = browser.get(&format!("/journeys/{id}/backtest?days={days}")).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{days}: {}", page.body);
+    }
     server.stop().await;
 }
 

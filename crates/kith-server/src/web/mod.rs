@@ -9,6 +9,7 @@
 //! signed-in page carries the session's CSRF token (`session::Posted`).
 
 mod assets;
+mod backtests;
 mod charts;
 mod contacts;
 mod debugger;
@@ -114,6 +115,7 @@ pub fn routes() -> Router<AppState> {
         .route("/nudges/rules", post(nudges::create_rule))
         .route("/nudges/rules/new", get(nudges::new_rule))
         .route("/nudges/rules/{id}", get(nudges::edit_rule).post(nudges::update_rule))
+        .route("/nudges/rules/{id}/backtest", get(backtests::rule))
         .route("/nudges/rules/{id}/toggle", post(nudges::toggle_rule))
         .route("/nudges/rules/{id}/delete", post(nudges::delete_rule))
         .route("/nudges/deliveries/{id}/retry", post(nudges::retry_delivery))
@@ -131,6 +133,7 @@ pub fn routes() -> Router<AppState> {
         .route("/journeys/new", get(journeys::new))
         .route("/journeys/builder", post(journeys::post_builder))
         .route("/journeys/{id}", get(journeys::show))
+        .route("/journeys/{id}/backtest", get(backtests::journey))
         .route("/journeys/{id}/toggle", post(journeys::toggle))
         .route("/journeys/{id}/steps/{step}", get(journeys::step))
         .route("/settings", get(settings::page))

@@ -359,7 +359,8 @@ async fn builder_page(state: &AppState, signed: &Signed, page: Builder, status: 
     let advanced_open = page.json_first;
     let body = html! {
         p.crumbs { a href="/nudges" { "← Nudges" } }
-        (layout::page_header(title, Some(html! { "When a contact does something (or something happens to it), unless it does something else in time, then act." }), None))
+        (layout::page_header(title, Some(html! { "When a contact does something (or something happens to it), unless it does something else in time, then act." }),
+            page.id.map(|id| html! { a.button href=(format!("/nudges/rules/{id}/backtest")) { "Backtest" } })))
         @if let Some(notice) = &page.notice { (layout::alert(AlertKind::Error, notice)) }
         (rule_form::builder(signed, &action, &page.draft, &page.errors, &templates, &page.json, advanced_open))
     };
