@@ -696,7 +696,7 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                 (field("Name", "name", draft.get("name"), "text"))
                 div.condition {
                     (select("Starts when", "trigger", trigger, &pairs(&TRIGGERS)))
-                    div.field { (op_button("trigger", "Choose", "Choose what starts the journey")) }
+                    div { (op_button("trigger", "Choose", "Choose what starts the journey")) }
                 }
                 @match trigger {
                     "event" => {
@@ -715,7 +715,7 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                                         input id={ "c" (j) ".value" } type="text" name={ "c" (j) ".value" } value=(cell(condition, "value"))
                                             aria-labelledby={ "c" (j) ".key-label c" (j) ".value-label" } aria-describedby="value-hint";
                                     }
-                                    div.field { (op_button(&format!("remove_condition:{j}"), "Remove", &format!("Remove condition {}", j + 1))) }
+                                    div { (op_button(&format!("remove_condition:{j}"), "Remove", &format!("Remove condition {}", j + 1))) }
                                 }
                             }
                             div { (op_button("add_condition", "Add condition", "Add condition")) }
@@ -762,7 +762,7 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                                 input id={ "x" (j) ".same" } type="text" name={ "x" (j) ".same" } value=(cell(exit, "same"))
                                     aria-labelledby={ "x" (j) ".event-label x" (j) ".same-label" };
                             }
-                            div.field { (op_button(&format!("remove_exit:{j}"), "Remove", &format!("Remove exit event {}", j + 1))) }
+                            div { (op_button(&format!("remove_exit:{j}"), "Remove", &format!("Remove exit event {}", j + 1))) }
                         }
                     }
                     div { (op_button("add_exit", "Add exit event", "Add exit event")) }
