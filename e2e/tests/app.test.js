@@ -463,6 +463,30 @@ test("a journey written through the API opens in the builder and is saved unchan
   assert.deepEqual({ name, enabled, when, entry, steps, exit_when }, spec, "the same journey, the number still a number");
 });
 
+test("a journey starts on account health, chosen in the form", async () => {
+  await page.goto(url + "/journeys/new");
+  await page.getByLabel("Name", { exact: true }).fill("Health falls");
+  await page.getByLabel("Starts when").selectOption("health_dropped");
+  await page.getByRole("button", { name: "Choose what starts the journey" }).click();
+  await page.getByLabel("Falls by at least (points, 1 to 100)").fill("0");
+  await page.getByLabel("from its highest score within (days)").fill("7");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.getByRole("alert").filter({ hasText: "points" }).filter({ hasText: "1 to 100" }).waitFor();
+  await page.getByLabel("Falls by at least (points, 1 to 100)").fill("20");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.getByRole("heading", { name: "Health falls" }).waitFor();
+  const dropped = (await api("/api/journeys")).find((j) => j.name === "Health falls");
+  assert.deepEqual(dropped.when, { health_dropped: { points: 20, within_days: 7 } });
+
+  await page.getByLabel("Starts when").selectOption("health_band_changed");
+  await page.getByRole("button", { name: "Choose what starts the journey" }).click();
+  await page.getByLabel("Moves into the band").selectOption("at_risk");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.waitForURL(`${url}/journeys/${dropped.id}`);
+  const changed = await api(`/api/journeys/${dropped.id}`);
+  assert.deepEqual(changed.when, { health_band_changed: { to: "at_risk" } }, "any band it comes from");
+});
+
 test("the time zone and half-life are saved, bad values explained", async () => {
   await page.goto(url + "/settings");
   await page.getByLabel("Time zone").fill("Mars/Olympus");

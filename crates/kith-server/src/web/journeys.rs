@@ -55,6 +55,10 @@ const VALUE_HINT: &str = "Text as typed. 42, 2.5 and true/false are a number and
                           text 42. Values separated by commas match any of them: pro, team (quote a text with a \
                           comma: \"Acme, Inc.\"). A JSON list such as [\"pro\", \"team\"] works too.";
 
+/// What an account health trigger means for the contacts.
+const HEALTH_HINT: &str = "Each member of the account enters the journey. Its entry event has the properties account, \
+                           account_name, score, band and from_band, which branches can test.";
+
 /// One row of the form (a condition, an exit event or a step): its fields by name.
 type Row = HashMap<String, String>;
 
@@ -733,14 +737,14 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                             (select("Moves into the band", "band_to", draft.get("band_to"), &band_options()))
                             (select("coming from", "band_from", draft.get("band_from"), &band_options()))
                         }
-                        p.hint { "Each contact of the account enters the journey." }
+                        p.hint { (HEALTH_HINT) }
                     }
                     "health_dropped" => {
                         div.row {
                             (field("Falls by at least (points, 1 to 100)", "drop_points", draft.get("drop_points"), "number"))
                             (field("from its highest score within (days)", "drop_days", draft.get("drop_days"), "number"))
                         }
-                        p.hint { "Each contact of the account enters the journey." }
+                        p.hint { (HEALTH_HINT) }
                     }
                     _ => {}
                 }
