@@ -274,11 +274,6 @@ impl JourneySpec {
             return Err("a journey needs a name of 1 to 200 characters".into());
         }
         self.when.validate()?;
-        if self.when.is_about_accounts() {
-            return Err("a journey follows a contact: start it with an event, an audience, becoming due or a \
-                        closeness change (account health starts rules)"
-                .into());
-        }
         if let EntryPolicy::OncePerDays(days) = self.entry {
             if !(1..=3650).contains(&days) {
                 return Err("`entry.once_per_days` is 1 to 3650".into());
@@ -587,6 +582,10 @@ pub fn advance(spec: &JourneySpec, from: Position, facts: &Facts, now: Timestamp
 pub struct History {
     /// Track events in time order.
     pub events: Vec<Seen>,
+    /// For a trigger other than an event, what started entries in the window, in time order,
+    /// named as people read it and with what steps read as the entry event's properties (an
+    /// account's health for a health change).
+    pub starts: Vec<Seen>,
     /// Traits now.
     pub traits: Map<String, Value>,
     /// Audiences now.
@@ -604,19 +603,22 @@ pub struct ReplayedEntry {
     pub advance: Advance,
 }
 
-/// Runs a journey over past events without acting: every event of the window that matches
-/// the trigger and the entry policy is an entry (the policy counts only entries inside the
-/// window), and each entry goes through [`advance`] as of `now`, exactly as the live job
-/// moves it.
+/// Runs a journey over the past without acting: every event of the window that matches an
+/// event trigger (for other triggers, every start the history holds) that the entry policy
+/// admits is an entry (the policy counts only entries inside the window), and each entry goes
+/// through [`advance`] as of `now`, exactly as the live job moves it.
 pub fn replay(spec: &JourneySpec, histories: &BTreeMap<i64, History>, now: Timestamp) -> Vec<ReplayedEntry> {
     let mut out = Vec::new();
     for (&contact, history) in histories {
         let mut last: Option<Timestamp> = None;
-        for seen in &history.events {
-            if seen.time > now
-                || !spec.when.matches_track(&seen.name, &seen.properties)
-                || !spec.entry.admits(last, seen.time)
-            {
+        let starts: Vec<&Seen> = match spec.when {
+            Trigger::Event { .. } => {
+                history.events.iter().filter(|seen| spec.when.matches_track(&seen.name, &seen.properties)).collect()
+            }
+            _ => history.starts.iter().collect(),
+        };
+        for seen in starts {
+            if seen.time > now || !spec.entry.admits(last, seen.time) {
                 continue;
             }
             last = Some(seen.time);

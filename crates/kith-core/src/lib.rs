@@ -7,6 +7,7 @@
 //! account health ([`health`]).
 #![forbid(unsafe_code)]
 
+pub mod backtest;
 pub mod clock;
 pub mod closeness;
 pub mod envelope;

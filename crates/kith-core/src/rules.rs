@@ -76,6 +76,58 @@ impl Trigger {
     pub fn is_about_accounts(&self) -> bool {
         matches!(self, Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. })
     }
+
+    /// Whether an account's health moving from band `from` to band `to` is this trigger (rules
+    /// and journeys share it).
+    pub fn matches_band(&self, from: Band, to: Band) -> bool {
+        match self {
+            Trigger::HealthBandChanged { to: wanted, from: wanted_from } => {
+                from != to
+                    && wanted.is_none_or(|wanted| wanted == to)
+                    && wanted_from.is_none_or(|wanted_from| wanted_from == from)
+            }
+            _ => false,
+        }
+    }
+
+    /// How an account's health moving from `previous` to `current` (band and score) matches
+    /// this trigger, if it does: the occurrence that identifies the change, so it acts once,
+    /// and what people read. `recorded` is the account's daily record (day and score), `today`
+    /// the current day and `at` (ms) when the change is seen.
+    pub fn health_change(
+        &self,
+        previous: (Option<Band>, i64),
+        current: (Band, i64),
+        recorded: &[(i32, i64)],
+        today: i32,
+        at: i64,
+    ) -> Option<(String, String)> {
+        let ((from, before), (band, score)) = (previous, current);
+        match from {
+            Some(from) if self.matches_band(from, band) => Some((
+                format!("band:{}:{}:{at}", from.as_str(), band.as_str()),
+                format!("became {} (was {})", band.label(), from.label()),
+            )),
+            _ => self.matches_drop(recorded, today, before, score).map(|(day, peak)| {
+                (format!("drop:{day}:{peak}:{score}"), format!("fell from {peak} to {score} (now {})", band.label()))
+            }),
+        }
+    }
+
+    /// Whether an account's health falling to `score` is this trigger: `peak` is the highest
+    /// score recorded within the trigger's window (`recorded`, day and score, newest or oldest
+    /// first), and `previous` the score seen at the last observation. The fall counts once: when
+    /// the previous score was not yet that far below the peak.
+    pub fn matches_drop(&self, recorded: &[(i32, i64)], today: i32, previous: i64, score: i64) -> Option<(i32, i64)> {
+        let Trigger::HealthDropped { points, within_days } = self else { return None };
+        let since = today - i32::try_from(*within_days).unwrap_or(i32::MAX);
+        let peak = recorded
+            .iter()
+            .filter(|(day, _)| *day >= since && *day <= today)
+            .max_by_key(|(day, recorded)| (*recorded, std::cmp::Reverse(*day)))
+            .copied()?;
+        (peak.1 - score >= *points && peak.1 - previous < *points).then_some(peak)
+    }
 }
 
 /// The inaction part: the rule fires only if this event does not follow within the delay.
@@ -313,39 +365,6 @@ impl Unless {
     }
 }
 
-impl RuleSpec {
-    /// Whether an account's health moving from band `from` to band `to` starts this rule.
-    pub fn matches_band(&self, from: Band, to: Band) -> bool {
-        match &self.when {
-            Trigger::HealthBandChanged { to: wanted, from: wanted_from } => {
-                self.enabled
-                    && from != to
-                    && wanted.is_none_or(|wanted| wanted == to)
-                    && wanted_from.is_none_or(|wanted_from| wanted_from == from)
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether an account's health falling to `score` starts this rule: `peak` is the highest
-    /// score recorded within the rule's window (`recorded`, day and score, newest or oldest
-    /// first), and `previous` the score seen at the last observation. The fall counts once: when
-    /// the previous score was not yet that far below the peak.
-    pub fn matches_drop(&self, recorded: &[(i32, i64)], today: i32, previous: i64, score: i64) -> Option<(i32, i64)> {
-        let Trigger::HealthDropped { points, within_days } = &self.when else { return None };
-        if !self.enabled {
-            return None;
-        }
-        let since = today - i32::try_from(*within_days).unwrap_or(i32::MAX);
-        let peak = recorded
-            .iter()
-            .filter(|(day, _)| *day >= since && *day <= today)
-            .max_by_key(|(day, recorded)| (*recorded, std::cmp::Reverse(*day)))
-            .copied()?;
-        (peak.1 - score >= *points && peak.1 - previous < *points).then_some(peak)
-    }
-}
-
 /// Fills `{name}`, `{email}`, `{rule}` and `{event}` into a template.
 pub fn render(template: &str, name: &str, email: &str, rule: &str, event: &str) -> String {
     template.replace("{name}", name).replace("{email}", email).replace("{rule}", rule).replace("{event}", event)
@@ -474,23 +493,27 @@ mod tests {
     fn health_triggers_fire_on_a_change_of_band_or_a_new_fall() {
         let any = rule(json!({"name":"x","when":{"health_band_changed":{}},"then":[{"email_owner":{}}]}));
         assert!(any.validate().is_ok());
-        assert!(any.matches_band(Band::Healthy, Band::AtRisk));
-        assert!(!any.matches_band(Band::AtRisk, Band::AtRisk), "no change, no firing");
+        assert!(any.when.matches_band(Band::Healthy, Band::AtRisk));
+        assert!(!any.when.matches_band(Band::AtRisk, Band::AtRisk), "no change, no firing");
         let into_risk = rule(json!({"name":"x","when":{"health_band_changed":{"to":"at_risk","from":"healthy"}},
             "then":[{"webhook":{"url":"https://hooks.example.com/x"}}]}));
-        assert!(into_risk.matches_band(Band::Healthy, Band::AtRisk));
-        assert!(!into_risk.matches_band(Band::NeedsAttention, Band::AtRisk));
-        assert!(!into_risk.matches_band(Band::AtRisk, Band::Healthy));
+        assert!(into_risk.when.matches_band(Band::Healthy, Band::AtRisk));
+        assert!(!into_risk.when.matches_band(Band::NeedsAttention, Band::AtRisk));
+        assert!(!into_risk.when.matches_band(Band::AtRisk, Band::Healthy));
 
         let drop = rule(json!({"name":"x","when":{"health_dropped":{"points":20,"within_days":7}},
             "then":[{"email_owner":{}}]}));
         assert!(drop.validate().is_ok());
         let recorded = [(100, 90), (98, 100), (90, 100)];
-        assert_eq!(drop.matches_drop(&recorded, 100, 90, 75), Some((98, 100)), "25 below the 100 of day 98");
-        assert_eq!(drop.matches_drop(&recorded, 100, 75, 70), None, "already that far below: told once");
-        assert_eq!(drop.matches_drop(&recorded, 100, 90, 85), None, "15 points is not 20");
-        assert_eq!(drop.matches_drop(&recorded, 106, 90, 75), None, "the 100 of day 98 is more than 7 days before 106");
-        assert_eq!(drop.matches_drop(&[], 100, 90, 10), None, "nothing recorded, nothing to fall from");
+        assert_eq!(drop.when.matches_drop(&recorded, 100, 90, 75), Some((98, 100)), "25 below the 100 of day 98");
+        assert_eq!(drop.when.matches_drop(&recorded, 100, 75, 70), None, "already that far below: told once");
+        assert_eq!(drop.when.matches_drop(&recorded, 100, 90, 85), None, "15 points is not 20");
+        assert_eq!(
+            drop.when.matches_drop(&recorded, 106, 90, 75),
+            None,
+            "the 100 of day 98 is more than 7 days before 106"
+        );
+        assert_eq!(drop.when.matches_drop(&[], 100, 90, 10), None, "nothing recorded, nothing to fall from");
     }
 
     #[test]

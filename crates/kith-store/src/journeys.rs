@@ -4,15 +4,66 @@
 //! it queues, and stores the entry's new position.
 
 use jiff::Timestamp;
-use kith_core::journeys::{advance, Facts, JourneySpec, Position, Seen, Status, StepKind};
+use kith_core::journeys::{advance, EntryPolicy, Facts, JourneySpec, Position, Seen, Status, StepKind};
 use kith_core::time::from_millis;
 use serde_json::{json, Map, Value};
 
 use crate::deliveries::{self, Fired, Origin, SegmentIdentity};
+use crate::plan::{ContactRef, NewJourneyEntry};
 use crate::records::{Contact, ContactId, NewDelivery, Workspace, WorkspaceId};
 
 /// Entries moved per pass.
 pub const ENTRIES_PER_PASS: usize = 200;
+
+/// A journey an occurrence starts, before the contacts that enter are known: an account's
+/// health change enters each of the account's members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyStart {
+    /// The journey.
+    pub journey_id: i64,
+    /// Who may enter, how often.
+    pub policy: EntryPolicy,
+    /// The id of the journey's first step.
+    pub first_step: u32,
+    /// What identifies this occurrence; an entry is created once per contact and occurrence.
+    pub occurrence: String,
+    /// What occurred, for people.
+    pub trigger: String,
+    /// What the steps may read as the entry event's properties.
+    pub properties: Map<String, Value>,
+    /// When it occurred.
+    pub at: i64,
+}
+
+impl JourneyStart {
+    /// The start of `journey` by an occurrence.
+    pub fn of(journey_id: i64, journey: &JourneySpec, occurrence: String, trigger: String, at: i64) -> JourneyStart {
+        JourneyStart {
+            journey_id,
+            policy: journey.entry,
+            first_step: journey.steps.first().map_or(0, |step| step.id),
+            occurrence,
+            trigger,
+            properties: Map::new(),
+            at,
+        }
+    }
+
+    /// The entry of one contact.
+    pub fn for_contact(&self, workspace: WorkspaceId, contact: ContactId) -> NewJourneyEntry {
+        NewJourneyEntry {
+            workspace_id: workspace,
+            journey_id: self.journey_id,
+            policy: self.policy,
+            first_step: self.first_step,
+            contact: ContactRef::Existing(contact),
+            occurrence: self.occurrence.clone(),
+            trigger: self.trigger.clone(),
+            properties: self.properties.clone(),
+            at: self.at,
+        }
+    }
+}
 
 /// An active entry as the job loads it.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub mod state;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use journeys::JourneyStart;
 use kith_core::journeys::JourneySpec;
 use kith_core::rules::RuleSpec;
 use kith_core::{Clock, Event};
@@ -365,6 +366,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Delivery>>;
     /// Records how a delivery attempt ended.
     async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()>;
+    /// Applies a journey's note or cadence step to its contact and marks its delivery sent, in
+    /// one transaction; `false` if that delivery was applied already (a retry after a crash).
+    async fn apply_to_contact(
+        &self,
+        delivery: i64,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        change: StepChange,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Deliveries, newest first, optionally of one status, before an id.
     async fn deliveries(
         &self,
@@ -396,6 +407,14 @@ pub trait Store: Send + Sync + 'static {
     /// Moves up to `limit` entries due by `now` as far as their contacts' events take them,
     /// queuing what the steps they pass send; each step acts at most once per entry.
     async fn advance_journeys(&self, now: Timestamp, limit: usize) -> Result<JourneyReport>;
+    /// Enters every member of an account into the journeys its health change starts (each
+    /// contact once per occurrence, as the journey's entry policy allows); the entries created.
+    async fn enter_account_members(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        starts: Vec<JourneyStart>,
+    ) -> Result<usize>;
     /// A journey's entries by state and its steps' counts.
     async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts>;
     /// Active entries of a journey at a step, oldest first.
@@ -415,6 +434,22 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<TrackRecord>>;
+    /// Entries into and exits from an audience in `[since, until]`, in time order.
+    async fn audience_changes(
+        &self,
+        workspace: WorkspaceId,
+        audience: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AudienceChange>>;
+    /// Every interaction up to `until`, by contact and time (closeness needs the whole past).
+    async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>>;
+    /// The contacts with a cadence in force, by id.
+    async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>>;
+    /// Every account's daily health records from day `since_day` on, by account and day.
+    async fn health_records(&self, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>>;
+    /// Every `(account, contact)` membership of the workspace, by account.
+    async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>>;
 
     // Messages to contacts: topics, templates, the sender, consent and the message log.
 

@@ -605,6 +605,15 @@ pub struct Delivery {
     pub sent_at: Option<Timestamp>,
 }
 
+/// What a journey's step does to its contact, applied by the delivery job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepChange {
+    /// A note on the contact's timeline.
+    Note(String),
+    /// The contact's own cadence in days (none clears it).
+    Cadence(Option<i64>),
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryResult {
@@ -1000,6 +1009,39 @@ pub struct TrackRecord {
     pub time: Timestamp,
     /// Its properties.
     pub properties: Map<String, Value>,
+}
+
+/// A contact entering or leaving an Engage audience, as a backtest reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudienceChange {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Entered (else exited).
+    pub entered: bool,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A stored interaction, as a backtest reads it to follow closeness and due dates over time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InteractionRecord {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its kind.
+    pub kind: closeness::InteractionKind,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+}
+
+/// A contact with a cadence in force, as a backtest reads it to find when it became due.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContactCadence {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its own cadence, else the inherited one, in days.
+    pub days: i64,
+    /// When it was created: the due timer's start before any interaction.
+    pub created_at: Timestamp,
 }
 
 /// What one pass of the journey job did.

@@ -7,9 +7,8 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use jiff::{SignedDuration, Timestamp};
-use kith_core::closeness::InteractionKind;
 use kith_core::rules::{after_attempt, Delivery as Decision};
-use kith_store::{Delivery, DeliveryResult, NewInteraction, StoreError};
+use kith_store::{Delivery, DeliveryResult, StepChange, StoreError};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
@@ -269,39 +268,40 @@ async fn deliver_message(
 
 /// A journey's note or cadence step, applied to the contact through the store as a person's
 /// would be. Queued in the outbox with the step's record, so it happens even if the node that
-/// took the step stops right after.
+/// took the step stops right after; applied and marked sent in one transaction, so it happens
+/// once even if this node stops in between.
 async fn apply_to_contact(
     state: &AppState,
     delivery: &Delivery,
     now: Timestamp,
     report: &mut Report,
 ) -> Result<(), StoreError> {
-    let workspace = delivery.workspace_id;
     let payload = &delivery.payload;
-    let Some(contact) = payload.get("contact_id").and_then(Value::as_i64) else {
-        return settle(
-            state,
-            std::slice::from_ref(delivery),
-            Ok(refused("not a step kith queued".into())),
-            now,
-            report,
-        )
-        .await;
+    let contact = payload.get("contact_id").and_then(Value::as_i64);
+    let change = match delivery.kind.as_str() {
+        "note" => payload.get("text").and_then(Value::as_str).map(|text| StepChange::Note(text.to_owned())),
+        _ => payload.get("days").map(|days| StepChange::Cadence(days.as_i64())),
     };
-    let applied = if delivery.kind == "note" {
-        let text = payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let note = NewInteraction { kind: InteractionKind::Note, occurred_at: now, text };
-        state.store.add_interaction(workspace, contact, note).await.map(|_| ())
-    } else {
-        state.store.set_cadence(workspace, contact, payload.get("days").and_then(Value::as_i64)).await.map(|_| ())
+    let (Some(contact), Some(change)) = (contact, change) else {
+        let refused = Ok(refused("not a step kith queued".into()));
+        return settle(state, std::slice::from_ref(delivery), refused, now, report).await;
     };
-    let attempt = match applied {
-        Ok(()) => Attempt { status: Some(200), retry_after: None, error: None },
+    match state.store.apply_to_contact(delivery.id, delivery.workspace_id, contact, change, now).await {
+        Ok(applied) => {
+            if applied {
+                report.sent += 1;
+                state.metrics.delivery(&delivery.kind, DeliveryOutcome::Sent);
+            }
+            state.jobs.progress();
+            Ok(())
+        }
         // The contact was erased or merged away meanwhile: nothing left to apply it to.
-        Err(StoreError::NotFound(what)) => refused(format!("{what} no longer exists")),
-        Err(error) => return Err(error),
-    };
-    settle(state, std::slice::from_ref(delivery), Ok(attempt), now, report).await
+        Err(StoreError::NotFound(what)) => {
+            let refused = Ok(refused(format!("{what} no longer exists")));
+            settle(state, std::slice::from_ref(delivery), refused, now, report).await
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The email of a message: from the workspace's sender (else the server's `smtp_from`), both

@@ -9,12 +9,14 @@
 use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, score_of_raw};
 use kith_core::health::{AccountFacts, AtRisk, Band, Counts, Health, HealthModel};
+use kith_core::journeys::JourneySpec;
 use kith_core::rules::{RuleSpec, Trigger};
 use kith_store::deliveries::{for_account_firing, AccountFired};
+use kith_store::journeys::JourneyStart;
 use kith_store::{
     Account, HealthObservation, HealthRecord, NewAccountFiring, OwnerSubject, StoreError, User, Workspace, WorkspaceId,
 };
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -176,12 +178,15 @@ pub async fn at_risk(
     Ok(found)
 }
 
-/// A workspace's rules about account health, and its users (owners are alerted by email).
+/// A workspace's rules and journeys about account health, and its users (owners are alerted
+/// by email).
 struct Alerts {
     workspace: WorkspaceId,
     rules: Vec<(i64, RuleSpec)>,
+    /// Enabled journeys an account's health change starts: each member enters.
+    journeys: Vec<(i64, JourneySpec)>,
     users: Vec<User>,
-    /// The longest window of a rule about a fall, in days: how much history to read.
+    /// The longest window of a rule or journey about a fall, in days: how much history to read.
     drop_days: Option<i64>,
 }
 
@@ -195,20 +200,31 @@ impl Alerts {
             .filter(|rule| rule.spec.enabled && rule.spec.when.is_about_accounts())
             .map(|rule| (rule.id, rule.spec))
             .collect();
+        let journeys: Vec<(i64, JourneySpec)> = state
+            .store
+            .journeys(workspace.id)
+            .await?
+            .into_iter()
+            .filter(|journey| journey.spec.enabled && journey.spec.when.is_about_accounts())
+            .map(|journey| (journey.id, journey.spec))
+            .collect();
         let drop_days = rules
             .iter()
-            .filter_map(|(_, rule)| match rule.when {
-                Trigger::HealthDropped { within_days, .. } => Some(within_days),
+            .map(|(_, rule)| &rule.when)
+            .chain(journeys.iter().map(|(_, journey)| &journey.when))
+            .filter_map(|when| match when {
+                Trigger::HealthDropped { within_days, .. } => Some(*within_days),
                 _ => None,
             })
             .max();
         let users = if rules.is_empty() { Vec::new() } else { state.store.users(workspace.id).await? };
-        Ok(Alerts { workspace: workspace.id, rules, users, drop_days })
+        Ok(Alerts { workspace: workspace.id, rules, journeys, users, drop_days })
     }
 
-    /// Records what the pass sees of an account and fires the rules its change starts. The
-    /// store hands the previous observation to one pass only, and a firing's occurrence is
-    /// recorded once, so a change alerts once however often the score is computed again.
+    /// Records what the pass sees of an account, fires the rules its change starts and enters
+    /// the account's members into the journeys it starts. The store hands the previous
+    /// observation to one pass only, and a firing's or entry's occurrence is recorded once, so
+    /// a change acts once however often the score is computed again.
     async fn observe(
         &self,
         state: &AppState,
@@ -221,7 +237,7 @@ impl Alerts {
         let previous = state.store.observe_health(self.workspace, account.id, observation.clone()).await?;
         // The first sight of an account is no change.
         let Some(previous) = previous else { return Ok(()) };
-        if self.rules.is_empty() {
+        if self.rules.is_empty() && self.journeys.is_empty() {
             return Ok(());
         }
         let recorded: Vec<(i32, i64)> = match self.drop_days {
@@ -235,24 +251,30 @@ impl Alerts {
             None => Vec::new(),
         };
         let from_band = Band::parse(&previous.band);
-        let mut fired = Vec::new();
-        for (rule_id, rule) in &self.rules {
-            let occurrence = match from_band {
-                Some(from) if rule.matches_band(from, health.band) => Some((
-                    format!("band:{}:{}:{}", from.as_str(), health.band.as_str(), now.as_millisecond()),
-                    format!("became {} (was {})", health.band.label(), from.label()),
-                )),
-                _ => rule.matches_drop(&recorded, today, previous.score, observation.score).map(|(day, peak)| {
-                    (
-                        format!("drop:{day}:{peak}:{}", observation.score),
-                        format!("fell from {peak} to {} (now {})", observation.score, health.band.label()),
-                    )
-                }),
-            };
-            if let Some(occurrence) = occurrence {
-                fired.push((*rule_id, rule, occurrence));
-            }
+        let change = |when: &Trigger| {
+            let current = (health.band, observation.score);
+            when.health_change((from_band, previous.score), current, &recorded, today, now.as_millisecond())
+        };
+        let starts: Vec<JourneyStart> = self
+            .journeys
+            .iter()
+            .filter_map(|(id, journey)| {
+                let (occurrence, trigger) = change(&journey.when)?;
+                let shown = account.name.as_deref().unwrap_or(&account.group_id);
+                let mut start =
+                    JourneyStart::of(*id, journey, occurrence, format!("{shown} {trigger}"), now.as_millisecond());
+                start.properties = account_properties(account, observation.score, health.band, from_band);
+                Some(start)
+            })
+            .collect();
+        if !starts.is_empty() {
+            state.store.enter_account_members(self.workspace, account.id, starts).await?;
         }
+        let fired: Vec<_> = self
+            .rules
+            .iter()
+            .filter_map(|(rule_id, rule)| change(&rule.when).map(|occurrence| (*rule_id, rule, occurrence)))
+            .collect();
         if fired.is_empty() {
             return Ok(());
         }
@@ -275,4 +297,18 @@ impl Alerts {
         }
         Ok(())
     }
+}
+
+/// What a journey an account's health started reads as its entry event's properties: the
+/// account and its health, so a step can branch on the band or a template name the account.
+pub fn account_properties(account: &Account, score: i64, band: Band, from: Option<Band>) -> Map<String, Value> {
+    let mut properties = Map::new();
+    properties.insert("account".into(), Value::from(account.group_id.clone()));
+    properties.insert("account_name".into(), Value::from(account.name.clone()));
+    properties.insert("score".into(), Value::from(score));
+    properties.insert("band".into(), Value::from(band.as_str()));
+    if let Some(from) = from {
+        properties.insert("from_band".into(), Value::from(from.as_str()));
+    }
+    properties
 }

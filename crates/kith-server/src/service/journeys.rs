@@ -6,13 +6,19 @@
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
+use kith_core::backtest::{self, HealthChange, HealthDay};
+use kith_core::closeness::{days_of_millis, InteractionKind};
+use kith_core::health::Band;
 use kith_core::journeys::{replay, History, JourneySpec, Seen, Status, StepKind};
 use kith_core::rules::{Action, RuleSpec, Trigger};
-use kith_store::{ContactKey, Journey, JourneyCounts, JourneyEntry, StepCount, WorkspaceId};
+use kith_core::time::from_millis;
+use kith_store::{Account, ContactKey, Journey, JourneyCounts, JourneyEntry, StepCount, Workspace, WorkspaceId};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::outbound::Policy;
+use crate::service::health;
 use crate::AppState;
 
 /// The window a backtest covers unless told otherwise.
@@ -125,14 +131,19 @@ pub fn step_counts(spec: &JourneySpec, counts: &JourneyCounts) -> Vec<StepCount>
 /// A send a backtest found: what would have gone to whom.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct WouldSend {
-    /// The contact.
-    pub contact_id: i64,
+    /// The contact (absent for a rule about an account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<i64>,
     /// Its email.
-    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The account's groupId, for a rule about accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The journey step's id (journeys only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
-    /// `message`, `webhook`, `segment`, `email`, `note` or `cadence`.
+    /// `message`, `webhook`, `segment`, `email`, `email_owner`, `note` or `cadence`.
     pub kind: String,
     /// The template's id, for a message.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,64 +194,193 @@ fn window(state: &AppState, days: Option<i64>) -> ApiResult<(Timestamp, Timestam
     Ok((until - SignedDuration::from_hours(24 * days), until))
 }
 
-fn event_trigger_only(when: &Trigger) -> ApiResult<()> {
-    match when {
-        Trigger::Event { .. } => Ok(()),
-        _ => Err(ApiError::bad_request(
-            "backtest_unsupported",
-            "when",
-            "a backtest replays stored track events, so it needs an event trigger",
-        )),
-    }
-}
-
-/// Each contact's track events of the window, with its traits and audiences now (what
-/// branches read), for the contacts `relevant` keeps.
-async fn histories(
+/// What started entries of a trigger other than an event in the window, by contact, found
+/// again in what the store keeps: the audience history, the interactions (closeness and due
+/// dates follow from them) and the accounts' daily health record.
+async fn starts(
     state: &AppState,
-    workspace: WorkspaceId,
+    workspace: &Workspace,
+    when: &Trigger,
     since: Timestamp,
     until: Timestamp,
-    relevant: impl Fn(&[Seen]) -> bool,
+) -> ApiResult<BTreeMap<i64, Vec<Seen>>> {
+    let mut starts: BTreeMap<i64, Vec<Seen>> = BTreeMap::new();
+    let mut start = |contact: i64, name: String, time: Timestamp, properties: Map<String, Value>| {
+        starts.entry(contact).or_default().push(Seen { name, time, properties });
+    };
+    match when {
+        Trigger::Event { .. } => {}
+        Trigger::AudienceEntered { audience } | Trigger::AudienceExited { audience } => {
+            let entered = matches!(when, Trigger::AudienceEntered { .. });
+            let verb = if entered { "entered" } else { "exited" };
+            for change in state.store.audience_changes(workspace.id, audience, since, until).await? {
+                if change.entered == entered {
+                    start(change.contact_id, format!("{verb} audience {audience}"), change.at, Map::new());
+                }
+            }
+        }
+        Trigger::BecomesDue {} => {
+            let interactions = interaction_times(state, workspace.id, until).await?;
+            for cadence in state.store.cadences(workspace.id).await? {
+                let times: Vec<i64> = interactions
+                    .get(&cadence.contact_id)
+                    .map(|times| times.iter().map(|(_, t)| t.as_millisecond()).collect())
+                    .unwrap_or_default();
+                let created = cadence.created_at.as_millisecond();
+                let window = (since.as_millisecond(), until.as_millisecond());
+                for due in backtest::due_dates(created, cadence.days, &times, window.0, window.1) {
+                    start(cadence.contact_id, "became due".into(), from_millis(due), Map::new());
+                }
+            }
+        }
+        Trigger::BucketChanged { .. } => {
+            let model = workspace.model();
+            let (from_days, until_days) =
+                (days_of_millis(since.as_millisecond()), days_of_millis(until.as_millisecond()));
+            for (contact, interactions) in interaction_times(state, workspace.id, until).await? {
+                let interactions: Vec<(InteractionKind, f64)> =
+                    interactions.iter().map(|(kind, t)| (*kind, days_of_millis(t.as_millisecond()))).collect();
+                for (t, from, to) in backtest::bucket_changes(&model, &interactions, until_days) {
+                    if t >= from_days && when.matches_bucket(Some(from), to) {
+                        let time = from_millis((t * 86_400_000.0).round() as i64);
+                        start(contact, format!("became {}", to.as_str()), time, Map::new());
+                    }
+                }
+            }
+        }
+        Trigger::HealthBandChanged { .. } | Trigger::HealthDropped { .. } => {
+            for (account, members, changes) in health_changes(state, workspace, when, since, until).await? {
+                let shown = account.name.as_deref().unwrap_or(&account.group_id);
+                for change in changes {
+                    let (before, now) = (change.before, change.now);
+                    let properties = health::account_properties(&account, now.score, now.band, Some(before.band));
+                    for &contact in &members {
+                        start(contact, format!("{shown} {}", change.text), from_millis(now.at), properties.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(starts)
+}
+
+/// Each contact's interactions that count (for closeness and the due timer) up to `until`.
+async fn interaction_times(
+    state: &AppState,
+    workspace: WorkspaceId,
+    until: Timestamp,
+) -> ApiResult<BTreeMap<i64, Vec<(InteractionKind, Timestamp)>>> {
+    let mut by_contact: BTreeMap<i64, Vec<(InteractionKind, Timestamp)>> = BTreeMap::new();
+    for record in state.store.interaction_history(workspace, until).await? {
+        if record.kind.counts() {
+            by_contact.entry(record.contact_id).or_default().push((record.kind, record.occurred_at));
+        }
+    }
+    Ok(by_contact)
+}
+
+/// The health changes `when` matches in the window, by account, with the account's members.
+async fn health_changes(
+    state: &AppState,
+    workspace: &Workspace,
+    when: &Trigger,
+    since: Timestamp,
+    until: Timestamp,
+) -> ApiResult<Vec<(Account, Vec<i64>, Vec<HealthChange>)>> {
+    let lookback = match when {
+        Trigger::HealthDropped { within_days, .. } => i32::try_from(*within_days).unwrap_or(0),
+        _ => 0,
+    };
+    let since_day = kith_core::time::day_key(since, &workspace.tz()) - lookback - 1;
+    let mut records: BTreeMap<i64, Vec<HealthDay>> = BTreeMap::new();
+    for record in state.store.health_records(workspace.id, since_day).await? {
+        let Some(band) = Band::parse(&record.band) else { continue };
+        let day = HealthDay { day: record.day, score: record.score, band, at: record.recorded_at.as_millisecond() };
+        records.entry(record.account_id).or_default().push(day);
+    }
+    let mut members: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (account, contact) in state.store.account_memberships(workspace.id).await? {
+        members.entry(account).or_default().push(contact);
+    }
+    let window = since.as_millisecond()..=until.as_millisecond();
+    let mut out = Vec::new();
+    // The daily pass records the first `ACCOUNTS_SCORED` accounts of this list.
+    for account in state.store.accounts(workspace.id, health::ACCOUNTS_SCORED).await? {
+        let Some(days) = records.get(&account.id) else { continue };
+        let changes: Vec<HealthChange> =
+            backtest::health_changes(when, days).into_iter().filter(|change| window.contains(&change.now.at)).collect();
+        if !changes.is_empty() {
+            let members = members.remove(&account.id).unwrap_or_default();
+            out.push((account, members, changes));
+        }
+    }
+    Ok(out)
+}
+
+/// Each contact's track events of the window and what started its entries, with its traits
+/// and audiences now (what branches read), for the contacts the trigger reaches.
+async fn histories(
+    state: &AppState,
+    workspace: &Workspace,
+    when: &Trigger,
+    since: Timestamp,
+    until: Timestamp,
 ) -> ApiResult<BTreeMap<i64, (String, History)>> {
     let mut events: BTreeMap<i64, Vec<Seen>> = BTreeMap::new();
-    for record in state.store.track_history(workspace, since, until).await? {
+    for record in state.store.track_history(workspace.id, since, until).await? {
         events.entry(record.contact_id).or_default().push(Seen {
             name: record.name,
             time: record.time,
             properties: record.properties,
         });
     }
+    let mut starts = starts(state, workspace, when, since, until).await?;
+    let reached: Vec<i64> = match when {
+        Trigger::Event { .. } => events
+            .iter()
+            .filter(|(_, events)| events.iter().any(|seen| when.matches_track(&seen.name, &seen.properties)))
+            .map(|(contact, _)| *contact)
+            .collect(),
+        _ => starts.keys().copied().collect(),
+    };
     let mut out = BTreeMap::new();
-    for (contact_id, events) in events.into_iter().filter(|(_, events)| relevant(events)) {
-        let Some(contact) = state.store.contact(workspace, ContactKey::Id(contact_id)).await? else { continue };
+    for contact_id in reached {
+        let Some(contact) = state.store.contact(workspace.id, ContactKey::Id(contact_id)).await? else { continue };
         let audiences = state
             .store
-            .contact_audiences(workspace, contact_id)
+            .contact_audiences(workspace.id, contact_id)
             .await?
             .into_iter()
             .filter(|membership| membership.is_member)
             .map(|membership| membership.key)
             .collect();
-        out.insert(contact_id, (contact.email, History { events, traits: contact.traits, audiences }));
+        let mut starts = starts.remove(&contact_id).unwrap_or_default();
+        starts.sort_by_key(|seen| seen.time);
+        let history = History {
+            events: events.remove(&contact_id).unwrap_or_default(),
+            starts,
+            traits: contact.traits,
+            audiences,
+        };
+        out.insert(contact_id, (contact.email, history));
     }
     Ok(out)
 }
 
-/// Runs a journey (stored or a draft) over the stored events of the last `days` days
-/// without sending anything.
+async fn workspace_of(state: &AppState, workspace: WorkspaceId) -> ApiResult<Workspace> {
+    state.store.workspace(workspace).await?.ok_or_else(|| ApiError::not_found(format!("no workspace {workspace}")))
+}
+
+/// Runs a journey (stored or a draft) over the last `days` days without sending anything.
 pub async fn backtest(
     state: &AppState,
     workspace: WorkspaceId,
     spec: &JourneySpec,
     days: Option<i64>,
 ) -> ApiResult<JourneyBacktest> {
-    event_trigger_only(&spec.when)?;
     let (since, until) = window(state, days)?;
-    let found = histories(state, workspace, since, until, |events| {
-        events.iter().any(|seen| spec.when.matches_track(&seen.name, &seen.properties))
-    })
-    .await?;
+    let workspace = workspace_of(state, workspace).await?;
+    let found = histories(state, &workspace, &spec.when, since, until).await?;
     let emails: BTreeMap<i64, String> = found.iter().map(|(id, (email, _))| (*id, email.clone())).collect();
     let histories: BTreeMap<i64, History> = found.into_iter().map(|(id, (_, history))| (id, history)).collect();
     let mut counts = JourneyCounts::default();
@@ -252,8 +392,9 @@ pub async fn backtest(
             steps.entry(moved.step).or_insert(StepCount { step: moved.step, waiting: 0, done: 0 }).done += 1;
             if let Some(kind) = &moved.act {
                 sends.push(WouldSend {
-                    contact_id: entry.contact,
-                    email: emails.get(&entry.contact).cloned().unwrap_or_default(),
+                    contact_id: Some(entry.contact),
+                    email: emails.get(&entry.contact).cloned(),
+                    account: None,
                     step: Some(moved.step),
                     kind: kind.kind().to_owned(),
                     template: match kind {
@@ -278,24 +419,59 @@ pub async fn backtest(
     Ok(JourneyBacktest { since, until, counts, sends })
 }
 
-/// Runs a rule over the stored events of the last `days` days without sending anything: each
-/// matching event is a firing, cancelled if the unless event followed in time, still waiting
-/// if its delay has not passed.
+/// What each action of a rule would send, as a backtest lists it.
+fn action_kind(action: &Action) -> (&'static str, Option<i64>) {
+    match action {
+        Action::Webhook { .. } => ("webhook", None),
+        Action::Email { .. } => ("email", None),
+        Action::Message { template } => ("message", Some(*template)),
+        Action::Segment { .. } => ("segment", None),
+        Action::EmailOwner { .. } => ("email_owner", None),
+    }
+}
+
+/// Runs a rule over the last `days` days without sending anything: each start of its trigger
+/// is a firing, cancelled if the unless event followed in time, still waiting if its delay
+/// has not passed. A rule about accounts fires once per account change.
 pub async fn backtest_rule(
     state: &AppState,
     workspace: WorkspaceId,
     spec: &RuleSpec,
     days: Option<i64>,
 ) -> ApiResult<RuleBacktest> {
-    event_trigger_only(&spec.when)?;
     let (since, until) = window(state, days)?;
-    let found = histories(state, workspace, since, until, |events| {
-        events.iter().any(|seen| spec.when.matches_track(&seen.name, &seen.properties))
-    })
-    .await?;
+    let workspace = workspace_of(state, workspace).await?;
     let mut report = RuleBacktest { since, until, triggered: 0, fired: 0, cancelled: 0, waiting: 0, sends: Vec::new() };
-    for (contact_id, (email, history)) in found {
-        for seen in history.events.iter().filter(|seen| spec.when.matches_track(&seen.name, &seen.properties)) {
+    if spec.when.is_about_accounts() {
+        for (account, _, changes) in health_changes(state, &workspace, &spec.when, since, until).await? {
+            for change in changes {
+                report.triggered += 1;
+                report.fired += 1;
+                for action in &spec.then {
+                    let (kind, template) = action_kind(action);
+                    report.sends.push(WouldSend {
+                        contact_id: None,
+                        email: None,
+                        account: Some(account.group_id.clone()),
+                        step: None,
+                        kind: kind.into(),
+                        template,
+                        at: from_millis(change.now.at),
+                    });
+                }
+            }
+        }
+        report.sends.sort_by_key(|send| send.at);
+        return Ok(report);
+    }
+    for (contact_id, (email, history)) in histories(state, &workspace, &spec.when, since, until).await? {
+        let starts: Vec<&Seen> = match spec.when {
+            Trigger::Event { .. } => {
+                history.events.iter().filter(|seen| spec.when.matches_track(&seen.name, &seen.properties)).collect()
+            }
+            _ => history.starts.iter().collect(),
+        };
+        for seen in starts {
             report.triggered += 1;
             let due = seen.time + spec.delay();
             if due > until {
@@ -309,17 +485,11 @@ pub async fn backtest_rule(
             }
             report.fired += 1;
             for action in &spec.then {
-                let (kind, template) = match action {
-                    Action::Webhook { .. } => ("webhook", None),
-                    Action::Email { .. } => ("email", None),
-                    Action::Message { template } => ("message", Some(*template)),
-                    Action::Segment { .. } => ("segment", None),
-                    // Refused on the contact rules a backtest replays.
-                    Action::EmailOwner { .. } => continue,
-                };
+                let (kind, template) = action_kind(action);
                 report.sends.push(WouldSend {
-                    contact_id,
-                    email: email.clone(),
+                    contact_id: Some(contact_id),
+                    email: Some(email.clone()),
+                    account: None,
                     step: None,
                     kind: kind.into(),
                     template,

@@ -2,7 +2,7 @@
 //! score is computed from, and the daily history.
 
 use kith_core::time::from_millis;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 use crate::records::*;
 use crate::Result;
@@ -114,17 +114,40 @@ pub async fn health_history(
             &[&account, &workspace, &(limit as i64)],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| HealthRecord {
-            account_id: row.get(0),
-            day: row.get(1),
-            score: row.get(2),
-            band: row.get(3),
-            factors: row.get(4),
-            recorded_at: from_millis(row.get(5)),
-        })
-        .collect())
+    Ok(rows.iter().map(health_record).collect())
+}
+
+fn health_record(row: &Row) -> HealthRecord {
+    HealthRecord {
+        account_id: row.get(0),
+        day: row.get(1),
+        score: row.get(2),
+        band: row.get(3),
+        factors: row.get(4),
+        recorded_at: from_millis(row.get(5)),
+    }
+}
+
+pub async fn health_records(c: &Client, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>> {
+    let rows = c
+        .query(
+            "SELECT account_id, day, score, band, factors, recorded_at FROM account_health_history
+             WHERE workspace_id = $1 AND day >= $2 ORDER BY account_id, day",
+            &[&workspace, &since_day],
+        )
+        .await?;
+    Ok(rows.iter().map(health_record).collect())
+}
+
+pub async fn account_memberships(c: &Client, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+    let rows = c
+        .query(
+            "SELECT m.account_id, m.contact_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+             WHERE a.workspace_id = $1 ORDER BY m.account_id, m.contact_id",
+            &[&workspace],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Replaces the account's observed score and band, returning the one before. The row is

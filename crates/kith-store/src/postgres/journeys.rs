@@ -8,15 +8,16 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
+use kith_core::closeness::InteractionKind;
 use kith_core::journeys::{JourneySpec, Seen};
 use kith_core::rules::event_properties;
 use kith_core::time::from_millis;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{admin, nudges, read};
 use crate::deliveries::SegmentIdentity;
-use crate::journeys::{contact_gone, step_entry, ActiveEntry, EntryUpdate};
+use crate::journeys::{contact_gone, step_entry, ActiveEntry, EntryUpdate, JourneyStart};
 use crate::plan::NewJourneyEntry;
 use crate::records::*;
 use crate::{Result, StoreError};
@@ -178,20 +179,40 @@ pub async fn enter_matching(
     starts: impl Fn(&JourneySpec) -> bool,
 ) -> Result<()> {
     for (journey_id, journey) in journeys.iter().filter(|(_, journey)| starts(journey)) {
-        let entry = NewJourneyEntry {
-            workspace_id: workspace,
-            journey_id: *journey_id,
-            policy: journey.entry,
-            first_step: journey.steps.first().map_or(0, |step| step.id),
-            contact: crate::plan::ContactRef::Existing(contact),
-            occurrence: occurrence.to_owned(),
-            trigger: trigger.to_owned(),
-            properties: Map::new(),
-            at,
-        };
-        enter(c, &entry, contact).await?;
+        let start = JourneyStart::of(*journey_id, journey, occurrence.to_owned(), trigger.to_owned(), at);
+        enter(c, &start.for_contact(workspace, contact), contact).await?;
     }
     Ok(())
+}
+
+/// Enters every member of an account into the journeys its health change starts; the number
+/// of entries created. Holds the contacts lock, as every entry does.
+pub async fn enter_account_members(
+    c: &mut Client,
+    workspace: WorkspaceId,
+    account: i64,
+    starts: &[JourneyStart],
+) -> Result<usize> {
+    let tx = c.transaction().await?;
+    super::lock_contacts(&tx).await?;
+    let members: Vec<ContactId> = tx
+        .query(
+            "SELECT m.contact_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+             WHERE a.workspace_id = $1 AND m.account_id = $2 ORDER BY m.contact_id",
+            &[&workspace, &account],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut entered = 0;
+    for start in starts {
+        for &contact in &members {
+            entered += usize::from(enter(&tx, &start.for_contact(workspace, contact), contact).await?);
+        }
+    }
+    tx.commit().await?;
+    Ok(entered)
 }
 
 async fn seen_since(c: &(impl GenericClient + Sync), contact: ContactId, since: i64) -> Result<Vec<Seen>> {
@@ -471,6 +492,70 @@ pub async fn track_history(c: &Client, workspace: WorkspaceId, since: i64, until
                 name: row.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
                 time: from_millis(row.try_get(2)?),
                 properties: event_properties(&payload),
+            })
+        })
+        .collect()
+}
+
+pub async fn audience_changes(
+    c: &Client,
+    workspace: WorkspaceId,
+    audience: &str,
+    since: i64,
+    until: i64,
+) -> Result<Vec<AudienceChange>> {
+    let rows = c
+        .query(
+            "SELECT h.contact_id, h.entered, h.at FROM audience_history h JOIN audiences a ON a.id = h.audience_id
+             WHERE a.workspace_id = $1 AND a.key = $2 AND h.at >= $3 AND h.at <= $4 ORDER BY h.at, h.id",
+            &[&workspace, &super::write::text(audience), &since, &until],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AudienceChange {
+                contact_id: row.try_get(0)?,
+                entered: row.try_get(1)?,
+                at: from_millis(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
+pub async fn interaction_history(c: &Client, workspace: WorkspaceId, until: i64) -> Result<Vec<InteractionRecord>> {
+    let rows = c
+        .query(
+            "SELECT contact_id, kind, occurred_at FROM interactions WHERE workspace_id = $1 AND occurred_at <= $2
+             ORDER BY contact_id, occurred_at, id",
+            &[&workspace, &until],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let kind: String = row.try_get(1)?;
+            Ok(InteractionRecord {
+                contact_id: row.try_get(0)?,
+                kind: InteractionKind::parse(&kind).unwrap_or(InteractionKind::Activity),
+                occurred_at: from_millis(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
+pub async fn cadences(c: &Client, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+    let rows = c
+        .query(
+            "SELECT id, effective_cadence_days, created_at FROM contacts
+             WHERE workspace_id = $1 AND effective_cadence_days IS NOT NULL ORDER BY id",
+            &[&workspace],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ContactCadence {
+                contact_id: row.try_get(0)?,
+                days: row.try_get(1)?,
+                created_at: from_millis(row.try_get(2)?),
             })
         })
         .collect()

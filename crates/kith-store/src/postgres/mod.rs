@@ -31,6 +31,7 @@ use kith_core::Clock;
 use kith_core::Event;
 use tokio_postgres::GenericClient;
 
+use crate::journeys::JourneyStart;
 use crate::records::*;
 use crate::{Result, Store};
 
@@ -372,6 +373,15 @@ impl Store for PostgresStore {
         on_connection!(self, |c| journeys::advance(c, now, limit))
     }
 
+    async fn enter_account_members(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        starts: Vec<JourneyStart>,
+    ) -> Result<usize> {
+        on_connection!(self, |c| journeys::enter_account_members(c, workspace, account, &starts))
+    }
+
     async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
         on_connection!(self, |c| journeys::counts(c, workspace, journey))
     }
@@ -400,6 +410,33 @@ impl Store for PostgresStore {
         on_connection!(self, |c| journeys::track_history(c, workspace, since, until))
     }
 
+    async fn audience_changes(
+        &self,
+        workspace: WorkspaceId,
+        audience: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AudienceChange>> {
+        let (since, until) = (since.as_millisecond(), until.as_millisecond());
+        on_connection!(self, |c| journeys::audience_changes(c, workspace, audience, since, until))
+    }
+
+    async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>> {
+        on_connection!(self, |c| journeys::interaction_history(c, workspace, until.as_millisecond()))
+    }
+
+    async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+        on_connection!(self, |c| journeys::cadences(c, workspace))
+    }
+
+    async fn health_records(&self, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>> {
+        on_connection!(self, |c| health::health_records(c, workspace, since_day))
+    }
+
+    async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+        on_connection!(self, |c| health::account_memberships(c, workspace))
+    }
+
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
         on_connection!(self, |c| nudges::enqueue(c, workspace, &deliveries, None, None, now.as_millisecond()))
     }
@@ -415,6 +452,17 @@ impl Store for PostgresStore {
 
     async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()> {
         on_connection!(self, |c| nudges::finish_delivery(c, id, &result, now))
+    }
+
+    async fn apply_to_contact(
+        &self,
+        delivery: i64,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        change: StepChange,
+        now: Timestamp,
+    ) -> Result<bool> {
+        on_connection!(self, |c| write::apply_to_contact(c, delivery, workspace, contact, change, now))
     }
 
     async fn deliveries(

@@ -509,7 +509,12 @@ pub async fn claim_deliveries(c: &Client, now: Timestamp, limit: usize, lease_ms
 }
 
 /// Records how an attempt ended.
-pub async fn finish_delivery(c: &Client, id: i64, result: &DeliveryResult, now: Timestamp) -> Result<()> {
+pub async fn finish_delivery(
+    c: &(impl GenericClient + Sync),
+    id: i64,
+    result: &DeliveryResult,
+    now: Timestamp,
+) -> Result<()> {
     let now_ms = now.as_millisecond();
     match result {
         DeliveryResult::Sent => {

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, History, InteractionKind, Model};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
@@ -124,7 +125,7 @@ async fn load_workspaces(
 /// Text as PostgreSQL can store it: it refuses NUL characters, which events may carry in
 /// ids, names and traits (an error would fail the whole batch on every retry). NUL becomes
 /// U+FFFD, the same way for what is written and what is looked up.
-fn text(value: &str) -> Cow<'_, str> {
+pub(super) fn text(value: &str) -> Cow<'_, str> {
     if value.contains('\0') {
         Cow::Owned(value.replace('\0', "\u{fffd}"))
     } else {
@@ -1083,10 +1084,22 @@ pub async fn add_interaction(
 ) -> Result<Interaction> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
-    require_contact(&tx, workspace, contact).await?;
-    let workspace_record = admin::workspace(&tx, workspace)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
+    let added = insert_interaction(&tx, workspace, contact, interaction, now).await?;
+    tx.commit().await?;
+    Ok(added)
+}
+
+/// Adds an interaction by hand inside the caller's transaction, which holds the contacts lock.
+async fn insert_interaction(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    interaction: NewInteraction,
+    now: i64,
+) -> Result<Interaction> {
+    require_contact(tx, workspace, contact).await?;
+    let workspace_record =
+        admin::workspace(tx, workspace).await?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
     let at = interaction.occurred_at.as_millisecond();
     let day = day_key(interaction.occurred_at, &workspace_record.tz());
     let id: i64 = tx
@@ -1097,13 +1110,11 @@ pub async fn add_interaction(
         )
         .await?
         .get(0);
-    let mut state =
-        load_state(&tx, contact).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    add_interactions(&tx, &mut state, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])
+    let mut state = load_state(tx, contact).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    add_interactions(tx, &mut state, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])
         .await?;
     state.note_interaction(at);
-    save_states(&tx, &[(contact, state)], now).await?;
-    tx.commit().await?;
+    save_states(tx, &[(contact, state)], now).await?;
     Ok(Interaction {
         id,
         contact_id: contact,
@@ -1370,16 +1381,61 @@ pub async fn set_cadence(
 ) -> Result<Contact> {
     let tx = c.transaction().await?;
     lock_contacts(&tx).await?;
-    require_contact(&tx, workspace, contact).await?;
-    let mut state =
-        load_state(&tx, contact).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    state.cadence_days = days;
-    state.inherited_cadence = inherited_cadence(&tx, contact).await?;
-    save_states(&tx, &[(contact, state)], now).await?;
+    change_cadence(&tx, workspace, contact, days, now).await?;
     tx.commit().await?;
     read::contact(&*c, workspace, &ContactKey::Id(contact))
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))
+}
+
+/// Sets a contact's own cadence inside the caller's transaction, which holds the contacts lock.
+async fn change_cadence(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    days: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    require_contact(tx, workspace, contact).await?;
+    let mut state = load_state(tx, contact).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    state.cadence_days = days;
+    state.inherited_cadence = inherited_cadence(tx, contact).await?;
+    save_states(tx, &[(contact, state)], now).await
+}
+
+/// Applies a journey's note or cadence step to its contact and marks the step's delivery sent,
+/// in one transaction; `false` if the delivery was applied already. The delivery's row is
+/// locked first, so a node that takes it up after another's lease expired waits and then
+/// finds it sent: the step acts once.
+pub async fn apply_to_contact(
+    c: &mut Client,
+    delivery: i64,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    change: StepChange,
+    now: Timestamp,
+) -> Result<bool> {
+    let tx = c.transaction().await?;
+    lock_contacts(&tx).await?;
+    let status: Option<String> = tx
+        .query_opt("SELECT status FROM outbox WHERE id = $1 FOR UPDATE", &[&delivery])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    if status.as_deref() != Some("pending") {
+        return Ok(false);
+    }
+    let now_ms = now.as_millisecond();
+    match change {
+        StepChange::Note(text) => {
+            let note = NewInteraction { kind: InteractionKind::Note, occurred_at: now, text };
+            insert_interaction(&tx, workspace, contact, note, now_ms).await?;
+        }
+        StepChange::Cadence(days) => change_cadence(&tx, workspace, contact, days, now_ms).await?,
+    }
+    nudges::finish_delivery(&tx, delivery, &DeliveryResult::Sent, now).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Recomputes the inherited cadence of every member of the audience or account a rule names.

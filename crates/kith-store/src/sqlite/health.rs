@@ -181,3 +181,30 @@ pub fn account_firings(
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+pub fn health_records(c: &Connection, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>> {
+    let mut statement = c.prepare_cached(
+        "SELECT account_id, day, score, band, factors, recorded_at FROM account_health_history
+         WHERE workspace_id = ?1 AND day >= ?2 ORDER BY account_id, day",
+    )?;
+    let rows = statement.query_map(params![workspace, since_day], |row| {
+        Ok(HealthRecord {
+            account_id: row.get(0)?,
+            day: row.get(1)?,
+            score: row.get(2)?,
+            band: row.get(3)?,
+            factors: row.get(4)?,
+            recorded_at: from_millis(row.get(5)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn account_memberships(c: &Connection, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+    let mut statement = c.prepare_cached(
+        "SELECT m.account_id, m.contact_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+         WHERE a.workspace_id = ?1 ORDER BY m.account_id, m.contact_id",
+    )?;
+    let rows = statement.query_map(params![workspace], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -7,15 +7,16 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+use kith_core::closeness::InteractionKind;
 use kith_core::journeys::{JourneySpec, Seen};
 use kith_core::rules::event_properties;
 use kith_core::time::from_millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{admin, nudges, read};
 use crate::deliveries::SegmentIdentity;
-use crate::journeys::{contact_gone, step_entry, ActiveEntry, EntryUpdate};
+use crate::journeys::{contact_gone, step_entry, ActiveEntry, EntryUpdate, JourneyStart};
 use crate::plan::NewJourneyEntry;
 use crate::records::*;
 use crate::{Result, StoreError};
@@ -142,20 +143,37 @@ pub fn enter_matching(
     starts: impl Fn(&JourneySpec) -> bool,
 ) -> Result<()> {
     for (journey_id, journey) in journeys.iter().filter(|(_, journey)| starts(journey)) {
-        let entry = NewJourneyEntry {
-            workspace_id: workspace,
-            journey_id: *journey_id,
-            policy: journey.entry,
-            first_step: journey.steps.first().map_or(0, |step| step.id),
-            contact: crate::plan::ContactRef::Existing(contact),
-            occurrence: occurrence.to_owned(),
-            trigger: trigger.to_owned(),
-            properties: Map::new(),
-            at,
-        };
-        enter(c, &entry, contact)?;
+        let start = JourneyStart::of(*journey_id, journey, occurrence.to_owned(), trigger.to_owned(), at);
+        enter(c, &start.for_contact(workspace, contact), contact)?;
     }
     Ok(())
+}
+
+/// Enters every member of an account into the journeys its health change starts; the number
+/// of entries created.
+pub fn enter_account_members(
+    c: &mut Connection,
+    workspace: WorkspaceId,
+    account: i64,
+    starts: &[JourneyStart],
+) -> Result<usize> {
+    let tx = c.transaction()?;
+    let members: Vec<ContactId> = {
+        let mut statement = tx.prepare_cached(
+            "SELECT m.contact_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+             WHERE a.workspace_id = ?1 AND m.account_id = ?2 ORDER BY m.contact_id",
+        )?;
+        let rows = statement.query_map(params![workspace, account], |row| row.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut entered = 0;
+    for start in starts {
+        for &contact in &members {
+            entered += usize::from(enter(&tx, &start.for_contact(workspace, contact), contact)?);
+        }
+    }
+    tx.commit()?;
+    Ok(entered)
 }
 
 fn seen_since(c: &Connection, contact: ContactId, since: i64) -> Result<Vec<Seen>> {
@@ -389,6 +407,50 @@ pub fn track_history(c: &Connection, workspace: WorkspaceId, since: i64, until: 
             time: from_millis(row.get(2)?),
             properties: event_properties(&payload),
         })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn audience_changes(
+    c: &Connection,
+    workspace: WorkspaceId,
+    audience: &str,
+    since: i64,
+    until: i64,
+) -> Result<Vec<AudienceChange>> {
+    let mut statement = c.prepare_cached(
+        "SELECT h.contact_id, h.entered, h.at FROM audience_history h JOIN audiences a ON a.id = h.audience_id
+         WHERE a.workspace_id = ?1 AND a.key = ?2 AND h.at >= ?3 AND h.at <= ?4 ORDER BY h.at, h.id",
+    )?;
+    let rows = statement.query_map(params![workspace, audience, since, until], |row| {
+        Ok(AudienceChange { contact_id: row.get(0)?, entered: row.get(1)?, at: from_millis(row.get(2)?) })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn interaction_history(c: &Connection, workspace: WorkspaceId, until: i64) -> Result<Vec<InteractionRecord>> {
+    let mut statement = c.prepare_cached(
+        "SELECT contact_id, kind, occurred_at FROM interactions WHERE workspace_id = ?1 AND occurred_at <= ?2
+         ORDER BY contact_id, occurred_at, id",
+    )?;
+    let rows = statement.query_map(params![workspace, until], |row| {
+        let kind: String = row.get(1)?;
+        Ok(InteractionRecord {
+            contact_id: row.get(0)?,
+            kind: InteractionKind::parse(&kind).unwrap_or(InteractionKind::Activity),
+            occurred_at: from_millis(row.get(2)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn cadences(c: &Connection, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+    let mut statement = c.prepare_cached(
+        "SELECT id, effective_cadence_days, created_at FROM contacts
+         WHERE workspace_id = ?1 AND effective_cadence_days IS NOT NULL ORDER BY id",
+    )?;
+    let rows = statement.query_map(params![workspace], |row| {
+        Ok(ContactCadence { contact_id: row.get(0)?, days: row.get(1)?, created_at: from_millis(row.get(2)?) })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -34,6 +34,7 @@ use kith_core::{Clock, Event};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use crate::journeys::JourneyStart;
 use crate::records::*;
 use crate::{Result, Store, StoreError};
 
@@ -622,6 +623,15 @@ impl Store for SqliteStore {
         self.write_fresh(move |c| journeys::advance(c, now, limit)).await
     }
 
+    async fn enter_account_members(
+        &self,
+        workspace: WorkspaceId,
+        account: i64,
+        starts: Vec<JourneyStart>,
+    ) -> Result<usize> {
+        self.write_fresh(move |c| journeys::enter_account_members(c, workspace, account, &starts)).await
+    }
+
     async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
         self.read_fresh(move |c| journeys::counts(c, workspace, journey)).await
     }
@@ -650,6 +660,34 @@ impl Store for SqliteStore {
         self.read_fresh(move |c| journeys::track_history(c, workspace, since, until)).await
     }
 
+    async fn audience_changes(
+        &self,
+        workspace: WorkspaceId,
+        audience: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AudienceChange>> {
+        let (audience, since, until) = (audience.to_owned(), since.as_millisecond(), until.as_millisecond());
+        self.read_fresh(move |c| journeys::audience_changes(c, workspace, &audience, since, until)).await
+    }
+
+    async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>> {
+        let until = until.as_millisecond();
+        self.read_fresh(move |c| journeys::interaction_history(c, workspace, until)).await
+    }
+
+    async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+        self.read_fresh(move |c| journeys::cadences(c, workspace)).await
+    }
+
+    async fn health_records(&self, workspace: WorkspaceId, since_day: i32) -> Result<Vec<HealthRecord>> {
+        self.read(move |c| health::health_records(c, workspace, since_day)).await
+    }
+
+    async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+        self.read_fresh(move |c| health::account_memberships(c, workspace)).await
+    }
+
     async fn enqueue(&self, workspace: WorkspaceId, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
         self.write(move |c| nudges::enqueue(c, workspace, &deliveries, None, None, now.as_millisecond())).await
     }
@@ -665,6 +703,17 @@ impl Store for SqliteStore {
 
     async fn finish_delivery(&self, id: i64, result: DeliveryResult, now: Timestamp) -> Result<()> {
         self.write(move |c| nudges::finish_delivery(c, id, &result, now)).await
+    }
+
+    async fn apply_to_contact(
+        &self,
+        delivery: i64,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        change: StepChange,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.write_contacts(move |c| write::apply_to_contact(c, delivery, workspace, contact, change, now)).await
     }
 
     async fn deliveries(

@@ -461,7 +461,7 @@ pub fn claim_deliveries(c: &mut Connection, now: Timestamp, limit: usize, lease_
 }
 
 /// Records how an attempt ended.
-pub fn finish_delivery(c: &mut Connection, id: i64, result: &DeliveryResult, now: Timestamp) -> Result<()> {
+pub fn finish_delivery(c: &Connection, id: i64, result: &DeliveryResult, now: Timestamp) -> Result<()> {
     let now_ms = now.as_millisecond();
     match result {
         DeliveryResult::Sent => c.execute(

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, History, InteractionKind, Model};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
@@ -759,9 +760,22 @@ pub fn add_interaction(
     now: i64,
 ) -> Result<Interaction> {
     let tx = c.transaction()?;
-    require_contact(&tx, workspace, contact)?;
+    let added = insert_interaction(&tx, workspace, contact, interaction, now)?;
+    tx.commit()?;
+    Ok(added)
+}
+
+/// Adds an interaction by hand inside the caller's transaction.
+fn insert_interaction(
+    tx: &Connection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    interaction: NewInteraction,
+    now: i64,
+) -> Result<Interaction> {
+    require_contact(tx, workspace, contact)?;
     let workspace_record =
-        admin::workspace(&tx, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
+        admin::workspace(tx, workspace)?.ok_or_else(|| StoreError::NotFound(format!("workspace {workspace}")))?;
     let at = interaction.occurred_at.as_millisecond();
     let day = day_key(interaction.occurred_at, &workspace_record.tz());
     tx.execute(
@@ -770,17 +784,10 @@ pub fn add_interaction(
         params![workspace, contact, interaction.kind.as_str(), day, at, interaction.text, now],
     )?;
     let id = tx.last_insert_rowid();
-    let mut state = load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    add_interactions(
-        &tx,
-        &mut state,
-        &workspace_record.model(),
-        contact,
-        vec![(interaction.kind, days_of_millis(at))],
-    )?;
+    let mut state = load_state(tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    add_interactions(tx, &mut state, &workspace_record.model(), contact, vec![(interaction.kind, days_of_millis(at))])?;
     state.note_interaction(at);
-    save_state(&tx, contact, &state, now)?;
-    tx.commit()?;
+    save_state(tx, contact, &state, now)?;
     Ok(Interaction {
         id,
         contact_id: contact,
@@ -988,14 +995,55 @@ pub fn set_cadence(
     now: i64,
 ) -> Result<Contact> {
     let tx = c.transaction()?;
-    require_contact(&tx, workspace, contact)?;
-    let mut state = load_state(&tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
-    state.cadence_days = days;
-    state.inherited_cadence = inherited_cadence(&tx, workspace, contact)?;
-    save_state(&tx, contact, &state, now)?;
+    change_cadence(&tx, workspace, contact, days, now)?;
     tx.commit()?;
     read::contact(c, workspace, &ContactKey::Id(contact))?
         .ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))
+}
+
+/// Sets a contact's own cadence inside the caller's transaction.
+fn change_cadence(
+    tx: &Connection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    days: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    require_contact(tx, workspace, contact)?;
+    let mut state = load_state(tx, contact)?.ok_or_else(|| StoreError::NotFound(format!("contact {contact}")))?;
+    state.cadence_days = days;
+    state.inherited_cadence = inherited_cadence(tx, workspace, contact)?;
+    save_state(tx, contact, &state, now)
+}
+
+/// Applies a journey's note or cadence step to its contact and marks the step's delivery sent,
+/// in one transaction; `false` if the delivery was applied already. So a delivery the job
+/// takes up again after a crash (its lease expired before it was marked) acts once.
+pub fn apply_to_contact(
+    c: &mut Connection,
+    delivery: i64,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    change: StepChange,
+    now: Timestamp,
+) -> Result<bool> {
+    let tx = c.transaction()?;
+    let status: Option<String> =
+        tx.query_row("SELECT status FROM outbox WHERE id = ?1", [delivery], |row| row.get(0)).optional()?;
+    if status.as_deref() != Some("pending") {
+        return Ok(false);
+    }
+    let now_ms = now.as_millisecond();
+    match change {
+        StepChange::Note(text) => {
+            let note = NewInteraction { kind: InteractionKind::Note, occurred_at: now, text };
+            insert_interaction(&tx, workspace, contact, note, now_ms)?;
+        }
+        StepChange::Cadence(days) => change_cadence(&tx, workspace, contact, days, now_ms)?,
+    }
+    nudges::finish_delivery(&tx, delivery, &DeliveryResult::Sent, now)?;
+    tx.commit()?;
+    Ok(true)
 }
 
 fn refresh_rule_members(tx: &Connection, workspace: WorkspaceId, target: &str, key: &str, now: i64) -> Result<()> {
