@@ -1093,8 +1093,11 @@ mod tests {
         Draft::from_form(&posted(&form(draft, html! {}, &templates(), None).into_string()))
     }
 
+    /// A journey the API takes.
     fn spec(value: Value) -> JourneySpec {
-        serde_json::from_value(value).unwrap()
+        let spec: JourneySpec = serde_json::from_value(value).unwrap();
+        spec.validate().unwrap();
+        spec
     }
 
     fn journeys() -> Vec<JourneySpec> {
