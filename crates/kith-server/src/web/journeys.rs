@@ -705,7 +705,7 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                 @match trigger {
                     "event" => {
                         (field("Event name", "event_name", draft.get("event_name"), "text"))
-                        fieldset {
+                        fieldset.stack {
                             legend { "Only when the event's properties have these values" }
                             p.hint #value-hint { (VALUE_HINT) }
                             @for (j, condition) in draft.conditions.iter().enumerate() {
@@ -753,7 +753,7 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                         ("once", "once per contact"), ("once_per_days", "once every N days"), ("every_time", "every time")])))
                     (field("N days", "entry_days", draft.get("entry_days"), "number"))
                 }
-                fieldset {
+                fieldset.stack {
                     legend { "Leave the journey when the contact does" }
                     @for (j, exit) in draft.exits.iter().enumerate() {
                         div.condition {
