@@ -338,7 +338,28 @@ test("a journey is built with forms, fills up, shows who waits at a step, and is
   await page.goto(url + "/journeys");
   await page.getByRole("link", { name: "New journey" }).click();
   await page.getByLabel("Name", { exact: true }).fill("Trial follow-up");
-  await page.getByLabel("Event, audience or bucket").fill("Trial Started");
+  await page.getByLabel("Event name").fill("Trial Started");
+  // Two property conditions (a list and a number) and two exit events, row by row; a third
+  // condition is added and removed again.
+  await page.getByRole("button", { name: "Add condition" }).click();
+  await page.getByRole("textbox", { name: "Property 1", exact: true }).fill("plan");
+  await page.getByRole("textbox", { name: "Property 1 equals" }).fill("pro, team");
+  await page.getByRole("button", { name: "Add condition" }).click();
+  await page.getByRole("textbox", { name: "Property 2", exact: true }).fill("seats");
+  await page.getByRole("textbox", { name: "Property 2 equals" }).fill("5");
+  await page.getByRole("button", { name: "Add condition" }).click();
+  await page.getByRole("textbox", { name: "Property 3", exact: true }).fill("coupon");
+  await page.getByRole("button", { name: "Remove condition 3" }).click();
+  await page.getByRole("button", { name: "Add exit event" }).click();
+  await page.getByRole("textbox", { name: "Exit event 1", exact: true }).fill("Subscription Started");
+  await page.getByRole("button", { name: "Add exit event" }).click();
+  await page.getByRole("textbox", { name: "Exit event 2", exact: true }).fill("Trial Cancelled");
+  await page.getByRole("textbox", { name: "Exit event 2 with the same property as the entry event" }).fill("trialId");
+  const typed = await page.getByRole("textbox", { name: "Property 1 equals" }).inputValue();
+  assert.equal(typed, "pro, team", "what was typed stays");
+  const third = page.getByRole("textbox", { name: "Property 3", exact: true });
+  assert.equal(await third.count(), 0, "the third condition is gone");
+  await shot("journey-builder");
   // The new journey starts with a 24-hour wait; add a note and an exit below it.
   await page.getByLabel("Add a step").selectOption("note");
   await page.getByRole("button", { name: "Add step" }).click();
@@ -358,10 +379,20 @@ test("a journey is built with forms, fills up, shows who waits at a step, and is
     ["note", "wait"],
     "the steps as built, top to bottom",
   );
+  assert.deepEqual(
+    saved.when,
+    { event: { name: "Trial Started", where: { plan: ["pro", "team"], seats: 5 } } },
+    "both conditions, the list as a list and the number as a number",
+  );
+  assert.deepEqual(
+    saved.exit_when,
+    [{ event: "Subscription Started" }, { event: "Trial Cancelled", same: "trialId" }],
+    "both exit events",
+  );
 
   const batch = [
     { type: "identify", userId: "u-trial", traits: { email: "trial@example.com", name: "Tess Trial" }, timestamp: ago(0) },
-    { type: "track", userId: "u-trial", event: "Trial Started", timestamp: ago(0) },
+    { type: "track", userId: "u-trial", event: "Trial Started", properties: { plan: "pro", seats: 5 }, timestamp: ago(0) },
   ];
   const answer = await ingest("/v1/batch", { batch });
   assert.equal(answer.status, 200, JSON.stringify(answer.body));
@@ -397,6 +428,63 @@ test("a journey is built with forms, fills up, shows who waits at a step, and is
   await shot("journey");
   await page.goto(url + "/journeys");
   await page.getByRole("link", { name: "Trial follow-up" }).waitFor();
+});
+
+test("a journey written through the API opens in the builder and is saved unchanged", async () => {
+  const spec = {
+    name: "Big orders",
+    enabled: true,
+    when: { event: { name: "Order Placed", where: { total: 100, plan: ["pro", "team"], gift: false, code: "42" } } },
+    entry: { once_per_days: 7 },
+    steps: [
+      { id: 1, wait_until: { event: "Order Shipped", same: "orderId", hours: 48, then: "exit", timeout: "continue" } },
+      { id: 2, branch: { condition: { property: { key: "items", equals: [3, 4] } }, otherwise: { step: 4 } } },
+      { id: 3, note: { text: "Big order,\nnot shipped in two days" } },
+      { id: 4, cadence: { days: 30 } },
+    ],
+    exit_when: [{ event: "Order Refunded", same: "orderId" }, { event: "Unsubscribed" }],
+  };
+  const created = await fetch(url + "/api/journeys", {
+    method: "POST",
+    headers: { authorization: "Bearer " + secretKey, "content-type": "application/json" },
+    body: JSON.stringify(spec),
+  });
+  assert.equal(created.status, 201, await created.clone().text());
+  const { id, updated_at: before } = await created.json();
+  await page.goto(`${url}/journeys/${id}`);
+  const shown = async (name) => page.getByRole("textbox", { name }).inputValue();
+  assert.equal(await shown("Property 4 equals"), "100", "the number shows as typed");
+  assert.equal(await shown("Property 1 equals"), '"42"', "text that reads as a number is quoted");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.getByRole("heading", { name: "Big orders" }).waitFor();
+  const saved = await api(`/api/journeys/${id}`);
+  assert.notEqual(saved.updated_at, before, "the journey was saved again");
+  const { name, enabled, when, entry, steps, exit_when } = saved;
+  assert.deepEqual({ name, enabled, when, entry, steps, exit_when }, spec, "the same journey, the number still a number");
+});
+
+test("a journey starts on account health, chosen in the form", async () => {
+  await page.goto(url + "/journeys/new");
+  await page.getByLabel("Name", { exact: true }).fill("Health falls");
+  await page.getByLabel("Starts when").selectOption("health_dropped");
+  await page.getByRole("button", { name: "Choose what starts the journey" }).click();
+  await page.getByLabel("Falls by at least (points, 1 to 100)").fill("0");
+  await page.getByLabel("from its highest score within (days)").fill("7");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.getByRole("alert").filter({ hasText: "points" }).filter({ hasText: "1 to 100" }).waitFor();
+  await page.getByLabel("Falls by at least (points, 1 to 100)").fill("20");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.getByRole("heading", { name: "Health falls" }).waitFor();
+  const dropped = (await api("/api/journeys")).find((j) => j.name === "Health falls");
+  assert.deepEqual(dropped.when, { health_dropped: { points: 20, within_days: 7 } });
+
+  await page.getByLabel("Starts when").selectOption("health_band_changed");
+  await page.getByRole("button", { name: "Choose what starts the journey" }).click();
+  await page.getByLabel("Moves into the band").selectOption("at_risk");
+  await page.getByRole("button", { name: "Save journey" }).click();
+  await page.waitForURL(`${url}/journeys/${dropped.id}`);
+  const changed = await api(`/api/journeys/${dropped.id}`);
+  assert.deepEqual(changed.when, { health_band_changed: { to: "at_risk" } }, "any band it comes from");
 });
 
 test("the time zone and half-life are saved, bad values explained", async () => {
