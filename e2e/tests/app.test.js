@@ -426,6 +426,17 @@ test("a journey is built with forms, fills up, shows who waits at a step, and is
   await page.getByRole("button", { name: "Resume Trial follow-up" }).waitFor();
   assert.equal((await api(`/api/journeys/${saved.id}`)).enabled, false, "paused, as the API shows");
   await shot("journey");
+
+  // Its backtest, over the stored events, counts the one contact that entered.
+  await page.getByRole("link", { name: "Backtest" }).click();
+  await page.getByRole("heading", { name: "Backtest: Trial follow-up" }).waitFor();
+  const entered = await page.locator("dl.totals").textContent();
+  assert.match(entered, /Entered\s*1/, "one contact would have entered");
+  await page.getByLabel("Days back").fill("7");
+  await page.getByRole("button", { name: "Run again" }).click();
+  await page.getByText("over the last 7 days").waitFor();
+  await page.getByRole("heading", { name: /What it would have sent or done/ }).waitFor();
+  await shot("journey-backtest");
   await page.goto(url + "/journeys");
   await page.getByRole("link", { name: "Trial follow-up" }).waitFor();
 });

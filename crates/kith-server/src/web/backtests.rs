@@ -143,7 +143,7 @@ fn step_label(spec: &JourneySpec, step: u32) -> String {
 fn sends(sends: &[WouldSend], tz: &TimeZone) -> Markup {
     html! {
         section.card aria-labelledby="sends-title" {
-            h2 #sends-title { "Would have been sent (" (sends.len()) ")" }
+            h2 #sends-title { "What it would have sent or done (" (sends.len()) ")" }
             @if sends.is_empty() {
                 p.muted { "Nothing." }
             } @else {

@@ -661,7 +661,10 @@ async fn builder(
     let title = saved.as_ref().map_or("New journey".to_owned(), |j| j.spec.name.clone());
     let body = html! {
         p.crumbs { a href="/journeys" { "← Journeys" } }
-        (layout::page_header(&title, None, saved.as_ref().map(|j| toggle_form(signed, j.id, j.spec.enabled, &j.spec.name))))
+        (layout::page_header(&title, None, saved.as_ref().map(|j| html! {
+            a.button.button-small href={ "/journeys/" (j.id) "/backtest" } { "Backtest" }
+            (toggle_form(signed, j.id, j.spec.enabled, &j.spec.name))
+        })))
         @if let Some((_, counts)) = &counts {
             p.muted #journey-counts {
                 (counts.entered) " entered · " (counts.active) " in it now · " (counts.completed) " completed · " (counts.exited) " left early"
