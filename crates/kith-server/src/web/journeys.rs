@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::layout::{self, AlertKind, Nav};
 use super::session::{Empty, Posted, Signed};
+use super::values;
 use super::{WebError, WebResult};
 use crate::service::journeys;
 use crate::AppState;
@@ -49,11 +50,6 @@ const TRIGGERS: [(&str, &str); 7] = [
 
 /// The health bands, best first.
 const BANDS: [Band; 3] = [Band::Healthy, Band::NeedsAttention, Band::AtRisk];
-
-/// How a typed value reads, for property conditions and branches alike.
-const VALUE_HINT: &str = "Text as typed. 42, 2.5 and true/false are a number and a yes/no; in quotes, \"42\" is the \
-                          text 42. Values separated by commas match any of them: pro, team (quote a text with a \
-                          comma: \"Acme, Inc.\"). A JSON list such as [\"pro\", \"team\"] works too.";
 
 /// What an account health trigger means for the contacts.
 const HEALTH_HINT: &str = "Each member of the account enters the journey. Its entry event has the properties account, \
@@ -163,7 +159,7 @@ impl Draft {
                 draft.set("event_name", name.clone());
                 draft.conditions = conditions
                     .iter()
-                    .map(|(key, value)| row(&[("key", key.clone()), ("value", value_text(value))]))
+                    .map(|(key, value)| row(&[("key", key.clone()), ("value", values::text(value))]))
                     .collect();
             }
             Trigger::AudienceEntered { audience } => {
@@ -262,7 +258,7 @@ impl Draft {
                 }
                 (false, false) => {}
             }
-            let value = read_value(typed).map_err(|why| format!("condition {n} ({key}): {why}"))?;
+            let value = values::read(typed).map_err(|why| format!("condition {n} ({key}): {why}"))?;
             if conditions.insert(key.to_owned(), value).is_some() {
                 return Err(format!(
                     "condition {n}: the property {key} has a condition already; list its values in one"
@@ -317,92 +313,6 @@ fn choice<T>(value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Resu
     }
 }
 
-/// A value typed for a property condition or a branch, read as [`VALUE_HINT`] tells people:
-/// text in quotes, a list in brackets and an object in braces are JSON; any other word is a
-/// number, `true`, `false` or `null` when JSON reads it so, else the text itself; several values
-/// separated by commas are a list, which matches any of them (as the trigger and the branch
-/// compare: an equal value, or one of a list).
-fn read_value(typed: &str) -> Result<Value, String> {
-    let mut values = Vec::new();
-    let mut rest = typed.trim_start();
-    loop {
-        let (value, after) = if rest.starts_with(['"', '[', '{']) {
-            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-            match stream.next() {
-                Some(Ok(value)) => (value, rest[stream.byte_offset()..].trim_start()),
-                Some(Err(error)) => return Err(json_refusal(rest, &error)),
-                None => return Err("a value is missing".into()),
-            }
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            let word = rest[..end].trim_end();
-            if word.is_empty() {
-                return Err("a value is missing between commas (\"\" is empty text)".into());
-            }
-            (word_value(word), &rest[end..])
-        };
-        values.push(value);
-        if after.is_empty() {
-            break;
-        }
-        rest = match after.strip_prefix(',') {
-            Some(next) => next.trim_start(),
-            None => {
-                return Err(format!("{after:?} follows a value in quotes or brackets: separate values with commas"))
-            }
-        };
-    }
-    Ok(if values.len() == 1 { values.remove(0) } else { Value::Array(values) })
-}
-
-fn json_refusal(typed: &str, error: &serde_json::Error) -> String {
-    let what = match typed.as_bytes().first() {
-        Some(b'"') => "the text in quotes",
-        Some(b'[') => "the list in brackets",
-        _ => "the value in braces",
-    };
-    if error.is_eof() {
-        format!("{what} is not closed")
-    } else {
-        format!("{what} is not valid JSON ({error}); write a list as pro, team or [\"pro\", \"team\"]")
-    }
-}
-
-/// A word typed without quotes: a number, `true`, `false` or `null` as JSON reads them, else text.
-fn word_value(word: &str) -> Value {
-    match serde_json::from_str::<Value>(word) {
-        Ok(value @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => value,
-        _ => Value::String(word.to_owned()),
-    }
-}
-
-/// A value as the form shows it, so that [`read_value`] reads it back the same: a list of
-/// several values separated by commas, text without quotes where that reads as the same text.
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::Array(values) if values.len() > 1 => values.iter().map(item_text).collect::<Vec<_>>().join(", "),
-        value => item_text(value),
-    }
-}
-
-fn item_text(value: &Value) -> String {
-    match value {
-        Value::String(text) if reads_as_itself(text) => text.clone(),
-        value => value.to_string(),
-    }
-}
-
-/// Whether a text typed without quotes reads back as that very text (a text field also drops
-/// line breaks, so a text holding one is shown in quotes).
-fn reads_as_itself(text: &str) -> bool {
-    !text.is_empty()
-        && text.trim() == text
-        && !text.contains(',')
-        && !text.contains(char::is_control)
-        && !text.starts_with(['"', '[', '{'])
-        && matches!(word_value(text), Value::String(_))
-}
-
 fn next_text(next: Next) -> String {
     match next {
         Next::Continue => "continue".into(),
@@ -443,7 +353,7 @@ fn step_fields(step: &Step) -> Row {
             };
             set("test", test.into());
             set("key", key.clone());
-            set("equals", equals.map(value_text).unwrap_or_default());
+            set("equals", equals.map(values::text).unwrap_or_default());
             set("otherwise", next_text(*otherwise));
         }
         StepKind::Message { template } => set("template", template.to_string()),
@@ -476,7 +386,9 @@ fn read_step(index: usize, step: &Row) -> Result<Step, String> {
             let key = get("key").trim().to_owned();
             let equals = || match get("equals") {
                 typed if typed.trim().is_empty() => Ok(None),
-                typed => read_value(typed).map(Some).map_err(|why| format!("step {n}: the value {key} equals: {why}")),
+                typed => {
+                    values::read(typed).map(Some).map_err(|why| format!("step {n}: the value {key} equals: {why}"))
+                }
             };
             let condition = match get("test") {
                 "audience" => Condition::Audience { key },
@@ -582,7 +494,7 @@ fn field(label: &str, name: &str, value: &str, kind: &str) -> Markup {
     }
 }
 
-/// A field whose value is read as [`read_value`] reads it, described by the hint of `hint`.
+/// A field whose value is read as [`values::read`] reads it, described by the hint of `hint`.
 fn value_field(label: &str, name: &str, value: &str, hint: &str) -> Markup {
     html! {
         div.field {
@@ -710,7 +622,7 @@ fn form(draft: &Draft, csrf: Markup, templates: &[(String, String)], counts: Opt
                         (field("Event name", "event_name", draft.get("event_name"), "text"))
                         fieldset.stack {
                             legend { "Only when the event's properties have these values" }
-                            p.hint #value-hint { (VALUE_HINT) }
+                            p.hint #value-hint { (values::HINT) }
                             @for (j, condition) in draft.conditions.iter().enumerate() {
                                 div.condition {
                                     div.field {
@@ -840,7 +752,7 @@ fn step_row(
                         (field("named", &name("key"), get("key"), "text"))
                         (value_field("equals (empty: is set)", &name("equals"), get("equals"), &format!("s{i}-equals-hint")))
                     }
-                    p.hint id={ "s" (i) "-equals-hint" } { (VALUE_HINT) }
+                    p.hint id={ "s" (i) "-equals-hint" } { (values::HINT) }
                     (select("Otherwise go to", &name("otherwise"), get("otherwise"), targets))
                 }
                 "message" => { (select("Template", &name("template"), get("template"), templates)) }
@@ -1168,7 +1080,7 @@ mod tests {
 
     #[test]
     fn values_read_as_the_hint_says() {
-        let read = |typed: &str| read_value(typed).unwrap();
+        let read = |typed: &str| values::read(typed).unwrap();
         assert_eq!(read("enterprise"), json!("enterprise"));
         assert_eq!(read("  Acme Inc  "), json!("Acme Inc"));
         assert_eq!(read("42"), json!(42));
@@ -1185,11 +1097,11 @@ mod tests {
             Trigger::Event { conditions, .. } => conditions.values().cloned().collect(),
             _ => Vec::new(),
         }) {
-            assert_eq!(read(&value_text(&value)), value, "{value} shown as {}", value_text(&value));
+            assert_eq!(read(&values::text(&value)), value, "{value} shown as {}", values::text(&value));
         }
-        assert_eq!(value_text(&json!(["pro", "team"])), "pro, team");
-        assert_eq!(value_text(&json!(5)), "5");
-        assert_eq!(value_text(&json!("5")), "\"5\"");
+        assert_eq!(values::text(&json!(["pro", "team"])), "pro, team");
+        assert_eq!(values::text(&json!(5)), "5");
+        assert_eq!(values::text(&json!("5")), "\"5\"");
     }
 
     fn refusal(fields: &[(&str, &str)]) -> String {

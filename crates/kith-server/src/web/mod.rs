@@ -27,6 +27,7 @@ mod signin;
 pub mod throttle;
 mod tracking;
 mod unsubscribe;
+mod values;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::map_response;

@@ -10,10 +10,11 @@ use kith_core::identity::normalize_email;
 use kith_core::rules::{Action, RuleSpec, Trigger, Unless, MAX_UNLESS_HOURS};
 use kith_store::{Template, WorkspaceId};
 use maud::{html, Markup};
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::layout;
 use super::session::Signed;
+use super::values;
 use crate::AppState;
 
 /// Property conditions shown beyond those a rule has: room to add a few without JavaScript.
@@ -81,7 +82,7 @@ impl Draft {
                 draft.set("event_name", name.clone());
                 for (index, (key, value)) in conditions.iter().enumerate() {
                     draft.set(format!("cond_key_{index}"), key.clone());
-                    draft.set(format!("cond_value_{index}"), condition_text(value));
+                    draft.set(format!("cond_value_{index}"), values::text(value));
                 }
             }
             Trigger::AudienceEntered { audience } => {
@@ -144,23 +145,6 @@ impl Draft {
     }
 }
 
-/// A condition's value as typed: text as is, anything else as JSON.
-fn condition_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// A condition's value from what was typed: JSON when it reads as a number, `true`/`false`,
-/// `null`, a list or a quoted string; otherwise the text itself.
-fn condition_value(text: &str) -> Value {
-    match serde_json::from_str::<Value>(text) {
-        Ok(value @ (Value::Number(_) | Value::Bool(_) | Value::Null | Value::Array(_) | Value::String(_))) => value,
-        _ => Value::String(text.to_owned()),
-    }
-}
-
 /// What the form refused, by field.
 pub type Errors = Vec<(String, String)>;
 
@@ -194,9 +178,12 @@ pub async fn read(state: &AppState, workspace: WorkspaceId, draft: &Draft) -> Re
                     (false, _) if conditions.contains_key(key) => {
                         refuse(&format!("cond_{index}"), format!("the property {key:?} has a condition already"))
                     }
-                    (false, _) => {
-                        conditions.insert(key.to_owned(), condition_value(value));
-                    }
+                    (false, _) => match values::read(value) {
+                        Ok(value) => {
+                            conditions.insert(key.to_owned(), value);
+                        }
+                        Err(why) => refuse(&format!("cond_{index}"), format!("the value for {key:?}: {why}")),
+                    },
                 }
             }
             Some(Trigger::Event { name: event.to_owned(), conditions })
@@ -391,11 +378,7 @@ pub fn builder(
                 }
                 div.stack data-when="event" {
                     (text_input(draft, errors, "event_name", "Event name", "text", "Signed Up"))
-                    p.hint #conditions-hint {
-                        "Only when the event's properties have these values. A list such as "
-                        code { "[\"pro\", \"enterprise\"]" } " matches any of them; numbers and "
-                        code { "true" } "/" code { "false" } " match as such, " code { "\"42\"" } " in quotes as text."
-                    }
+                    p.hint #conditions-hint { "Only when the event's properties have these values. " (values::HINT) }
                     @for index in 0..rows {
                         @let key = format!("cond_key_{index}");
                         @let value = format!("cond_value_{index}");
@@ -517,15 +500,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn condition_values_read_as_people_type_them() {
-        assert_eq!(condition_value("enterprise"), json!("enterprise"));
-        assert_eq!(condition_value("42"), json!(42));
-        assert_eq!(condition_value("\"42\""), json!("42"));
-        assert_eq!(condition_value("true"), json!(true));
-        assert_eq!(condition_value("[\"pro\", \"team\"]"), json!(["pro", "team"]));
-        assert_eq!(condition_value("{\"a\": 1}"), json!("{\"a\": 1}"), "an object is no condition value: text");
-        assert_eq!(condition_text(&json!("pro")), "pro");
-        assert_eq!(condition_text(&json!(["a"])), "[\"a\"]");
+    fn condition_values_read_as_the_journey_builder_reads_them() {
+        // One reading for both forms: a list typed with commas, text in quotes stays text.
+        assert_eq!(values::read("pro, team"), Ok(json!(["pro", "team"])));
+        assert_eq!(values::read(&values::text(&json!("42"))), Ok(json!("42")));
+        assert_eq!(values::read("42"), Ok(json!(42)));
+        assert!(values::read("\"unclosed").is_err());
     }
 
     #[test]
