@@ -431,8 +431,7 @@ async fn rules_are_built_with_a_form_and_send_the_template_on_an_event() {
     // Editing fills the form; saving it with an inaction delay changes the rule.
     let page = browser.get(&format!("/nudges/rules/{id}")).await;
     assert!(
-        page.body.contains(r#"value="Welcome pro""#)
-            && page.body.contains(r#"value="pro, team""#),
+        page.body.contains(r#"value="Welcome pro""#) && page.body.contains(r#"value="pro, team""#),
         "{}",
         page.body
     );

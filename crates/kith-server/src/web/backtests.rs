@@ -84,11 +84,7 @@ pub async fn rule(
     Query(window): Query<Window>,
     signed: Signed,
 ) -> WebResult<Response> {
-    let rule = state
-        .store
-        .rule(signed.workspace.id, id)
-        .await?
-        .ok_or_else(|| WebError::not_found(format!("there is no rule {id}")))?;
+    let rule = super::nudges::find_rule(&state, &signed, id).await?;
     let days = window.days()?;
     let report = service::backtest_rule(&state, signed.workspace.id, &rule.spec, days).await?;
     let title = format!("Backtest: {}", rule.spec.name);

@@ -275,7 +275,8 @@ pub async fn update_rule(
     save_rule(&state, &signed, Some(rule), Draft::from_fields(fields)).await
 }
 
-async fn find_rule(state: &AppState, signed: &Signed, id: i64) -> WebResult<Rule> {
+/// A rule of the signed-in workspace, else a 404 page.
+pub(super) async fn find_rule(state: &AppState, signed: &Signed, id: i64) -> WebResult<Rule> {
     state
         .store
         .rule(signed.workspace.id, id)
@@ -373,11 +374,7 @@ pub async fn toggle_rule(
     Path(id): Path<i64>,
     Posted(signed, _): Posted<Empty>,
 ) -> WebResult<Response> {
-    let rule = state
-        .store
-        .rule(signed.workspace.id, id)
-        .await?
-        .ok_or_else(|| WebError::not_found(format!("there is no rule {id}")))?;
+    let rule = find_rule(&state, &signed, id).await?;
     let mut spec = rule.spec;
     spec.enabled = !spec.enabled;
     state.store.update_rule(signed.workspace.id, id, spec).await?;

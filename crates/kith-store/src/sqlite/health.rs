@@ -2,7 +2,7 @@
 //! is computed from, and the daily history.
 
 use kith_core::time::from_millis;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::records::*;
 use crate::Result;
@@ -96,16 +96,7 @@ pub fn health_history(c: &Connection, workspace: WorkspaceId, account: i64, limi
         "SELECT account_id, day, score, band, factors, recorded_at FROM account_health_history
          WHERE account_id = ?1 AND workspace_id = ?2 ORDER BY day DESC LIMIT ?3",
     )?;
-    let rows = statement.query_map(params![account, workspace, limit as i64], |row| {
-        Ok(HealthRecord {
-            account_id: row.get(0)?,
-            day: row.get(1)?,
-            score: row.get(2)?,
-            band: row.get(3)?,
-            factors: row.get(4)?,
-            recorded_at: from_millis(row.get(5)?),
-        })
-    })?;
+    let rows = statement.query_map(params![account, workspace, limit as i64], health_record)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -187,16 +178,7 @@ pub fn health_records(c: &Connection, workspace: WorkspaceId, since_day: i32) ->
         "SELECT account_id, day, score, band, factors, recorded_at FROM account_health_history
          WHERE workspace_id = ?1 AND day >= ?2 ORDER BY account_id, day",
     )?;
-    let rows = statement.query_map(params![workspace, since_day], |row| {
-        Ok(HealthRecord {
-            account_id: row.get(0)?,
-            day: row.get(1)?,
-            score: row.get(2)?,
-            band: row.get(3)?,
-            factors: row.get(4)?,
-            recorded_at: from_millis(row.get(5)?),
-        })
-    })?;
+    let rows = statement.query_map(params![workspace, since_day], health_record)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -207,4 +189,15 @@ pub fn account_memberships(c: &Connection, workspace: WorkspaceId) -> Result<Vec
     )?;
     let rows = statement.query_map(params![workspace], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn health_record(row: &Row) -> rusqlite::Result<HealthRecord> {
+    Ok(HealthRecord {
+        account_id: row.get(0)?,
+        day: row.get(1)?,
+        score: row.get(2)?,
+        band: row.get(3)?,
+        factors: row.get(4)?,
+        recorded_at: from_millis(row.get(5)?),
+    })
 }
