@@ -261,7 +261,9 @@ impl JourneySpec {
             .unwrap_or(0);
         for step in &mut self.steps {
             if step.id == 0 {
-                next += 1;
+                // Past the largest id there is none left: the step keeps 0, which `validate`
+                // refuses, rather than overflowing.
+                next = next.checked_add(1).unwrap_or(0);
                 step.id = next;
             }
         }
@@ -824,6 +826,17 @@ mod tests {
         }
         assert_eq!(moves, once.moves);
         assert_eq!(status, Some(once.status));
+    }
+
+    #[test]
+    fn ids_past_the_largest_are_refused_not_overflowed() {
+        let mut spec: JourneySpec = serde_json::from_value(json!({
+            "name": "x", "when": {"event": {"name": "X"}},
+            "steps": [{"id": u32::MAX, "exit": {}}, {"exit": {}}]
+        }))
+        .unwrap();
+        spec.assign_ids(None);
+        assert!(spec.validate().unwrap_err().contains("unique and positive"));
     }
 
     #[test]
