@@ -22,6 +22,10 @@ pub const MAX_STEPS: usize = 50;
 pub const MAX_WAIT_HOURS: i64 = 24 * 365;
 /// The longest cadence a step may set, in days.
 pub const MAX_CADENCE_DAYS: i64 = 3650;
+/// The longest name, event name, property key or URL in a journey, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest note or webhook text, in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// Who may enter, and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -201,14 +205,38 @@ impl StepKind {
 
 /// One step, with an id that stays when steps are added, removed or reordered: positions and
 /// the record of steps taken refer to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     /// Assigned when the journey is saved if not given.
-    #[serde(default)]
     pub id: u32,
     /// What it does.
     #[serde(flatten)]
     pub kind: StepKind,
+}
+
+/// Read by hand rather than derived: serde's `flatten` would take the first kind it knows and
+/// ignore the rest, so `{"wait": …, "note": …}` would lose a step silently and a misspelt
+/// field would pass. A step is its optional `id` and exactly one kind.
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = Map::<String, Value>::deserialize(deserializer)?;
+        let id = match fields.remove("id") {
+            None | Some(Value::Null) => 0,
+            Some(id) => {
+                u32::deserialize(id).map_err(|_| D::Error::custom("a step's `id` is a positive whole number"))?
+            }
+        };
+        if fields.len() != 1 {
+            let found: Vec<&str> = fields.keys().map(String::as_str).collect();
+            return Err(D::Error::custom(format!(
+                "a step is one of wait, wait_until, branch, message, webhook, segment, note, cadence or exit (with an \
+                 optional id); found {found:?}"
+            )));
+        }
+        let kind = StepKind::deserialize(Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(Step { id, kind })
+    }
 }
 
 /// An event that ends the journey wherever the contact is in it.
@@ -269,12 +297,32 @@ impl JourneySpec {
         }
     }
 
+    /// Refuses, in an edit, an id given to a step the previous version does not have, at or
+    /// below its largest id: such an id may be a removed step's, and the contacts that passed
+    /// that step would skip the new one. A new step is given without an id.
+    pub fn check_new_ids(&self, previous: &JourneySpec) -> Result<(), String> {
+        let largest = previous.steps.iter().map(|step| step.id).max().unwrap_or(0);
+        match self
+            .steps
+            .iter()
+            .find(|step| step.id != 0 && step.id <= largest && !previous.steps.iter().any(|kept| kept.id == step.id))
+        {
+            Some(step) => Err(format!(
+                "step id {} is not a step of this journey now (it may be one that was removed): leave `id` out for a \
+                 new step",
+                step.id
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a journey a person wrote (after [`JourneySpec::assign_ids`]); the error says what
     /// to change.
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err("a journey needs a name of 1 to 200 characters".into());
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(format!("a journey needs a name of 1 to {MAX_NAME_CHARS} characters"));
         }
+        self.check_texts()?;
         self.when.validate()?;
         if let EntryPolicy::OncePerDays(days) = self.entry {
             if !(1..=3650).contains(&days) {
@@ -341,13 +389,56 @@ impl JourneySpec {
                 StepKind::Segment { event } if event.trim().is_empty() => {
                     return Err(format!("step {n}: name the track event to emit"));
                 }
-                StepKind::Note { text } if text.trim().is_empty() || text.len() > 2000 => {
-                    return Err(format!("step {n}: a note is 1 to 2000 characters"));
+                StepKind::Note { text } if text.trim().is_empty() => {
+                    return Err(format!("step {n}: a note is 1 to {MAX_TEXT_CHARS} characters"));
                 }
                 StepKind::Cadence { days: Some(days) } if !(1..=MAX_CADENCE_DAYS).contains(days) => {
                     return Err(format!("step {n}: a cadence is 1 to {MAX_CADENCE_DAYS} days"));
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every text a person wrote in the journey is of a sensible length and holds no control
+    /// characters (line breaks and tabs only in notes and webhook texts): a NUL or a 2 MB event
+    /// name is a mistake, and PostgreSQL cannot store a NUL.
+    fn check_texts(&self) -> Result<(), String> {
+        let mut texts: Vec<(&str, String, bool)> = vec![(&self.name, "the name".into(), false)];
+        for exit in &self.exit_when {
+            texts.push((&exit.event, "`exit_when.event`".into(), false));
+            texts.extend(exit.same.as_deref().map(|same| (same, "`exit_when.same`".to_owned(), false)));
+        }
+        for (index, step) in self.steps.iter().enumerate() {
+            let n = index + 1;
+            let field = |name: &str| format!("step {n}: `{name}`");
+            match &step.kind {
+                StepKind::WaitUntil { event, same, .. } => {
+                    texts.push((event, field("event"), false));
+                    texts.extend(same.as_deref().map(|same| (same, field("same"), false)));
+                }
+                StepKind::Branch { condition, .. } => {
+                    let (Condition::Trait { key, .. } | Condition::Audience { key } | Condition::Property { key, .. }) =
+                        condition;
+                    texts.push((key, field("key"), false));
+                }
+                StepKind::Webhook { url, text } => {
+                    texts.push((url, field("url"), false));
+                    texts.extend(text.as_deref().map(|text| (text, field("text"), true)));
+                }
+                StepKind::Segment { event } => texts.push((event, field("event"), false)),
+                StepKind::Note { text } => texts.push((text, field("text"), true)),
+                _ => {}
+            }
+        }
+        for (text, what, multiline) in texts {
+            let max = if multiline { MAX_TEXT_CHARS } else { MAX_NAME_CHARS };
+            if text.chars().count() > max {
+                return Err(format!("{what} is longer than {max} characters"));
+            }
+            if text.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'))) {
+                return Err(format!("{what} holds a control character (such as NUL or a line break)"));
             }
         }
         Ok(())
@@ -493,6 +584,16 @@ pub fn advance(spec: &JourneySpec, from: Position, facts: &Facts, now: Timestamp
         moves,
         status: Status::Exited { at, why: why.to_owned() },
     };
+    // The event that started an event-triggered entry is not something the contact did after
+    // entering: a wait for the same event waits for the next one.
+    let own = match spec.when {
+        Trigger::Event { .. } => facts.events.iter().position(|seen| {
+            seen.time == facts.entered_at
+                && spec.when.matches_track(&seen.name, &seen.properties)
+                && seen.properties == *facts.entry
+        }),
+        _ => None,
+    };
     let Some(mut index) = spec.index_of(from.step) else {
         return exited(from.since, "its step was removed from the journey", moves);
     };
@@ -529,7 +630,9 @@ pub fn advance(spec: &JourneySpec, from: Position, facts: &Facts, now: Timestamp
                 let awaited = facts
                     .events
                     .iter()
-                    .filter(|seen| seen.time >= t && seen.time <= until && seen.time <= now)
+                    .enumerate()
+                    .filter(|(i, seen)| Some(*i) != own && seen.time >= t && seen.time <= until && seen.time <= now)
+                    .map(|(_, seen)| seen)
                     .find(|seen| seen.name == *event && same_value(facts.entry, seen, same.as_deref()));
                 let decided = awaited.map_or(until, |seen| seen.time);
                 if let Some((x, why)) = exit.as_ref().filter(|(x, _)| *x <= decided) {
@@ -826,6 +929,65 @@ mod tests {
         }
         assert_eq!(moves, once.moves);
         assert_eq!(status, Some(once.status));
+    }
+
+    #[test]
+    fn an_edit_cannot_give_a_new_step_the_id_of_a_removed_one() {
+        let first = onboarding();
+        let mut previous = first.clone();
+        previous.steps.remove(1);
+        assert!(previous.check_new_ids(&first).is_ok(), "kept ids are fine");
+        let mut edited = previous.clone();
+        edited.steps.push(Step { id: 2, kind: StepKind::Note { text: "again".into() } });
+        assert!(edited.check_new_ids(&previous).unwrap_err().contains("step id 2"));
+        edited.steps.last_mut().unwrap().id = 0;
+        assert!(edited.check_new_ids(&previous).is_ok(), "a new step without an id gets a fresh one");
+    }
+
+    #[test]
+    fn texts_are_of_sensible_length_without_control_characters() {
+        let mut spec = onboarding();
+        spec.name = "é".repeat(150);
+        assert!(spec.validate().is_ok(), "characters, not bytes");
+        spec.name = "é".repeat(201);
+        assert!(spec.validate().unwrap_err().contains("1 to 200"));
+        spec.name = "ok".into();
+        spec.exit_when[0].event = "Subscription\0Started".into();
+        assert!(spec.validate().unwrap_err().contains("control character"));
+        spec.exit_when[0].event = "x".repeat(201);
+        assert!(spec.validate().unwrap_err().contains("longer than 200"));
+        spec.exit_when[0].event = "Subscription Started".into();
+        spec.steps.push(Step { id: 99, kind: StepKind::Note { text: "line one\nline two".into() } });
+        assert!(spec.validate().is_ok(), "a note may hold line breaks");
+    }
+
+    #[test]
+    fn a_step_is_one_kind_and_nothing_else() {
+        let step = |value: Value| serde_json::from_value::<Step>(value);
+        assert_eq!(step(json!({"id": 3, "exit": {}})).unwrap(), Step { id: 3, kind: StepKind::Exit {} });
+        assert_eq!(step(json!({"wait": {"hours": 2}})).unwrap().id, 0);
+        let two = step(json!({"wait": {"hours": 1}, "note": {"text": "x"}})).unwrap_err().to_string();
+        assert!(two.contains("one of"), "{two}");
+        assert!(step(json!({"exit": {}, "extra": 1})).is_err());
+        assert!(step(json!({"note": {"text": "x", "colour": "red"}})).is_err(), "unknown fields of a kind");
+        assert!(step(json!({"id": -1, "exit": {}})).is_err());
+        assert!(step(json!({})).is_err());
+    }
+
+    #[test]
+    fn a_wait_for_the_entry_event_waits_for_the_next_one() {
+        let spec = journey(json!({
+            "name": "Pings", "when": {"event": {"name": "Ping"}}, "entry": "every_time",
+            "steps": [{"wait_until": {"event": "Ping", "hours": 24, "then": "exit"}}, {"note": {"text": "quiet"}}]
+        }));
+        let (entry, traits) = (Map::new(), Map::new());
+        let events = [seen("Ping", 0, json!({}))];
+        let facts = |events| Facts { events, traits: &traits, audiences: &[], entry: &entry, entered_at: at(0) };
+        let alone = advance(&spec, spec.start(at(0)), &facts(&events), at(1));
+        assert!(matches!(alone.status, Status::Waiting { .. }), "{alone:?}");
+        let again = [seen("Ping", 0, json!({})), seen("Ping", 2, json!({}))];
+        let advanced = advance(&spec, spec.start(at(0)), &facts(&again), at(3));
+        assert_eq!(advanced.status, Status::Exited { at: at(2), why: "left: Ping happened".into() });
     }
 
     #[test]

@@ -349,6 +349,7 @@ async fn the_backtest_counts_what_a_live_run_over_the_same_events_does() {
     assert!(live["active"].as_u64().unwrap() > 0 && live["exited"].as_u64().unwrap() > 0, "{live}");
     let sent: usize = smtp.mails().len() + team.received().iter().filter(|r| r.path == "/team").count();
     assert_eq!(backtest["sends"].as_array().unwrap().len(), sent, "{backtest}");
+    assert_eq!(backtest["sends_total"].as_u64(), Some(sent as u64), "{backtest}");
 
     // A draft backtests the same; an empty body, too; a window that is too long is refused.
     let mut draft = journey.clone();
@@ -644,6 +645,88 @@ async fn backtests_of_changes_count_what_the_live_run_did() {
     server.stop().await;
 }
 
+/// A merge moves the merged-away contact's entries to the survivor: the journey lists it under
+/// the survivor, and a "once" journey does not take the same person in twice.
+async fn a_merged_contact_keeps_its_journey_entries() {
+    let server = TestServer::start_with_clock(Clock::manual(t0())).await;
+    let journey = created(
+        &server,
+        "/api/journeys",
+        json!({"name": "Once", "when": {"event": {"name": "Signed Up"}},
+               "steps": [{"wait": {"hours": 24}}, {"segment": {"event": "Welcomed"}}]}),
+    )
+    .await;
+    let id = journey["id"].as_i64().unwrap();
+    identify(&server, "m1").await;
+    identify(&server, "m2").await;
+    track(&server, "m2", "Signed Up", json!({}), 0.0).await;
+    server.run_jobs().await;
+    let (status, merged) =
+        server.call(Method::POST, "/api/contacts/m1@example.com/merge", &json!({"contact": "m2@example.com"})).await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    let m1 = merged["id"].as_i64().unwrap();
+    let entries = server.get(&format!("/api/contacts/{m1}/journeys")).await;
+    assert_eq!(entries.as_array().unwrap().len(), 1, "{entries}");
+    // The same person signs up again under the surviving id: "once" holds.
+    advance_to(&server, 2.0);
+    track(&server, "m1", "Signed Up", json!({}), 2.0).await;
+    server.run_jobs().await;
+    let detail = server.get(&format!("/api/journeys/{id}")).await;
+    assert_eq!((detail["entered"].as_i64(), detail["active"].as_i64()), (Some(1), Some(1)), "{detail}");
+    let waiting = server.get(&format!("/api/journeys/{id}/steps/1/contacts")).await;
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
+    server.stop().await;
+}
+
+/// What the API refuses or keeps on an edit, and a template a journey sends cannot be deleted.
+async fn edits_keep_what_they_do_not_say_and_refuse_ambiguity() {
+    let server = TestServer::start_with_clock(Clock::manual(t0())).await;
+    let topic = created(&server, "/api/topics", json!({"name": "News", "opt_in": false})).await;
+    let template = created(
+        &server,
+        "/api/templates",
+        json!({"name": "Hi", "topic_id": topic["id"], "subject": "Hi", "html": "<p>Hi</p>", "text": "Hi"}),
+    )
+    .await;
+    let body = json!({"name": "J", "when": {"event": {"name": "Signed Up"}},
+                      "steps": [{"wait": {"hours": 1}}, {"message": {"template": template["id"]}}, {"exit": {}}]});
+    let journey = created(&server, "/api/journeys", body.clone()).await;
+    let id = journey["id"].as_i64().unwrap();
+    let (status, answer) =
+        server.call(Method::DELETE, &format!("/api/templates/{}", template["id"]), &Value::Null).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::CONFLICT, Some("template_in_use")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("journey J"), "{answer}");
+
+    // A paused journey edited without `enabled` stays paused.
+    server.call(Method::POST, &format!("/api/journeys/{id}/pause"), &json!({})).await;
+    let (status, edited) = server.call(Method::PUT, &format!("/api/journeys/{id}"), &journey_steps(&body, 1)).await;
+    assert_eq!((status, edited["enabled"].as_bool()), (StatusCode::OK, Some(false)), "{edited}");
+    // Step 2 is gone now: a new step may not take its id.
+    let mut reused = journey_steps(&body, 1);
+    reused["steps"].as_array_mut().unwrap().push(json!({"id": 2, "note": {"text": "again"}}));
+    let (status, refused) = server.call(Method::PUT, &format!("/api/journeys/{id}"), &reused).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("step id 2"), "{refused}");
+    // A step is one kind: two at once, or a field no kind has, is refused rather than dropped.
+    for step in [json!({"wait": {"hours": 1}, "note": {"text": "x"}}), json!({"exit": {}, "extra": 1})] {
+        let bad = json!({"name": "x", "when": {"event": {"name": "A"}}, "steps": [step]});
+        let (status, answer) = server.call(Method::POST, "/api/journeys", &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
+    server.stop().await;
+}
+
+/// `body` without the step at `index`, with the ids the API gave.
+fn journey_steps(body: &Value, index: usize) -> Value {
+    let mut body = body.clone();
+    let steps = body["steps"].as_array_mut().unwrap();
+    for (i, step) in steps.iter_mut().enumerate() {
+        step["id"] = json!(i + 1);
+    }
+    steps.remove(index);
+    body
+}
+
 async fn journeys_are_managed_through_the_api_and_refuse_nonsense() {
     let server = TestServer::start_with_clock(Clock::manual(t0())).await;
     let journey = created(
@@ -704,4 +787,6 @@ crate::backend_tests!(
     an_account_at_risk_enters_each_of_its_members,
     a_note_step_taken_up_again_is_written_once,
     backtests_of_changes_count_what_the_live_run_did,
+    a_merged_contact_keeps_its_journey_entries,
+    edits_keep_what_they_do_not_say_and_refuse_ambiguity,
 );

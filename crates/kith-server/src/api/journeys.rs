@@ -118,7 +118,8 @@ pub async fn show(
 }
 
 /// Replaces a journey. Contacts mid-way keep their place and never take a step twice; one
-/// waiting at a removed step leaves the journey.
+/// waiting at a removed step leaves the journey. Without `enabled`, the journey stays paused
+/// or running as it was.
 #[utoipa::path(put, path = "/api/journeys/{id}", tag = "journeys", params(("id" = i64, Path)),
     request_body(content = Object, description = "A journey"),
     responses((status = 200, body = JourneyView), (status = 400, body = crate::error::ErrorBody),
@@ -130,7 +131,13 @@ pub async fn update(
     Path(id): Path<i64>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<JourneyView>> {
-    Ok(Json(journeys::update(&state, key.workspace_id, id, read_spec(body)?).await?.into()))
+    // Without `enabled`, a paused journey stays paused: pausing is its own action.
+    let keeps_state = body.get("enabled").is_none();
+    let mut spec = read_spec(body)?;
+    if keeps_state {
+        spec.enabled = journeys::find(&state, key.workspace_id, id).await?.spec.enabled;
+    }
+    Ok(Json(journeys::update(&state, key.workspace_id, id, spec).await?.into()))
 }
 
 /// Deletes a journey with its entries.

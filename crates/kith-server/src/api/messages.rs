@@ -218,19 +218,18 @@ pub async fn update_template(
     Ok(Json(template.into()))
 }
 
-/// Deletes a template; messages still queued for it fail visibly in `/api/deliveries`.
+/// Deletes a template no rule or journey sends (409 `template_in_use` names them); messages
+/// still queued for it fail visibly in `/api/deliveries`.
 #[utoipa::path(delete, path = "/api/templates/{id}", tag = "messages", params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)), security(("secret_key" = [])))]
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)), security(("secret_key" = [])))]
 pub async fn delete_template(
     State(state): State<AppState>,
     SecretKey(key): SecretKey,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    if state.store.delete_template(key.workspace_id, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no template {id}")))
-    }
+    messages::delete_template(&state, key.workspace_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Whom to preview a template for.

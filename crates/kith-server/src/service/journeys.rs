@@ -25,6 +25,8 @@ use crate::AppState;
 pub const DEFAULT_BACKTEST_DAYS: i64 = 30;
 /// The longest window a backtest may cover.
 pub const MAX_BACKTEST_DAYS: i64 = 365;
+/// The sends a backtest lists, the first in time; `sends_total` counts them all.
+pub const MAX_SENDS_LISTED: usize = 1000;
 
 /// Refuses a journey that does not hold together, or whose webhook is an internal address
 /// written literally.
@@ -63,6 +65,9 @@ pub async fn prepare(
     mut spec: JourneySpec,
     previous: Option<&JourneySpec>,
 ) -> ApiResult<JourneySpec> {
+    if let Some(previous) = previous {
+        spec.check_new_ids(previous).map_err(|message| ApiError::bad_request("invalid_journey", "body", message))?;
+    }
     spec.assign_ids(previous);
     check_journey(state.outbound.policy(), &spec)?;
     check_templates(state, workspace, &spec).await?;
@@ -161,8 +166,10 @@ pub struct JourneyBacktest {
     pub until: Timestamp,
     /// Entries by state at the end of the window, and every step's counts.
     pub counts: JourneyCounts,
-    /// What would have been sent, in time order.
+    /// What would have been sent, in time order: the first [`MAX_SENDS_LISTED`].
     pub sends: Vec<WouldSend>,
+    /// How many sends there were in all.
+    pub sends_total: usize,
 }
 
 /// What a rule would have done over a past window.
@@ -180,8 +187,10 @@ pub struct RuleBacktest {
     pub cancelled: i64,
     /// Firings still waiting for their delay at the end of the window.
     pub waiting: i64,
-    /// What would have been sent, in time order.
+    /// What would have been sent, in time order: the first [`MAX_SENDS_LISTED`].
     pub sends: Vec<WouldSend>,
+    /// How many sends there were in all.
+    pub sends_total: usize,
 }
 
 /// The window of a backtest of `days` ending now.
@@ -415,8 +424,8 @@ pub async fn backtest(
         }
     }
     counts.steps = steps.into_values().collect();
-    sends.sort_by_key(|send| (send.at, send.contact_id));
-    Ok(JourneyBacktest { since, until, counts, sends })
+    let (sends, sends_total) = listed(sends);
+    Ok(JourneyBacktest { since, until, counts, sends, sends_total })
 }
 
 /// What each action of a rule would send, as a backtest lists it.
@@ -441,7 +450,16 @@ pub async fn backtest_rule(
 ) -> ApiResult<RuleBacktest> {
     let (since, until) = window(state, days)?;
     let workspace = workspace_of(state, workspace).await?;
-    let mut report = RuleBacktest { since, until, triggered: 0, fired: 0, cancelled: 0, waiting: 0, sends: Vec::new() };
+    let mut report = RuleBacktest {
+        since,
+        until,
+        triggered: 0,
+        fired: 0,
+        cancelled: 0,
+        waiting: 0,
+        sends: Vec::new(),
+        sends_total: 0,
+    };
     if spec.when.is_about_accounts() {
         for (account, _, changes) in health_changes(state, &workspace, &spec.when, since, until).await? {
             for change in changes {
@@ -461,7 +479,7 @@ pub async fn backtest_rule(
                 }
             }
         }
-        report.sends.sort_by_key(|send| send.at);
+        (report.sends, report.sends_total) = listed(report.sends);
         return Ok(report);
     }
     for (contact_id, (email, history)) in histories(state, &workspace, &spec.when, since, until).await? {
@@ -498,6 +516,14 @@ pub async fn backtest_rule(
             }
         }
     }
-    report.sends.sort_by_key(|send| (send.at, send.contact_id));
+    (report.sends, report.sends_total) = listed(report.sends);
     Ok(report)
+}
+
+/// The sends a backtest lists, in time order, and how many there were.
+fn listed(mut sends: Vec<WouldSend>) -> (Vec<WouldSend>, usize) {
+    sends.sort_by_key(|send| (send.at, send.contact_id));
+    let total = sends.len();
+    sends.truncate(MAX_SENDS_LISTED);
+    (sends, total)
 }

@@ -14,6 +14,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use kith_core::event::{parse_event, EventType, Parsed};
 use kith_core::identity::normalize_email;
+use kith_core::rules::Action;
 use kith_core::ParseContext;
 use kith_store::deliveries::{
     EMAIL_BOUNCED, EMAIL_DELIVERED, EMAIL_LINK_CLICKED, EMAIL_MARKED_AS_SPAM, EMAIL_OPENED, UNSUBSCRIBED,
@@ -298,6 +299,41 @@ pub async fn update_topic(
         .update_topic(workspace, id, topic_name(name)?, opt_in)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no topic {id}")))
+}
+
+/// Deletes a template; 409 naming the rules and journeys that send it (their messages would
+/// fail, and the journey could not be saved again), 404 if there is none.
+pub async fn delete_template(state: &AppState, workspace: WorkspaceId, id: i64) -> ApiResult<()> {
+    let sends = |action: &Action| matches!(action, Action::Message { template } if *template == id);
+    let mut users: Vec<String> = state
+        .store
+        .rules(workspace)
+        .await?
+        .into_iter()
+        .filter(|rule| rule.spec.then.iter().any(sends))
+        .map(|rule| format!("rule {}", rule.spec.name))
+        .collect();
+    users.extend(
+        state
+            .store
+            .journeys(workspace)
+            .await?
+            .into_iter()
+            .filter(|journey| journey.spec.steps.iter().any(|step| step.kind.action().as_ref().is_some_and(sends)))
+            .map(|journey| format!("journey {}", journey.spec.name)),
+    );
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "template_in_use",
+            format!("{} send this template; change them first", users.join(", ")),
+        ));
+    }
+    if state.store.delete_template(workspace, id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no template {id}")))
+    }
 }
 
 /// Deletes a topic and the contacts' choices about it; 409 naming the templates while any uses

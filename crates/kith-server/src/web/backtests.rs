@@ -72,7 +72,7 @@ pub async fn journey(
                 }
             }
         }
-        (sends(&report.sends, &signed.workspace.tz()))
+        (sends(&report.sends, report.sends_total, &signed.workspace.tz()))
     };
     Ok(layout::page(&signed, Nav::Journeys, &title, body))
 }
@@ -95,7 +95,7 @@ pub async fn rule(
             h2 #totals-title { "Firings" }
             (totals(&[("Triggered", report.triggered), ("Fired", report.fired), ("Cancelled by the unless event", report.cancelled), ("Still waiting", report.waiting)]))
         }
-        (sends(&report.sends, &signed.workspace.tz()))
+        (sends(&report.sends, report.sends_total, &signed.workspace.tz()))
     };
     Ok(layout::page(&signed, Nav::Nudges, &title, body))
 }
@@ -136,14 +136,14 @@ fn step_label(spec: &JourneySpec, step: u32) -> String {
     }
 }
 
-fn sends(sends: &[WouldSend], tz: &TimeZone) -> Markup {
+fn sends(sends: &[WouldSend], total: usize, tz: &TimeZone) -> Markup {
     html! {
         section.card aria-labelledby="sends-title" {
-            h2 #sends-title { "What it would have sent or done (" (sends.len()) ")" }
+            h2 #sends-title { "What it would have sent or done (" (total) ")" }
             @if sends.is_empty() {
                 p.muted { "Nothing." }
             } @else {
-                @if sends.len() > SENDS_SHOWN { p.muted { "The first " (SENDS_SHOWN) " of " (sends.len()) "." } }
+                @if total > SENDS_SHOWN { p.muted { "The first " (SENDS_SHOWN) " of " (total) "." } }
                 div.table-wrap {
                     table.table {
                         thead { tr { th scope="col" { "When" } th scope="col" { "To" } th scope="col" { "What" } } }

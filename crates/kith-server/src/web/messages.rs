@@ -348,10 +348,11 @@ pub async fn delete_template(
     Path(id): Path<i64>,
     Posted(signed, _): Posted<Empty>,
 ) -> WebResult<Response> {
-    if !state.store.delete_template(signed.workspace.id, id).await? {
-        return Err(WebError::not_found(format!("there is no template {id}")));
+    let result = messages::delete_template(&state, signed.workspace.id, id).await;
+    if result.is_ok() {
+        return Ok(Redirect::to("/messages#templates").into_response());
     }
-    Ok(Redirect::to("/messages#templates").into_response())
+    topic_answer(&state, &signed, result, "", None).await
 }
 
 async fn find_template(state: &AppState, signed: &Signed, id: i64) -> WebResult<Template> {

@@ -1265,9 +1265,22 @@ pub async fn merge_contacts(
         "INSERT INTO owners (workspace_id, subject, subject_id, user_id, assigned_at)
              SELECT workspace_id, subject, $1, user_id, assigned_at FROM owners
              WHERE subject = 'contact' AND subject_id = $2 ON CONFLICT DO NOTHING",
+        // Journey entries follow the person, so an entry policy sees them; an occurrence both
+        // entered with (the same event reached both) stays with the survivor's entry.
+        "UPDATE journey_entries e SET contact_id = $1 WHERE contact_id = $2 AND NOT EXISTS (
+             SELECT 1 FROM journey_entries o WHERE o.journey_id = e.journey_id
+               AND o.contact_id = $1 AND o.occurrence = e.occurrence)",
+        "UPDATE journey_steps SET contact_id = $1 WHERE contact_id = $2",
     ] {
         tx.execute(statement, &[&into, &from]).await?;
     }
+    tx.execute(
+        "UPDATE journey_entries SET state = 'exited', step = NULL, ended_at = $2,
+                                    reason = 'the contact was merged into another'
+         WHERE contact_id = $1 AND state = 'active'",
+        &[&from, &now],
+    )
+    .await?;
     for statement in [
         "DELETE FROM account_members WHERE contact_id = $1",
         "DELETE FROM audience_members WHERE contact_id = $1",

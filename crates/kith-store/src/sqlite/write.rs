@@ -921,9 +921,21 @@ pub fn merge_contacts(
              SELECT workspace_id, subject, ?1, user_id, assigned_at FROM owners
              WHERE subject = 'contact' AND subject_id = ?2 ON CONFLICT DO NOTHING",
         "DELETE FROM owners WHERE subject = 'contact' AND subject_id = ?2",
+        // Journey entries follow the person, so an entry policy sees them; an occurrence both
+        // entered with (the same event reached both) stays with the survivor's entry.
+        "UPDATE journey_entries SET contact_id = ?1 WHERE contact_id = ?2 AND NOT EXISTS (
+             SELECT 1 FROM journey_entries o WHERE o.journey_id = journey_entries.journey_id
+               AND o.contact_id = ?1 AND o.occurrence = journey_entries.occurrence)",
+        "UPDATE journey_steps SET contact_id = ?1 WHERE contact_id = ?2",
     ] {
         tx.execute(statement, params![into, from])?;
     }
+    tx.execute(
+        "UPDATE journey_entries SET state = 'exited', step = NULL, ended_at = ?2,
+                                    reason = 'the contact was merged into another'
+         WHERE contact_id = ?1 AND state = 'active'",
+        params![from, now],
+    )?;
     tx.execute(
         "UPDATE alias_conflicts SET resolved_at = ?3
          WHERE (contact_id = ?1 AND other_contact_id = ?2) OR (contact_id = ?2 AND other_contact_id = ?1)",
