@@ -14,6 +14,9 @@ pub mod validate;
 pub mod views;
 
 use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use kith_store::{Workspace, WorkspaceId};
@@ -83,6 +86,26 @@ pub fn routes() -> Router<AppState> {
         .route("/api/workspace/sender", get(messages::sender).put(messages::set_sender))
         .route("/api/workspace/message-limits", get(messages::limits).put(messages::set_limits))
         .route("/api/contacts/{id}/messages", get(messages::contact_messages))
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// axum's own refusals — a path segment or a query string that does not parse, a wrong method —
+/// come as plain text; the API answers every error in kith's JSON shape, so they are rewritten
+/// here, in one place, with their status and text kept.
+async fn json_errors(response: Response) -> Response {
+    let plain = response.headers().get(CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
+    let status = response.status();
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        _ => "invalid_request",
+    };
+    ApiError::new(status, code, String::from_utf8_lossy(&text)).into_response()
 }
 
 /// The workspace of a key.
@@ -100,7 +123,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(ApiError::bad_request("invalid_json", "body", rejection.body_text())),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => return Err(ApiError::bad_request("invalid_json", "body", rejection.body_text())),
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
         }
     }
 }
