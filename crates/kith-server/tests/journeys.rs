@@ -773,7 +773,11 @@ async fn journeys_are_managed_through_the_api_and_refuse_nonsense() {
     // What axum itself refuses is answered in the API's shape too.
     for path in ["/api/journeys/abc", "/api/journeys/99999999999999999999", "/api/contacts?limit=x"] {
         let (status, body) = server.api(path).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{path}: {body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{path}: {body}"
+        );
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     }
     let (status, _) = server.api(&format!("/api/journeys/{id}/steps/42/contacts")).await;
