@@ -1,12 +1,15 @@
 //! Rebuilding a workspace's history from its stored events, a few thousand contacts per
 //! transaction (see [`Reprojection`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc;
 
+use jiff::tz::TimeZone;
+use kith_core::Event;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row};
 
 use super::{admin, write};
-use crate::plan::{activity_days, reparse, DayActivity};
+use crate::plan::{activity_days, reparse, DayActivity, PendingEvent};
 use crate::records::*;
 use crate::state::{interaction_time, millis_of_days};
 use crate::{Result, StoreError};
@@ -89,67 +92,46 @@ pub fn step(c: &mut Connection, limit: usize, now: i64) -> Result<Option<Reproje
         .collect::<rusqlite::Result<_>>()?;
     let through = contacts.last().map_or(cursor, |contact| contact.id);
     let mut step = ReprojectionStep { workspace_id, contacts: contacts.len() as u64, ..ReprojectionStep::default() };
-    {
-        // Contact ids are shared by all workspaces: rows of the range that belong to another
-        // workspace's contacts are passed over.
-        let mut events = tx.prepare_cached(
-            "SELECT id, workspace_id, type, payload, occurred_at, received_at, contact_id FROM events
-             WHERE contact_id > ?1 AND contact_id <= ?2 ORDER BY contact_id",
-        )?;
-        let mut events = events
-            .query_map(params![cursor, through], |row| Ok((row.get::<_, ContactId>(6)?, write::pending_event(row)?)))?
-            .peekable();
-        let mut interactions = tx.prepare_cached(
+    let (events, mut rebuilt) = rebuild_days(&tx, workspace_id, &tz, &contacts, cursor, through)?;
+    step.events = events;
+    let stored: Vec<StoredInteraction> = tx
+        .prepare_cached(
             "SELECT contact_id, id, kind, day, occurred_at, description, hits FROM interactions
              WHERE contact_id > ?1 AND contact_id <= ?2 ORDER BY contact_id",
-        )?;
-        let mut interactions = interactions
-            .query_map(params![cursor, through], |row| {
-                Ok(StoredInteraction {
-                    contact: row.get(0)?,
-                    id: row.get(1)?,
-                    kind: row.get(2)?,
-                    day: row.get(3)?,
-                    occurred_at: row.get(4)?,
-                    description: row.get(5)?,
-                    hits: row.get(6)?,
-                })
-            })?
-            .peekable();
-        let mut writes = Writes::prepare(&tx)?;
-        for contact in &contacts {
-            let mut parsed = Vec::new();
-            while let Some((owner, stored)) =
-                events.next_if(|row| row.as_ref().map_or(true, |row| row.0 <= contact.id)).transpose()?
-            {
-                if owner == contact.id {
-                    step.events += 1;
-                    parsed.extend(reparse(&stored));
-                }
-            }
-            let mut stored = Vec::new();
-            while let Some(row) =
-                interactions.next_if(|row| row.as_ref().map_or(true, |row| row.contact <= contact.id)).transpose()?
-            {
-                if row.contact == contact.id {
-                    stored.push(row);
-                }
-            }
-            let days = activity_days(workspace_id, &parsed, &tz);
-            writes.days(workspace_id, contact.id, &stored, &days, now)?;
-            let history = model.rebuild(
-                stored
-                    .iter()
-                    .filter(|row| row.kind != ACTIVITY)
-                    .map(|row| interaction_time(&row.kind, row.day, row.occurred_at))
-                    .chain(days.iter().map(|(day, activity)| interaction_time(ACTIVITY, *day, activity.occurred_at))),
-            );
-            let closeness = (history.key, history.last_t, history.warm_until.map(millis_of_days));
-            if closeness != contact.closeness {
-                writes.closeness.execute(params![contact.id, closeness.0, closeness.1, closeness.2])?;
-            }
+        )?
+        .query_map(params![cursor, through], |row| {
+            Ok(StoredInteraction {
+                contact: row.get(0)?,
+                id: row.get(1)?,
+                kind: row.get(2)?,
+                day: row.get(3)?,
+                occurred_at: row.get(4)?,
+                description: row.get(5)?,
+                hits: row.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut writes = Writes::prepare(&tx)?;
+    let mut rest = stored.as_slice();
+    for contact in &contacts {
+        // Both are in contact order: the contact's interactions lead what is left.
+        rest = &rest[rest.partition_point(|row| row.contact < contact.id)..];
+        let (own, after) = rest.split_at(rest.partition_point(|row| row.contact == contact.id));
+        rest = after;
+        let days = rebuilt.remove(&contact.id).unwrap_or_default();
+        writes.days(workspace_id, contact.id, own, &days, now)?;
+        let history = model.rebuild(
+            own.iter()
+                .filter(|row| row.kind != ACTIVITY)
+                .map(|row| interaction_time(&row.kind, row.day, row.occurred_at))
+                .chain(days.iter().map(|(day, activity)| interaction_time(ACTIVITY, *day, activity.occurred_at))),
+        );
+        let closeness = (history.key, history.last_t, history.warm_until.map(millis_of_days));
+        if closeness != contact.closeness {
+            writes.closeness.execute(params![contact.id, closeness.0, closeness.1, closeness.2])?;
         }
     }
+    drop(writes);
     step.finished = contacts.len() < limit;
     tx.execute(
         "UPDATE reprojections SET done_through = ?2, contacts_done = contacts_done + ?3, events_done = events_done + ?4,
@@ -163,6 +145,75 @@ pub fn step(c: &mut Connection, limit: usize, now: i64) -> Result<Option<Reproje
 
 /// The kind of the interactions a reprojection rebuilds.
 const ACTIVITY: &str = "activity";
+
+/// Stored events handed to the parsing thread at a time.
+const CHUNK: usize = 256;
+
+/// The activity days of the step's contacts that have events, rebuilt from those events, and
+/// how many events they have. Parsing each payload again costs about as much as reading it, so
+/// a second thread parses while this one reads.
+fn rebuild_days(
+    tx: &Connection,
+    workspace_id: WorkspaceId,
+    tz: &TimeZone,
+    contacts: &[StoredContact],
+    cursor: ContactId,
+    through: ContactId,
+) -> Result<(u64, HashMap<ContactId, BTreeMap<i32, DayActivity>>)> {
+    // Contact ids are shared by all workspaces: events of the range that belong to another
+    // workspace's contacts are passed over.
+    let wanted: HashSet<ContactId> = contacts.iter().map(|contact| contact.id).collect();
+    let mut statement = tx.prepare_cached(
+        "SELECT id, workspace_id, type, payload, occurred_at, received_at, contact_id FROM events
+         WHERE contact_id > ?1 AND contact_id <= ?2 ORDER BY contact_id",
+    )?;
+    let rows = statement
+        .query_map(params![cursor, through], |row| Ok((row.get::<_, ContactId>(6)?, write::pending_event(row)?)))?;
+    std::thread::scope(|scope| {
+        let (send, receive) = mpsc::sync_channel::<Vec<(ContactId, PendingEvent)>>(8);
+        let parser = scope.spawn(move || {
+            let mut rebuilt = HashMap::new();
+            let mut current: Option<(ContactId, Vec<Event>)> = None;
+            for (contact, stored) in receive.into_iter().flatten() {
+                if current.as_ref().is_none_or(|(id, _)| *id != contact) {
+                    if let Some((id, events)) = current.replace((contact, Vec::new())) {
+                        rebuilt.insert(id, activity_days(workspace_id, &events, tz));
+                    }
+                }
+                if let (Some((_, events)), Some(event)) = (current.as_mut(), reparse(&stored)) {
+                    events.push(event);
+                }
+            }
+            if let Some((id, events)) = current {
+                rebuilt.insert(id, activity_days(workspace_id, &events, tz));
+            }
+            rebuilt
+        });
+        let mut events = 0;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for row in rows {
+            let (contact, stored) = row?;
+            if !wanted.contains(&contact) {
+                continue;
+            }
+            events += 1;
+            chunk.push((contact, stored));
+            if chunk.len() == CHUNK && send.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err() {
+                break;
+            }
+        }
+        if !chunk.is_empty() {
+            // A parser that stopped early is reported by its join below.
+            let _ = send.send(chunk);
+        }
+        drop(send);
+        let rebuilt = parser.join().map_err(|_| StoreError::Unavailable {
+            message: "the thread parsing the reprojection's events stopped".to_owned(),
+            source: None,
+        })?;
+        Ok((events, rebuilt))
+    })
+}
 
 /// A contact of a step, with its stored closeness (`closeness_key`, `closeness_last_t`,
 /// `warm_until`).
