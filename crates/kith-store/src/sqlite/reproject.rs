@@ -146,6 +146,9 @@ pub fn step(c: &mut Connection, limit: usize, now: i64) -> Result<Option<Reproje
 /// The kind of the interactions a reprojection rebuilds.
 const ACTIVITY: &str = "activity";
 
+/// A contact's activity days, by day.
+type Days = BTreeMap<i32, DayActivity>;
+
 /// Stored events handed to the parsing thread at a time.
 const CHUNK: usize = 256;
 
@@ -159,7 +162,7 @@ fn rebuild_days(
     contacts: &[StoredContact],
     cursor: ContactId,
     through: ContactId,
-) -> Result<(u64, HashMap<ContactId, BTreeMap<i32, DayActivity>>)> {
+) -> Result<(u64, HashMap<ContactId, Days>)> {
     // Contact ids are shared by all workspaces: events of the range that belong to another
     // workspace's contacts are passed over.
     let wanted: HashSet<ContactId> = contacts.iter().map(|contact| contact.id).collect();
@@ -265,7 +268,7 @@ impl<'tx> Writes<'tx> {
         workspace_id: WorkspaceId,
         contact: ContactId,
         stored: &[StoredInteraction],
-        days: &BTreeMap<i32, DayActivity>,
+        days: &Days,
         now: i64,
     ) -> Result<()> {
         let mut kept = HashSet::new();
