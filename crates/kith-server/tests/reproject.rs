@@ -7,8 +7,10 @@ mod common;
 
 use common::browser::Browser;
 use common::TestServer;
+use kith_server::auth::generate_key;
 use kith_server::service::history::STEP_CONTACTS;
 use kith_server::service::users::create_user;
+use kith_store::KeyKind;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -141,6 +143,49 @@ async fn a_rebuild_asked_for_changes_nothing_that_was_right() {
     server.stop().await;
 }
 
+/// Contact ids are shared by all workspaces, and a step reads its events and interactions by a
+/// range of ids: the contacts of another workspace inside that range are neither read nor
+/// rebuilt.
+async fn a_rebuild_leaves_another_workspaces_contacts_alone() {
+    let mut server = TestServer::start().await;
+    let store = server.state.store.clone();
+    let other = store.create_workspace("Bravo").await.unwrap();
+    let (write_key, secret_key) = (generate_key(KeyKind::Write), generate_key(KeyKind::Secret));
+    store.create_key(other.id, KeyKind::Write, "b write", &write_key).await.unwrap();
+    store.create_key(other.id, KeyKind::Secret, "b secret", &secret_key).await.unwrap();
+    let own = (server.write_key.clone(), server.secret_key.clone());
+    let keys = [own.clone(), (write_key, secret_key)];
+    // One contact in each workspace in turn, so that their ids interleave.
+    for n in 0..4 {
+        for (write, secret) in &keys {
+            (server.write_key, server.secret_key) = (write.clone(), secret.clone());
+            send_all(&[&server], vec![identify(n)]).await;
+            send_all(&[&server], tracks(n, "Before")).await;
+        }
+    }
+    let emails: Vec<String> = (0..4).map(|n| format!("p{n}@example.com")).collect();
+    let mut other_before = Vec::new();
+    for email in &emails {
+        other_before.push(history(&server, email).await);
+    }
+    (server.write_key, server.secret_key) = own;
+    let own_before = history(&server, "p0@example.com").await;
+
+    server.set_time_zone(ZONE).await;
+    assert_eq!(server.run_jobs().await.reprojected, 4);
+    let done = server.get("/api/workspace/reprojection").await;
+    assert_eq!(done["events_done"], 4 * 5, "only the workspace's own events are read: {done}");
+    assert_ne!(history(&server, "p0@example.com").await, own_before, "the workspace's own days moved to {ZONE}");
+
+    (server.write_key, server.secret_key) = keys[1].clone();
+    let mut other_after = Vec::new();
+    for email in &emails {
+        other_after.push(history(&server, email).await);
+    }
+    assert_eq!(other_after, other_before);
+    server.stop().await;
+}
+
 async fn the_settings_page_shows_the_rebuild_and_starts_one() {
     let server = TestServer::start().await;
     create_user(server.state.store.as_ref(), server.workspace, "founder@example.com", "correct horse battery")
@@ -177,5 +222,6 @@ async fn the_settings_page_shows_the_rebuild_and_starts_one() {
 crate::backend_tests!(
     a_time_zone_change_counts_every_day_again_while_events_keep_arriving,
     a_rebuild_asked_for_changes_nothing_that_was_right,
+    a_rebuild_leaves_another_workspaces_contacts_alone,
     the_settings_page_shows_the_rebuild_and_starts_one,
 );
