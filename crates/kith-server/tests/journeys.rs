@@ -394,6 +394,10 @@ async fn the_backtest_counts_what_a_live_run_over_the_same_events_does() {
         let page = browser.get(&format!("/journeys/{id}/backtest?days={days}")).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{days}: {}", page.body);
     }
+    // A path that does not parse gets the app's error page, not axum's plain text.
+    let page = browser.get("/journeys/abc").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("Something to fix") && page.body.contains("Invalid URL"), "{}", page.body);
     server.stop().await;
 }
 

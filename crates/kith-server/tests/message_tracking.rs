@@ -394,12 +394,17 @@ async fn a_message_held_for_quiet_hours_shows_as_held_then_sent() {
     let stats = server.get(&format!("/api/rules/{rule}/stats")).await;
     assert_eq!((&stats["held"], &stats["delivered"]), (&json!(0), &json!(1)), "{stats}");
 
-    // A held message that cannot go when its time comes (its template was deleted meanwhile)
-    // does not stay held: its entry says it failed, and why.
+    // A held message that cannot go when its time comes (its rule and then its template were
+    // deleted meanwhile; a template a rule sends cannot be) does not stay held: its entry says
+    // it failed, and why.
     server.state.clock.advance(SignedDuration::from_hours(23));
     sign_up(&server, "signup-2").await;
     server.run_jobs().await;
     assert_eq!(log(&server).await[0]["outcome"], "held");
+    let (status, body) = server.call(Method::DELETE, &format!("/api/templates/{template}"), &json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("template_in_use")), "{body}");
+    let (status, _) = server.call(Method::DELETE, &format!("/api/rules/{rule}"), &json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = server.call(Method::DELETE, &format!("/api/templates/{template}"), &json!({})).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     server.state.clock.advance(SignedDuration::from_hours(1));

@@ -152,7 +152,21 @@ pub fn routes() -> Router<AppState> {
         .route("/m/{workspace}/{email_id}/open/{signature}", get(tracking::open))
         .route("/m/{workspace}/{email_id}/click/{signature}", get(tracking::click))
         .route("/static/{file}", get(assets::serve))
+        .layer(map_response(html_errors))
         .layer(map_response(security_headers))
+}
+
+/// axum's own refusals — a path segment or a query string that does not parse, a wrong method —
+/// come as plain text; the web app shows them as its error page, with their status and text.
+async fn html_errors(response: Response) -> Response {
+    let plain =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
+    let status = response.status();
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    WebError::Page { status, message: String::from_utf8_lossy(&text).into_owned() }.into_response()
 }
 
 /// `/`: the contacts for someone signed in, the sign-in page for anyone else.
