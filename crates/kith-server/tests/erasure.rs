@@ -139,6 +139,41 @@ async fn deleting_a_contact_leaves_no_row_of_it() {
     server.stop().await;
 }
 
+/// The id of an erased contact, or of a deleted journey, is never given to a new one: a link
+/// or a stored id must not come to name someone else.
+async fn an_erased_contacts_id_is_never_given_again() {
+    let server = TestServer::start().await;
+    let identify = |user: &'static str| {
+        let server = &server;
+        async move {
+            let body = json!({"userId": user, "traits": {"email": format!("{user}@example.com")}, "timestamp": now()});
+            server.ingest("/v1/identify", &body).await;
+            server.contact(&format!("{user}@example.com")).await["id"].as_i64().unwrap()
+        }
+    };
+    identify("ann").await;
+    let newest = identify("bob").await;
+    let (status, _) = server.call(Method::DELETE, "/api/contacts/bob@example.com", &json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let next = identify("cy").await;
+    assert!(next > newest, "cy got {next}, the erased bob had {newest}");
+
+    let journey = json!({"name": "J", "when": {"event": {"name": "A"}}, "steps": [{"exit": {}}]});
+    let created = |_: ()| {
+        let (server, journey) = (&server, &journey);
+        async move { server.call(Method::POST, "/api/journeys", journey).await.1["id"].as_i64().unwrap() }
+    };
+    let first = created(()).await;
+    let (status, _) = server.call(Method::DELETE, &format!("/api/journeys/{first}"), &Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Deleting one that does not exist moves nothing.
+    let (status, _) = server.call(Method::DELETE, "/api/journeys/9000000000000000000", &Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let second = created(()).await;
+    assert_eq!(second, first + 1, "a new id, the next one");
+    server.stop().await;
+}
+
 async fn after_a_segment_deletion_the_returning_user_starts_afresh() {
     let server = TestServer::start().await;
     let id = ada_with_everything(&server).await;
@@ -248,6 +283,7 @@ async fn a_deletion_of_an_unknown_user_spares_who_takes_the_id_later_in_the_batc
 }
 
 crate::backend_tests!(
+    an_erased_contacts_id_is_never_given_again,
     a_deletion_of_an_unknown_user_spares_who_takes_the_id_later_in_the_batch,
     deleting_a_contact_leaves_no_row_of_it,
     after_a_segment_deletion_the_returning_user_starts_afresh,

@@ -52,7 +52,9 @@ fn spec_json(spec: &JourneySpec) -> String {
 
 pub fn create_journey(c: &mut Connection, workspace: WorkspaceId, spec: &JourneySpec, now: i64) -> Result<Journey> {
     c.execute(
-        "INSERT INTO journeys (workspace_id, spec, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO journeys (id, workspace_id, spec, enabled, created_at, updated_at)
+         VALUES ((SELECT MAX(COALESCE((SELECT MAX(id) FROM journeys), 0), floor) + 1
+                  FROM id_floors WHERE name = 'journeys'), ?1, ?2, ?3, ?4, ?4)",
         params![workspace, spec_json(spec), spec.enabled, now],
     )?;
     let id = c.last_insert_rowid();
@@ -87,6 +89,8 @@ pub fn delete_journey(c: &mut Connection, workspace: WorkspaceId, id: i64) -> Re
     let tx = c.transaction()?;
     let deleted = tx.execute("DELETE FROM journeys WHERE workspace_id = ?1 AND id = ?2", params![workspace, id])? > 0;
     if deleted {
+        // Its id is not given to another journey (see migration `0015_id_floors.sql`).
+        tx.execute("UPDATE id_floors SET floor = MAX(floor, ?1) WHERE name = 'journeys'", [id])?;
         tx.execute("DELETE FROM journey_steps WHERE journey_id = ?1 AND workspace_id = ?2", params![id, workspace])?;
         tx.execute("DELETE FROM journey_entries WHERE journey_id = ?1 AND workspace_id = ?2", params![id, workspace])?;
     }

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "success", include_str!("../../migrations/sqlite/0011_success.sql")),
     (12, "journeys", include_str!("../../migrations/sqlite/0012_journeys.sql")),
     (14, "reprojections", include_str!("../../migrations/sqlite/0014_reprojections.sql")),
+    (15, "id_floors", include_str!("../../migrations/sqlite/0015_id_floors.sql")),
 ];
 
 /// Applies the migrations the database lacks, recording `now` as when; returns their versions.

@@ -212,8 +212,9 @@ fn execute(
     let mut ids = Vec::with_capacity(plan.new_contacts.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO contacts (workspace_id, email, first_seen_at, last_seen_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?4)",
+            "INSERT INTO contacts (id, workspace_id, email, first_seen_at, last_seen_at, created_at, updated_at)
+             VALUES ((SELECT MAX(COALESCE((SELECT MAX(id) FROM contacts), 0), floor) + 1
+                      FROM id_floors WHERE name = 'contacts'), ?1, ?2, ?3, ?3, ?4, ?4)",
         )?;
         for contact in &plan.new_contacts {
             insert.execute(params![contact.workspace_id, contact.email, contact.first_seen_at, now])?;
@@ -799,6 +800,9 @@ fn insert_interaction(
     })
 }
 
+/// Keeps a deleted contact's id from being given again (see migration `0015_id_floors.sql`).
+const ID_FLOOR_CONTACTS: &str = "UPDATE id_floors SET floor = MAX(floor, ?1) WHERE name = 'contacts'";
+
 /// Erases a contact and everything derived from it; with `suppress`, its email stays out of kith
 /// afterwards.
 pub fn delete_contact(
@@ -835,6 +839,7 @@ pub fn delete_contact(
         "DELETE FROM owners WHERE subject = 'contact' AND subject_id = ?1",
         "DELETE FROM alias_conflicts WHERE contact_id = ?1 OR other_contact_id = ?1",
         "DELETE FROM contacts WHERE id = ?1",
+        ID_FLOOR_CONTACTS,
     ] {
         tx.prepare_cached(statement)?.execute([contact])?;
     }
@@ -944,6 +949,7 @@ pub fn merge_contacts(
     tx.execute("UPDATE alias_conflicts SET contact_id = ?1 WHERE contact_id = ?2", params![into, from])?;
     tx.execute("UPDATE alias_conflicts SET other_contact_id = ?1 WHERE other_contact_id = ?2", params![into, from])?;
     tx.execute("DELETE FROM contacts WHERE id = ?1", [from])?;
+    tx.execute(ID_FLOOR_CONTACTS, [from])?;
     // Identifies naming the merged-away email now reach the surviving contact.
     tx.execute(
         "INSERT INTO identities (workspace_id, value, contact_id, kind, created_at) VALUES (?1, ?2, ?3, 'email', ?4)
