@@ -48,15 +48,19 @@ pub fn profile(traits: &Map<String, Value>) -> Vec<(&'static str, String)> {
     PROFILE_FIELDS.iter().filter_map(|(name, spellings)| field(traits, spellings).map(|value| (*name, value))).collect()
 }
 
-/// Merges a patch into traits: new values win, `null` removes a trait.
-pub fn merge_traits(traits: &mut Map<String, Value>, patch: &Map<String, Value>) {
+/// Merges a patch into traits: new values win, `null` removes a trait. Returns whether the
+/// traits changed (an identify that repeats them changes nothing).
+pub fn merge_traits(traits: &mut Map<String, Value>, patch: &Map<String, Value>) -> bool {
+    let mut changed = false;
     for (key, value) in patch {
         if value.is_null() {
-            traits.remove(key);
-        } else {
+            changed |= traits.remove(key).is_some();
+        } else if traits.get(key) != Some(value) {
             traits.insert(key.clone(), value.clone());
+            changed = true;
         }
     }
+    changed
 }
 
 #[cfg(test)]
@@ -88,7 +92,8 @@ mod tests {
     #[test]
     fn null_removes_a_trait_and_new_values_win() {
         let mut traits = map(json!({"plan":"free","name":"A","old":1}));
-        merge_traits(&mut traits, &map(json!({"plan":"pro","old":null})));
-        assert_eq!(Value::Object(traits), json!({"plan":"pro","name":"A"}));
+        assert!(merge_traits(&mut traits, &map(json!({"plan":"pro","old":null}))));
+        assert_eq!(Value::Object(traits.clone()), json!({"plan":"pro","name":"A"}));
+        assert!(!merge_traits(&mut traits, &map(json!({"plan":"pro","old":null}))), "a repeat changes nothing");
     }
 }

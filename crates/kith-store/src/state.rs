@@ -32,11 +32,13 @@ pub struct ContactState {
 }
 
 impl ContactState {
-    /// Applies what a batch did to the contact.
-    pub fn apply(&mut self, change: &ContactChange) {
-        merge_traits(&mut self.traits, &change.traits_patch);
+    /// Applies what a batch did to the contact. Returns whether its profile (traits or
+    /// computed traits) changed, so that a backend rewrites the profile columns only then.
+    pub fn apply(&mut self, change: &ContactChange) -> bool {
+        let mut profile_changed = merge_traits(&mut self.traits, &change.traits_patch);
         for key in &change.computed {
             if !self.computed.contains(key) {
+                profile_changed = true;
                 self.computed.push(key.clone());
             }
         }
@@ -49,6 +51,7 @@ impl ContactState {
         if let Some(last) = change.last_interaction_at {
             self.note_interaction(last);
         }
+        profile_changed
     }
 
     /// Adds new interactions to the closeness history in O(1) each; `false` when one is older

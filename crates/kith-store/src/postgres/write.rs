@@ -710,11 +710,7 @@ async fn update_contacts(
     let mut activity_only = Vec::new();
     for (contact, change) in touched {
         let Some((workspace_id, mut state)) = states.remove(&contact) else { continue };
-        let traits_changed =
-            change.is_some_and(|change| !change.traits_patch.is_empty() || !change.computed.is_empty());
-        if let Some(change) = change {
-            state.apply(change);
-        }
+        let profile_changed = change.is_some_and(|change| state.apply(change));
         if let Some(interactions) = new_interactions.remove(&contact) {
             let model = workspace_record(workspaces, workspace_id)?.model();
             add_interactions(tx, &mut state, &model, contact, interactions).await?;
@@ -722,7 +718,7 @@ async fn update_contacts(
         if let Some(cadence) = cadences.get(&contact) {
             state.inherited_cadence = *cadence;
         }
-        if traits_changed {
+        if profile_changed {
             full.push((contact, state));
         } else {
             activity_only.push((contact, state));

@@ -305,18 +305,14 @@ fn execute(
         }) else {
             continue;
         };
-        let traits_changed =
-            change.is_some_and(|change| !change.traits_patch.is_empty() || !change.computed.is_empty());
-        if let Some(change) = change {
-            state.apply(change);
-        }
+        let profile_changed = change.is_some_and(|change| state.apply(change));
         if let Some(interactions) = new_interactions.remove(&contact) {
             add_interactions(tx, &mut state, &workspaces[&workspace_id].model(), contact, interactions)?;
         }
         if membership_changed.contains(&contact) && workspaces_with_rules.contains(&workspace_id) {
             state.inherited_cadence = inherited_cadence(tx, workspace_id, contact)?;
         }
-        if traits_changed {
+        if profile_changed {
             save_state(tx, contact, &state, now)?;
         } else {
             save_activity(tx, contact, &state, now)?;
