@@ -4,6 +4,8 @@
 //!   measured in the same run, printed as a table;
 //! - `load`: drive a running server with one workload;
 //! - `gen`: write a workload's bodies, one JSON body per line, for other tools;
+//! - `parse`: read a workload's bodies as kith's ingest does, in process, beside a syntax-only
+//!   read of the same bytes;
 //! - `reference`: the bare axum server kith is compared with.
 //!
 //! Every workload is seeded: the same seed and sizes give the same bytes on any machine.
@@ -11,6 +13,7 @@
 
 mod http;
 mod load;
+mod parse;
 mod procfs;
 mod reference;
 mod rng;
@@ -159,6 +162,18 @@ enum Command {
         #[command(flatten)]
         sizes: Sizes,
     },
+    /// Read a workload's bodies as kith's ingest does (no server, no disk) beside a
+    /// syntax-only read of the same bytes, and print the median time per event.
+    Parse {
+        /// The workload.
+        #[arg(long, value_enum)]
+        workload: Kind,
+        /// Readings of the whole workload; the median is printed.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[command(flatten)]
+        sizes: Sizes,
+    },
     /// Serve the reference: every POST answered `{"success":true}`.
     Reference {
         /// Address to listen on.
@@ -251,6 +266,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
+        Command::Parse { workload, rounds, sizes } => parse::run(&sizes.workload(workload, 100_000), rounds),
         Command::Reference { listen, mode } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             reference::serve(listener, mode).await?;

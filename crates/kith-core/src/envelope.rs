@@ -3,24 +3,29 @@
 //! A body is one event, a Segment batch `{"batch": [...], "context"?, "integrations"?,
 //! "sentAt"?, "writeKey"?}`, or a bare JSON array of events (Segment's Actions webhook
 //! batching). Batch-level `context`, `integrations` and `sentAt` are merged into each item,
-//! the item's own values winning, one item at a time as the items are read: a large shared
-//! `context` is never copied into every item at once.
+//! the item's own values winning, as each item is read (`event.rs`): a large shared `context`
+//! is never copied into every item at once. Items stay slices of the body until then.
 //!
 //! [`write_key`] finds the key a body carries without building it, so a request can be
 //! authenticated before any work proportional to its events is done.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use crate::error::{Code, Rejection};
+use crate::json::{self, Kind, Object, Top};
 
 /// Segment's per-event size limit.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// Segment's per-request size limit (after decompression).
 pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
+/// Nesting deeper than this is checked against `serde_json`'s recursion limit, which every
+/// stored event must stay within to be read back.
+const MAX_DEPTH: usize = 127;
 /// Segment's limit on events in one batch.
 pub const MAX_BATCH_EVENTS: usize = 2_500;
 
@@ -33,13 +38,13 @@ pub enum BodyShape {
     Batch,
 }
 
-/// The events of one request, before each is read.
+/// The events of one request, before each is read: slices of the body.
 #[derive(Debug)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// Each item as sent; non-objects are kept to be refused by index.
-    items: Vec<Value>,
-    /// The batch-level fields merged into each item when it is taken.
-    shared: Map<String, Value>,
+    items: Vec<&'a RawValue>,
+    /// The batch-level fields merged into each item when it is read.
+    shared: Shared<'a>,
     /// The write key given in the body (the batch's, or the first event's).
     pub write_key: Option<String>,
     /// Whether the body was a batch or an array (the answer then lists rejections by index).
@@ -48,7 +53,34 @@ pub struct Envelope {
     pub is_array: bool,
 }
 
-impl Envelope {
+/// A batch's `context`, `integrations` and `sentAt`, which each of its events inherits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shared<'a> {
+    /// The batch's `context`, when it is an object.
+    pub context: Option<&'a RawValue>,
+    /// The batch's `integrations`, when it is an object.
+    pub integrations: Option<&'a RawValue>,
+    /// The batch's `sentAt`, when it is not `null`.
+    pub sent_at: Option<&'a RawValue>,
+}
+
+/// One event of a body as sent, with what its batch shares with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// The event's own JSON.
+    pub raw: &'a RawValue,
+    /// The batch-level fields it inherits where it has none of its own.
+    pub shared: Shared<'a>,
+}
+
+impl<'a> Item<'a> {
+    /// An event sent on its own.
+    pub fn alone(raw: &'a RawValue) -> Self {
+        Item { raw, shared: Shared::default() }
+    }
+}
+
+impl<'a> Envelope<'a> {
     /// How many events the body holds.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -59,56 +91,64 @@ impl Envelope {
         self.items.is_empty()
     }
 
-    /// The events in order, each with the batch-level fields merged in as it is taken.
-    pub fn into_items(self) -> impl Iterator<Item = Value> {
-        let shared = self.shared;
-        self.items.into_iter().map(move |item| merge_batch_fields(item, &shared))
+    /// The events in order, each with the batch-level fields it inherits.
+    pub fn items(&self) -> impl Iterator<Item = Item<'a>> + '_ {
+        self.items.iter().map(|raw| Item { raw, shared: self.shared })
     }
 }
 
-/// Parses a body into its events.
-pub fn split(body: &[u8], _shape: BodyShape) -> Result<Envelope, Rejection> {
-    let value: Value = serde_json::from_slice(body).map_err(json_error)?;
-    match value {
-        Value::Array(items) => {
-            check_count(items.len())?;
-            let write_key = items.first().and_then(|item| string_field(item, "writeKey"));
-            Ok(Envelope { items, shared: Map::new(), write_key, is_batch: true, is_array: true })
-        }
-        Value::Object(mut object) if object.contains_key("batch") => {
-            let items = match object.remove("batch") {
-                Some(Value::Array(items)) => items,
-                _ => return Err(Rejection::new(Code::InvalidJson, "batch", "`batch` must be an array of events")),
+/// Reads a body into its events, without reading the events themselves yet.
+pub fn split(body: &[u8], _shape: BodyShape) -> Result<Envelope<'_>, Rejection> {
+    if json::needs_value_check(body, MAX_DEPTH) {
+        // Every event stored must read back as a `Value`: a body that might not is refused
+        // as a `Value` would refuse it, with serde_json's message and position.
+        serde_json::from_slice::<serde_json::Value>(body).map_err(json_error)?;
+    }
+    match Top::parse(body).map_err(json_error)? {
+        Top::Object(object) => {
+            let Some(batch) = object.raw("batch") else {
+                let write_key = object.string("writeKey").map(Cow::into_owned);
+                // The body is the event; its first value starts where the text does.
+                let event: &RawValue = serde_json::from_slice(body).map_err(json_error)?;
+                return Ok(Envelope {
+                    items: vec![event],
+                    shared: Shared::default(),
+                    write_key,
+                    is_batch: false,
+                    is_array: false,
+                });
             };
+            let items = array(batch)
+                .ok_or_else(|| Rejection::new(Code::InvalidJson, "batch", "`batch` must be an array of events"))?;
             check_count(items.len())?;
-            let write_key = object
-                .get("writeKey")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| items.first().and_then(|item| string_field(item, "writeKey")));
-            // Only what merging reads is kept; the rest of the envelope is dropped now.
-            let shared = ["context", "integrations", "sentAt"]
-                .into_iter()
-                .filter_map(|field| object.remove(field).map(|value| (field.to_owned(), value)))
-                .collect();
-            Ok(Envelope { items, shared, write_key, is_batch: true, is_array: false })
+            let write_key =
+                object.string("writeKey").or_else(|| items.first().and_then(|item| string_field(item, "writeKey")));
+            let shared = Shared {
+                context: object.raw("context").filter(|raw| json::kind(raw) == Kind::Object),
+                integrations: object.raw("integrations").filter(|raw| json::kind(raw) == Kind::Object),
+                sent_at: object.get("sentAt"),
+            };
+            Ok(Envelope { items, shared, write_key: write_key.map(Cow::into_owned), is_batch: true, is_array: false })
         }
-        Value::Object(object) => {
-            let write_key = object.get("writeKey").and_then(Value::as_str).map(str::to_owned);
-            Ok(Envelope {
-                items: vec![Value::Object(object)],
-                shared: Map::new(),
-                write_key,
-                is_batch: false,
-                is_array: false,
-            })
+        Top::Array(items) => {
+            check_count(items.len())?;
+            let write_key = items.first().and_then(|item| string_field(item, "writeKey")).map(Cow::into_owned);
+            Ok(Envelope { items, shared: Shared::default(), write_key, is_batch: true, is_array: true })
         }
-        other => Err(Rejection::new(
+        Top::Other(kind) => Err(Rejection::new(
             Code::InvalidJson,
             None,
-            format!("expected a JSON object (one event or a batch), got {}", kind_of(&other)),
+            format!("expected a JSON object (one event or a batch), got {}", kind.word()),
         )),
     }
+}
+
+/// The items of a JSON array.
+fn array(raw: &RawValue) -> Option<Vec<&RawValue>> {
+    if json::kind(raw) != Kind::Array {
+        return None;
+    }
+    serde_json::from_str(raw.get()).ok()
 }
 
 /// The write key a body carries, found as [`split`] finds it (the batch's `writeKey`, else the
@@ -271,64 +311,38 @@ fn check_count(count: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn merge_batch_fields(item: Value, batch: &Map<String, Value>) -> Value {
-    let Value::Object(mut item) = item else { return item };
-    for field in ["context", "integrations"] {
-        let Some(Value::Object(shared)) = batch.get(field) else { continue };
-        match item.get_mut(field) {
-            Some(Value::Object(own)) => {
-                for (key, value) in shared {
-                    own.entry(key.clone()).or_insert_with(|| value.clone());
-                }
-            }
-            Some(Value::Null) | None => {
-                item.insert(field.to_owned(), Value::Object(shared.clone()));
-            }
-            Some(_) => {}
-        }
-    }
-    if matches!(item.get("sentAt"), None | Some(Value::Null)) {
-        if let Some(sent_at) = batch.get("sentAt").filter(|value| !value.is_null()) {
-            item.insert("sentAt".to_owned(), sent_at.clone());
-        }
-    }
-    Value::Object(item)
-}
-
-fn string_field(item: &Value, field: &str) -> Option<String> {
-    item.get(field).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// A word for a JSON value's kind, for messages.
-pub fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+fn string_field<'a>(item: &'a RawValue, field: &str) -> Option<Cow<'a, str>> {
+    Object::parse(item)?.string(field)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn a_batch_merges_its_shared_fields_into_items() {
-        let body = br#"{"batch":[{"type":"track","context":{"ip":"1.2.3.4"}},{"type":"page","sentAt":"2024-01-01T00:00:00Z"}],
+        let body = br#"{"batch":[{"type":"track","event":"A","userId":"u","timestamp":"2024-06-05T09:08:00Z","context":{"ip":"1.2.3.4"},"writeKey":"wk"},
+            {"type":"page","userId":"u","timestamp":"2024-06-05T09:08:00Z","sentAt":"2024-01-01T00:00:00Z"}],
             "context":{"library":{"name":"x"},"ip":"9.9.9.9"},"integrations":{"Kith":true},"sentAt":"2024-06-05T09:08:01Z","writeKey":"wk"}"#;
         let envelope = split(body, BodyShape::Batch).unwrap();
         assert!(envelope.is_batch && !envelope.is_array);
         assert_eq!(envelope.write_key.as_deref(), Some("wk"));
-        let items: Vec<Value> = envelope.into_items().collect();
+        let ctx = crate::event::ParseContext::live(None, jiff::Timestamp::UNIX_EPOCH);
+        let items: Vec<Value> = envelope
+            .items()
+            .map(|item| match crate::event::parse_event(item, &ctx) {
+                Ok(crate::event::Parsed::Event(event)) => serde_json::from_str(&event.payload).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
         assert_eq!(items[0]["context"]["ip"], "1.2.3.4", "the item's own value wins");
         assert_eq!(items[0]["context"]["library"]["name"], "x");
         assert_eq!(items[0]["integrations"]["Kith"], true);
         assert_eq!(items[0]["sentAt"], "2024-06-05T09:08:01Z");
         assert_eq!(items[1]["context"]["ip"], "9.9.9.9");
         assert_eq!(items[1]["sentAt"], "2024-01-01T00:00:00Z", "per-message sentAt wins");
+        assert!(items.iter().all(|item| item.get("writeKey").is_none()));
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! Engage (Personas) computations and the `integrations` object, turned into a typed [`Event`]
 //! that nothing downstream needs to re-check.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{kind_of, MAX_EVENT_BYTES};
+use crate::envelope::{Item, Shared, MAX_EVENT_BYTES};
 use crate::error::{Code, Rejection};
 use crate::identity::{normalize_email, usable_id};
+use crate::json::{self, Kind, Object};
 use crate::time::{event_time, parse_timestamp};
 
 /// The description of an identify that names no url or event.
@@ -209,21 +213,20 @@ pub enum Parsed {
     Skipped,
 }
 
-/// Reads one event.
-pub fn parse_event(item: Value, ctx: &ParseContext) -> Result<Parsed, Rejection> {
-    let Value::Object(mut event) = item else {
+/// Reads one event of a body.
+pub fn parse_event(item: Item<'_>, ctx: &ParseContext) -> Result<Parsed, Rejection> {
+    let Some(event) = Object::parse(item.raw) else {
         return Err(Rejection::new(
             Code::InvalidJson,
             None,
-            format!("each event must be a JSON object, got {}", kind_of(&item)),
+            format!("each event must be a JSON object, got {}", json::kind(item.raw).word()),
         ));
     };
-    if !integration_enabled(event.get("integrations")) {
+    let view = View::new(event, item.shared);
+    if !integration_enabled(view.integrations.as_ref()) {
         return Ok(Parsed::Skipped);
     }
-    event.remove("writeKey");
-    event.remove("_metadata");
-    let payload = serde_json::to_string(&event).unwrap_or_default();
+    let payload = stored_payload(&view.event, item.shared);
     if payload.len() > MAX_EVENT_BYTES {
         return Err(Rejection::new(
             Code::PayloadTooLarge,
@@ -231,11 +234,127 @@ pub fn parse_event(item: Value, ctx: &ParseContext) -> Result<Parsed, Rejection>
             format!("the event is {} bytes; Segment's limit is {} bytes per event", payload.len(), MAX_EVENT_BYTES),
         ));
     }
-    read_event(&event, payload, ctx).map(|event| Parsed::Event(Box::new(event)))
+    read_event(&view, payload, ctx).map(|event| Parsed::Event(Box::new(event)))
 }
 
-fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -> Result<Event, Rejection> {
-    let event_type = match present(event.get("type")) {
+/// Reads one event held as a `serde_json::Value` (the track calls kith sends itself, tests).
+pub fn parse_value(value: &Value, ctx: &ParseContext) -> Result<Parsed, Rejection> {
+    let text = value.to_string();
+    let raw: &RawValue = serde_json::from_str(&text).map_err(crate::envelope::json_error)?;
+    parse_event(Item::alone(raw), ctx)
+}
+
+/// An event's fields, with the batch's `context` and `integrations` under its own.
+struct View<'a> {
+    event: Object<'a>,
+    context: Option<Inherited<'a>>,
+    integrations: Option<Inherited<'a>>,
+    sent_at: Option<&'a RawValue>,
+}
+
+impl<'a> View<'a> {
+    fn new(event: Object<'a>, shared: Shared<'a>) -> Self {
+        let context = Inherited::new(event.raw("context"), shared.context);
+        let integrations = Inherited::new(event.raw("integrations"), shared.integrations);
+        let sent_at = event.get("sentAt").or(shared.sent_at);
+        View { event, context, integrations, sent_at }
+    }
+
+    fn context_object(&self, key: &str) -> Option<Object<'a>> {
+        self.context.as_ref().and_then(|context| context.raw(key)).and_then(Object::parse)
+    }
+}
+
+/// An object field an event may inherit from its batch: the event's own keys win, the
+/// batch's fill in. `None` when the event's own value is not an object (nor `null`), or when
+/// neither has the field.
+struct Inherited<'a> {
+    own: Option<Object<'a>>,
+    shared: Option<Object<'a>>,
+}
+
+impl<'a> Inherited<'a> {
+    fn new(own: Option<&'a RawValue>, shared: Option<&'a RawValue>) -> Option<Self> {
+        let own = match own {
+            Some(raw) if json::kind(raw) == Kind::Object => Object::parse(raw),
+            Some(raw) if json::kind(raw) != Kind::Null => return None,
+            _ => None,
+        };
+        let shared = shared.and_then(Object::parse);
+        (own.is_some() || shared.is_some()).then_some(Inherited { own, shared })
+    }
+
+    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        match &self.own {
+            Some(own) if own.contains(key) => own.raw(key),
+            _ => self.shared.as_ref().and_then(|shared| shared.raw(key)),
+        }
+    }
+}
+
+/// The event as stored in the contact's event stream: compact JSON without the write key and
+/// Segment's `_metadata`, with what the batch shares merged in. `envelope::split` made sure
+/// it reads back as a `Value`.
+fn stored_payload(event: &Object<'_>, shared: Shared<'_>) -> String {
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    let field = |out: &mut String, key: &str| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        json::write_key(key, out);
+        out.push(':');
+    };
+    for (key, value) in event.fields() {
+        let inherited = match key {
+            "writeKey" | "_metadata" => continue,
+            "context" => shared.context,
+            "integrations" => shared.integrations,
+            "sentAt" => shared.sent_at.filter(|_| json::kind(value) == Kind::Null),
+            _ => None,
+        };
+        field(&mut out, key);
+        match (inherited, json::kind(value)) {
+            (Some(inherited), Kind::Null) => json::write_compact(inherited, &mut out),
+            (Some(inherited), Kind::Object) => write_merged(value, inherited, &mut out),
+            _ => json::write_compact(value, &mut out),
+        }
+    }
+    for (key, inherited) in
+        [("context", shared.context), ("integrations", shared.integrations), ("sentAt", shared.sent_at)]
+    {
+        if let Some(inherited) = inherited.filter(|_| !event.contains(key)) {
+            field(&mut out, key);
+            json::write_compact(inherited, &mut out);
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// An object with the keys of `shared` it lacks added after its own.
+fn write_merged(own: &RawValue, shared: &RawValue, out: &mut String) {
+    let (Some(own), Some(shared)) = (Object::parse(own), Object::parse(shared)) else {
+        return json::write_compact(own, out);
+    };
+    out.push('{');
+    let start = out.len();
+    let own_fields = own.fields();
+    let shared_fields = shared.fields().filter(|(key, _)| !own.contains(key));
+    for (key, value) in own_fields.chain(shared_fields) {
+        if out.len() > start {
+            out.push(',');
+        }
+        json::write_key(key, out);
+        out.push(':');
+        json::write_compact(value, out);
+    }
+    out.push('}');
+}
+
+fn read_event(view: &View<'_>, payload: String, ctx: &ParseContext) -> Result<Event, Rejection> {
+    let event = &view.event;
+    let event_type = match event.get("type") {
         None => ctx.route_type.ok_or_else(|| {
             Rejection::new(
                 Code::MissingType,
@@ -243,23 +362,25 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
                 "the event has no `type`; use identify, track, page, screen, group or alias",
             )
         })?,
-        Some(Value::String(name)) => EventType::parse(name).ok_or_else(|| {
-            Rejection::new(
-                Code::UnknownType,
-                "type",
-                format!("unknown type {name:?}; use identify, track, page, screen, group, alias or delete"),
-            )
-        })?,
-        Some(other) => {
-            return Err(Rejection::new(
-                Code::UnknownType,
-                "type",
-                format!("`type` must be a string such as \"identify\", got {}", kind_of(other)),
-            ))
-        }
+        Some(raw) => match json::string(raw) {
+            Some(name) => EventType::parse(&name).ok_or_else(|| {
+                Rejection::new(
+                    Code::UnknownType,
+                    "type",
+                    format!("unknown type {name:?}; use identify, track, page, screen, group, alias or delete"),
+                )
+            })?,
+            None => {
+                return Err(Rejection::new(
+                    Code::UnknownType,
+                    "type",
+                    format!("`type` must be a string such as \"identify\", got {}", json::kind(raw).word()),
+                ))
+            }
+        },
     };
 
-    let message_id = match present(event.get("messageId")) {
+    let message_id = match event.get("messageId") {
         None => derived_message_id(&payload),
         Some(value) => match id_string(value) {
             Some(id) if !id.trim().is_empty() && id.chars().count() <= 100 => id,
@@ -275,48 +396,47 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
 
     let traits = object_field(event, "traits", Code::TraitsNotObject)?;
     let properties = object_field(event, "properties", Code::PropertiesNotObject)?;
-    let context = event.get("context").and_then(Value::as_object);
-    let context_traits = context.and_then(|c| c.get("traits")).and_then(Value::as_object);
-    let personas = context.and_then(|c| c.get("personas")).and_then(Value::as_object);
+    let context_traits = view.context_object("traits");
+    let personas = view.context_object("personas");
 
-    let user_id = present(event.get("userId")).and_then(id_string);
-    let anonymous_id = present(event.get("anonymousId")).and_then(id_string);
+    let user_id = event.get("userId").and_then(id_string);
+    let anonymous_id = event.get("anonymousId").and_then(id_string);
     let usable_user_id = user_id.as_deref().and_then(usable_id).map(str::to_owned);
     let usable_anonymous_id = anonymous_id.as_deref().and_then(usable_id).map(str::to_owned);
 
     let kind = match event_type {
         EventType::Identify => {
-            let mut merged = traits.or(context_traits).cloned().unwrap_or_default();
+            let mut merged = traits.as_ref().or(context_traits.as_ref()).map(Object::to_map).unwrap_or_default();
             let mut computed = Vec::new();
-            if let Some((class, key)) = personas_computation(personas) {
-                match class {
+            if let Some((class, key)) = personas_computation(personas.as_ref()) {
+                match class.as_ref() {
                     "audience" => {
-                        merged.remove(key);
+                        merged.remove(key.as_ref());
                     }
-                    "trait" if merged.contains_key(key) => computed.push(key.to_owned()),
+                    "trait" if merged.contains_key(key.as_ref()) => computed.push(key.into_owned()),
                     _ => {}
                 }
             }
             EventKind::Identify { traits: merged, computed }
         }
         EventType::Track => EventKind::Track {
-            name: non_empty_string(event.get("event")).ok_or_else(|| {
+            name: non_empty_string(event.raw("event")).ok_or_else(|| {
                 Rejection::new(Code::MissingEvent, "event", "a track call needs an `event` name, e.g. \"Signed Up\"")
             })?,
         },
         EventType::Page => EventKind::Page {
-            name: non_empty_string(event.get("name")),
-            url: properties.and_then(|p| non_empty_string(p.get("url"))).or_else(|| context_page_url(context)),
+            name: non_empty_string(event.raw("name")),
+            url: properties.as_ref().and_then(|p| non_empty_string(p.raw("url"))).or_else(|| context_page_url(view)),
         },
-        EventType::Screen => EventKind::Screen { name: non_empty_string(event.get("name")) },
+        EventType::Screen => EventKind::Screen { name: non_empty_string(event.raw("name")) },
         EventType::Group => EventKind::Group {
-            group_id: present(event.get("groupId")).and_then(id_string).filter(|id| !id.trim().is_empty()).ok_or_else(
-                || Rejection::new(Code::MissingGroupId, "groupId", "a group call needs a `groupId`, the account's id"),
-            )?,
-            traits: traits.cloned().unwrap_or_default(),
+            group_id: event.get("groupId").and_then(id_string).filter(|id| !id.trim().is_empty()).ok_or_else(|| {
+                Rejection::new(Code::MissingGroupId, "groupId", "a group call needs a `groupId`, the account's id")
+            })?,
+            traits: traits.as_ref().map(Object::to_map).unwrap_or_default(),
         },
         EventType::Alias => {
-            let previous_id = present(event.get("previousId")).and_then(id_string).ok_or_else(|| {
+            let previous_id = event.get("previousId").and_then(id_string).ok_or_else(|| {
                 Rejection::new(
                     Code::MissingPreviousId,
                     "previousId",
@@ -352,11 +472,11 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
     };
 
     let email = match event_type {
-        EventType::Identify => identify_email(event, traits, context_traits)?,
-        _ => [context_traits, properties]
+        EventType::Identify => identify_email(event, traits.as_ref(), context_traits.as_ref())?,
+        _ => [context_traits.as_ref(), properties.as_ref()]
             .into_iter()
             .flatten()
-            .find_map(|object| object.get("email").and_then(Value::as_str).and_then(normalize_email)),
+            .find_map(|object| object.string("email").and_then(|email| normalize_email(&email))),
     };
 
     if usable_user_id.is_none() && usable_anonymous_id.is_none() && email.is_none() {
@@ -381,13 +501,14 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
         });
     }
 
-    let time = read_time(event, ctx.now, ctx.history)?;
-    let audience = audience_change(event_type, personas, traits, properties, event.get("event"));
+    let time = read_time(view, ctx.now, ctx.history)?;
+    let audience = audience_change(event_type, personas.as_ref(), traits.as_ref(), properties.as_ref(), event);
     let is_engage_sync = personas.is_some();
-    let from_kith =
-        context.and_then(|c| c.get("library")).and_then(|library| library.get("name")).and_then(Value::as_str)
-            == Some(KITH_LIBRARY);
-    let description = if is_engage_sync || from_kith { None } else { describe(&kind, event, properties, context) };
+    let from_kith = view
+        .context_object("library")
+        .and_then(|library| library.string("name"))
+        .is_some_and(|name| name == KITH_LIBRARY);
+    let description = if is_engage_sync || from_kith { None } else { describe(&kind, view, properties.as_ref()) };
 
     Ok(Event {
         message_id,
@@ -406,31 +527,35 @@ fn read_event(event: &Map<String, Value>, payload: String, ctx: &ParseContext) -
 
 /// Whether the `integrations` object lets the event reach kith: not with `"Kith": false`, nor with
 /// `"All": false` unless `Kith` is turned on.
-pub fn integration_enabled(integrations: Option<&Value>) -> bool {
-    let Some(Value::Object(integrations)) = integrations else { return true };
-    match integrations.get(DESTINATION_NAME) {
-        Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) | Some(Value::Object(_)) => true,
-        _ => !matches!(integrations.get("All"), Some(Value::Bool(false))),
+fn integration_enabled(integrations: Option<&Inherited<'_>>) -> bool {
+    let Some(integrations) = integrations else { return true };
+    let Some(kith) = integrations.raw(DESTINATION_NAME) else {
+        return integrations.raw("All").is_none_or(|all| all.get() != "false");
+    };
+    match json::kind(kith) {
+        Kind::Bool => kith.get() == "true",
+        Kind::Object => true,
+        _ => integrations.raw("All").is_none_or(|all| all.get() != "false"),
     }
 }
 
 /// The email of an identify: `traits.email`, `context.traits.email`, then top-level `email`.
 fn identify_email(
-    event: &Map<String, Value>,
-    traits: Option<&Map<String, Value>>,
-    context_traits: Option<&Map<String, Value>>,
+    event: &Object<'_>,
+    traits: Option<&Object<'_>>,
+    context_traits: Option<&Object<'_>>,
 ) -> Result<Option<String>, Rejection> {
     let candidates = [
-        (traits.and_then(|t| present(t.get("email"))), "traits.email"),
-        (context_traits.and_then(|t| present(t.get("email"))), "context.traits.email"),
-        (present(event.get("email")), "email"),
+        (traits.and_then(|t| t.get("email")), "traits.email"),
+        (context_traits.and_then(|t| t.get("email")), "context.traits.email"),
+        (event.get("email"), "email"),
     ];
     let Some((value, field)) = candidates.into_iter().find_map(|(value, field)| value.map(|v| (v, field))) else {
         return Ok(None);
     };
-    let shown = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-    value.as_str().and_then(normalize_email).map(Some).ok_or_else(|| Rejection {
+    let text = json::string(value);
+    let shown = text.as_deref().map_or_else(|| compact(value), str::to_owned);
+    text.and_then(|text| normalize_email(&text)).map(Some).ok_or_else(|| Rejection {
         code: Code::InvalidEmail,
         message: format!("{shown:?} is not an email address; send one like name@example.com"),
         field: Some(field.to_owned()),
@@ -439,21 +564,15 @@ fn identify_email(
 
 /// The activity description (an identify's event or url, `Visited <url>`, `Viewed <name>`, a
 /// track's name); `None` for calls that are not activity.
-fn describe(
-    kind: &EventKind,
-    event: &Map<String, Value>,
-    properties: Option<&Map<String, Value>>,
-    context: Option<&Map<String, Value>>,
-) -> Option<String> {
+fn describe(kind: &EventKind, view: &View<'_>, properties: Option<&Object<'_>>) -> Option<String> {
+    let event = &view.event;
     match kind {
         EventKind::Identify { .. } => Some(
-            non_empty_string(event.get("event"))
-                .or_else(|| {
-                    event.get("page").and_then(Value::as_object).and_then(|page| non_empty_string(page.get("url")))
-                })
-                .or_else(|| context_page_url(context))
-                .or_else(|| properties.and_then(|p| non_empty_string(p.get("url"))))
-                .or_else(|| non_empty_string(event.get("url")))
+            non_empty_string(event.raw("event"))
+                .or_else(|| event.object("page").and_then(|page| non_empty_string(page.raw("url"))))
+                .or_else(|| context_page_url(view))
+                .or_else(|| properties.and_then(|p| non_empty_string(p.raw("url"))))
+                .or_else(|| non_empty_string(event.raw("url")))
                 .unwrap_or_else(|| STANDARD_DESCRIPTION.to_owned()),
         ),
         EventKind::Track { name } => Some(name.clone()),
@@ -470,8 +589,9 @@ fn describe(
     }
 }
 
-fn read_time(event: &Map<String, Value>, now: Timestamp, history: bool) -> Result<Timestamp, Rejection> {
-    let (raw, field) = match (present(event.get("timestamp")), present(event.get("originalTimestamp"))) {
+fn read_time(view: &View<'_>, now: Timestamp, history: bool) -> Result<Timestamp, Rejection> {
+    let event = &view.event;
+    let (raw, field) = match (event.get("timestamp"), event.get("originalTimestamp")) {
         (Some(raw), _) => (raw, "timestamp"),
         (None, Some(raw)) => (raw, "originalTimestamp"),
         (None, None) => {
@@ -482,51 +602,56 @@ fn read_time(event: &Map<String, Value>, now: Timestamp, history: bool) -> Resul
             ))
         }
     };
-    let timestamp = raw.as_str().and_then(parse_timestamp).ok_or_else(|| Rejection {
+    let timestamp = json::string(raw).and_then(|text| parse_timestamp(&text)).ok_or_else(|| Rejection {
         code: Code::InvalidTimestamp,
-        message: format!("{} is not an ISO-8601 time with an offset; send e.g. 2024-06-03T16:00:00Z", raw),
+        message: format!("{} is not an ISO-8601 time with an offset; send e.g. 2024-06-03T16:00:00Z", compact(raw)),
         field: Some(field.to_owned()),
     })?;
     // Segment's rule: a `timestamp` the sender set is used as given (imports, server
     // libraries); `originalTimestamp` is the device clock, corrected with `sentAt`.
-    let sent_at = present(event.get("sentAt"))
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp)
+    let sent_at = view
+        .sent_at
+        .and_then(json::string)
+        .and_then(|text| parse_timestamp(&text))
         .filter(|_| field == "originalTimestamp");
-    let relayed = history || present(event.get("receivedAt")).is_some();
+    let relayed = history || event.get("receivedAt").is_some();
     Ok(event_time(timestamp, sent_at, relayed, now))
 }
 
 fn audience_change(
     event_type: EventType,
-    personas: Option<&Map<String, Value>>,
-    traits: Option<&Map<String, Value>>,
-    properties: Option<&Map<String, Value>>,
-    event_name: Option<&Value>,
+    personas: Option<&Object<'_>>,
+    traits: Option<&Object<'_>>,
+    properties: Option<&Object<'_>>,
+    event: &Object<'_>,
 ) -> Option<AudienceChange> {
-    let engage_field = |field: &str| personas.and_then(|p| non_empty_string(p.get(field)));
+    let engage_field = |field: &str| personas.and_then(|p| non_empty_string(p.raw(field)));
     match event_type {
         EventType::Identify => {
             let (class, key) = personas_computation(personas)?;
             if class != "audience" {
                 return None;
             }
-            let entered = traits?.get(key)?.as_bool()?;
+            let entered = match traits?.raw(&key)?.get() {
+                "true" => true,
+                "false" => false,
+                _ => return None,
+            };
             Some(AudienceChange {
-                key: key.to_owned(),
+                key: key.into_owned(),
                 computation_id: engage_field("computation_id"),
                 space_id: engage_field("space_id"),
                 entered,
             })
         }
         EventType::Track => {
-            let entered = match event_name.and_then(Value::as_str)? {
+            let entered = match event.string("event")?.as_ref() {
                 "Audience Entered" => true,
                 "Audience Exited" => false,
                 _ => return None,
             };
             let key = properties
-                .and_then(|p| non_empty_string(p.get("audience_key")))
+                .and_then(|p| non_empty_string(p.raw("audience_key")))
                 .or_else(|| engage_field("computation_key"))?;
             Some(AudienceChange {
                 key,
@@ -539,50 +664,49 @@ fn audience_change(
     }
 }
 
-fn personas_computation(personas: Option<&Map<String, Value>>) -> Option<(&str, &str)> {
+fn personas_computation<'a>(personas: Option<&Object<'a>>) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
     let personas = personas?;
-    let class = personas.get("computation_class")?.as_str()?;
-    let key = personas.get("computation_key")?.as_str()?;
-    Some((class, key))
+    Some((personas.string("computation_class")?, personas.string("computation_key")?))
 }
 
-fn context_page_url(context: Option<&Map<String, Value>>) -> Option<String> {
-    context?.get("page").and_then(Value::as_object).and_then(|page| non_empty_string(page.get("url")))
+fn context_page_url(view: &View<'_>) -> Option<String> {
+    view.context_object("page").and_then(|page| non_empty_string(page.raw("url")))
 }
 
 /// An object-valued field: absent or `null` is fine, anything else but an object is refused.
-fn object_field<'a>(
-    event: &'a Map<String, Value>,
-    field: &'static str,
-    code: Code,
-) -> Result<Option<&'a Map<String, Value>>, Rejection> {
-    match present(event.get(field)) {
+fn object_field<'a>(event: &Object<'a>, field: &'static str, code: Code) -> Result<Option<Object<'a>>, Rejection> {
+    match event.get(field) {
         None => Ok(None),
-        Some(Value::Object(object)) => Ok(Some(object)),
-        Some(other) => Err(Rejection::new(
-            code,
-            field,
-            format!("`{field}` must be a JSON object of name/value pairs, got {}", kind_of(other)),
-        )),
+        Some(raw) => Object::parse(raw).map(Some).ok_or_else(|| {
+            Rejection::new(
+                code,
+                field,
+                format!("`{field}` must be a JSON object of name/value pairs, got {}", json::kind(raw).word()),
+            )
+        }),
     }
 }
 
-/// JSON `null` is treated as absent (analytics-python sends `"anonymousId": null`).
-fn present(value: Option<&Value>) -> Option<&Value> {
-    value.filter(|value| !value.is_null())
-}
-
 /// Ids may be strings or numbers; anything else is no id.
-fn id_string(value: &Value) -> Option<String> {
-    match value {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(number) => Some(number.to_string()),
+fn id_string(value: &RawValue) -> Option<String> {
+    match json::kind(value) {
+        Kind::String => json::string(value).map(Cow::into_owned),
+        Kind::Number => Some(json::to_value(value).to_string()),
         _ => None,
     }
 }
 
-fn non_empty_string(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned)
+fn non_empty_string(value: Option<&RawValue>) -> Option<String> {
+    let text = json::string(value?)?;
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+/// A value as compact JSON, for messages.
+fn compact(value: &RawValue) -> String {
+    let mut out = String::new();
+    json::write_compact(value, &mut out);
+    out
 }
 
 /// Events without a messageId get one derived from their content, so that a client retrying
@@ -602,7 +726,7 @@ mod tests {
     }
 
     fn parse(value: Value) -> Result<Event, Rejection> {
-        match parse_event(value, &ctx(None))? {
+        match parse_value(&value, &ctx(None))? {
             Parsed::Event(event) => Ok(*event),
             Parsed::Skipped => panic!("skipped"),
         }
@@ -735,8 +859,8 @@ mod tests {
 
     #[test]
     fn the_route_supplies_a_missing_type() {
-        let parsed = parse_event(
-            json!({"userId":"u1","event":"Signed Up","timestamp":"2024-06-01T10:00:00Z"}),
+        let parsed = parse_value(
+            &json!({"userId":"u1","event":"Signed Up","timestamp":"2024-06-01T10:00:00Z"}),
             &ctx(Some(EventType::Track)),
         )
         .unwrap();
@@ -770,16 +894,43 @@ mod tests {
 
     #[test]
     fn integrations_object() {
-        assert!(integration_enabled(None));
-        assert!(integration_enabled(Some(&json!({}))));
-        assert!(integration_enabled(Some(&json!({"All": true}))));
-        assert!(!integration_enabled(Some(&json!({"Kith": false}))));
-        assert!(!integration_enabled(Some(&json!({"All": false}))));
-        assert!(integration_enabled(Some(&json!({"All": false, "Kith": true}))));
-        assert!(integration_enabled(Some(&json!({"All": false, "Kith": {"x": 1}}))));
-        assert!(!integration_enabled(Some(&json!({"All": true, "Kith": false}))));
-        let skipped = parse_event(json!({"type":"identify","integrations":{"Kith":false}}), &ctx(None)).unwrap();
+        let reaches_kith = |integrations: Value| {
+            let event = json!({"type":"track","event":"X","userId":"u","timestamp":"2024-06-01T10:00:00Z",
+                               "integrations": integrations});
+            parse_value(&event, &ctx(None)).unwrap() != Parsed::Skipped
+        };
+        assert!(reaches_kith(Value::Null));
+        assert!(reaches_kith(json!({})));
+        assert!(reaches_kith(json!({"All": true})));
+        assert!(!reaches_kith(json!({"Kith": false})));
+        assert!(!reaches_kith(json!({"All": false})));
+        assert!(reaches_kith(json!({"All": false, "Kith": true})));
+        assert!(reaches_kith(json!({"All": false, "Kith": {"x": 1}})));
+        assert!(!reaches_kith(json!({"All": true, "Kith": false})));
+        let skipped = parse_value(&json!({"type":"identify","integrations":{"Kith":false}}), &ctx(None)).unwrap();
         assert_eq!(skipped, Parsed::Skipped);
+    }
+
+    #[test]
+    fn a_body_that_could_not_be_read_back_is_refused_and_the_rest_is_stored_as_sent() {
+        let read = |text: &str| {
+            let envelope = crate::envelope::split(text.as_bytes(), crate::envelope::BodyShape::Single)?;
+            let item = envelope.items().next().expect("one event");
+            parse_event(item, &ctx(None))
+        };
+        let event = |extra: &str| {
+            format!(
+                r#"{{"type":"track","event":"X","userId":"u","timestamp":"2024-06-01T10:00:00Z","properties":{{{extra}}}}}"#
+            )
+        };
+        let deep = format!(r#""v":{}1{}"#, "[".repeat(130), "]".repeat(130));
+        for extra in [r#""v":"\ud800""#, r#""v":1e400"#, deep.as_str()] {
+            assert_eq!(read(&event(extra)).unwrap_err().code, Code::InvalidJson, "{extra}");
+        }
+        let Parsed::Event(stored) = read(&event(r#" "v" : "\u00e9 x" , "n" : 12.50 "#)).unwrap() else { panic!() };
+        assert!(stored.payload.contains(r#""properties":{"v":"\u00e9 x","n":12.50}"#), "{}", stored.payload);
+        let value: Value = serde_json::from_str(&stored.payload).unwrap();
+        assert_eq!(value["properties"]["v"], "é x");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod event;
 pub mod health;
 pub mod identity;
 pub mod journeys;
+pub mod json;
 pub mod profile;
 pub mod rules;
 pub mod time;

@@ -422,12 +422,12 @@ pub fn after_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{parse_event, ParseContext, Parsed};
+    use crate::event::{parse_value, ParseContext, Parsed};
     use serde_json::json;
 
     fn event(value: Value) -> Event {
         let ctx = ParseContext::live(None, "2026-01-01T00:00:00Z".parse().unwrap());
-        match parse_event(value, &ctx).unwrap() {
+        match parse_value(&value, &ctx).unwrap() {
             Parsed::Event(event) => *event,
             Parsed::Skipped => panic!(),
         }

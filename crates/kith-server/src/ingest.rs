@@ -314,7 +314,7 @@ fn read_body(
     let total = envelope.len();
     let mut reading =
         Reading { is_batch, total, incoming: Vec::with_capacity(total), positions: Vec::new(), rejected: Vec::new() };
-    for (index, item) in envelope.into_items().enumerate() {
+    for (index, item) in envelope.items().enumerate() {
         match parse_event(item, &ctx) {
             Ok(Parsed::Event(event)) => {
                 reading.positions.push(index);

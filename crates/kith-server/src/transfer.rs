@@ -73,7 +73,7 @@ pub async fn import(
                 continue;
             }
         };
-        for item in envelope.into_items() {
+        for item in envelope.items() {
             match parse_event(item, &ctx) {
                 Ok(Parsed::Event(event)) => chunk.push((report.lines, Incoming::new(workspace, *event))),
                 Ok(Parsed::Skipped) => report.skipped += 1,

@@ -19,10 +19,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
 use jiff::tz::TimeZone;
+use kith_core::envelope::Item;
 use kith_core::event::{parse_event, EventType, ParseContext, Parsed};
 use kith_core::journeys::{EntryPolicy, JourneySpec};
 use kith_core::rules::{event_properties, RuleSpec, Trigger};
 use kith_core::{AudienceChange, Code, Event, EventKind, Rejection};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::records::{Activity, ContactId, Incoming, Outcome, Stored, WorkspaceId};
@@ -887,8 +889,8 @@ pub fn deletion_runs(batch: &[Incoming]) -> Vec<Range<usize>> {
 pub fn reparse(row: &PendingEvent) -> Option<Event> {
     let received_at = kith_core::time::from_millis(row.received_at);
     let ctx = ParseContext { route_type: EventType::parse(&row.event_type), now: received_at, history: true };
-    let value: Value = serde_json::from_str(&row.payload).ok()?;
-    match parse_event(value, &ctx) {
+    let raw: &RawValue = serde_json::from_str(&row.payload).ok()?;
+    match parse_event(Item::alone(raw), &ctx) {
         Ok(Parsed::Event(mut event)) => {
             event.time = kith_core::time::from_millis(row.occurred_at);
             Some(*event)

@@ -95,7 +95,7 @@ pub async fn validate(
     let workspace = super::workspace_of(&state, key.workspace_id).await?;
     let ctx = ParseContext::live(None, state.clock.now());
     let mut events = Vec::new();
-    for (index, item) in envelope.into_items().enumerate() {
+    for (index, item) in envelope.items().enumerate() {
         let event = match parse_event(item, &ctx) {
             Err(rejection) => {
                 events.push(refused(index, rejection));

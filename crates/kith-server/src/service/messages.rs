@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use kith_core::event::{parse_event, EventType, Parsed};
+use kith_core::event::{parse_value, EventType, Parsed};
 use kith_core::identity::normalize_email;
 use kith_core::rules::Action;
 use kith_core::ParseContext;
@@ -1062,7 +1062,7 @@ async fn ingest_click(
     if let Some(user_id) = user_id {
         track["userId"] = json!(user_id);
     }
-    let event = match parse_event(track, &ParseContext::live(Some(EventType::Track), now)) {
+    let event = match parse_value(&track, &ParseContext::live(Some(EventType::Track), now)) {
         Ok(Parsed::Event(event)) => event,
         Ok(Parsed::Skipped) => return Ok(()),
         Err(rejection) => {

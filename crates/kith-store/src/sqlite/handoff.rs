@@ -70,7 +70,7 @@ mod tests {
             .map(|n| {
                 let body = serde_json::json!({"type": "track", "event": "Opened", "userId": "u", "messageId": format!("m{n}"), "timestamp": "2026-01-01T00:00:00Z"});
                 let ctx = kith_core::ParseContext { route_type: None, now, history: true };
-                match kith_core::event::parse_event(body, &ctx) {
+                match kith_core::event::parse_value(&body, &ctx) {
                     Ok(kith_core::event::Parsed::Event(event)) => Incoming::new(1, *event),
                     other => panic!("the test event does not parse: {other:?}"),
                 }
