@@ -339,9 +339,9 @@ fn write_merged(own: &RawValue, shared: &RawValue, out: &mut String) {
     };
     out.push('{');
     let start = out.len();
-    let own_fields = own.fields();
-    let shared_fields = shared.fields().filter(|(key, _)| !own.contains(key));
-    for (key, value) in own_fields.chain(shared_fields) {
+    let own_keys = own.keys();
+    let shared_fields = shared.fields().into_iter().filter(|(key, _)| !own_keys.contains(key));
+    for (key, value) in own.fields().into_iter().chain(shared_fields) {
         if out.len() > start {
             out.push(',');
         }

@@ -9,6 +9,7 @@
 //! Duplicate keys keep the last value, as a `Value` map does.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -31,13 +32,24 @@ impl<'a> Object<'a> {
         deserializer.deserialize_map(ObjectVisitor).ok()
     }
 
-    /// The fields in order, with only the last of each duplicate key.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
-        self.fields
+    /// The fields in order, with only the last of each duplicate key. Linear in the number
+    /// of fields, whatever a sender puts in one object.
+    pub fn fields(&self) -> Vec<(&str, &'a RawValue)> {
+        let mut seen = HashSet::with_capacity(self.fields.len());
+        let mut fields: Vec<_> = self
+            .fields
             .iter()
-            .enumerate()
-            .filter(|(index, (key, _))| !self.fields[index + 1..].iter().any(|(later, _)| later == key))
-            .map(|(_, (key, value))| (key.as_ref(), *value))
+            .rev()
+            .filter(|(key, _)| seen.insert(key.as_ref()))
+            .map(|(key, value)| (key.as_ref(), *value))
+            .collect();
+        fields.reverse();
+        fields
+    }
+
+    /// The keys, for testing many keys against the object at once.
+    pub fn keys(&self) -> HashSet<&str> {
+        self.fields.iter().map(|(key, _)| key.as_ref()).collect()
     }
 
     /// The value of `key` as sent, `null` included.
@@ -68,7 +80,7 @@ impl<'a> Object<'a> {
 
     /// The whole object as a `serde_json` map, for what is kept as a map (traits).
     pub fn to_map(&self) -> Map<String, Value> {
-        self.fields().map(|(key, value)| (key.to_owned(), to_value(value))).collect()
+        self.fields().into_iter().map(|(key, value)| (key.to_owned(), to_value(value))).collect()
     }
 }
 
@@ -345,7 +357,13 @@ mod tests {
         assert_eq!(object.raw("a").unwrap().get(), r#"{"c":null}"#);
         assert_eq!(object.string("b").as_deref(), Some("x\"y"));
         assert!(object.get("n").is_none() && object.raw("n").is_some() && object.contains("n"));
-        assert_eq!(object.fields().map(|(key, _)| key).collect::<Vec<_>>(), ["b", "a", "n"]);
+        assert_eq!(object.fields().into_iter().map(|(key, _)| key).collect::<Vec<_>>(), ["b", "a", "n"]);
+        let many: Vec<String> = (0..50_000).map(|n| format!(r#""k{}":{n}"#, n % 25_000)).collect();
+        let text = format!("{{{}}}", many.join(","));
+        let crowded = Object::parse(raw(&text)).unwrap();
+        let fields = crowded.fields();
+        assert_eq!(fields.len(), 25_000);
+        assert_eq!((fields[0].0, fields[0].1.get()), ("k0", "25000"), "the last of each key, where it last stands");
         assert_eq!(Value::Object(object.to_map()), serde_json::json!({"a":{"c":null},"b":"x\"y","n":null}));
         assert!(Object::parse(raw("[1]")).is_none());
         assert_eq!(kind(raw("-1.5e3")), Kind::Number);
