@@ -1,7 +1,9 @@
 //! Several kith nodes on one PostgreSQL database: two real `kith serve` processes take the same
 //! users' events at once, in parallel and with replays. Afterwards there is one activity
 //! interaction per contact per day, no messageId stored twice, no event lost, and the data
-//! (closeness keys included) equals a single node's run of the same events.
+//! (closeness keys included) equals a single node's run of the same events. The node applying
+//! the event log can be killed with SIGKILL mid-load: the other takes its lease over and
+//! nothing acknowledged is lost or counted twice.
 //!
 //! Runs when `KITH_TEST_DATABASE_URL` names a PostgreSQL server; without it these tests are
 //! compiled as ignored (see the crate's build.rs), so the run reports them as skipped.
@@ -10,7 +12,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -27,15 +31,24 @@ impl Drop for Node {
     }
 }
 
-/// Starts a node on `database_url`; the first node of a database returns the write key it prints.
-fn start_node(database_url: &str, first: bool) -> (Node, Option<String>) {
+/// The keys the first node of a database prints.
+struct Keys {
+    write: String,
+    secret: String,
+}
+
+/// Starts a node on `database_url`; the first node of a database returns the keys it prints.
+fn start_node(database_url: &str, first: bool) -> (Node, Option<Keys>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kith"));
     command.args(["--database-url", database_url, "serve"]).env_remove("KITH_CONFIG").env("KITH_LOG", "warn");
     let served = common::serve(command);
-    let key = served.banner.iter().find(|line| line.contains("write key"));
-    let key = key.and_then(|line| line.split_whitespace().last()).map(str::to_owned);
-    assert!(!first || key.is_some(), "the first node prints a write key");
-    (Node { child: served.child, url: format!("http://127.0.0.1:{}", served.port) }, key)
+    let printed = |what: &str| {
+        let line = served.banner.iter().find(|line| line.contains(what));
+        line.and_then(|line| line.split_whitespace().last()).map(str::to_owned)
+    };
+    let keys = printed("write key").zip(printed("secret key")).map(|(write, secret)| Keys { write, secret });
+    assert!(!first || keys.is_some(), "the first node prints its keys");
+    (Node { child: served.child, url: format!("http://127.0.0.1:{}", served.port) }, keys)
 }
 
 /// One request: a path and its body.
@@ -162,6 +175,21 @@ struct Outcome {
     contacts: Vec<ContactRow>,
 }
 
+/// Waits, with the nodes still running, until the projection has applied the whole event log.
+async fn settle(url: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let start = Instant::now();
+    loop {
+        let waiting: i64 = client.query_one("SELECT count(*) FROM event_log", &[]).await.unwrap().get(0);
+        if waiting == 0 {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{waiting} events still unapplied after a minute");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn read_back(url: &str, message_ids: &BTreeSet<String>) -> Outcome {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
@@ -235,26 +263,32 @@ async fn two_nodes_store_what_one_node_stores() {
 
     let outcome = {
         let (url, requests) = (two_url.clone(), requests.clone());
-        tokio::task::spawn_blocking(move || {
-            let (a, key) = start_node(&url, true);
+        let nodes = tokio::task::spawn_blocking(move || {
+            let (a, keys) = start_node(&url, true);
             let (b, _) = start_node(&url, false);
-            let key = key.unwrap();
+            let key = keys.unwrap().write;
             send_all(&[&a.url, &b.url], &key, &requests);
             // Replays of everything, through the other node each time.
             send_all(&[&b.url, &a.url], &key, &requests);
+            [a, b]
         })
         .await
         .unwrap();
+        settle(&two_url).await;
+        drop(nodes);
         read_back(&two_url, &message_ids).await
     };
     let reference = {
         let url = one_url.clone();
-        tokio::task::spawn_blocking(move || {
-            let (node, key) = start_node(&url, true);
-            send_all(&[&node.url], &key.unwrap(), &requests);
+        let node = tokio::task::spawn_blocking(move || {
+            let (node, keys) = start_node(&url, true);
+            send_all(&[&node.url], &keys.unwrap().write, &requests);
+            node
         })
         .await
         .unwrap();
+        settle(&one_url).await;
+        drop(node);
         read_back(&one_url, &message_ids).await
     };
 
@@ -276,6 +310,96 @@ async fn two_nodes_store_what_one_node_stores() {
     for name in [two, one] {
         kith_store::postgres::drop_database(&server, &name).await.expect("drop database");
     }
+}
+
+/// The node holding the projection lease (the first started) is killed with SIGKILL a third of
+/// the way through the load. Clients retry what it did not answer on the other node, as a
+/// load balancer would send them; every identify acknowledged by one node is read back at once
+/// through the other. Afterwards the survivor has taken the lease over and applied everything:
+/// each event stored once, each contact-day with one hit per distinct messageId, nothing
+/// pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn a_killed_projection_node_is_taken_over_and_nothing_is_lost_or_counted_twice() {
+    let server = postgres_server();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("kith_test_takeover_{}_{nanos}", std::process::id());
+    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    let (requests, message_ids) = workload();
+    let expected = expected_days(&requests);
+
+    let survivor = {
+        let (url, requests) = (url.clone(), requests.clone());
+        tokio::task::spawn_blocking(move || {
+            let (leader, keys) = start_node(&url, true);
+            let (survivor, _) = start_node(&url, false);
+            let keys = keys.unwrap();
+            let urls = [leader.url.clone(), survivor.url.clone()];
+            let leader = Mutex::new(Some(leader));
+            let queue = Mutex::new(requests.iter().enumerate().rev().collect::<Vec<_>>());
+            let (sent, kill_at) = (AtomicUsize::new(0), requests.len() / 3);
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| {
+                        let client =
+                            reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+                        loop {
+                            let next = queue.lock().unwrap().pop();
+                            let Some((n, request)) = next else { break };
+                            if sent.fetch_add(1, Ordering::SeqCst) == kill_at {
+                                let mut leader = leader.lock().unwrap();
+                                if let Some(node) = leader.as_mut() {
+                                    node.child.kill().expect("SIGKILL the leading node");
+                                    node.child.wait().unwrap();
+                                }
+                            }
+                            let first = n % 2;
+                            let answered = client
+                                .post(format!("{}{}", urls[first], request.path))
+                                .basic_auth(&keys.write, Some(""))
+                                .json(&request.body)
+                                .send()
+                                .map(|response| response.status().is_success())
+                                .unwrap_or(false);
+                            let node = if answered {
+                                first
+                            } else {
+                                // The retry of a client behind a load balancer.
+                                send(&client, &urls[1], &keys.write, request);
+                                1
+                            };
+                            if request.path == "/v1/identify" {
+                                // Read after the 200 through the other node, if it still runs.
+                                let other = if node == 0 || leader.lock().unwrap().is_none() { 1 } else { 0 };
+                                let email = request.body["traits"]["email"].as_str().unwrap();
+                                let response = client
+                                    .get(format!("{}/api/contacts/{email}", urls[other]))
+                                    .bearer_auth(&keys.secret)
+                                    .send();
+                                // A node killed meanwhile does not answer at all.
+                                if let Ok(response) = response {
+                                    assert_eq!(response.status(), 200, "{email} read on node {other} after its 200");
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            leader.lock().unwrap().take();
+            survivor
+        })
+        .await
+        .unwrap()
+    };
+    settle(&url).await;
+    let metrics = reqwest::get(format!("{}/metrics", survivor.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("kith_projection_leases 1\n"), "the survivor applies the log: {metrics}");
+    drop(survivor);
+    let outcome = read_back(&url, &message_ids).await;
+    let mut days = outcome.interactions.clone();
+    days.sort();
+    assert_eq!(days, expected, "every contact-day once, with one hit per distinct messageId");
+    kith_store::postgres::drop_database(&server, &name).await.expect("drop database");
 }
 
 #[tokio::test]

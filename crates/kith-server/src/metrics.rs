@@ -377,6 +377,11 @@ impl Collector for EventLogCollector {
                 "Acknowledged events the projection has not applied yet.",
                 position.appended - position.applied,
             ),
+            (
+                "kith_projection_leases",
+                "Parts of the event log this node applies: 1 on SQLite; on PostgreSQL, 1 on the node holding the projection lease, 0 on the others.",
+                i64::from(position.leases),
+            ),
         ] {
             encode_reading(&mut encoder, name, help, ConstGauge::new(value))?;
         }

@@ -33,6 +33,9 @@ pub struct LogPosition {
     pub appended: i64,
     /// Applied by the projection.
     pub applied: i64,
+    /// How many parts of the log this node's projection applies: a single node applies all
+    /// of it; of several nodes on PostgreSQL, the one holding the projection lease.
+    pub leases: u32,
 }
 
 /// A storage failure. Client mistakes never end up here; these are the server's problems.

@@ -865,6 +865,12 @@ pub fn first_event_of_day(time: i64, description: &str, current_time: i64, curre
     (time, description) < (current_time, current_description)
 }
 
+/// Whether an event is valid only for a user who already has a contact (an identify without
+/// email), which depends on every event before it: the log decides it before answering.
+pub fn needs_known_user(event: &Event) -> bool {
+    matches!(event.kind, EventKind::Identify { .. }) && event.email.is_none()
+}
+
 /// The parts a batch is planned in, in order: each ends at a deletion or at the batch's end.
 /// The planner plans a batch's deletion after all its other events, which is the deletion's
 /// place in the stream only when no event follows it; planned in one part with what came
@@ -897,4 +903,18 @@ pub fn reparse(row: &PendingEvent) -> Option<Event> {
         }
         _ => None,
     }
+}
+
+/// The events of event-log entries `(seq, entry)`, parsed again as they were when appended;
+/// an entry that no longer parses is logged and skipped.
+pub fn reparse_entries(rows: &[(i64, PendingEvent)]) -> Vec<(i64, Incoming)> {
+    rows.iter()
+        .filter_map(|(seq, row)| {
+            let event = reparse(row);
+            if event.is_none() {
+                tracing::error!(seq, "an event in the log no longer parses; it is skipped");
+            }
+            event.map(|event| (*seq, Incoming::new(row.workspace_id, event)))
+        })
+        .collect()
 }

@@ -296,6 +296,11 @@ impl Connections {
         Ok(Connections { pool, ssl_mode: target.ssl_mode, connect_timeout: target.connect_timeout, timeout })
     }
 
+    /// How long one operation may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The deadline of an operation starting now.
     pub fn deadline(&self) -> Instant {
         Instant::now() + self.timeout

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "success", include_str!("../../migrations/postgres/0008_success.sql")),
     (9, "journeys", include_str!("../../migrations/postgres/0009_journeys.sql")),
     (11, "reprojections", include_str!("../../migrations/postgres/0011_reprojections.sql")),
+    (12, "event_log", include_str!("../../migrations/postgres/0012_event_log.sql")),
 ];
 
 /// Applies the migrations the database lacks, recording `now` as when; returns their versions.

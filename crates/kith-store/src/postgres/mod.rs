@@ -1,7 +1,10 @@
 //! The PostgreSQL backend, for several kith nodes on one database.
 //!
-//! Every node runs its own ingest pipeline, so writers of different nodes meet in the
-//! database. Writes that plan from what they read (ingest batches, manual interactions,
+//! Every node appends the events it accepts to the event log and answers once that is
+//! committed; the node holding the projection lease applies the log to everything derived
+//! (`log.rs`). Reads of what events derive wait until the projection has applied what was
+//! acknowledged before them ([`PostgresStore::wait_applied`]), on whichever node they run.
+//! Writes that plan from what they read (the projection's batches, manual interactions,
 //! merges, deletions, cadences) take one transaction-scoped advisory lock first
 //! ([`lock_contacts`]): they run one at a time across all nodes, each seeing everything the
 //! previous one committed, which is what keeps "one activity per contact per day" and the
@@ -12,6 +15,7 @@ mod admin;
 mod connect;
 mod health;
 mod journeys;
+mod log;
 mod messages;
 mod migrate;
 mod nudges;
@@ -33,7 +37,7 @@ use tokio_postgres::GenericClient;
 
 use crate::journeys::JourneyStart;
 use crate::records::*;
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 pub use connect::{create_database, drop_database, with_database_name, SslMode, DEFAULT_CONNECT_TIMEOUT};
 pub use migrate::MIGRATIONS;
@@ -91,6 +95,7 @@ macro_rules! on_connection {
 pub struct PostgresStore {
     connections: connect::Connections,
     clock: Clock,
+    log: std::sync::Arc<log::Log>,
 }
 
 impl PostgresStore {
@@ -104,7 +109,56 @@ impl PostgresStore {
         let connections = connect::Connections::open(&options.url, options.max_connections, options.timeout)?;
         migrate::run(&mut **connections.get(connections.deadline()).await?, options.clock.now().as_millisecond())
             .await?;
-        Ok(PostgresStore { connections, clock: options.clock.clone() })
+        let log = log::Log::start(connections.clone(), options.timeout);
+        Ok(PostgresStore { connections, clock: options.clock.clone(), log })
+    }
+
+    /// Waits, at most the database timeout, until the projection has applied every entry of
+    /// the event log visible when the call started: everything acknowledged before it, on
+    /// any node.
+    async fn wait_applied(&self) -> Result<()> {
+        let deadline = self.connections.deadline();
+        let (target, mut applied) = on_connection!(self, deadline, |c| log::marks(c))?;
+        let mut changed = self.log.watch_applied();
+        let mut pause = Duration::from_millis(1);
+        while applied < target {
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(StoreError::unavailable(format!(
+                    "the projection is more than {} s behind the event log",
+                    self.connections.timeout().as_secs()
+                )));
+            }
+            // The projection of this node wakes the wait as soon as it moves; another node's
+            // is polled, less and less often.
+            let _ = tokio::time::timeout(pause, changed.changed()).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+            applied = if self.log.leading() {
+                *changed.borrow_and_update()
+            } else {
+                on_connection!(self, deadline, |c| log::applied(c))?
+            };
+        }
+        self.log.saw((target, applied));
+        Ok(())
+    }
+
+    /// Waits, at most [`log::APPEND_WAIT`], until the log is less than [`log::MAX_LAG`]
+    /// entries ahead of the projection; past it, ingest sheds load.
+    async fn wait_room(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + log::APPEND_WAIT;
+        loop {
+            let (appended, applied) = on_connection!(self, |c| log::marks(c))?;
+            if appended - applied < log::MAX_LAG {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::unavailable(format!(
+                    "the projection is {} events behind the event log; retry shortly",
+                    appended - applied
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Applies pending migrations only; returns the versions applied.
@@ -142,6 +196,7 @@ impl Store for PostgresStore {
     }
 
     async fn update_workspace(&self, id: WorkspaceId, patch: WorkspacePatch) -> Result<Workspace> {
+        self.wait_applied().await?;
         on_connection!(self, |c| admin::update_workspace(c, id, patch, self.now()))
     }
 
@@ -166,30 +221,50 @@ impl Store for PostgresStore {
     }
 
     async fn write_events(&self, batch: Vec<Incoming>) -> Result<Vec<Outcome>> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for run in crate::plan::deletion_runs(&batch) {
-            outcomes.extend(on_connection!(self, |c| write::write_events(c, &batch[run.clone()]))?);
+        self.wait_room().await?;
+        if batch.iter().any(|incoming| crate::plan::needs_known_user(&incoming.event)) {
+            // Whether it names a known user depends on every event acknowledged before it.
+            self.wait_applied().await?;
         }
+        let outcomes = on_connection!(self, |c| log::append(c, &batch))?;
+        self.log.appended();
         Ok(outcomes)
     }
 
+    fn report_applied(&self, sink: crate::AppliedSink) {
+        self.log.report_to(sink);
+    }
+
+    async fn settle(&self) -> Result<()> {
+        self.wait_applied().await
+    }
+
+    fn log_position(&self) -> Option<crate::LogPosition> {
+        Some(self.log.position())
+    }
+
     async fn preview(&self, workspace: WorkspaceId, event: Event) -> Result<Preview> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::preview(c, workspace, event))
     }
 
     async fn expire_pending(&self, now: Timestamp) -> Result<u64> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::expire_pending(c, now.as_millisecond()))
     }
 
     async fn contacts(&self, workspace: WorkspaceId, query: ContactQuery) -> Result<Page<Contact>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::contacts(c, workspace, &query))
     }
 
     async fn contact(&self, workspace: WorkspaceId, key: ContactKey) -> Result<Option<Contact>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::contact(c, workspace, &key))
     }
 
     async fn identities(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Identity>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::identities(c, workspace, contact))
     }
 
@@ -200,6 +275,7 @@ impl Store for PostgresStore {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<Interaction>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::timeline(c, workspace, contact, cursor.as_ref(), limit))
     }
 
@@ -210,6 +286,7 @@ impl Store for PostgresStore {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<StoredEvent>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::events(c, workspace, contact, cursor.as_ref(), limit))
     }
 
@@ -219,6 +296,7 @@ impl Store for PostgresStore {
         contact: ContactId,
         until: Timestamp,
     ) -> Result<Vec<String>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::identify_payloads(c, workspace, contact, until.as_millisecond()))
     }
 
@@ -228,26 +306,32 @@ impl Store for PostgresStore {
         contact: ContactId,
         interaction: NewInteraction,
     ) -> Result<Interaction> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::add_interaction(c, workspace, contact, interaction, self.now()))
     }
 
     async fn delete_contact(&self, workspace: WorkspaceId, contact: ContactId, suppress: bool) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::delete_contact(c, workspace, contact, suppress, self.now()))
     }
 
     async fn merge_contacts(&self, workspace: WorkspaceId, into: ContactId, from: ContactId) -> Result<Contact> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::merge_contacts(c, workspace, into, from, self.now()))
     }
 
     async fn set_cadence(&self, workspace: WorkspaceId, contact: ContactId, days: Option<i64>) -> Result<Contact> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::set_cadence(c, workspace, contact, days, self.now()))
     }
 
     async fn alias_conflicts(&self, workspace: WorkspaceId) -> Result<Vec<AliasConflictRecord>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::alias_conflicts(c, workspace))
     }
 
     async fn request_reprojection(&self, workspace: WorkspaceId, reason: &str) -> Result<Reprojection> {
+        self.wait_applied().await?;
         on_connection!(self, |c| reproject::request_and_status(c, workspace, reason, self.now()))
     }
 
@@ -256,30 +340,37 @@ impl Store for PostgresStore {
     }
 
     async fn reproject_step(&self, contacts: usize) -> Result<Option<ReprojectionStep>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| reproject::step(c, contacts, self.now()))
     }
 
     async fn accounts(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<Account>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::accounts(c, workspace, None, limit))
     }
 
     async fn account(&self, workspace: WorkspaceId, group_id: &str) -> Result<Option<Account>> {
+        self.wait_applied().await?;
         Ok(on_connection!(self, |c| read::accounts(c, workspace, Some(group_id), 1))?.pop())
     }
 
     async fn contact_accounts(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<Account>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::contact_accounts(c, workspace, contact))
     }
 
     async fn audiences(&self, workspace: WorkspaceId) -> Result<Vec<Audience>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::audiences(c, workspace, None))
     }
 
     async fn audience(&self, workspace: WorkspaceId, key: &str) -> Result<Option<Audience>> {
+        self.wait_applied().await?;
         Ok(on_connection!(self, |c| read::audiences(c, workspace, Some(key)))?.pop())
     }
 
     async fn contact_audiences(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<AudienceMembership>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::contact_audiences(c, workspace, contact))
     }
 
@@ -290,6 +381,7 @@ impl Store for PostgresStore {
         contact: Option<ContactId>,
         limit: usize,
     ) -> Result<Vec<AudienceHistoryEntry>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| read::audience_history(c, workspace, audience, contact, limit))
     }
 
@@ -304,10 +396,12 @@ impl Store for PostgresStore {
         key: &str,
         days: i64,
     ) -> Result<CadenceRule> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::set_cadence_rule(c, workspace, target, key, days, self.now()))
     }
 
     async fn delete_cadence_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::delete_cadence_rule(c, workspace, id, self.now()))
     }
 
@@ -320,14 +414,17 @@ impl Store for PostgresStore {
     }
 
     async fn create_rule(&self, workspace: WorkspaceId, spec: RuleSpec) -> Result<Rule> {
+        self.wait_applied().await?;
         on_connection!(self, |c| nudges::create_rule(c, workspace, &spec, self.now()))
     }
 
     async fn update_rule(&self, workspace: WorkspaceId, id: i64, spec: RuleSpec) -> Result<Option<Rule>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| nudges::update_rule(c, workspace, id, &spec, self.now()))
     }
 
     async fn delete_rule(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| nudges::delete_rule(c, workspace, id, self.now()))
     }
 
@@ -338,14 +435,17 @@ impl Store for PostgresStore {
         contact: Option<ContactId>,
         limit: usize,
     ) -> Result<Vec<Firing>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| nudges::firings(c, workspace, rule, contact, limit))
     }
 
     async fn evaluate_contacts(&self, now: Timestamp) -> Result<JobReport> {
+        self.wait_applied().await?;
         on_connection!(self, |c| nudges::evaluate_contacts(c, now))
     }
 
     async fn fire_due(&self, now: Timestamp, limit: usize) -> Result<JobReport> {
+        self.wait_applied().await?;
         on_connection!(self, |c| nudges::fire_due(c, now, limit))
     }
 
@@ -358,18 +458,22 @@ impl Store for PostgresStore {
     }
 
     async fn create_journey(&self, workspace: WorkspaceId, spec: JourneySpec) -> Result<Journey> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::create_journey(c, workspace, &spec, self.now()))
     }
 
     async fn update_journey(&self, workspace: WorkspaceId, id: i64, spec: JourneySpec) -> Result<Option<Journey>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::update_journey(c, workspace, id, &spec, self.now()))
     }
 
     async fn delete_journey(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::delete_journey(c, workspace, id))
     }
 
     async fn advance_journeys(&self, now: Timestamp, limit: usize) -> Result<JourneyReport> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::advance(c, now, limit))
     }
 
@@ -379,10 +483,12 @@ impl Store for PostgresStore {
         account: i64,
         starts: Vec<JourneyStart>,
     ) -> Result<usize> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::enter_account_members(c, workspace, account, &starts))
     }
 
     async fn journey_counts(&self, workspace: WorkspaceId, journey: i64) -> Result<JourneyCounts> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::counts(c, workspace, journey))
     }
 
@@ -393,10 +499,12 @@ impl Store for PostgresStore {
         step: u32,
         limit: usize,
     ) -> Result<Vec<JourneyEntry>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::step_entries(c, workspace, journey, step, limit))
     }
 
     async fn contact_journeys(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Vec<JourneyEntry>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::contact_journeys(c, workspace, contact))
     }
 
@@ -406,6 +514,7 @@ impl Store for PostgresStore {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<TrackRecord>> {
+        self.wait_applied().await?;
         let (since, until) = (since.as_millisecond(), until.as_millisecond());
         on_connection!(self, |c| journeys::track_history(c, workspace, since, until))
     }
@@ -417,15 +526,18 @@ impl Store for PostgresStore {
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<AudienceChange>> {
+        self.wait_applied().await?;
         let (since, until) = (since.as_millisecond(), until.as_millisecond());
         on_connection!(self, |c| journeys::audience_changes(c, workspace, audience, since, until))
     }
 
     async fn interaction_history(&self, workspace: WorkspaceId, until: Timestamp) -> Result<Vec<InteractionRecord>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::interaction_history(c, workspace, until.as_millisecond()))
     }
 
     async fn cadences(&self, workspace: WorkspaceId) -> Result<Vec<ContactCadence>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| journeys::cadences(c, workspace))
     }
 
@@ -434,6 +546,7 @@ impl Store for PostgresStore {
     }
 
     async fn account_memberships(&self, workspace: WorkspaceId) -> Result<Vec<(i64, ContactId)>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| health::account_memberships(c, workspace))
     }
 
@@ -462,6 +575,7 @@ impl Store for PostgresStore {
         change: StepChange,
         now: Timestamp,
     ) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| write::apply_to_contact(c, delivery, workspace, contact, change, now))
     }
 
@@ -511,6 +625,7 @@ impl Store for PostgresStore {
         until_ms: i64,
         event: Option<&str>,
     ) -> Result<MemberEventCounts> {
+        self.wait_applied().await?;
         on_connection!(self, |c| health::member_event_counts(c, workspace, account, since_ms, until_ms, event))
     }
 
@@ -702,10 +817,12 @@ impl Store for PostgresStore {
     }
 
     async fn firing_event(&self, workspace: WorkspaceId, firing: i64) -> Result<Option<String>> {
+        self.wait_applied().await?;
         on_connection!(self, |c| messages::firing_event(c, workspace, firing))
     }
 
     async fn is_suppressed(&self, workspace: WorkspaceId, email: &str) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| messages::is_suppressed(c, workspace, email))
     }
 
@@ -764,6 +881,7 @@ impl Store for PostgresStore {
     }
 
     async fn has_track(&self, workspace: WorkspaceId, contact: ContactId, name: &str) -> Result<bool> {
+        self.wait_applied().await?;
         on_connection!(self, |c| messages::has_track(c, workspace, contact, name))
     }
 

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use kith_core::closeness::{days_of_millis, History, InteractionKind, Model};
 use kith_core::profile::{display_name, merge_traits};
 use kith_core::time::{day_key, from_millis};
-use kith_core::{Event, EventKind};
+use kith_core::{Event, EventKind, Rejection};
 use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
@@ -22,30 +22,36 @@ use crate::records::*;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
 
-/// Applies a batch of events in one transaction.
-pub async fn write_events(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Dropping the transaction on an error rolls everything back, the claims included: the
-    // client is only answered once the batch is committed.
+/// Applies the event-log entries after `from` through `through`, `batch`, in one transaction,
+/// which also moves the projection's watermark to `through` and deletes those entries.
+pub async fn apply_events(c: &mut Client, batch: &[Incoming], from: i64, through: i64) -> Result<Vec<Outcome>> {
+    // Dropping the transaction on an error rolls everything back, the watermark included.
     let tx = c.transaction().await?;
-    lock_contacts(&tx).await?;
-    let workspaces = load_workspaces(&tx, batch.iter().map(|incoming| incoming.workspace_id)).await?;
+    let outcomes = if batch.is_empty() { Vec::new() } else { plan_and_execute(&tx, batch).await? };
+    tx.execute("UPDATE projection_state SET applied = $1 WHERE shard = 0", &[&through]).await?;
+    // Bounded below too: entries deleted before are still in the index until a vacuum, and
+    // a scan from the start would step over all of them each time.
+    tx.execute("DELETE FROM event_log WHERE seq > $1 AND seq <= $2", &[&from, &through]).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn plan_and_execute(tx: &Transaction<'_>, batch: &[Incoming]) -> Result<Vec<Outcome>> {
+    // Manual interactions, merges, deletions and cadences plan from what they read too.
+    lock_contacts(tx).await?;
+    let workspaces = load_workspaces(tx, batch.iter().map(|incoming| incoming.workspace_id)).await?;
     let mut rules = HashMap::with_capacity(workspaces.len());
     for (id, workspace) in &workspaces {
-        let enabled = nudges::enabled_rules(&tx, *id).await?;
-        let journeys = journeys::enabled_journeys(&tx, *id).await?;
+        let enabled = nudges::enabled_rules(tx, *id).await?;
+        let journeys = journeys::enabled_journeys(tx, *id).await?;
         rules.insert(
             *id,
             WorkspaceRules::new(workspace.tz(), enabled, workspace.sends_to_segment()).with_journeys(journeys),
         );
     }
-    // Claiming a messageId is how a duplicate is found: one statement for the batch, no lookup.
-    let (claimed, seen) = claim_message_ids(&tx, batch).await?;
     let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
-    let mut lookups = lookup(&tx, &needs).await?;
-    lookups.seen_messages = seen;
+    // The log holds no duplicate: its appends claimed every messageId.
+    let lookups = lookup(tx, &needs).await?;
     let plan = {
         let mut planner = Planner::new(&rules, lookups, batch.len());
         planner.plan_identities(batch);
@@ -54,45 +60,28 @@ pub async fn write_events(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outc
             if links.is_empty() {
                 break;
             }
-            let pending = fetch_pending(&tx, &links).await?;
+            let pending = fetch_pending(tx, &links).await?;
             if pending.is_empty() {
                 continue;
             }
             let needs = planner.pending_needs(&pending);
-            planner.extend_lookups(lookup(&tx, &needs).await?);
+            planner.extend_lookups(lookup(tx, &needs).await?);
             planner.attach_pending(pending);
         }
         planner.plan_activity(batch);
         planner.finish()
     };
-    release_unstored_claims(&tx, claimed, &plan.claims).await?;
+    let claimed = batch.iter().map(|incoming| incoming.digest).collect();
+    release_unstored_claims(tx, claimed, &plan.claims).await?;
     // The batch's own receive time, so that what it stamps follows the server's clock.
     let now = batch.iter().map(|incoming| incoming.event.received_at.as_millisecond()).max().unwrap_or_default();
-    let written = execute(&tx, &plan, &workspaces, now).await?;
-    tx.commit().await?;
+    let written = execute(tx, &plan, &workspaces, now).await?;
     Ok(plan
         .resolve_outcomes(|contact| resolve(&written.contact_ids, contact), |day| written.created_days.contains(day)))
 }
 
 /// Message digests.
 type Digests = HashSet<[u8; 16]>;
-
-/// Inserts every messageId of the batch; returns those this batch claimed and those that
-/// were stored before it (a repeat within the batch is neither: the planner sees it).
-async fn claim_message_ids(tx: &Transaction<'_>, batch: &[Incoming]) -> Result<(Digests, Digests)> {
-    // Sorted, so that writers claim in one order.
-    let digests: Vec<&[u8]> =
-        batch.iter().map(|incoming| incoming.digest.as_slice()).collect::<BTreeSet<_>>().into_iter().collect();
-    let rows = tx
-        .query(
-            "INSERT INTO message_ids (digest) SELECT unnest($1::bytea[]) ON CONFLICT DO NOTHING RETURNING digest",
-            &[&digests],
-        )
-        .await?;
-    let claimed: Digests = rows.iter().filter_map(|row| row.get::<_, &[u8]>(0).try_into().ok()).collect();
-    let seen = batch.iter().map(|incoming| incoming.digest).filter(|digest| !claimed.contains(digest)).collect();
-    Ok((claimed, seen))
-}
 
 /// Gives back the messageIds of events the plan does not store (refused or suppressed), so
 /// that a corrected retry with the same messageId is not taken for a duplicate.
@@ -109,8 +98,32 @@ async fn release_unstored_claims(tx: &Transaction<'_>, claimed: Digests, stored:
     Ok(())
 }
 
+/// Which events of a batch the planner would refuse after reading what is applied (an
+/// identify without email for a user nobody knows), read-only.
+pub async fn rejections(c: &(impl GenericClient + Sync), batch: &[Incoming]) -> Result<Vec<Option<Rejection>>> {
+    let workspaces = load_workspaces(c, batch.iter().map(|incoming| incoming.workspace_id)).await?;
+    let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
+        .iter()
+        .map(|(id, workspace)| (*id, WorkspaceRules::new(workspace.tz(), Vec::new(), false)))
+        .collect();
+    let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
+    let lookups = lookup(c, &needs).await?;
+    let mut planner = Planner::new(&rules, lookups, batch.len());
+    planner.plan_identities(batch);
+    planner.plan_activity(batch);
+    Ok(planner
+        .finish()
+        .outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            plan::PlannedOutcome::Done(Outcome::Rejected(rejection)) => Some(rejection),
+            _ => None,
+        })
+        .collect())
+}
+
 async fn load_workspaces(
-    tx: &Transaction<'_>,
+    tx: &(impl GenericClient + Sync),
     ids: impl Iterator<Item = WorkspaceId>,
 ) -> Result<HashMap<WorkspaceId, Workspace>> {
     let mut workspaces = HashMap::new();

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use kith_core::{Clock, EventKind};
+use kith_core::Clock;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::watch;
 
@@ -108,7 +108,7 @@ impl Progress {
     /// Where the log and the projection are now.
     pub fn position(&self) -> crate::LogPosition {
         let marks = self.marks();
-        crate::LogPosition { appended: marks.appended, applied: marks.applied }
+        crate::LogPosition { appended: marks.appended, applied: marks.applied, leases: 1 }
     }
 
     /// Waits (asynchronously, at most [`READ_WAIT`]) until the projection has applied
@@ -344,11 +344,8 @@ fn adopt_message_ids(writer: &Mutex<Writer>, log: &mut Connection, dedup: &mut D
     Ok(())
 }
 
-/// An identify without email is only valid for a user who already has a contact.
 fn needs_known_user(incoming: &Incoming, outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Accepted)
-        && matches!(incoming.event.kind, EventKind::Identify { .. })
-        && incoming.event.email.is_none()
+    matches!(outcome, Outcome::Accepted) && crate::plan::needs_known_user(&incoming.event)
 }
 
 /// The projection loop: applies the log after the watermark until the store is dropped.
@@ -408,7 +405,7 @@ fn apply_after(
             let before = handed_from.unwrap_or(i64::MAX);
             let rows = read_after(reader, from, before, PROJECTION_BATCH)?;
             let Some(last) = rows.last().map(|(seq, _)| *seq) else { return Ok((from, Vec::new(), Vec::new())) };
-            (last, reparse(&rows))
+            (last, crate::plan::reparse_entries(&rows))
         }
     };
     let (seqs, mut batch): (Vec<i64>, Vec<Incoming>) = events.into_iter().unzip();
@@ -451,19 +448,6 @@ fn read_after(reader: &Connection, from: i64, before: i64, limit: usize) -> Resu
         Ok((row.get::<_, i64>(0)?, write::pending_event(row)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The events of log entries, parsed again as they were when appended.
-fn reparse(rows: &[(i64, PendingEvent)]) -> Vec<(i64, Incoming)> {
-    rows.iter()
-        .filter_map(|(seq, row)| {
-            let event = crate::plan::reparse(row);
-            if event.is_none() {
-                tracing::error!(seq, "an event in the log no longer parses; it is skipped");
-            }
-            event.map(|event| (*seq, Incoming::new(row.workspace_id, event)))
-        })
-        .collect()
 }
 
 /// The watermark stored in the main database.

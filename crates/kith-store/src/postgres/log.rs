@@ -1,0 +1,365 @@
+//! The event log on PostgreSQL and its projection, for several nodes on one database.
+//!
+//! Every node appends the events it accepts to `event_log` and answers once that commit is
+//! made: the append is the only synchronous step of ingest, and it takes no lock that plans
+//! from what it reads. What the client must learn is decided in the append's transaction: a
+//! duplicate messageId (claiming the digest in `message_ids` finds it) and an identify
+//! without email for a user nobody knows (read after letting the projection catch up).
+//!
+//! Everything derived from events is written by the projection, run by the one node holding
+//! the projection lease: a session-level advisory lock on a connection of its own, taken with
+//! try-lock. When that node dies its session ends, the lock is released, and another node's
+//! next try (every [`LEASE_RETRY`]) takes the lease over. The projection applies the log
+//! after its watermark in batches through the planner (`write::apply_events`), storing the
+//! new watermark and deleting the applied entries in the same transaction, so that a crash
+//! replays the unapplied tail without counting anything twice.
+//!
+//! Appends hold [`APPEND_LOCK`] from their insert to their commit, so sequence numbers
+//! become visible in order: an entry the projection has not seen is always after its
+//! watermark. Reads that must see acknowledged events wait until the watermark passes the
+//! last entry visible when they start (`PostgresStore::wait_applied`).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::Object;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_postgres::{Client, Transaction};
+
+use super::connect::Connections;
+use super::write;
+use crate::plan::{self, PendingEvent};
+use crate::records::{Incoming, Outcome};
+use crate::{AppliedSink, Result, StoreError};
+
+/// The advisory lock an append holds from its insert to its commit.
+const APPEND_LOCK: i64 = 0x6b69_7468_0003;
+/// The session-level advisory lock of the node that applies the log.
+const PROJECTION_LEASE: i64 = 0x6b69_7468_0004;
+/// How often a node without the lease tries to take it.
+pub const LEASE_RETRY: Duration = Duration::from_millis(500);
+/// The most events one projection transaction applies.
+const PROJECTION_BATCH: i64 = 5_000;
+/// How far the log may run ahead of the projection before appends wait for it, then shed
+/// load with 503.
+pub const MAX_LAG: i64 = 100_000;
+/// How long an append waits for the projection to come back within [`MAX_LAG`].
+pub const APPEND_WAIT: Duration = Duration::from_secs(2);
+/// Below this many waiting events the projection gathers for [`GATHER`] before applying.
+const GATHER_BELOW: usize = 1_000;
+/// How long the projection gathers a trickle of events into one transaction.
+const GATHER: Duration = Duration::from_millis(3);
+/// How often the projection looks for entries appended by other nodes when idle (its own
+/// node's appends wake it at once).
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// What the store and its projection task share.
+pub struct Log {
+    /// Woken by this node's appends.
+    appended: Notify,
+    /// The watermark this node's projection last committed.
+    applied: watch::Sender<i64>,
+    /// Whether this node holds the projection lease.
+    leading: AtomicBool,
+    /// Told what each applied event did.
+    sink: Mutex<Option<AppliedSink>>,
+    /// The log's marks as last read, for `/metrics`.
+    marks: Marks,
+}
+
+/// The last sequence number appended and the watermark, as last read.
+#[derive(Default)]
+struct Marks {
+    appended: AtomicI64,
+    applied: AtomicI64,
+}
+
+impl Marks {
+    /// Both only grow: a reading older than the last one kept changes nothing.
+    fn set(&self, (appended, applied): (i64, i64)) {
+        self.appended.fetch_max(appended, Ordering::Relaxed);
+        self.applied.fetch_max(applied, Ordering::Relaxed);
+    }
+}
+
+impl Log {
+    /// Starts the projection task of a store; it ends when the returned handle is dropped.
+    pub fn start(connections: Connections, timeout: Duration) -> Arc<Log> {
+        let log = Arc::new(Log {
+            appended: Notify::new(),
+            applied: watch::Sender::new(0),
+            leading: AtomicBool::new(false),
+            sink: Mutex::new(None),
+            marks: Marks::default(),
+        });
+        tokio::spawn(run(Arc::downgrade(&log), connections, timeout));
+        log
+    }
+
+    /// Wakes this node's projection, if it leads.
+    pub fn appended(&self) {
+        self.appended.notify_one();
+    }
+
+    /// Whether this node applies the log.
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    /// Notified when this node's projection moves its watermark.
+    pub fn watch_applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
+    }
+
+    /// Keeps a reading of the log's marks (see [`Log::position`]).
+    pub fn saw(&self, marks: (i64, i64)) {
+        self.marks.set(marks);
+    }
+
+    /// Where the log and the projection were when last looked at (at most [`LEASE_RETRY`]
+    /// ago, or by the last read that waited for the projection), and whether this node
+    /// applies the log.
+    pub fn position(&self) -> crate::LogPosition {
+        crate::LogPosition {
+            appended: self.marks.appended.load(Ordering::Relaxed),
+            applied: self.marks.applied.load(Ordering::Relaxed),
+            leases: u32::from(self.leading()),
+        }
+    }
+
+    /// Where applied events are reported from now on.
+    pub fn report_to(&self, sink: AppliedSink) {
+        *self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sink);
+    }
+}
+
+/// The last sequence number appended and committed, and the watermark.
+pub async fn marks(c: &Client) -> Result<(i64, i64)> {
+    let row = c
+        .query_one(
+            "SELECT (SELECT appended FROM log_head WHERE id = 0), (SELECT applied FROM projection_state WHERE shard = 0)",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The watermark.
+pub async fn applied(c: &Client) -> Result<i64> {
+    Ok(c.query_one("SELECT applied FROM projection_state WHERE shard = 0", &[]).await?.get(0))
+}
+
+/// Decides each event's answer, appends the accepted ones and commits. One outcome per
+/// event, in order. The caller lets the projection catch up first when any event
+/// [`plan::needs_known_user`].
+pub async fn append(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> {
+    let tx = c.transaction().await?;
+    let (claimed, seen) = claim_message_ids(&tx, batch).await?;
+    let mut first = HashSet::with_capacity(batch.len());
+    let mut outcomes: Vec<Outcome> = batch
+        .iter()
+        .map(|incoming| {
+            if seen.contains(&incoming.digest) || !first.insert(incoming.digest) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Accepted
+            }
+        })
+        .collect();
+    let checked = |incoming: &Incoming, outcome: &Outcome| {
+        *outcome == Outcome::Accepted && plan::needs_known_user(&incoming.event)
+    };
+    if batch.iter().zip(&outcomes).any(|(incoming, outcome)| checked(incoming, outcome)) {
+        let rejections = write::rejections(&tx, batch).await?;
+        let mut released = Vec::new();
+        for ((outcome, rejection), incoming) in outcomes.iter_mut().zip(rejections).zip(batch) {
+            if let (Some(rejection), true) = (rejection, checked(incoming, outcome)) {
+                *outcome = Outcome::Rejected(rejection);
+                // A refused event does not use up its messageId: a corrected retry is new.
+                if claimed.contains(&incoming.digest) {
+                    released.push(incoming.digest.as_slice());
+                }
+            }
+        }
+        if !released.is_empty() {
+            tx.execute("DELETE FROM message_ids WHERE digest = ANY($1)", &[&released]).await?;
+        }
+    }
+    let accepted: Vec<&Incoming> =
+        batch.iter().zip(&outcomes).filter(|(_, outcome)| **outcome == Outcome::Accepted).map(|(i, _)| i).collect();
+    if !accepted.is_empty() {
+        insert_entries(&tx, &accepted).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Message digests.
+type Digests = HashSet<[u8; 16]>;
+
+/// Inserts every messageId of the batch; returns those this batch claimed and those that
+/// were stored before it (a repeat within the batch is neither).
+async fn claim_message_ids(tx: &Transaction<'_>, batch: &[Incoming]) -> Result<(Digests, Digests)> {
+    // Sorted, so that appends claiming the same digests wait for each other in one order.
+    let digests: Vec<&[u8]> = batch
+        .iter()
+        .map(|incoming| incoming.digest.as_slice())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = tx
+        .query(
+            "INSERT INTO message_ids (digest) SELECT unnest($1::bytea[]) ON CONFLICT DO NOTHING RETURNING digest",
+            &[&digests],
+        )
+        .await?;
+    let claimed: Digests = rows.iter().filter_map(|row| row.get::<_, &[u8]>(0).try_into().ok()).collect();
+    let seen = batch.iter().map(|incoming| incoming.digest).filter(|digest| !claimed.contains(digest)).collect();
+    Ok((claimed, seen))
+}
+
+/// Appends the entries under [`APPEND_LOCK`], which the commit releases: no append takes
+/// sequence numbers while another's are still to become visible.
+async fn insert_entries(tx: &Transaction<'_>, accepted: &[&Incoming]) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
+    let count = accepted.len() as i64;
+    let last: i64 =
+        tx.query_one("SELECT setval('event_log_seq', nextval('event_log_seq') + $1 - 1)", &[&count]).await?.get(0);
+    let seqs: Vec<i64> = (last - count + 1..=last).collect();
+    let workspaces: Vec<i64> = accepted.iter().map(|incoming| incoming.workspace_id).collect();
+    let digests: Vec<&[u8]> = accepted.iter().map(|incoming| incoming.digest.as_slice()).collect();
+    let types: Vec<&str> = accepted.iter().map(|incoming| incoming.event.kind.event_type().as_str()).collect();
+    let occurred: Vec<i64> = accepted.iter().map(|incoming| incoming.event.time.as_millisecond()).collect();
+    let received: Vec<i64> = accepted.iter().map(|incoming| incoming.event.received_at.as_millisecond()).collect();
+    let payloads: Vec<&str> = accepted.iter().map(|incoming| incoming.event.payload.as_str()).collect();
+    tx.execute(
+        "INSERT INTO event_log (seq, workspace_id, digest, event_type, occurred_at, received_at, payload)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
+        &[&seqs, &workspaces, &digests, &types, &occurred, &received, &payloads],
+    )
+    .await?;
+    tx.execute("UPDATE log_head SET appended = $1 WHERE id = 0", &[&last]).await?;
+    Ok(())
+}
+
+/// The projection task: takes the lease when it is free and applies the log while it holds
+/// it, until the store is dropped.
+async fn run(log: Weak<Log>, connections: Connections, timeout: Duration) {
+    let mut failures = 0u32;
+    while log.strong_count() > 0 {
+        match serve(&log, &connections, timeout).await {
+            Ok(()) => failures = 0,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if failures.is_power_of_two() {
+                    tracing::error!(%error, "the projection of the event log stopped; trying again");
+                }
+            }
+        }
+        if let Some(log) = log.upgrade() {
+            log.leading.store(false, Ordering::Relaxed);
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
+    }
+}
+
+/// On a connection of its own, tries the lease every [`LEASE_RETRY`] and applies the log
+/// once it holds it, until the store is dropped or the connection fails.
+async fn serve(log: &Weak<Log>, connections: &Connections, timeout: Duration) -> Result<()> {
+    // Taken out of the pool: the lease lives as long as this connection's session, and is
+    // released by closing it, never by handing it to another request.
+    let mut client = Object::take(connections.get(connections.deadline()).await?);
+    let client: &mut Client = &mut client;
+    loop {
+        let leased: bool = bounded(
+            timeout,
+            "taking its lease",
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&PROJECTION_LEASE]),
+        )
+        .await?
+        .get(0);
+        if leased {
+            return apply(log, client, timeout).await;
+        }
+        let marks = bounded(timeout, "reading the log", marks(client)).await?;
+        match log.upgrade() {
+            Some(shared) => shared.marks.set(marks),
+            None => return Ok(()),
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
+    }
+}
+
+/// Applies the log after the stored watermark, holding the lease, until the store is dropped
+/// or the connection fails.
+async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Result<()> {
+    let mut watermark = bounded(timeout, "starting", applied(client)).await?;
+    let mut refreshed = Instant::now();
+    loop {
+        let Some(shared) = log.upgrade() else { return Ok(()) };
+        shared.applied.send_replace(watermark);
+        shared.leading.store(true, Ordering::Relaxed);
+        if refreshed.elapsed() >= LEASE_RETRY {
+            shared.marks.set(bounded(timeout, "reading the log", marks(client)).await?);
+            refreshed = Instant::now();
+        }
+        let _ = tokio::time::timeout(IDLE_POLL, shared.appended.notified()).await;
+        let mut entries = bounded(timeout, "reading the log", read_after(client, watermark)).await?;
+        if entries.is_empty() {
+            continue;
+        }
+        if entries.len() < GATHER_BELOW {
+            // A trickle of small appends (single identifies) would otherwise cost one
+            // projection transaction each; a read after a 200 waits that much longer at most.
+            tokio::time::sleep(GATHER).await;
+            entries = bounded(timeout, "reading the log", read_after(client, watermark)).await?;
+        }
+        let last = entries.last().map_or(watermark, |(seq, _)| *seq);
+        let (seqs, batch): (Vec<i64>, Vec<Incoming>) = plan::reparse_entries(&entries).into_iter().unzip();
+        for run in plan::deletion_runs(&batch) {
+            let through = if run.end == batch.len() { last } else { seqs[run.end - 1] };
+            let outcomes =
+                bounded(timeout, "applying", write::apply_events(client, &batch[run.clone()], watermark, through))
+                    .await?;
+            let sink = shared.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            if let Some(sink) = sink {
+                sink(&batch[run], &outcomes);
+            }
+            watermark = through;
+            shared.applied.send_replace(watermark);
+        }
+        if batch.is_empty() {
+            // No entry read parses any more: move past them all the same.
+            bounded(timeout, "applying", write::apply_events(client, &[], watermark, last)).await?;
+            watermark = last;
+        }
+    }
+}
+
+/// `work` by `timeout`: a connection that stopped answering fails the projection (which
+/// closes it, releasing the lease) instead of stalling it for ever.
+async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = std::result::Result<T, impl Into<StoreError>>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(StoreError::unavailable(format!("the projection timed out {what}"))),
+    }
+}
+
+/// Up to [`PROJECTION_BATCH`] log entries after `from`, in order.
+async fn read_after(c: &Client, from: i64) -> Result<Vec<(i64, PendingEvent)>> {
+    let rows = c
+        .query(
+            "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at FROM event_log
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&from, &PROJECTION_BATCH],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), write::pending_event(row))).collect())
+}
