@@ -16,6 +16,10 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+/// Up to this many fields, an object's duplicate keys are found by comparing each key with
+/// the ones after it; past it, with a set.
+const SCAN_UP_TO: usize = 16;
+
 /// A JSON object's fields, borrowed from the text that holds it.
 #[derive(Debug, Clone, Default)]
 pub struct Object<'a> {
@@ -35,6 +39,17 @@ impl<'a> Object<'a> {
     /// The fields in order, with only the last of each duplicate key. Linear in the number
     /// of fields, whatever a sender puts in one object.
     pub fn fields(&self) -> Vec<(&str, &'a RawValue)> {
+        if self.fields.len() <= SCAN_UP_TO {
+            // Most objects have a handful of keys: comparing each with the ones after it
+            // costs less than building a set.
+            return self
+                .fields
+                .iter()
+                .enumerate()
+                .filter(|(index, (key, _))| !self.fields[index + 1..].iter().any(|(later, _)| later == key))
+                .map(|(_, (key, value))| (key.as_ref(), *value))
+                .collect();
+        }
         let mut seen = HashSet::with_capacity(self.fields.len());
         let mut fields: Vec<_> = self
             .fields
