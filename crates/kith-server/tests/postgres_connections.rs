@@ -122,21 +122,29 @@ impl Drop for Counted {
     }
 }
 
-async fn forward(client: TcpStream, upstream: SocketAddr, mode: watch::Receiver<Mode>, _open: Counted) {
+async fn forward(client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>, open: Counted) {
     let Ok(server) = TcpStream::connect(upstream).await else { return };
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    // When either side closes, or the proxy cuts, both sockets close.
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // When either side closes, or the proxy cuts, both sockets close...
     tokio::select! {
-        _ = pump(client_read, server_write, mode.clone()) => {}
-        _ = pump(server_read, client_write, mode) => {}
+        _ = pump(&mut client_read, &mut server_write, mode.clone()) => {}
+        _ = pump(&mut server_read, &mut client_write, mode.clone()) => {}
+    }
+    drop((client_read, client_write, open));
+    // ...except that a network dropping packets drops the client's close too: the server
+    // hears nothing and keeps its side open until the proxy passes or cuts again.
+    while *mode.borrow_and_update() == Mode::Blackhole {
+        if mode.changed().await.is_err() {
+            break;
+        }
     }
 }
 
 /// Copies bytes one way while the proxy passes. While it blackholes, what arrives is held,
 /// not delivered (reading on only to notice a side that closes); it is delivered if the proxy
 /// passes again. Returns once the proxy cuts or either side closes.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
+async fn pump(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
     let mut buffer = vec![0; 16 * 1024];
     let mut held = Vec::new();
     loop {
@@ -187,15 +195,17 @@ fn via(url: &str, host: &str, parameters: &str) -> String {
     format!("{scheme}://{user}{host}/{path}?{}", query.join("&"))
 }
 
-/// A kith server on a fresh database reached through a proxy, with a short database timeout.
-async fn behind_proxy() -> (TestServer, Proxy) {
+/// A kith server on a fresh database reached through a proxy, with a short database timeout;
+/// and the database's URL without the proxy.
+async fn behind_proxy() -> (TestServer, Proxy, String) {
     let database = TestDatabase::create().await;
     let TestDatabase::Postgres { url, .. } = &database else { panic!("a PostgreSQL database") };
+    let direct = url.clone();
     let proxy = Proxy::start(upstream(url).await).await;
     let proxied = via(url, &proxy.addr.to_string(), "connect_timeout=1");
     let options = PostgresOptions { timeout: TIMEOUT, max_connections: 4, ..PostgresOptions::new(proxied) };
     let store = PostgresStore::open(&options).await.expect("open the store through the proxy");
-    (TestServer::start_on(database, Arc::new(store), Options::default()).await, proxy)
+    (TestServer::start_on(database, Arc::new(store), Options::default()).await, proxy, direct)
 }
 
 fn identify(email: &str) -> Value {
@@ -252,7 +262,7 @@ fn assert_unavailable(what: &str, answer: &Answer) {
 /// The database was lost in `mode`: requests and the readiness probe answer in time, and
 /// once the proxy passes again the same kith serves and stores as before.
 async fn outage_and_recovery(mode: Mode) {
-    let (server, proxy) = behind_proxy().await;
+    let (server, proxy, _) = behind_proxy().await;
     assert_eq!(ingest(&server, "before@example.com").await.status, StatusCode::OK);
     assert_eq!(read(&server, "before@example.com").await.status, StatusCode::OK);
     assert_eq!(readyz(&server).await.status, StatusCode::OK);
@@ -297,6 +307,49 @@ async fn a_frozen_database_is_answered_503_in_time_and_kith_recovers() {
 #[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
 async fn a_database_that_went_away_is_answered_503_and_kith_reconnects() {
     common::run_on(Backend::Postgres, "cut", outage_and_recovery(Mode::Cut)).await
+}
+
+/// Whether `store` applies the event log, waiting up to `within` for it to say `expected`.
+async fn leads_within(store: &dyn Store, expected: bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let leads = store.log_position().is_some_and(|position| position.leases == 1);
+        if leads == expected || Instant::now() >= deadline {
+            return leads;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node cut off from the database cannot release its projection lease (its session stays
+/// open on the server, which hears nothing more): the server ends the silent session after
+/// three database timeouts, and another node takes the lease over. Until then the lease is
+/// the cut-off node's alone.
+#[tokio::test]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn a_node_cut_off_from_the_database_loses_its_lease_to_another() {
+    common::run_on(Backend::Postgres, "lease", async {
+        let (server, proxy, direct) = behind_proxy().await;
+        assert_eq!(ingest(&server, "before@example.com").await.status, StatusCode::OK);
+        assert_eq!(read(&server, "before@example.com").await.status, StatusCode::OK);
+        assert!(leads_within(server.state.store.as_ref(), true, TIMEOUT).await, "the only node applies the log");
+
+        proxy.set(Mode::Blackhole);
+        let other = PostgresStore::open(&PostgresOptions::new(direct)).await.expect("a second node");
+        let cut_at = Instant::now();
+        assert!(!leads_within(&other, true, TIMEOUT).await, "the lease is not taken while its session lives");
+        assert!(leads_within(&other, true, TIMEOUT * 3 + BOUND).await, "the lease is taken over");
+        eprintln!("lease taken over {:?} after the cut", cut_at.elapsed());
+        assert!(!leads_within(server.state.store.as_ref(), false, TIMEOUT).await, "the cut-off node knows");
+        other.settle().await.expect("the new holder applies the log");
+
+        proxy.set(Mode::Pass);
+        assert_eq!(ingest(&server, "after@example.com").await.status, StatusCode::OK);
+        assert_eq!(read(&server, "after@example.com").await.status, StatusCode::OK, "applied by the other node");
+        assert!(!leads_within(server.state.store.as_ref(), true, Duration::from_secs(1)).await, "one holder only");
+        server.stop().await;
+    })
+    .await
 }
 
 #[tokio::test]

@@ -23,6 +23,11 @@ use crate::{Result, StoreError};
 /// ever; a node that waits for ever on its database cannot answer 503 to anyone.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// After how many database timeouts of silence the server ends a session kith left idle in
+/// a transaction, or a projection connection at all (releasing what it held); also how many
+/// a projection step may take.
+pub const SILENCE_TIMEOUTS: u32 = 3;
+
 /// How the connection is protected: libpq's `sslmode`, with libpq's meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -276,9 +281,14 @@ impl Connections {
     pub fn open(url: &str, max: usize, timeout: Duration) -> Result<Connections> {
         let mut target = Target::parse(url)?;
         let millis = timeout.as_millis().max(1);
+        // A node cut off from the database mid-transaction cannot end it, and the server
+        // would hold its locks (the event log's append lock among them) until TCP gave up:
+        // no transaction of kith's idles that long while its node can still talk.
+        let idle = millis * u128::from(SILENCE_TIMEOUTS);
+        let session = format!("-c statement_timeout={millis} -c idle_in_transaction_session_timeout={idle}");
         let options = match target.config.get_options() {
-            Some(options) => format!("{options} -c statement_timeout={millis}"),
-            None => format!("-c statement_timeout={millis}"),
+            Some(options) => format!("{options} {session}"),
+            None => session,
         };
         target.config.options(&options);
         let tls = target.tls()?;

@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_postgres::{Client, Transaction};
 
-use super::connect::Connections;
+use super::connect::{Connections, SILENCE_TIMEOUTS};
 use super::write;
 use crate::plan::{self, PendingEvent};
 use crate::records::{Incoming, Outcome};
@@ -68,6 +68,8 @@ pub struct Log {
     sink: Mutex<Option<AppliedSink>>,
     /// The log's marks as last read, for `/metrics`.
     marks: Marks,
+    /// The most entries the next projection transaction applies.
+    batch: AtomicI64,
 }
 
 /// The last sequence number appended and the watermark, as last read.
@@ -94,6 +96,7 @@ impl Log {
             leading: AtomicBool::new(false),
             sink: Mutex::new(None),
             marks: Marks::default(),
+            batch: AtomicI64::new(PROJECTION_BATCH),
         });
         tokio::spawn(run(Arc::downgrade(&log), connections, timeout));
         log
@@ -273,6 +276,30 @@ async fn serve(log: &Weak<Log>, connections: &Connections, timeout: Duration) ->
     // released by closing it, never by handing it to another request.
     let mut client = Object::take(connections.get(connections.deadline()).await?);
     let client: &mut Client = &mut client;
+    // The projection's transactions are larger than a request's: they get a longer statement
+    // timeout. A node cut off from the database cannot close its session, and the server would
+    // keep its lease until TCP gave up on the connection (hours, by default). This connection
+    // is never idle for long while its node lives (it polls every LEASE_RETRY at the most), so
+    // the server ends it after that much silence, and another node takes the lease over.
+    let silence = (timeout * SILENCE_TIMEOUTS).as_millis();
+    bounded(
+        timeout,
+        "setting up its connection",
+        client.batch_execute(&format!(
+            "SET statement_timeout = {silence}; SET idle_in_transaction_session_timeout = {silence}"
+        )),
+    )
+    .await?;
+    // PostgreSQL 14 and later only; before, a cut-off node keeps its lease until TCP gives up.
+    if let Err(error) = bounded(
+        timeout,
+        "setting up its connection",
+        client.batch_execute(&format!("SET idle_session_timeout = {silence}")),
+    )
+    .await
+    {
+        tracing::warn!(%error, "a node cut off from the database keeps the projection lease until TCP gives up");
+    }
     loop {
         let leased: bool = bounded(
             timeout,
@@ -282,7 +309,7 @@ async fn serve(log: &Weak<Log>, connections: &Connections, timeout: Duration) ->
         .await?
         .get(0);
         if leased {
-            return apply(log, client, timeout).await;
+            return apply(log, client, timeout * SILENCE_TIMEOUTS).await;
         }
         let marks = bounded(timeout, "reading the log", marks(client)).await?;
         match log.upgrade() {
@@ -294,7 +321,7 @@ async fn serve(log: &Weak<Log>, connections: &Connections, timeout: Duration) ->
 }
 
 /// Applies the log after the stored watermark, holding the lease, until the store is dropped
-/// or the connection fails.
+/// or the connection fails; `timeout` bounds each step.
 async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Result<()> {
     let mut watermark = bounded(timeout, "starting", applied(client)).await?;
     let mut refreshed = Instant::now();
@@ -307,7 +334,8 @@ async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Resul
             refreshed = Instant::now();
         }
         let _ = tokio::time::timeout(IDLE_POLL, shared.appended.notified()).await;
-        let mut entries = bounded(timeout, "reading the log", read_after(client, watermark)).await?;
+        let limit = shared.batch.load(Ordering::Relaxed);
+        let mut entries = bounded(timeout, "reading the log", read_after(client, watermark, limit)).await?;
         if entries.is_empty() {
             continue;
         }
@@ -315,8 +343,11 @@ async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Resul
             // A trickle of small appends (single identifies) would otherwise cost one
             // projection transaction each; a read after a 200 waits that much longer at most.
             tokio::time::sleep(GATHER).await;
-            entries = bounded(timeout, "reading the log", read_after(client, watermark)).await?;
+            entries = bounded(timeout, "reading the log", read_after(client, watermark, limit)).await?;
         }
+        // Halved while a transaction fails (one that timed out is tried again smaller, down to
+        // a single entry), and grown back as they succeed.
+        shared.batch.store((limit / 2).max(1), Ordering::Relaxed);
         let last = entries.last().map_or(watermark, |(seq, _)| *seq);
         let (seqs, batch): (Vec<i64>, Vec<Incoming>) = plan::reparse_entries(&entries).into_iter().unzip();
         for run in plan::deletion_runs(&batch) {
@@ -331,11 +362,7 @@ async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Resul
             watermark = through;
             shared.applied.send_replace(watermark);
         }
-        if batch.is_empty() {
-            // No entry read parses any more: move past them all the same.
-            bounded(timeout, "applying", write::apply_events(client, &[], watermark, last)).await?;
-            watermark = last;
-        }
+        shared.batch.store((limit * 2).min(PROJECTION_BATCH), Ordering::Relaxed);
     }
 }
 
@@ -352,13 +379,13 @@ async fn bounded<T>(
     }
 }
 
-/// Up to [`PROJECTION_BATCH`] log entries after `from`, in order.
-async fn read_after(c: &Client, from: i64) -> Result<Vec<(i64, PendingEvent)>> {
+/// Up to `limit` log entries after `from`, in order.
+async fn read_after(c: &Client, from: i64, limit: i64) -> Result<Vec<(i64, PendingEvent)>> {
     let rows = c
         .query(
             "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at FROM event_log
              WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&from, &PROJECTION_BATCH],
+            &[&from, &limit],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), write::pending_event(row))).collect())

@@ -28,7 +28,16 @@ pub async fn apply_events(c: &mut Client, batch: &[Incoming], from: i64, through
     // Dropping the transaction on an error rolls everything back, the watermark included.
     let tx = c.transaction().await?;
     let outcomes = if batch.is_empty() { Vec::new() } else { plan_and_execute(&tx, batch).await? };
-    tx.execute("UPDATE projection_state SET applied = $1 WHERE shard = 0", &[&through]).await?;
+    // Fenced: a projection that is not where the database says the log was applied to (a
+    // lease lost without its holder knowing) applies nothing.
+    let moved = tx
+        .execute("UPDATE projection_state SET applied = $2 WHERE shard = 0 AND applied = $1", &[&from, &through])
+        .await?;
+    if moved != 1 {
+        return Err(StoreError::unavailable(format!(
+            "the projection expected the log applied through {from}, and it is not: another node applies it"
+        )));
+    }
     // Bounded below too: entries deleted before are still in the index until a vacuum, and
     // a scan from the start would step over all of them each time.
     tx.execute("DELETE FROM event_log WHERE seq > $1 AND seq <= $2", &[&from, &through]).await?;
