@@ -865,6 +865,32 @@ pub fn first_event_of_day(time: i64, description: &str, current_time: i64, curre
     (time, description) < (current_time, current_description)
 }
 
+/// For each event of `batch`, the refusal the planner gives it against `lookups`, what the
+/// store holds of what the batch mentions ([`needs`]) in `workspaces`: an identify without
+/// email whose ids belong to nobody. Read-only; rules and journeys play no part.
+pub fn rejections(
+    workspaces: &HashMap<WorkspaceId, crate::records::Workspace>,
+    lookups: Lookups,
+    batch: &[Incoming],
+) -> Vec<Option<Rejection>> {
+    let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
+        .iter()
+        .map(|(id, workspace)| (*id, WorkspaceRules::new(workspace.tz(), Vec::new(), false)))
+        .collect();
+    let mut planner = Planner::new(&rules, lookups, batch.len());
+    planner.plan_identities(batch);
+    planner.plan_activity(batch);
+    planner
+        .finish()
+        .outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            PlannedOutcome::Done(Outcome::Rejected(rejection)) => Some(rejection),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether an event is valid only for a user who already has a contact (an identify without
 /// email), which depends on every event before it: the log decides it before answering.
 pub fn needs_known_user(event: &Event) -> bool {

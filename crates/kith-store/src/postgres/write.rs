@@ -111,24 +111,9 @@ async fn release_unstored_claims(tx: &Transaction<'_>, claimed: Digests, stored:
 /// identify without email for a user nobody knows), read-only.
 pub async fn rejections(c: &(impl GenericClient + Sync), batch: &[Incoming]) -> Result<Vec<Option<Rejection>>> {
     let workspaces = load_workspaces(c, batch.iter().map(|incoming| incoming.workspace_id)).await?;
-    let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
-        .iter()
-        .map(|(id, workspace)| (*id, WorkspaceRules::new(workspace.tz(), Vec::new(), false)))
-        .collect();
     let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
     let lookups = lookup(c, &needs).await?;
-    let mut planner = Planner::new(&rules, lookups, batch.len());
-    planner.plan_identities(batch);
-    planner.plan_activity(batch);
-    Ok(planner
-        .finish()
-        .outcomes
-        .into_iter()
-        .map(|outcome| match outcome {
-            plan::PlannedOutcome::Done(Outcome::Rejected(rejection)) => Some(rejection),
-            _ => None,
-        })
-        .collect())
+    Ok(plan::rejections(&workspaces, lookups, batch))
 }
 
 async fn load_workspaces(

@@ -655,24 +655,9 @@ fn save_activity(tx: &Connection, contact: ContactId, state: &ContactState, now:
 /// state (an identify without email whose ids belong to nobody), read-only.
 pub fn rejections(c: &Connection, batch: &[Incoming]) -> Result<Vec<Option<Rejection>>> {
     let workspaces = load_workspaces(c, batch.iter().map(|incoming| incoming.workspace_id))?;
-    let rules: HashMap<WorkspaceId, WorkspaceRules> = workspaces
-        .iter()
-        .map(|(id, workspace)| (*id, WorkspaceRules::new(workspace.tz(), Vec::new(), false)))
-        .collect();
     let needs = plan::needs(batch.iter().map(|incoming| (incoming.workspace_id, &incoming.event, None)));
     let lookups = lookup(c, &mut WriterCache::default(), &needs)?;
-    let mut planner = Planner::new(&rules, lookups, batch.len());
-    planner.plan_identities(batch);
-    planner.plan_activity(batch);
-    Ok(planner
-        .finish()
-        .outcomes
-        .into_iter()
-        .map(|outcome| match outcome {
-            plan::PlannedOutcome::Done(Outcome::Rejected(rejection)) => Some(rejection),
-            _ => None,
-        })
-        .collect())
+    Ok(plan::rejections(&workspaces, lookups, batch))
 }
 
 /// What writing `incoming` would do (`POST /api/validate`), read-only; `seen` tells whether
