@@ -312,6 +312,84 @@ async fn two_nodes_store_what_one_node_stores() {
     }
 }
 
+/// Races between nodes, each user's at the same moment: the first identify of a new user
+/// reaches both nodes at once (two messageIds), and the user's track, which finds no contact
+/// yet and must wait as pending, reaches one of them. Afterwards each user is one contact,
+/// holding all three of its events, and nothing is left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn a_new_user_racing_on_two_nodes_is_one_contact_with_every_event() {
+    const USERS: usize = 40;
+    let server = postgres_server();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("kith_test_races_{}_{nanos}", std::process::id());
+    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    let nodes = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let (a, keys) = start_node(&url, true);
+            let (b, _) = start_node(&url, false);
+            let key = keys.unwrap().write;
+            let client = reqwest::blocking::Client::new();
+            for user in 0..USERS {
+                let (user_id, email) = (format!("racer-{user}"), format!("racer{user}@example.com"));
+                let identify = |copy: &str| Request {
+                    path: "/v1/identify",
+                    body: json!({"messageId": format!("race-identify-{user}-{copy}"), "userId": user_id,
+                        "timestamp": "2024-06-03T09:00:00Z", "traits": {"email": email}}),
+                };
+                let track = Request {
+                    path: "/v1/track",
+                    body: json!({"messageId": format!("race-track-{user}"), "userId": user_id,
+                        "event": "Report Viewed", "timestamp": "2024-06-03T08:59:00Z"}),
+                };
+                let sends = [(&a.url, identify("a")), (&b.url, identify("b")), ([&a.url, &b.url][user % 2], track)];
+                let start = std::sync::Barrier::new(sends.len());
+                std::thread::scope(|scope| {
+                    for (node, request) in &sends {
+                        let (client, key, start) = (&client, &key, &start);
+                        scope.spawn(move || {
+                            start.wait();
+                            send(client, node, key, request);
+                        });
+                    }
+                });
+            }
+            [a, b]
+        })
+        .await
+        .unwrap()
+    };
+    settle(&url).await;
+    drop(nodes);
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let contacts: i64 = client
+        .query_one("SELECT count(*) FROM contacts WHERE email LIKE 'racer%@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(contacts, USERS as i64, "one contact per user");
+    let pending: i64 =
+        client.query_one("SELECT count(*) FROM events WHERE contact_id IS NULL", &[]).await.unwrap().get(0);
+    assert_eq!(pending, 0, "every track reached its user's contact");
+    let misplaced: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events e JOIN contacts c ON c.id = e.contact_id
+             WHERE c.email <> replace(e.user_id, 'racer-', 'racer') || '@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(misplaced, 0, "each event on its own user's contact");
+    let events: i64 = client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(events, 3 * USERS as i64, "every event stored once");
+    drop(client);
+    kith_store::postgres::drop_database(&server, &name).await.expect("drop database");
+}
+
 /// The node holding the projection lease (the first started) is killed with SIGKILL a third of
 /// the way through the load. Clients retry what it did not answer on the other node, as a
 /// load balancer would send them; every identify acknowledged by one node is read back at once
