@@ -249,15 +249,20 @@ fn postgres_server() -> String {
         .expect("set KITH_TEST_DATABASE_URL=postgres://… naming a PostgreSQL server")
 }
 
+/// A fresh database named after `purpose` on the test's server: `(server URL, name, URL)`.
+async fn fresh_database(purpose: &str) -> (String, String, String) {
+    let server = postgres_server();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("kith_test_{purpose}_{}_{nanos}", std::process::id());
+    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    (server, name, url)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
 async fn two_nodes_store_what_one_node_stores() {
-    let server = postgres_server();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let suffix = format!("{}_{nanos}", std::process::id());
-    let (two, one) = (format!("kith_test_two_nodes_{suffix}"), format!("kith_test_one_node_{suffix}"));
-    let two_url = kith_store::postgres::create_database(&server, &two).await.expect("create database");
-    let one_url = kith_store::postgres::create_database(&server, &one).await.expect("create database");
+    let (server, two, two_url) = fresh_database("two_nodes").await;
+    let (_, one, one_url) = fresh_database("one_node").await;
     let (requests, message_ids) = workload();
     let expected = expected_days(&requests);
 
@@ -320,10 +325,7 @@ async fn two_nodes_store_what_one_node_stores() {
 #[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
 async fn a_new_user_racing_on_two_nodes_is_one_contact_with_every_event() {
     const USERS: usize = 40;
-    let server = postgres_server();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("kith_test_races_{}_{nanos}", std::process::id());
-    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    let (server, name, url) = fresh_database("races").await;
     let nodes = {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
@@ -399,10 +401,7 @@ async fn a_new_user_racing_on_two_nodes_is_one_contact_with_every_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
 async fn a_killed_projection_node_is_taken_over_and_nothing_is_lost_or_counted_twice() {
-    let server = postgres_server();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("kith_test_takeover_{}_{nanos}", std::process::id());
-    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    let (server, name, url) = fresh_database("takeover").await;
     let (requests, message_ids) = workload();
     let expected = expected_days(&requests);
 
@@ -483,10 +482,7 @@ async fn a_killed_projection_node_is_taken_over_and_nothing_is_lost_or_counted_t
 #[tokio::test]
 #[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
 async fn migrate_applies_the_postgresql_schema_once() {
-    let server = postgres_server();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("kith_test_migrate_{}_{nanos}", std::process::id());
-    let url = kith_store::postgres::create_database(&server, &name).await.expect("create database");
+    let (server, name, url) = fresh_database("migrate").await;
     let migrate = |url: String| {
         tokio::task::spawn_blocking(move || {
             let output = Command::new(env!("CARGO_BIN_EXE_kith"))
