@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, TestDatabase, TestServer};
 use jiff::{SignedDuration, Timestamp};
+use kith_core::event::{parse_value, ParseContext, Parsed};
 use kith_server::auth::generate_key;
 use kith_server::Clock;
-use kith_store::KeyKind;
+use kith_store::{Incoming, KeyKind, Outcome};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -245,3 +246,99 @@ crate::backend_tests!(
     the_same_message_id_in_two_workspaces_is_two_events,
     a_refused_event_leaves_its_message_id_free_for_the_corrected_retry,
 );
+
+/// PostgreSQL keeps messageIds in partitions by the day each event was received
+/// (`kith-store/src/postgres/dedup.rs`): a duplicate is recognised across the days'
+/// partitions for seven days, and partitions older than the window are dropped whole, which
+/// frees their messageIds.
+#[tokio::test]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn postgres_keeps_message_ids_in_day_partitions_dropped_by_age() {
+    common::run_on(Backend::Postgres, "day_partitions", async {
+        let clock = Clock::manual(T0.parse::<Timestamp>().unwrap());
+        let server = TestServer::start_with_clock(clock.clone()).await;
+        let partitions = || {
+            server.count_rows(
+                "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = 'message_ids'::regclass
+                 AND inhrelid::regclass::text LIKE 'message_ids_2024%'",
+            )
+        };
+        server
+            .ingest(
+                "/v1/identify",
+                &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "w0"}),
+            )
+            .await;
+        server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
+        assert_eq!(partitions().await, 3, "yesterday's, today's and tomorrow's");
+
+        // Six days and 23 hours on, from another day's partition: still a duplicate.
+        clock.advance(SignedDuration::from_hours(6 * 24 + 23));
+        let answer = server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
+        assert_eq!(answer["success"], true, "a duplicate is acknowledged");
+        server.ingest("/v1/track", &track("Exported", "2024-07-08T07:00:00Z", "w2")).await;
+        assert_eq!(event_count(&server, "ada@example.com").await, 3, "w1 not stored twice");
+        assert_eq!(partitions().await, 6, "the days around today are made as they come");
+
+        // Nine days after the first events their partitions are dropped, and w1 is free again;
+        // w2, two days old, is still taken.
+        clock.advance(SignedDuration::from_hours(2 * 24 + 2));
+        server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
+        server.ingest("/v1/track", &track("Exported", "2024-07-08T07:00:00Z", "w2")).await;
+        assert_eq!(event_count(&server, "ada@example.com").await, 4, "w1 is new once its day is dropped");
+        assert_eq!(partitions().await, 6, "2024-06-30 and 2024-07-01 dropped, 2024-07-10 and 2024-07-11 made");
+        let oldest = server
+            .count_rows(
+                "SELECT MIN(substr(inhrelid::regclass::text, 13)::int)::bigint FROM pg_inherits
+                 WHERE inhparent = 'message_ids'::regclass AND inhrelid::regclass::text LIKE 'message_ids_2024%'",
+            )
+            .await;
+        assert_eq!(oldest, 20240702);
+        server.stop().await;
+    })
+    .await
+}
+
+/// Two PostgreSQL nodes whose clocks straddle midnight put a messageId into two days'
+/// partitions, neither seeing the other's insert until it commits: the same events sent to
+/// both at once must still be stored once each, and a node a day later must know them all.
+#[tokio::test]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn postgres_nodes_either_side_of_midnight_take_each_message_id_once() {
+    common::run_on(Backend::Postgres, "midnight", async {
+        let database = TestDatabase::create().await;
+        let clocks = ["2024-07-01T23:55:00Z", "2024-07-02T00:05:00Z", "2024-07-02T12:00:00Z"]
+            .map(|time| Clock::manual(time.parse::<Timestamp>().unwrap()));
+        let mut nodes = Vec::new();
+        for clock in &clocks {
+            nodes.push(database.open(clock.clone()).await);
+        }
+        let workspace = nodes[0].create_workspace("Midnight").await.unwrap().id;
+        let events = |clock: &Clock, round: usize| -> Vec<Incoming> {
+            let context = ParseContext::live(None, clock.now());
+            (0..50)
+                .map(|i| {
+                    let body = track("Exported", "2024-07-01T23:00:00Z", &format!("m{round}-{i}"));
+                    let Ok(Parsed::Event(event)) = parse_value(&body, &context) else { panic!("a valid track") };
+                    Incoming::new(workspace, *event)
+                })
+                .collect()
+        };
+        let accepted = |outcomes: &[Outcome]| outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
+        for round in 0..20 {
+            let (before, after) = tokio::join!(
+                nodes[0].write_events(events(&clocks[0], round)),
+                nodes[1].write_events(events(&clocks[1], round)),
+            );
+            let (before, after) = (accepted(&before.unwrap()), accepted(&after.unwrap()));
+            assert_eq!(before + after, 50, "round {round}: {before} accepted before midnight, {after} after");
+        }
+        for round in 0..20 {
+            let outcomes = nodes[2].write_events(events(&clocks[2], round)).await.unwrap();
+            assert_eq!(accepted(&outcomes), 0, "round {round}: the next day, every messageId is taken");
+        }
+        nodes[2].settle().await.unwrap();
+        drop(nodes);
+    })
+    .await
+}

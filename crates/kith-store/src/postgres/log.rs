@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, Transaction};
 
 use super::connect::{Connections, SILENCE_TIMEOUTS};
-use super::write;
+use super::{dedup, write};
 use crate::plan::{self, PendingEvent};
 use crate::records::{Incoming, Outcome};
 use crate::{AppliedSink, Result, StoreError};
@@ -160,7 +160,7 @@ pub async fn applied(c: &Client) -> Result<i64> {
 /// [`plan::needs_known_user`].
 pub async fn append(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> {
     let tx = c.transaction().await?;
-    let (claimed, seen) = claim_message_ids(&tx, batch).await?;
+    let (claimed, seen) = dedup::claim(&tx, batch).await?;
     let mut first = HashSet::with_capacity(batch.len());
     let mut outcomes: Vec<Outcome> = batch
         .iter()
@@ -187,9 +187,7 @@ pub async fn append(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> 
                 }
             }
         }
-        if !released.is_empty() {
-            tx.execute("DELETE FROM message_ids WHERE digest = ANY($1)", &[&released]).await?;
-        }
+        dedup::release(&tx, &released).await?;
     }
     let accepted: Vec<&Incoming> =
         batch.iter().zip(&outcomes).filter(|(_, outcome)| **outcome == Outcome::Accepted).map(|(i, _)| i).collect();
@@ -198,30 +196,6 @@ pub async fn append(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> 
     }
     tx.commit().await?;
     Ok(outcomes)
-}
-
-/// Message digests.
-type Digests = HashSet<[u8; 16]>;
-
-/// Inserts every messageId of the batch; returns those this batch claimed and those that
-/// were stored before it (a repeat within the batch is neither).
-async fn claim_message_ids(tx: &Transaction<'_>, batch: &[Incoming]) -> Result<(Digests, Digests)> {
-    // Sorted, so that appends claiming the same digests wait for each other in one order.
-    let digests: Vec<&[u8]> = batch
-        .iter()
-        .map(|incoming| incoming.digest.as_slice())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let rows = tx
-        .query(
-            "INSERT INTO message_ids (digest) SELECT unnest($1::bytea[]) ON CONFLICT DO NOTHING RETURNING digest",
-            &[&digests],
-        )
-        .await?;
-    let claimed: Digests = rows.iter().filter_map(|row| row.get::<_, &[u8]>(0).try_into().ok()).collect();
-    let seen = batch.iter().map(|incoming| incoming.digest).filter(|digest| !claimed.contains(digest)).collect();
-    Ok((claimed, seen))
 }
 
 /// Appends the entries under [`APPEND_LOCK`], which the commit releases: no append takes

@@ -13,6 +13,7 @@
 
 mod admin;
 mod connect;
+mod dedup;
 mod health;
 mod journeys;
 mod log;
@@ -96,6 +97,7 @@ pub struct PostgresStore {
     connections: connect::Connections,
     clock: Clock,
     log: std::sync::Arc<log::Log>,
+    partitions: std::sync::Arc<dedup::Partitions>,
 }
 
 impl PostgresStore {
@@ -110,7 +112,7 @@ impl PostgresStore {
         migrate::run(&mut **connections.get(connections.deadline()).await?, options.clock.now().as_millisecond())
             .await?;
         let log = log::Log::start(connections.clone(), options.timeout);
-        Ok(PostgresStore { connections, clock: options.clock.clone(), log })
+        Ok(PostgresStore { connections, clock: options.clock.clone(), log, partitions: Default::default() })
     }
 
     /// Waits, at most the database timeout, until the projection has applied every entry of
@@ -226,7 +228,10 @@ impl Store for PostgresStore {
             // Whether it names a known user depends on every event acknowledged before it.
             self.wait_applied().await?;
         }
-        let outcomes = on_connection!(self, |c| log::append(c, &batch))?;
+        let outcomes = on_connection!(self, |c| async {
+            self.partitions.prepare(c, &batch).await?;
+            log::append(c, &batch).await
+        })?;
         self.log.appended();
         Ok(outcomes)
     }

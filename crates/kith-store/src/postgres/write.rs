@@ -16,7 +16,7 @@ use kith_core::{Event, EventKind, Rejection};
 use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::{admin, journeys, lock_contacts, nudges, read};
+use super::{admin, dedup, journeys, lock_contacts, nudges, read};
 use crate::plan::{self, ContactChange, ContactRef, Lookups, Needs, PendingEvent, Plan, Planner, WorkspaceRules};
 use crate::records::*;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
@@ -89,22 +89,16 @@ async fn plan_and_execute(tx: &Transaction<'_>, batch: &[Incoming]) -> Result<Ve
         .resolve_outcomes(|contact| resolve(&written.contact_ids, contact), |day| written.created_days.contains(day)))
 }
 
-/// Message digests.
-type Digests = HashSet<[u8; 16]>;
-
 /// Gives back the messageIds of events the plan does not store (refused or suppressed), so
 /// that a corrected retry with the same messageId is not taken for a duplicate.
-async fn release_unstored_claims(tx: &Transaction<'_>, claimed: Digests, stored: &[[u8; 16]]) -> Result<()> {
+async fn release_unstored_claims(tx: &Transaction<'_>, claimed: dedup::Digests, stored: &[[u8; 16]]) -> Result<()> {
     if claimed.len() == stored.len() {
         return Ok(());
     }
     let stored: HashSet<&[u8; 16]> = stored.iter().collect();
     let release: Vec<&[u8]> =
         claimed.iter().filter(|digest| !stored.contains(digest)).map(|digest| digest.as_slice()).collect();
-    if !release.is_empty() {
-        tx.execute("DELETE FROM message_ids WHERE digest = ANY($1)", &[&release]).await?;
-    }
-    Ok(())
+    dedup::release(tx, &release).await
 }
 
 /// Which events of a batch the planner would refuse after reading what is applied (an
@@ -1005,7 +999,7 @@ pub async fn preview(c: &Client, workspace: WorkspaceId, event: Event) -> Result
     let incoming = Incoming::new(workspace, event);
     let needs = plan::needs([(workspace, &incoming.event, None)]);
     let mut lookups = lookup(c, &needs).await?;
-    if c.query_opt("SELECT 1 FROM message_ids WHERE digest = $1", &[&incoming.digest.as_slice()]).await?.is_some() {
+    if dedup::taken(c, &incoming.digest, incoming.event.received_at.as_millisecond()).await? {
         lookups.seen_messages.insert(incoming.digest);
     }
     let rules = HashMap::from([(workspace, WorkspaceRules::new(workspace_record.tz(), Vec::new(), false))]);
