@@ -219,9 +219,9 @@ fn request(rng: &mut Rng, bodies: Vec<Value>) -> (String, Value) {
     }
 }
 
-/// Sends the bodies in random batches, up to three requests in flight; every request must be
-/// wholly accepted.
-async fn deliver(server: &TestServer, rng: &mut Rng, mut bodies: Vec<Value>, seed: u64) {
+/// Sends the bodies in random batches, up to three requests in flight, each to a node picked
+/// at random; every request must be wholly accepted.
+async fn deliver(nodes: &[&TestServer], rng: &mut Rng, mut bodies: Vec<Value>, seed: u64) {
     let mut requests = Vec::new();
     while !bodies.is_empty() {
         let size = if rng.chance(30) { 1 } else { 2 + rng.below(24) }.min(bodies.len());
@@ -232,6 +232,7 @@ async fn deliver(server: &TestServer, rng: &mut Rng, mut bodies: Vec<Value>, see
     for wave in requests.chunks(3) {
         let mut in_flight = tokio::task::JoinSet::new();
         for (path, body) in wave {
+            let server = pick_node(nodes, rng);
             let request = server
                 .client
                 .post(format!("{}{path}", server.url))
@@ -250,68 +251,89 @@ async fn deliver(server: &TestServer, rng: &mut Rng, mut bodies: Vec<Value>, see
     }
 }
 
-/// Asserts that what the API shows is what the model expects.
-async fn compare(server: &TestServer, model: &Model, seed: u64, phase: &str) {
-    let context = format!("seed {seed}, {phase}");
-    let emails: BTreeSet<String> = server.emails().await.into_iter().collect();
-    let expected: BTreeSet<String> = model.contacts.keys().cloned().collect();
-    assert_eq!(emails, expected, "{context}: contacts");
+/// One of the nodes, at random (with one node, without drawing from `rng`, so that a seed's
+/// workload is the same whether or not other nodes run).
+fn pick_node<'a>(nodes: &[&'a TestServer], rng: &mut Rng) -> &'a TestServer {
+    match nodes {
+        [only] => only,
+        _ => nodes[rng.below(nodes.len())],
+    }
+}
 
-    for (email, contact) in &model.contacts {
-        let shown = server.contact(email).await;
-        let identities: BTreeSet<(String, String)> = shown["identities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| (i["value"].as_str().unwrap().to_owned(), i["kind"].as_str().unwrap().to_owned()))
-            .collect();
-        assert_eq!(identities, contact.identities, "{context}: identities of {email}");
+/// Asserts that what every node's API shows is what the model expects, reading each contact
+/// from a node picked at random.
+async fn compare(nodes: &[&TestServer], rng: &mut Rng, model: &Model, seed: u64, phase: &str) {
+    for node in nodes {
+        let emails: BTreeSet<String> = node.emails().await.into_iter().collect();
+        let expected: BTreeSet<String> = model.contacts.keys().cloned().collect();
+        assert_eq!(emails, expected, "seed {seed}, {phase}: contacts on {}", node.url);
+    }
+    for email in model.contacts.keys() {
+        compare_contact(pick_node(nodes, rng), model, email, &format!("seed {seed}, {phase}")).await;
+    }
+    compare_audiences(pick_node(nodes, rng), model, &format!("seed {seed}, {phase}")).await;
+}
 
-        let timeline = server.get(&format!("/api/contacts/{email}/timeline?limit=1000")).await;
-        assert!(timeline["next_cursor"].is_null(), "{context}: one page holds the timeline of {email}");
-        let days: Vec<(String, i64, String, i64)> = timeline["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|item| {
-                assert_eq!(item["kind"], "activity", "{context}: {item}");
-                let at = item["occurred_at"].as_str().unwrap().parse::<Timestamp>().unwrap();
-                (
-                    item["day"].as_str().unwrap().to_owned(),
-                    at.as_millisecond(),
-                    item["description"].as_str().unwrap().to_owned(),
-                    item["hits"].as_i64().unwrap(),
-                )
-            })
-            .rev()
-            .collect();
-        let expected_days: Vec<(String, i64, String, i64)> = contact
-            .days
-            .iter()
-            .map(|(date, day)| (date.to_string(), day.time, day.description.clone(), day.hits))
-            .collect();
-        assert_eq!(days, expected_days, "{context}: timeline of {email} (day, time, description, hits)");
+/// Asserts that one contact is shown as the model expects: identities, timeline, closeness
+/// key and audiences.
+async fn compare_contact(server: &TestServer, model: &Model, email: &str, context: &str) {
+    let contact = &model.contacts[email];
+    let shown = server.contact(email).await;
+    let identities: BTreeSet<(String, String)> = shown["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["value"].as_str().unwrap().to_owned(), i["kind"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(identities, contact.identities, "{context}: identities of {email}");
 
-        let key = shown["closeness"]["key"].as_f64();
-        match (key, contact.closeness_key(30.0)) {
-            (Some(key), Some(expected)) => {
-                assert!((key - expected).abs() < 1e-9, "{context}: closeness key of {email}: {key} ≠ {expected}")
-            }
-            (key, expected) => assert_eq!(key, expected, "{context}: closeness key of {email}"),
+    let timeline = server.get(&format!("/api/contacts/{email}/timeline?limit=1000")).await;
+    assert!(timeline["next_cursor"].is_null(), "{context}: one page holds the timeline of {email}");
+    let days: Vec<(String, i64, String, i64)> = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            assert_eq!(item["kind"], "activity", "{context}: {item}");
+            let at = item["occurred_at"].as_str().unwrap().parse::<Timestamp>().unwrap();
+            (
+                item["day"].as_str().unwrap().to_owned(),
+                at.as_millisecond(),
+                item["description"].as_str().unwrap().to_owned(),
+                item["hits"].as_i64().unwrap(),
+            )
+        })
+        .rev()
+        .collect();
+    let expected_days: Vec<(String, i64, String, i64)> = contact
+        .days
+        .iter()
+        .map(|(date, day)| (date.to_string(), day.time, day.description.clone(), day.hits))
+        .collect();
+    assert_eq!(days, expected_days, "{context}: timeline of {email} (day, time, description, hits)");
+
+    let key = shown["closeness"]["key"].as_f64();
+    match (key, contact.closeness_key(30.0)) {
+        (Some(key), Some(expected)) => {
+            assert!((key - expected).abs() < 1e-9, "{context}: closeness key of {email}: {key} ≠ {expected}")
         }
-
-        let audiences: BTreeMap<String, (bool, i64)> = shown["audiences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                let at = m["changed_at"].as_str().unwrap().parse::<Timestamp>().unwrap();
-                (m["audience"].as_str().unwrap().to_owned(), (m["is_member"].as_bool().unwrap(), at.as_millisecond()))
-            })
-            .collect();
-        assert_eq!(audiences, contact.audiences, "{context}: audiences of {email}");
+        (key, expected) => assert_eq!(key, expected, "{context}: closeness key of {email}"),
     }
 
+    let audiences: BTreeMap<String, (bool, i64)> = shown["audiences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let at = m["changed_at"].as_str().unwrap().parse::<Timestamp>().unwrap();
+            (m["audience"].as_str().unwrap().to_owned(), (m["is_member"].as_bool().unwrap(), at.as_millisecond()))
+        })
+        .collect();
+    assert_eq!(audiences, contact.audiences, "{context}: audiences of {email}");
+}
+
+/// Asserts that every audience's counts are the model's.
+async fn compare_audiences(server: &TestServer, model: &Model, context: &str) {
     for (key, (members, entered, exited)) in model.audiences() {
         let audience = server.get(&format!("/api/audiences/{key}")).await;
         let counts =
@@ -321,19 +343,24 @@ async fn compare(server: &TestServer, model: &Model, seed: u64, phase: &str) {
     }
 }
 
-/// One seed, start to end, on a fresh server.
-async fn run_seed(seed: u64) {
+/// One seed, start to end, on a fresh database served by `node_count` nodes.
+async fn run_seed(seed: u64, node_count: usize) {
     let mut rng = Rng::new(seed);
     let mut workload = Workload::new(seed, &mut rng);
     let server = TestServer::start().await;
+    let mut others = Vec::new();
+    for _ in 1..node_count {
+        others.push(server.another_node().await);
+    }
+    let nodes: Vec<&TestServer> = std::iter::once(&server).chain(&others).collect();
     server.set_time_zone(workload.zone).await;
     let mut model = Model::new(workload.zone);
 
     let events = workload.first_phase(&mut rng);
     model.apply_all(&events);
     let bodies = arrivals(&mut rng, &events);
-    deliver(&server, &mut rng, bodies, seed).await;
-    compare(&server, &model, seed, "after the first delivery").await;
+    deliver(&nodes, &mut rng, bodies, seed).await;
+    compare(&nodes, &mut rng, &model, seed, "after the first delivery").await;
 
     // A merge and an erasure, between two people who have contacts.
     let mut known: Vec<usize> =
@@ -342,7 +369,7 @@ async fn run_seed(seed: u64) {
     let mut comebacks = Vec::new();
     if let [into, from, ..] = known[..] {
         let (into_email, from_email) = (&workload.people[into].email, &workload.people[from].email);
-        let (status, body) = server
+        let (status, body) = pick_node(&nodes, &mut rng)
             .call(Method::POST, &format!("/api/contacts/{into_email}/merge"), &json!({"contact": from_email}))
             .await;
         assert_eq!(status, StatusCode::OK, "seed {seed}: merge: {body}");
@@ -352,13 +379,16 @@ async fn run_seed(seed: u64) {
     if let [_, _, erased, ..] = known[..] {
         let (time, id) = (workload.times.next(&mut rng), workload.message_id());
         let deletion = Event::delete(time, &id, &workload.people[erased].user_id);
-        deliver(&server, &mut rng, vec![deletion.body.clone()], seed).await;
+        deliver(&nodes, &mut rng, vec![deletion.body.clone()], seed).await;
         model.apply_all(&[deletion]);
         comebacks.extend(workload.comeback(&mut rng, erased));
     }
-    compare(&server, &model, seed, "after the merge and the erasure").await;
+    compare(&nodes, &mut rng, &model, seed, "after the merge and the erasure").await;
+    drop(nodes);
+    // The first node restarts; the others, if any, keep serving.
     let server = server.restart(common::Options::default()).await;
-    compare(&server, &model, seed, "after a restart").await;
+    let nodes: Vec<&TestServer> = std::iter::once(&server).chain(&others).collect();
+    compare(&nodes, &mut rng, &model, seed, "after a restart").await;
 
     // The merged-away person's ids and email now reach the contact they went into; the erased
     // person starts again from nothing; replays of the first phase still change nothing.
@@ -374,8 +404,8 @@ async fn run_seed(seed: u64) {
     let mut bodies = arrivals(&mut rng, &comebacks);
     bodies.extend(survivors.iter().map(|e| e.body.clone()));
     rng.shuffle(&mut bodies);
-    deliver(&server, &mut rng, bodies, seed).await;
-    compare(&server, &model, seed, "after the comebacks").await;
+    deliver(&nodes, &mut rng, bodies, seed).await;
+    compare(&nodes, &mut rng, &model, seed, "after the comebacks").await;
 
     // A new time zone: every day is counted again from the stored events, in the background.
     let (zone, _) = ZONES[(ZONES.iter().position(|(z, _)| *z == workload.zone).unwrap() + 1) % ZONES.len()];
@@ -388,7 +418,11 @@ async fn run_seed(seed: u64) {
     assert_eq!(report.reprojected as usize, model.contacts.len(), "seed {seed}: contacts rebuilt");
     let reprojection = server.get("/api/workspace/reprojection").await;
     assert_eq!((reprojection["state"].as_str(), reprojection["percent_done"].as_u64()), (Some("finished"), Some(100)));
-    compare(&server, &model, seed, &format!("after the time zone changed to {zone}")).await;
+    compare(&nodes, &mut rng, &model, seed, &format!("after the time zone changed to {zone}")).await;
+    drop(nodes);
+    for node in others {
+        node.stop().await;
+    }
     server.stop().await;
 }
 
@@ -410,8 +444,22 @@ fn seeds() -> Vec<u64> {
 
 async fn the_server_agrees_with_the_model_over_generated_workloads() {
     for seed in seeds() {
-        run_seed(seed).await;
+        run_seed(seed, 1).await;
     }
+}
+
+/// The same workloads sent to three PostgreSQL nodes on one database, each request to a node
+/// picked at random (three in flight), each contact read back from a node picked at random,
+/// and every node listing every contact: several nodes store what one node stores.
+#[tokio::test]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn three_postgres_nodes_agree_with_the_model_over_generated_workloads() {
+    common::run_on(common::Backend::Postgres, "three_nodes", async {
+        for seed in seeds() {
+            run_seed(seed, 3).await;
+        }
+    })
+    .await
 }
 
 /// The case the generated workloads found: in one batch, aliases come before the identify
@@ -431,7 +479,7 @@ async fn aliases_before_their_identify_in_one_batch_still_link() {
     model.apply_all(&events);
     let bodies: Vec<Value> = events.iter().map(|e| e.body.clone()).collect();
     server.ingest("/v1/batch", &json!({"batch": bodies})).await;
-    compare(&server, &model, 0, "one batch").await;
+    compare(&[&server], &mut Rng::new(0), &model, 0, "one batch").await;
     let identities = &model.contacts["ada@example.com"].identities;
     assert!(identities.contains(&("older".to_owned(), "alias".to_owned())), "{identities:?}");
     server.stop().await;

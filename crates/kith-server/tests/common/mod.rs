@@ -288,16 +288,33 @@ impl TestServer {
     /// Another node on this server's database, whose jobs a test runs on demand: on PostgreSQL
     /// with a store of its own, on SQLite with the same store (one writer per file).
     pub async fn second_node(&self) -> AppState {
-        let store = match self.database.as_ref() {
-            Some(database @ TestDatabase::Postgres { .. }) => database.open(self.state.clock.clone()).await,
-            _ => self.state.store.clone(),
-        };
+        let store = self.another_store().await;
         let config = AppConfig {
             manual_jobs: true,
             outbound_allow: vec!["127.0.0.0/8".parse().unwrap()],
             ..AppConfig::default()
         };
         App::new(store, config).expect("app").state
+    }
+
+    /// Another node serving HTTP on this server's database, with the same workspace and keys:
+    /// on PostgreSQL with a store of its own, on SQLite with the same store. Stop it before
+    /// this server.
+    pub async fn another_node(&self) -> TestServer {
+        let mut node = TestServer::serve(self.another_store().await, Options::default()).await;
+        node.write_key = self.write_key.clone();
+        node.secret_key = self.secret_key.clone();
+        node.workspace = self.workspace;
+        node
+    }
+
+    /// A store of another node on this server's database (on SQLite, this one: one writer
+    /// per file).
+    async fn another_store(&self) -> Arc<dyn Store> {
+        match self.database.as_ref() {
+            Some(database @ TestDatabase::Postgres { .. }) => database.open(self.state.clock.clone()).await,
+            _ => self.state.store.clone(),
+        }
     }
 
     /// Runs every background job once, as of the server's clock.
