@@ -3,7 +3,8 @@
 //! every backend (each backend's `nudges.rs` decides when a rule fires and queues these).
 
 use jiff::Timestamp;
-use kith_core::rules::{render, Action, RuleSpec};
+use kith_core::closeness::Bucket;
+use kith_core::rules::{render, Action, RuleSpec, Trigger};
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -31,6 +32,58 @@ pub const UNSUBSCRIBED: &str = "Unsubscribed";
 /// The contact reported a message as spam. kith receives it rather than sends it: the email
 /// provider reports complaints through Segment, and the contact is then never messaged again.
 pub const EMAIL_MARKED_AS_SPAM: &str = "Email Marked as Spam";
+
+/// A contact's move from one closeness bucket to another, as the nudge job sees it (a
+/// contact never placed counts as cold), and what it sets off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketChange {
+    /// The bucket before; `None` when the stored name is not one kith knows.
+    pub from: Option<Bucket>,
+    /// The bucket now.
+    pub to: Bucket,
+    /// What the rules' firings and journeys' entries it sets off are keyed by: one per
+    /// contact, bucket and moment.
+    pub source: String,
+    /// How those firings and entries describe it.
+    pub description: String,
+}
+
+impl BucketChange {
+    /// The change from the stored bucket `old` to `new` seen at `now_ms`; `None` when `new`
+    /// is not a bucket.
+    pub fn new(old: Option<&str>, new: &str, now_ms: i64) -> Option<BucketChange> {
+        Some(BucketChange {
+            from: Bucket::parse(old.unwrap_or("cold")),
+            to: Bucket::parse(new)?,
+            source: format!("bucket:{new}:{now_ms}"),
+            description: format!("became {new}"),
+        })
+    }
+
+    /// Whether it fires `rule`.
+    pub fn fires(&self, rule: &RuleSpec) -> bool {
+        rule.matches_bucket(self.from, self.to)
+    }
+
+    /// Whether it starts a journey whose trigger is `when`.
+    pub fn starts(&self, when: &Trigger) -> bool {
+        when.matches_bucket(self.from, self.to)
+    }
+
+    /// The track call kith emits about it, if any: entering close, or going cold from another
+    /// bucket.
+    pub fn track(&self) -> Option<(&'static str, Map<String, Value>)> {
+        let event = match (self.from, self.to) {
+            (_, Bucket::Close) => BECAME_CLOSE,
+            (Some(from), Bucket::Cold) if from != Bucket::Cold => WENT_COLD,
+            _ => return None,
+        };
+        let mut properties = Map::new();
+        properties.insert("from".into(), Value::from(self.from.map_or("cold", Bucket::as_str)));
+        properties.insert("to".into(), Value::from(self.to.as_str()));
+        Some((event, properties))
+    }
+}
 
 /// The Segment identity of a contact: its first userId, and its email as a trait.
 #[derive(Debug, Clone)]
@@ -284,4 +337,39 @@ pub fn for_account_firing(fired: &AccountFired) -> Vec<NewDelivery> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_change_says_what_it_sets_off() {
+        // (stored bucket, new bucket, track emitted)
+        let cases = [
+            (None, "close", Some(BECAME_CLOSE)),
+            (Some("warm"), "close", Some(BECAME_CLOSE)),
+            (Some("cooling"), "cold", Some(WENT_COLD)),
+            (Some("close"), "cold", Some(WENT_COLD)),
+            (Some("close"), "warm", None),
+            (Some("cold"), "cooling", None),
+            (None, "warm", None),
+            // A stored name kith does not know: going cold from it is no news.
+            (Some("lukewarm"), "cold", None),
+        ];
+        for (old, new, track) in cases {
+            let change = BucketChange::new(old, new, 1_000).unwrap();
+            assert_eq!(change.track().map(|(event, _)| event), track, "{old:?} → {new}");
+            assert_eq!(change.source, format!("bucket:{new}:1000"));
+            assert_eq!(change.description, format!("became {new}"));
+        }
+        let (_, properties) = BucketChange::new(None, "close", 0).unwrap().track().unwrap();
+        assert_eq!(Value::Object(properties), json!({"from": "cold", "to": "close"}));
+        assert_eq!(BucketChange::new(Some("warm"), "tepid", 0), None, "not a bucket");
+
+        let to_cold_from_close = Trigger::BucketChanged { to: Bucket::Cold, from: Some(Bucket::Close) };
+        assert!(BucketChange::new(Some("close"), "cold", 0).unwrap().starts(&to_cold_from_close));
+        assert!(!BucketChange::new(Some("cooling"), "cold", 0).unwrap().starts(&to_cold_from_close));
+        assert!(!BucketChange::new(Some("close"), "warm", 0).unwrap().starts(&to_cold_from_close));
+    }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{admin, journeys, read};
-use crate::deliveries::{self, SegmentIdentity, BECAME_CLOSE, WENT_COLD};
+use crate::deliveries::{self, SegmentIdentity};
 use crate::records::*;
 use crate::sql::DELIVERY_COLUMNS;
 use crate::{Result, StoreError};
@@ -260,41 +260,23 @@ pub async fn evaluate_contacts(c: &mut Client, now: Timestamp) -> Result<JobRepo
                 continue;
             }
             report.bucket_changes += 1;
-            let from = Bucket::parse(old.as_deref().unwrap_or("cold"));
-            let Some(to) = Bucket::parse(&new) else { continue };
-            for (rule_id, rule) in rules.iter().filter(|(_, rule)| rule.matches_bucket(from, to)) {
-                insert_firing(
-                    &tx,
-                    &workspace,
-                    *rule_id,
-                    rule,
-                    contact,
-                    &format!("bucket:{new}:{now_ms}"),
-                    &format!("became {new}"),
-                    now_ms,
-                )
-                .await?;
+            let Some(change) = deliveries::BucketChange::new(old.as_deref(), &new, now_ms) else { continue };
+            for (rule_id, rule) in rules.iter().filter(|(_, rule)| change.fires(rule)) {
+                insert_firing(&tx, &workspace, *rule_id, rule, contact, &change.source, &change.description, now_ms)
+                    .await?;
             }
             journeys::enter_matching(
                 &tx,
                 workspace.id,
                 &journeys,
                 contact,
-                &format!("bucket:{new}:{now_ms}"),
-                &format!("became {new}"),
+                &change.source,
+                &change.description,
                 now_ms,
-                |journey| journey.when.matches_bucket(from, to),
+                |journey| change.starts(&journey.when),
             )
             .await?;
-            let outbound = match (from, to) {
-                (_, Bucket::Close) => Some(BECAME_CLOSE),
-                (Some(from), Bucket::Cold) if from != Bucket::Cold => Some(WENT_COLD),
-                _ => None,
-            };
-            if let Some(event) = outbound {
-                let mut properties = Map::new();
-                properties.insert("from".into(), Value::from(from.map_or("cold", Bucket::as_str)));
-                properties.insert("to".into(), Value::from(to.as_str()));
+            if let Some((event, properties)) = change.track() {
                 enqueue_track(&tx, &workspace, contact, event, properties, now_ms, now_ms).await?;
             }
         }
