@@ -85,6 +85,12 @@ impl BucketChange {
     }
 }
 
+/// What a contact's becoming due (its cadence's due date, `due_at`, reached) keys the rules'
+/// firings and journeys' entries it sets off by, once per due date, and how they describe it.
+pub fn became_due(due_at: i64) -> (String, &'static str) {
+    (format!("due:{due_at}"), "became due")
+}
+
 /// The Segment identity of a contact: its first userId, and its email as a trait.
 #[derive(Debug, Clone)]
 pub struct SegmentIdentity<'a> {

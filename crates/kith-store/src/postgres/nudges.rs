@@ -308,26 +308,17 @@ pub async fn evaluate_contacts(c: &mut Client, now: Timestamp) -> Result<JobRepo
                     continue;
                 }
                 report.became_due += 1;
+                let (source, description) = deliveries::became_due(due_at);
                 for (rule_id, rule) in &due_rules {
-                    insert_firing(
-                        &tx,
-                        &workspace,
-                        *rule_id,
-                        rule,
-                        contact,
-                        &format!("due:{due_at}"),
-                        "became due",
-                        now_ms,
-                    )
-                    .await?;
+                    insert_firing(&tx, &workspace, *rule_id, rule, contact, &source, description, now_ms).await?;
                 }
                 journeys::enter_matching(
                     &tx,
                     workspace.id,
                     &journeys,
                     contact,
-                    &format!("due:{due_at}"),
-                    "became due",
+                    &source,
+                    description,
                     now_ms,
                     |journey| matches!(journey.when, Trigger::BecomesDue {}),
                 )

@@ -260,25 +260,17 @@ pub fn evaluate_contacts(c: &mut Connection, now: Timestamp) -> Result<JobReport
                     continue;
                 }
                 report.became_due += 1;
+                let (source, description) = deliveries::became_due(due_at);
                 for (rule_id, rule) in &due_rules {
-                    insert_firing(
-                        &tx,
-                        &workspace,
-                        *rule_id,
-                        rule,
-                        contact,
-                        &format!("due:{due_at}"),
-                        "became due",
-                        now_ms,
-                    )?;
+                    insert_firing(&tx, &workspace, *rule_id, rule, contact, &source, description, now_ms)?;
                 }
                 journeys::enter_matching(
                     &tx,
                     workspace.id,
                     &journeys,
                     contact,
-                    &format!("due:{due_at}"),
-                    "became due",
+                    &source,
+                    description,
                     now_ms,
                     |journey| matches!(journey.when, Trigger::BecomesDue {}),
                 )?;
