@@ -238,16 +238,20 @@ async fn handle(
         outcomes
     };
     // An event the store accepted into its log is counted and shown by the projection
-    // once it is applied (see `App::new`), with what it did.
+    // once it is applied (see `App::new`), with what it did, on the node applying the log.
+    // Another node (PostgreSQL) shows it in its own debugger as accepted, so that whichever
+    // node the debugger is open on shows the events sent to that node.
     for (position, outcome) in positions.iter().zip(&outcomes).filter(|(_, outcome)| **outcome != Outcome::Accepted) {
         state.metrics.event_outcome(outcome);
         if let Outcome::Rejected(rejection) = outcome {
             rejected.push(Refused { index: *position, rejection: rejection.clone() });
         }
     }
-    for (reading, outcome) in readings.into_iter().zip(&outcomes).filter(|(_, outcome)| **outcome != Outcome::Accepted)
-    {
-        state.debugger.publish(DebugEntry::read(workspace, received_at, reading, outcome));
+    let applied_here = state.store.log_position().is_none_or(|position| position.leases > 0);
+    for (reading, outcome) in readings.into_iter().zip(&outcomes) {
+        if *outcome != Outcome::Accepted || !applied_here {
+            state.debugger.publish(DebugEntry::read(workspace, received_at, reading, outcome));
+        }
     }
     rejected.sort_by_key(|item| item.index);
 

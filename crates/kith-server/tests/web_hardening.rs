@@ -235,6 +235,48 @@ async fn each_workspace_has_its_own_debugger_feed() {
     server.stop().await;
 }
 
+/// With several nodes on PostgreSQL, the debugger open on a node that does not apply the log
+/// still shows the events sent to that node, as accepted; the node applying the log shows
+/// what each did.
+#[tokio::test]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn the_debugger_on_a_node_not_applying_the_log_shows_what_it_accepted() {
+    common::run_on(common::Backend::Postgres, "debugger_nodes", async {
+        let server = TestServer::start().await;
+        let other = server.another_node().await;
+        let leads = |node: &TestServer| node.state.store.log_position().is_some_and(|p| p.leases > 0);
+        let started = std::time::Instant::now();
+        while !leads(&server) && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(leads(&server) && !leads(&other), "the first node applies the log");
+        let _watching = [server.state.debugger.open_stream(1, 10), other.state.debugger.open_stream(1, 10)];
+
+        let identify = json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "messageId": "seen-on-other",
+                              "timestamp": "2024-07-01T09:00:00Z"});
+        let answer = other
+            .client
+            .post(format!("{}/v1/identify", other.url))
+            .header("authorization", other.basic())
+            .json(&identify)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let shown = other.state.debugger.recent(other.workspace);
+        let entry = shown.iter().find(|e| e.message_id.as_deref() == Some("seen-on-other")).expect("shown on its node");
+        assert_eq!((entry.status.as_str(), entry.email.as_deref()), ("accepted", Some("ada@example.com")));
+
+        server.state.store.settle().await.unwrap();
+        let applied = server.state.debugger.recent(server.workspace);
+        let entry = applied.iter().find(|e| e.message_id.as_deref() == Some("seen-on-other")).expect("applied");
+        assert_eq!((entry.status.as_str(), entry.contact_id.is_some()), ("added", true), "{entry:?}");
+        other.stop().await;
+        server.stop().await;
+    })
+    .await
+}
+
 async fn debugger_streams_are_capped_per_user() {
     let web = WebConfig { streams_per_user: 2, ..WebConfig::default() };
     let server = server_with(web, None).await;
