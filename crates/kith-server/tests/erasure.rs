@@ -29,14 +29,19 @@ async fn ada_with_everything(server: &TestServer) -> i64 {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let at = |hours_ago: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago)).to_string();
+    // Two days of activity, whatever the time of day the test runs at: two days ago and
+    // yesterday (UTC, the workspace's zone), each from 10:00.
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).start_of_day().unwrap().timestamp();
+    let at = |days_ago: i64, hour: i64| {
+        (today - jiff::SignedDuration::from_hours(24 * days_ago) + jiff::SignedDuration::from_hours(hour)).to_string()
+    };
     let events = [
-        json!({"type": "track", "anonymousId": "anon-ada", "event": "Viewed Pricing", "timestamp": at(50)}),
-        json!({"type": "identify", "userId": "u-ada", "anonymousId": "anon-ada", "timestamp": at(49),
+        json!({"type": "track", "anonymousId": "anon-ada", "event": "Viewed Pricing", "timestamp": at(2, 10)}),
+        json!({"type": "identify", "userId": "u-ada", "anonymousId": "anon-ada", "timestamp": at(2, 11),
             "traits": {"email": "ada@example.com", "name": "Ada"}}),
-        json!({"type": "track", "userId": "u-ada", "event": "Exported", "timestamp": at(2)}),
-        json!({"type": "group", "userId": "u-ada", "groupId": "acme", "traits": {"name": "Acme"}, "timestamp": at(2)}),
-        json!({"type": "identify", "userId": "u-ada", "timestamp": at(1),
+        json!({"type": "track", "userId": "u-ada", "event": "Exported", "timestamp": at(1, 10)}),
+        json!({"type": "group", "userId": "u-ada", "groupId": "acme", "traits": {"name": "Acme"}, "timestamp": at(1, 10)}),
+        json!({"type": "identify", "userId": "u-ada", "timestamp": at(1, 11),
             "traits": {"email": "ada@example.com", "vip": true},
             "context": {"personas": {"computation_class": "audience", "computation_key": "vip"}}}),
     ];
