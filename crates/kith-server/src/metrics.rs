@@ -370,8 +370,8 @@ impl Collector for EventLogCollector {
             return Ok(());
         };
         for (name, help, value) in [
-            ("kith_event_log_appended", "The last event-log sequence number acknowledged.", position.appended),
-            ("kith_event_log_applied", "The last event-log sequence number the projection applied.", position.applied),
+            ("kith_event_log_appended", "Events appended to the event log and acknowledged (the last sequence number on SQLite).", position.appended),
+            ("kith_event_log_applied", "Events of the event log the projection applied (the last sequence number on SQLite).", position.applied),
             (
                 "kith_projection_lag_events",
                 "Acknowledged events the projection has not applied yet.",

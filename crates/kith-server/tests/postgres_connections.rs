@@ -605,3 +605,54 @@ async fn sslmode_on_the_real_server() {
     })
     .await
 }
+
+/// No lock is shared by every append: a lane whose lock is held (here by the test, as by an
+/// append that stalled before its commit) holds up neither the appends, which take another
+/// lane, nor the reads after them.
+#[tokio::test]
+#[cfg_attr(not(kith_test_postgres), ignore = "needs PostgreSQL: set KITH_TEST_DATABASE_URL to run it")]
+async fn a_held_lane_holds_up_neither_appends_nor_reads() {
+    common::run_on(Backend::Postgres, "lanes", async {
+        let database = TestDatabase::create().await;
+        let TestDatabase::Postgres { url, .. } = &database else { panic!("a PostgreSQL database") };
+        let (holder, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let store = database.open(kith_server::Clock::system()).await;
+        let server = Arc::new(TestServer::start_on(database, store, Options::default()).await);
+
+        let stalled_lane: i64 = 3;
+        holder.batch_execute("BEGIN").await.unwrap();
+        holder
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&(kith_store::postgres::LANE_LOCKS + stalled_lane)])
+            .await
+            .unwrap();
+        let mut sent = JoinSet::new();
+        for i in 0..24 {
+            let server = server.clone();
+            sent.spawn(async move { (i, ingest(&server, &format!("lane{i}@example.com")).await) });
+        }
+        // Appends take another lane: every one is answered while the lane is held.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(done)) = tokio::time::timeout_at(until, sent.join_next()).await {
+            let (_, answer) = done.unwrap();
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        }
+        assert!(sent.is_empty(), "{} of 24 appends waited for the held lane", sent.len());
+        for i in 0..24 {
+            let read = read(&server, &format!("lane{i}@example.com")).await;
+            assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+            assert!(read.took < Duration::from_secs(2), "a read took {:?}", read.took);
+        }
+        let held: i64 = holder
+            .query_one("SELECT entries FROM log_lanes WHERE lane = $1", &[&(stalled_lane as i32)])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(held, 0, "nothing was appended to the held lane");
+        holder.batch_execute("COMMIT").await.unwrap();
+        drop(holder);
+        let _ = connection.await;
+        Arc::into_inner(server).expect("no request left").stop().await;
+    })
+    .await
+}

@@ -25,8 +25,9 @@ use kith_core::{Clock, Event};
 
 pub use records::*;
 
-/// The last event-log sequence number acknowledged and the last one applied to what reads
-/// see; their difference is the projection's lag.
+/// How far the event log was appended and applied to what reads see (on SQLite, the last
+/// sequence numbers, which count the events; on PostgreSQL, counts of events); their
+/// difference is the projection's lag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogPosition {
     /// Appended and acknowledged.

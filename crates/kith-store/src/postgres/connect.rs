@@ -282,7 +282,7 @@ impl Connections {
         let mut target = Target::parse(url)?;
         let millis = timeout.as_millis().max(1);
         // A node cut off from the database mid-transaction cannot end it, and the server
-        // would hold its locks (the event log's append lock among them) until TCP gave up:
+        // would hold its locks (an event-log lane's among them) until TCP gave up:
         // no transaction of kith's idles that long while its node can still talk.
         let idle = millis * u128::from(SILENCE_TIMEOUTS);
         let session = format!("-c statement_timeout={millis} -c idle_in_transaction_session_timeout={idle}");

@@ -10,14 +10,16 @@
 //! the projection lease: a session-level advisory lock on a connection of its own, taken with
 //! try-lock. When that node dies its session ends, the lock is released, and another node's
 //! next try (every [`LEASE_RETRY`]) takes the lease over. The projection applies the log
-//! after its watermark in batches through the planner (`write::apply_events`), storing the
-//! new watermark and deleting the applied entries in the same transaction, so that a crash
-//! replays the unapplied tail without counting anything twice.
+//! after the lanes' watermarks in batches through the planner (`write::apply_events`),
+//! storing the new watermarks and deleting the applied entries in the same transaction, so
+//! that a crash replays the unapplied tail without counting anything twice.
 //!
-//! Appends hold [`APPEND_LOCK`] from their insert to their commit, so sequence numbers
-//! become visible in order: an entry the projection has not seen is always after its
-//! watermark. Reads that must see acknowledged events wait until the watermark passes the
-//! last entry visible when they start (`PostgresStore::wait_applied`).
+//! No lock is shared by every append. An append takes the lock of one of [`LANES`] lanes, the
+//! first free one from a random start, from its insert to its commit, so that within a lane sequence numbers become
+//! visible in order: an entry the projection has not seen is always after its lane's
+//! watermark (`lane_watermarks`), and appends on different lanes run in parallel. Reads
+//! that must see acknowledged events wait until every lane's watermark passes the head the
+//! lane had when they start (`PostgresStore::wait_applied`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -35,8 +37,11 @@ use crate::plan::{self, PendingEvent};
 use crate::records::{Incoming, Outcome};
 use crate::{AppliedSink, Result, StoreError};
 
-/// The advisory lock an append holds from its insert to its commit.
-const APPEND_LOCK: i64 = 0x6b69_7468_0003;
+/// The lanes of the log (`log_lanes`, `lane_watermarks`).
+pub const LANES: usize = 16;
+/// The advisory lock of lane 0, held by an append on it from its insert to its commit; lane
+/// `n`'s is this plus `n`.
+pub const LANE_LOCKS: i64 = 0x6b69_7468_0100;
 /// The session-level advisory lock of the node that applies the log.
 const PROJECTION_LEASE: i64 = 0x6b69_7468_0004;
 /// How often a node without the lease tries to take it.
@@ -60,8 +65,8 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 pub struct Log {
     /// Woken by this node's appends.
     appended: Notify,
-    /// The watermark this node's projection last committed.
-    applied: watch::Sender<i64>,
+    /// The lanes' watermarks this node's projection last committed.
+    applied: watch::Sender<Lanes>,
     /// Whether this node holds the projection lease.
     leading: AtomicBool,
     /// Told what each applied event did.
@@ -72,7 +77,15 @@ pub struct Log {
     batch: AtomicI64,
 }
 
-/// The last sequence number appended and the watermark, as last read.
+/// A sequence number per lane, indexed by lane.
+pub type Lanes = Vec<i64>;
+
+/// Whether watermarks `applied` are at or past every lane's head in `heads`.
+pub fn caught_up(heads: &[i64], applied: &[i64]) -> bool {
+    heads.iter().enumerate().all(|(lane, head)| applied.get(lane).is_some_and(|applied| applied >= head))
+}
+
+/// Entries appended and entries applied, as last read.
 #[derive(Default)]
 struct Marks {
     appended: AtomicI64,
@@ -92,7 +105,7 @@ impl Log {
     pub fn start(connections: Connections, timeout: Duration) -> Arc<Log> {
         let log = Arc::new(Log {
             appended: Notify::new(),
-            applied: watch::Sender::new(0),
+            applied: watch::Sender::new(Lanes::new()),
             leading: AtomicBool::new(false),
             sink: Mutex::new(None),
             marks: Marks::default(),
@@ -112,8 +125,8 @@ impl Log {
         self.leading.load(Ordering::Relaxed)
     }
 
-    /// Notified when this node's projection moves its watermark.
-    pub fn watch_applied(&self) -> watch::Receiver<i64> {
+    /// Notified when this node's projection moves its watermarks.
+    pub fn watch_applied(&self) -> watch::Receiver<Lanes> {
         self.applied.subscribe()
     }
 
@@ -122,9 +135,8 @@ impl Log {
         self.marks.set(marks);
     }
 
-    /// Where the log and the projection were when last looked at (at most [`LEASE_RETRY`]
-    /// ago, or by the last read that waited for the projection), and whether this node
-    /// applies the log.
+    /// How many entries were appended and applied when last looked at (at most
+    /// [`LEASE_RETRY`] ago, or by the last `settle`), and whether this node applies the log.
     pub fn position(&self) -> crate::LogPosition {
         crate::LogPosition {
             appended: self.marks.appended.load(Ordering::Relaxed),
@@ -139,20 +151,33 @@ impl Log {
     }
 }
 
-/// The last sequence number appended and committed, and the watermark.
+/// Entries ever appended and entries applied.
 pub async fn marks(c: &Client) -> Result<(i64, i64)> {
     let row = c
         .query_one(
-            "SELECT (SELECT appended FROM log_head WHERE id = 0), (SELECT applied FROM projection_state WHERE shard = 0)",
+            "SELECT (SELECT sum(entries)::bigint FROM log_lanes), (SELECT entries FROM projection_state WHERE shard = 0)",
             &[],
         )
         .await?;
     Ok((row.get(0), row.get(1)))
 }
 
-/// The watermark.
-pub async fn applied(c: &Client) -> Result<i64> {
-    Ok(c.query_one("SELECT applied FROM projection_state WHERE shard = 0", &[]).await?.get(0))
+/// Each lane's head (its last entry appended and committed) and watermark.
+pub async fn heads(c: &Client) -> Result<(Lanes, Lanes)> {
+    let rows = c
+        .query("SELECT l.appended, w.applied FROM log_lanes l JOIN lane_watermarks w USING (lane) ORDER BY lane", &[])
+        .await?;
+    Ok(rows.iter().map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1))).unzip())
+}
+
+/// Each lane's watermark.
+pub async fn watermarks(c: &Client) -> Result<Lanes> {
+    let rows = c.query("SELECT applied FROM lane_watermarks ORDER BY lane", &[]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+async fn applied_entries(c: &Client) -> Result<i64> {
+    Ok(c.query_one("SELECT entries FROM projection_state WHERE shard = 0", &[]).await?.get(0))
 }
 
 /// Decides each event's answer, appends the accepted ones and commits. One outcome per
@@ -198,27 +223,51 @@ pub async fn append(c: &mut Client, batch: &[Incoming]) -> Result<Vec<Outcome>> 
     Ok(outcomes)
 }
 
-/// Appends the entries under [`APPEND_LOCK`], which the commit releases: no append takes
-/// sequence numbers while another's are still to become visible.
+/// Appends the entries to a lane under its lock, which the commit releases: no append on the
+/// lane takes sequence numbers while another's are still to become visible. The lane is the
+/// first free one from a random start; only when all are taken does the append wait, for the
+/// lane it started from.
 async fn insert_entries(tx: &Transaction<'_>, accepted: &[&Incoming]) -> Result<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
-    let count = accepted.len() as i64;
-    let last: i64 =
-        tx.query_one("SELECT setval('event_log_seq', nextval('event_log_seq') + $1 - 1)", &[&count]).await?.get(0);
-    let seqs: Vec<i64> = (last - count + 1..=last).collect();
+    let start = rand::random_range(0..LANES as i32);
+    // The filter is evaluated lane by lane, in order, until one lock is taken.
+    let free = tx
+        .query_opt(
+            "SELECT lane FROM (SELECT ($1::int + i) % $3::int AS lane FROM generate_series(0, $3::int - 1) AS i) AS lanes
+             WHERE pg_try_advisory_xact_lock($2::bigint + lane) LIMIT 1",
+            &[&start, &LANE_LOCKS, &(LANES as i32)],
+        )
+        .await?;
+    let lane: i32 = match free {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(LANE_LOCKS + i64::from(start))]).await?;
+            start
+        }
+    };
     let workspaces: Vec<i64> = accepted.iter().map(|incoming| incoming.workspace_id).collect();
     let digests: Vec<&[u8]> = accepted.iter().map(|incoming| incoming.digest.as_slice()).collect();
     let types: Vec<&str> = accepted.iter().map(|incoming| incoming.event.kind.event_type().as_str()).collect();
     let occurred: Vec<i64> = accepted.iter().map(|incoming| incoming.event.time.as_millisecond()).collect();
     let received: Vec<i64> = accepted.iter().map(|incoming| incoming.event.received_at.as_millisecond()).collect();
     let payloads: Vec<&str> = accepted.iter().map(|incoming| incoming.event.payload.as_str()).collect();
+    // In order: the events of one batch keep their order in the log.
+    let seqs = tx
+        .query(
+            "INSERT INTO event_log (lane, workspace_id, digest, event_type, occurred_at, received_at, payload)
+             SELECT $1, w, d, t, o, r, p
+             FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
+                  WITH ORDINALITY AS e (w, d, t, o, r, p, i)
+             ORDER BY i
+             RETURNING seq",
+            &[&lane, &workspaces, &digests, &types, &occurred, &received, &payloads],
+        )
+        .await?;
+    let last = seqs.iter().map(|row| row.get::<_, i64>(0)).max().unwrap_or_default();
     tx.execute(
-        "INSERT INTO event_log (seq, workspace_id, digest, event_type, occurred_at, received_at, payload)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
-        &[&seqs, &workspaces, &digests, &types, &occurred, &received, &payloads],
+        "UPDATE log_lanes SET appended = $2, entries = entries + $3 WHERE lane = $1",
+        &[&lane, &last, &(accepted.len() as i64)],
     )
     .await?;
-    tx.execute("UPDATE log_head SET appended = $1 WHERE id = 0", &[&last]).await?;
     Ok(())
 }
 
@@ -294,14 +343,15 @@ async fn serve(log: &Weak<Log>, connections: &Connections, timeout: Duration) ->
     }
 }
 
-/// Applies the log after the stored watermark, holding the lease, until the store is dropped
-/// or the connection fails; `timeout` bounds each step.
+/// Applies the log after the stored watermarks, holding the lease, until the store is
+/// dropped or the connection fails; `timeout` bounds each step.
 async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Result<()> {
-    let mut watermark = bounded(timeout, "starting", applied(client)).await?;
+    let mut watermarks = bounded(timeout, "starting", watermarks(client)).await?;
+    let mut entries = bounded(timeout, "starting", applied_entries(client)).await?;
     let mut refreshed = Instant::now();
     loop {
         let Some(shared) = log.upgrade() else { return Ok(()) };
-        shared.applied.send_replace(watermark);
+        shared.applied.send_replace(watermarks.clone());
         shared.leading.store(true, Ordering::Relaxed);
         if refreshed.elapsed() >= LEASE_RETRY {
             shared.marks.set(bounded(timeout, "reading the log", marks(client)).await?);
@@ -309,32 +359,46 @@ async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Resul
         }
         let _ = tokio::time::timeout(IDLE_POLL, shared.appended.notified()).await;
         let limit = shared.batch.load(Ordering::Relaxed);
-        let mut entries = bounded(timeout, "reading the log", read_after(client, watermark, limit)).await?;
-        if entries.is_empty() {
+        let mut read = bounded(timeout, "reading the log", read_after(client, limit)).await?;
+        if read.is_empty() {
             continue;
         }
-        if entries.len() < GATHER_BELOW {
+        if read.len() < GATHER_BELOW {
             // A trickle of small appends (single identifies) would otherwise cost one
             // projection transaction each; a read after a 200 waits that much longer at most.
             tokio::time::sleep(GATHER).await;
-            entries = bounded(timeout, "reading the log", read_after(client, watermark, limit)).await?;
+            read = bounded(timeout, "reading the log", read_after(client, limit)).await?;
         }
         // Halved while a transaction fails (one that timed out is tried again smaller, down to
         // a single entry), and grown back as they succeed.
         shared.batch.store((limit / 2).max(1), Ordering::Relaxed);
-        let last = entries.last().map_or(watermark, |(seq, _)| *seq);
-        let (seqs, batch): (Vec<i64>, Vec<Incoming>) = plan::reparse_entries(&entries).into_iter().unzip();
+        let (lanes, entries_read): (Vec<i32>, Vec<(i64, PendingEvent)>) = read.into_iter().unzip();
+        let (seqs, batch): (Vec<i64>, Vec<Incoming>) = plan::reparse_entries(&entries_read).into_iter().unzip();
+        let mut consumed = 0;
         for run in plan::deletion_runs(&batch) {
-            let through = if run.end == batch.len() { last } else { seqs[run.end - 1] };
+            // The entries up to the run's last, those that no longer parse included.
+            let through = if run.end == batch.len() {
+                entries_read.len()
+            } else {
+                entries_read.partition_point(|(seq, _)| *seq <= seqs[run.end - 1])
+            };
+            let applied: Vec<(i32, i64)> =
+                (consumed..through).map(|index| (lanes[index], entries_read[index].0)).collect();
             let outcomes =
-                bounded(timeout, "applying", write::apply_events(client, &batch[run.clone()], watermark, through))
+                bounded(timeout, "applying", write::apply_events(client, &batch[run.clone()], entries, &applied))
                     .await?;
             let sink = shared.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             if let Some(sink) = sink {
                 sink(&batch[run], &outcomes);
             }
-            watermark = through;
-            shared.applied.send_replace(watermark);
+            for (lane, seq) in &applied {
+                if let Some(watermark) = watermarks.get_mut(*lane as usize) {
+                    *watermark = (*watermark).max(*seq);
+                }
+            }
+            entries += applied.len() as i64;
+            consumed = through;
+            shared.applied.send_replace(watermarks.clone());
         }
         shared.batch.store((limit * 2).min(PROJECTION_BATCH), Ordering::Relaxed);
     }
@@ -353,14 +417,20 @@ async fn bounded<T>(
     }
 }
 
-/// Up to `limit` log entries after `from`, in order.
-async fn read_after(c: &Client, from: i64, limit: i64) -> Result<Vec<(i64, PendingEvent)>> {
+/// Up to `limit` log entries after their lanes' watermarks, in order, each with its lane.
+async fn read_after(c: &Client, limit: i64) -> Result<Vec<(i32, (i64, PendingEvent))>> {
+    // Each lane is read from its watermark on, in its own index range: below them are only
+    // the entries already applied and deleted, which an index scan would step over until a
+    // vacuum.
     let rows = c
         .query(
-            "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at FROM event_log
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&from, &limit],
+            "SELECT e.seq, e.workspace_id, e.event_type, e.payload, e.occurred_at, e.received_at, e.lane
+             FROM lane_watermarks w CROSS JOIN LATERAL (
+                 SELECT * FROM event_log e WHERE e.lane = w.lane AND e.seq > w.applied ORDER BY e.seq LIMIT $1
+             ) e
+             ORDER BY e.seq LIMIT $1",
+            &[&limit],
         )
         .await?;
-    Ok(rows.iter().map(|row| (row.get(0), write::pending_event(row))).collect())
+    Ok(rows.iter().map(|row| (row.get(6), (row.get(0), write::pending_event(row)))).collect())
 }

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "reprojections", include_str!("../../migrations/postgres/0011_reprojections.sql")),
     (12, "event_log", include_str!("../../migrations/postgres/0012_event_log.sql")),
     (13, "message_id_days", include_str!("../../migrations/postgres/0013_message_id_days.sql")),
+    (14, "append_lanes", include_str!("../../migrations/postgres/0014_append_lanes.sql")),
 ];
 
 /// Applies the migrations the database lacks, recording `now` as when; returns their versions.

@@ -41,6 +41,7 @@ use crate::records::*;
 use crate::{Result, Store, StoreError};
 
 pub use connect::{create_database, drop_database, with_database_name, SslMode, DEFAULT_CONNECT_TIMEOUT};
+pub use log::{LANES, LANE_LOCKS};
 pub use migrate::MIGRATIONS;
 
 /// The advisory lock that serialises the writes planned from what they read.
@@ -120,10 +121,10 @@ impl PostgresStore {
     /// any node.
     async fn wait_applied(&self) -> Result<()> {
         let deadline = self.connections.deadline();
-        let (target, mut applied) = on_connection!(self, deadline, |c| log::marks(c))?;
+        let (heads, mut applied) = on_connection!(self, deadline, |c| log::heads(c))?;
         let mut changed = self.log.watch_applied();
         let mut pause = Duration::from_millis(1);
-        while applied < target {
+        while !log::caught_up(&heads, &applied) {
             if tokio::time::Instant::now() + pause > deadline {
                 return Err(StoreError::unavailable(format!(
                     "the projection is more than {} s behind the event log",
@@ -135,12 +136,11 @@ impl PostgresStore {
             let _ = tokio::time::timeout(pause, changed.changed()).await;
             pause = (pause * 2).min(Duration::from_millis(20));
             applied = if self.log.leading() {
-                *changed.borrow_and_update()
+                changed.borrow_and_update().clone()
             } else {
-                on_connection!(self, deadline, |c| log::applied(c))?
+                on_connection!(self, deadline, |c| log::watermarks(c))?
             };
         }
-        self.log.saw((target, applied));
         Ok(())
     }
 
@@ -241,7 +241,11 @@ impl Store for PostgresStore {
     }
 
     async fn settle(&self) -> Result<()> {
-        self.wait_applied().await
+        self.wait_applied().await?;
+        // What `log_position` tells (`/metrics`) is then as of now.
+        let marks = on_connection!(self, |c| log::marks(c))?;
+        self.log.saw(marks);
+        Ok(())
     }
 
     fn log_position(&self) -> Option<crate::LogPosition> {

@@ -22,25 +22,47 @@ use crate::records::*;
 use crate::state::{activity_time, interaction_time, millis_of_days, ContactState};
 use crate::{Result, StoreError};
 
-/// Applies the event-log entries after `from` through `through`, `batch`, in one transaction,
-/// which also moves the projection's watermark to `through` and deletes those entries.
-pub async fn apply_events(c: &mut Client, batch: &[Incoming], from: i64, through: i64) -> Result<Vec<Outcome>> {
-    // Dropping the transaction on an error rolls everything back, the watermark included.
+/// Applies `batch`, the event-log entries `applied` (lane, sequence number: those that no
+/// longer parse included), in one transaction, which also counts them as applied (fenced by
+/// `entries_before`, the count the projection expects), moves their lanes' watermarks and
+/// deletes them.
+pub async fn apply_events(
+    c: &mut Client,
+    batch: &[Incoming],
+    entries_before: i64,
+    applied: &[(i32, i64)],
+) -> Result<Vec<Outcome>> {
+    // Dropping the transaction on an error rolls everything back, the watermarks included.
     let tx = c.transaction().await?;
     let outcomes = if batch.is_empty() { Vec::new() } else { plan_and_execute(&tx, batch).await? };
     // Fenced: a projection that is not where the database says the log was applied to (a
     // lease lost without its holder knowing) applies nothing.
     let moved = tx
-        .execute("UPDATE projection_state SET applied = $2 WHERE shard = 0 AND applied = $1", &[&from, &through])
+        .execute(
+            "UPDATE projection_state SET entries = entries + $2 WHERE shard = 0 AND entries = $1",
+            &[&entries_before, &(applied.len() as i64)],
+        )
         .await?;
     if moved != 1 {
         return Err(StoreError::unavailable(format!(
-            "the projection expected the log applied through {from}, and it is not: another node applies it"
+            "the projection expected {entries_before} entries of the log applied, and there are not: another node applies it"
         )));
     }
-    // Bounded below too: entries deleted before are still in the index until a vacuum, and
-    // a scan from the start would step over all of them each time.
-    tx.execute("DELETE FROM event_log WHERE seq > $1 AND seq <= $2", &[&from, &through]).await?;
+    let mut lanes: BTreeMap<i32, i64> = BTreeMap::new();
+    for (lane, seq) in applied {
+        let watermark = lanes.entry(*lane).or_default();
+        *watermark = (*watermark).max(*seq);
+    }
+    let (lane_ids, watermarks): (Vec<i32>, Vec<i64>) = lanes.into_iter().unzip();
+    tx.execute(
+        "UPDATE lane_watermarks SET applied = u.applied
+         FROM unnest($1::int[], $2::bigint[]) AS u (lane, applied)
+         WHERE lane_watermarks.lane = u.lane AND lane_watermarks.applied < u.applied",
+        &[&lane_ids, &watermarks],
+    )
+    .await?;
+    let seqs: Vec<i64> = applied.iter().map(|(_, seq)| *seq).collect();
+    tx.execute("DELETE FROM event_log WHERE seq = ANY($1)", &[&seqs]).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

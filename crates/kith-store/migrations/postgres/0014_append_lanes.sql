@@ -1,0 +1,41 @@
+-- Appends no longer take one lock shared by every node: each takes the lock of one of 16
+-- lanes (the first free one), from its insert to its commit, so that within a lane sequence numbers
+-- become visible in order, and appends on different lanes run in parallel. The projection
+-- keeps a watermark per lane (`lane_watermarks`): an entry it has not seen is always after
+-- its lane's watermark. Reads that must see acknowledged events wait until every lane's
+-- watermark passes the head the lane had when they started.
+ALTER TABLE event_log ADD COLUMN lane INT NOT NULL DEFAULT 0;
+ALTER TABLE event_log ALTER COLUMN lane DROP DEFAULT;
+ALTER TABLE event_log ALTER COLUMN seq SET DEFAULT nextval('event_log_seq');
+CREATE INDEX event_log_lanes ON event_log (lane, seq);
+
+-- Written by appends, each under its lane's lock.
+CREATE TABLE log_lanes (
+    lane      INT    PRIMARY KEY,
+    -- The last sequence number appended to the lane.
+    appended  BIGINT NOT NULL,
+    -- Entries ever appended to the lane.
+    entries   BIGINT NOT NULL
+);
+-- Written by the projection, in the transaction that applies the entries: its own table, so
+-- that an append never waits for a projection transaction to end.
+CREATE TABLE lane_watermarks (
+    lane     INT    PRIMARY KEY,
+    -- The last sequence number of the lane the projection applied.
+    applied  BIGINT NOT NULL
+);
+-- The entries appended before this migration are lane 0's.
+INSERT INTO log_lanes (lane, appended, entries)
+SELECT lane, CASE WHEN lane = 0 THEN (SELECT appended FROM log_head) ELSE 0 END,
+       CASE WHEN lane = 0 THEN (SELECT appended FROM log_head) ELSE 0 END
+FROM generate_series(0, 15) AS lane;
+INSERT INTO lane_watermarks (lane, applied)
+SELECT lane, CASE WHEN lane = 0 THEN (SELECT applied FROM projection_state WHERE shard = 0) ELSE 0 END
+FROM generate_series(0, 15) AS lane;
+
+-- The projection's fence and the count of entries it applied. A node from before this
+-- migration neither finds `log_head` to append to nor `applied` to project from: it answers
+-- events with an error, which senders retry (on an upgraded node), instead of applying the
+-- log in an order this version does not keep.
+ALTER TABLE projection_state RENAME COLUMN applied TO entries;
+DROP TABLE log_head;
