@@ -32,6 +32,8 @@ FROM generate_series(0, 15) AS lane;
 INSERT INTO lane_watermarks (lane, applied)
 SELECT lane, CASE WHEN lane = 0 THEN (SELECT applied FROM projection_state WHERE shard = 0) ELSE 0 END
 FROM generate_series(0, 15) AS lane;
+-- Planned from their real size (16 rows) from the start.
+ANALYZE log_lanes, lane_watermarks;
 
 -- The projection's fence and the count of entries it applied. A node from before this
 -- migration neither finds `log_head` to append to nor `applied` to project from: it answers

@@ -285,7 +285,9 @@ impl Connections {
         // would hold its locks (an event-log lane's among them) until TCP gave up:
         // no transaction of kith's idles that long while its node can still talk.
         let idle = millis * u128::from(SILENCE_TIMEOUTS);
-        let session = format!("-c statement_timeout={millis} -c idle_in_transaction_session_timeout={idle}");
+        // No JIT: kith's statements are short, and a multi-row one the planner over-estimates
+        // (a table not analysed yet) would spend a hundred milliseconds compiling.
+        let session = format!("-c statement_timeout={millis} -c idle_in_transaction_session_timeout={idle} -c jit=off");
         let options = match target.config.get_options() {
             Some(options) => format!("{options} {session}"),
             None => session,

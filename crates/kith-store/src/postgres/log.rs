@@ -359,7 +359,7 @@ async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Resul
         }
         let _ = tokio::time::timeout(IDLE_POLL, shared.appended.notified()).await;
         let limit = shared.batch.load(Ordering::Relaxed);
-        let mut read = bounded(timeout, "reading the log", read_after(client, limit)).await?;
+        let mut read = bounded(timeout, "reading the log", read_after(client, &watermarks, limit)).await?;
         if read.is_empty() {
             continue;
         }
@@ -367,7 +367,7 @@ async fn apply(log: &Weak<Log>, client: &mut Client, timeout: Duration) -> Resul
             // A trickle of small appends (single identifies) would otherwise cost one
             // projection transaction each; a read after a 200 waits that much longer at most.
             tokio::time::sleep(GATHER).await;
-            read = bounded(timeout, "reading the log", read_after(client, limit)).await?;
+            read = bounded(timeout, "reading the log", read_after(client, &watermarks, limit)).await?;
         }
         // Halved while a transaction fails (one that timed out is tried again smaller, down to
         // a single entry), and grown back as they succeed.
@@ -417,19 +417,18 @@ async fn bounded<T>(
     }
 }
 
-/// Up to `limit` log entries after their lanes' watermarks, in order, each with its lane.
-async fn read_after(c: &Client, limit: i64) -> Result<Vec<(i32, (i64, PendingEvent))>> {
-    // Each lane is read from its watermark on, in its own index range: below them are only
-    // the entries already applied and deleted, which an index scan would step over until a
-    // vacuum.
+/// Up to `limit` log entries after their lanes' `watermarks`, in order, each with its lane.
+async fn read_after(c: &Client, watermarks: &[i64], limit: i64) -> Result<Vec<(i32, (i64, PendingEvent))>> {
+    // Every entry still in the log is after its lane's watermark (an entry is deleted in the
+    // transaction that applies it), so the entries after the lowest watermark are the ones
+    // to apply. Appends spread over the lanes, so the lowest is never far behind: the scan
+    // steps over few entries deleted since (until a vacuum, they stay in the index).
+    let from = watermarks.iter().copied().min().unwrap_or_default();
     let rows = c
         .query(
-            "SELECT e.seq, e.workspace_id, e.event_type, e.payload, e.occurred_at, e.received_at, e.lane
-             FROM lane_watermarks w CROSS JOIN LATERAL (
-                 SELECT * FROM event_log e WHERE e.lane = w.lane AND e.seq > w.applied ORDER BY e.seq LIMIT $1
-             ) e
-             ORDER BY e.seq LIMIT $1",
-            &[&limit],
+            "SELECT seq, workspace_id, event_type, payload, occurred_at, received_at, lane FROM event_log
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&from, &limit],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(6), (row.get(0), write::pending_event(row)))).collect())
