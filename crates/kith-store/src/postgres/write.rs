@@ -48,21 +48,30 @@ pub async fn apply_events(
             "the projection expected {entries_before} entries of the log applied, and there are not: another node applies it"
         )));
     }
-    let mut lanes: BTreeMap<i32, i64> = BTreeMap::new();
+    // Each lane's first and last entry applied.
+    let mut lanes: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for (lane, seq) in applied {
-        let watermark = lanes.entry(*lane).or_default();
-        *watermark = (*watermark).max(*seq);
+        let (first, last) = lanes.entry(*lane).or_insert((*seq, *seq));
+        (*first, *last) = ((*first).min(*seq), (*last).max(*seq));
     }
-    let (lane_ids, watermarks): (Vec<i32>, Vec<i64>) = lanes.into_iter().unzip();
+    let lane_ids: Vec<i32> = lanes.keys().copied().collect();
+    let (firsts, lasts): (Vec<i64>, Vec<i64>) = lanes.into_values().unzip();
     tx.execute(
         "UPDATE lane_watermarks SET applied = u.applied
          FROM unnest($1::int[], $2::bigint[]) AS u (lane, applied)
          WHERE lane_watermarks.lane = u.lane AND lane_watermarks.applied < u.applied",
-        &[&lane_ids, &watermarks],
+        &[&lane_ids, &lasts],
     )
     .await?;
-    let seqs: Vec<i64> = applied.iter().map(|(_, seq)| *seq).collect();
-    tx.execute("DELETE FROM event_log WHERE seq = ANY($1)", &[&seqs]).await?;
+    // A range per lane: within a lane, sequence numbers become visible in order, so the
+    // range holds exactly the entries read (an entry of another lane that committed since,
+    // inside the same numbers, is left for the next batch).
+    tx.execute(
+        "DELETE FROM event_log e USING unnest($1::int[], $2::bigint[], $3::bigint[]) AS u (lane, first, last)
+         WHERE e.lane = u.lane AND e.seq >= u.first AND e.seq <= u.last",
+        &[&lane_ids, &firsts, &lasts],
+    )
+    .await?;
     tx.commit().await?;
     Ok(outcomes)
 }
