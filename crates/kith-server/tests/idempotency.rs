@@ -18,6 +18,11 @@ fn track(name: &str, time: &str, message_id: &str) -> Value {
     json!({"type": "track", "userId": "u1", "event": name, "timestamp": time, "messageId": message_id})
 }
 
+/// Ada's identify, at T0, with this messageId.
+fn identify_ada(message_id: &str) -> Value {
+    json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": message_id})
+}
+
 async fn event_count(server: &TestServer, email: &str) -> usize {
     let contact = server.contact(email).await;
     server.get(&format!("/api/contacts/{}/events", contact["id"])).await["items"].as_array().unwrap().len()
@@ -26,12 +31,7 @@ async fn event_count(server: &TestServer, email: &str) -> usize {
 async fn a_duplicate_seven_days_later_is_still_a_duplicate() {
     let clock = Clock::manual(T0.parse::<Timestamp>().unwrap());
     let server = TestServer::start_with_clock(clock.clone()).await;
-    server
-        .ingest(
-            "/v1/identify",
-            &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "i1"}),
-        )
-        .await;
+    server.ingest("/v1/identify", &identify_ada("i1")).await;
     server.ingest("/v1/track", &track("Exported", "2024-07-01T10:00:00Z", "t1")).await;
     let before = server.timeline("ada@example.com").await;
     assert_eq!(event_count(&server, "ada@example.com").await, 2);
@@ -108,12 +108,7 @@ async fn a_refused_event_leaves_its_message_id_free_for_the_corrected_retry() {
         .send_json("/v1/identify", &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "messageId": "r1"}))
         .await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("missing_timestamp")));
-    server
-        .ingest(
-            "/v1/identify",
-            &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "r1"}),
-        )
-        .await;
+    server.ingest("/v1/identify", &identify_ada("r1")).await;
     assert_eq!(server.emails().await, ["ada@example.com"], "the retry was stored, not taken for a duplicate");
 
     // Refused when stored: an identify of an unknown user without an email.
@@ -159,12 +154,7 @@ async fn a_refused_event_leaves_its_message_id_free_for_the_corrected_retry() {
 async fn sqlite_remembers_message_ids_across_a_seal_a_restart_and_a_filter_rebuild() {
     let clock = Clock::manual(T0.parse::<Timestamp>().unwrap());
     let mut server = TestServer::start_with_clock(clock.clone()).await;
-    server
-        .ingest(
-            "/v1/identify",
-            &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "w0"}),
-        )
-        .await;
+    server.ingest("/v1/identify", &identify_ada("w0")).await;
     server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
     // Two hours on, the next append seals the first two messageIds into a run.
     clock.advance(SignedDuration::from_hours(2));
@@ -213,12 +203,7 @@ async fn sqlite_remembers_message_ids_across_a_seal_a_restart_and_a_filter_rebui
 #[tokio::test]
 async fn sqlite_takes_over_the_message_ids_of_a_database_from_before_the_event_log() {
     let server = TestServer::start().await;
-    server
-        .ingest(
-            "/v1/identify",
-            &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "i1"}),
-        )
-        .await;
+    server.ingest("/v1/identify", &identify_ada("i1")).await;
     let main = rusqlite::Connection::open(server.sqlite_file("kith.db").expect("a SQLite server")).unwrap();
     main.execute_batch("CREATE TABLE message_ids (digest BLOB PRIMARY KEY) WITHOUT ROWID").unwrap();
     let legacy = kith_store::message_digest(server.workspace, "legacy-1");
@@ -263,14 +248,9 @@ async fn postgres_keeps_message_ids_in_day_partitions_dropped_by_age() {
                  AND inhrelid::regclass::text LIKE 'message_ids_2024%'",
             )
         };
-        server
-            .ingest(
-                "/v1/identify",
-                &json!({"userId": "u1", "traits": {"email": "ada@example.com"}, "timestamp": T0, "messageId": "w0"}),
-            )
-            .await;
+        server.ingest("/v1/identify", &identify_ada("w0")).await;
         server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
-        assert_eq!(partitions().await, 3, "yesterday's, today's and tomorrow's");
+        assert_eq!(partitions().await, 4, "from yesterday's to the day after tomorrow's");
 
         // Six days and 23 hours on, from another day's partition: still a duplicate.
         clock.advance(SignedDuration::from_hours(6 * 24 + 23));
@@ -278,7 +258,7 @@ async fn postgres_keeps_message_ids_in_day_partitions_dropped_by_age() {
         assert_eq!(answer["success"], true, "a duplicate is acknowledged");
         server.ingest("/v1/track", &track("Exported", "2024-07-08T07:00:00Z", "w2")).await;
         assert_eq!(event_count(&server, "ada@example.com").await, 3, "w1 not stored twice");
-        assert_eq!(partitions().await, 6, "the days around today are made as they come");
+        assert_eq!(partitions().await, 8, "the days around today are made as they come");
 
         // Nine days after the first events their partitions are dropped, and w1 is free again;
         // w2, two days old, is still taken.
@@ -286,7 +266,7 @@ async fn postgres_keeps_message_ids_in_day_partitions_dropped_by_age() {
         server.ingest("/v1/track", &track("Exported", "2024-07-01T09:30:00Z", "w1")).await;
         server.ingest("/v1/track", &track("Exported", "2024-07-08T07:00:00Z", "w2")).await;
         assert_eq!(event_count(&server, "ada@example.com").await, 4, "w1 is new once its day is dropped");
-        assert_eq!(partitions().await, 6, "2024-06-30 and 2024-07-01 dropped, 2024-07-10 and 2024-07-11 made");
+        assert_eq!(partitions().await, 8, "2024-06-30 and 2024-07-01 dropped, 2024-07-11 and 2024-07-12 made");
         let oldest = server
             .count_rows(
                 "SELECT MIN(substr(inhrelid::regclass::text, 13)::int)::bigint FROM pg_inherits

@@ -6,8 +6,11 @@
 -- watermark passes the head the lane had when they started.
 ALTER TABLE event_log ADD COLUMN lane INT NOT NULL DEFAULT 0;
 ALTER TABLE event_log ALTER COLUMN lane DROP DEFAULT;
-ALTER TABLE event_log ALTER COLUMN seq SET DEFAULT nextval('event_log_seq');
-CREATE INDEX event_log_lanes ON event_log (lane, seq);
+-- Renamed, so that a node from before this migration fails at its first use of the sequence
+-- instead of moving it back (it set the sequence past the block it took, which is only
+-- safe under the one lock it took and nodes of this version do not).
+ALTER SEQUENCE event_log_seq RENAME TO event_log_entries;
+ALTER TABLE event_log ALTER COLUMN seq SET DEFAULT nextval('event_log_entries');
 
 -- Written by appends, each under its lane's lock.
 CREATE TABLE log_lanes (
@@ -24,10 +27,14 @@ CREATE TABLE lane_watermarks (
     -- The last sequence number of the lane the projection applied.
     applied  BIGINT NOT NULL
 );
--- The entries appended before this migration are lane 0's.
+-- The entries appended before this migration are lane 0's. Counted as the applied ones (the
+-- old watermark counted them, with any number a failed append skipped) and those still in the
+-- log, so that the lag is exactly what is left to apply.
 INSERT INTO log_lanes (lane, appended, entries)
 SELECT lane, CASE WHEN lane = 0 THEN (SELECT appended FROM log_head) ELSE 0 END,
-       CASE WHEN lane = 0 THEN (SELECT appended FROM log_head) ELSE 0 END
+       CASE WHEN lane = 0
+            THEN (SELECT applied FROM projection_state WHERE shard = 0) + (SELECT count(*) FROM event_log)
+            ELSE 0 END
 FROM generate_series(0, 15) AS lane;
 INSERT INTO lane_watermarks (lane, applied)
 SELECT lane, CASE WHEN lane = 0 THEN (SELECT applied FROM projection_state WHERE shard = 0) ELSE 0 END

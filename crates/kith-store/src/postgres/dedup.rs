@@ -2,10 +2,10 @@
 //! partitioned by the day (UTC) each event was received.
 //!
 //! A claim inserts the event's digest into its receive day's partition and looks for it in
-//! the [`WINDOW_DAYS`] partitions before. Partitions are created a day ahead and dropped
-//! whole once older than the window ([`Partitions::prepare`]), so the table holds a bounded
-//! number of days, and the partition taking today's inserts is a small, hot B-tree instead
-//! of one that grows for ever.
+//! the [`WINDOW_DAYS`] partitions before. Partitions are created up to two days ahead and
+//! dropped whole once older than the window ([`Partitions::prepare`]), so the table holds a
+//! bounded number of days, and the partition taking today's inserts is a small, hot B-tree
+//! instead of one that grows for ever.
 //!
 //! Nodes' clocks differ a little, so near midnight two nodes could put the same digest in
 //! two days' partitions, each insert blind to the other until it commits. An event received
@@ -18,6 +18,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use jiff::civil::Date;
 use jiff::Timestamp;
@@ -29,8 +30,9 @@ use crate::Result;
 /// The days before its receive day in which a digest is looked for: with the receive day's
 /// own partition, every messageId taken in the last seven days.
 const WINDOW_DAYS: i32 = 7;
-/// Partitions kept behind the newest day a node writes: the window, and one day more so
-/// that a node whose clock runs ahead never drops a partition a node behind it still reads.
+/// Partitions kept behind the newest day a node writes (those of earlier days are dropped):
+/// the window, and one day more, which a claim just after midnight reads and which a node
+/// whose clock runs ahead must not drop under a node behind it.
 const KEEP_DAYS: i32 = WINDOW_DAYS + 1;
 /// How close to midnight an event's digest goes into both days' partitions: more than
 /// nodes' clocks are expected to differ by.
@@ -38,6 +40,10 @@ const BOUNDARY_MARGIN_MS: i64 = 15 * 60_000;
 const DAY_MS: i64 = 86_400_000;
 /// The advisory lock under which partitions are created and dropped.
 const PARTITIONS_LOCK: i64 = 0x6b69_7468_0005;
+/// The longest the daily maintenance waits to lock the table.
+const MAINTENANCE_LOCK_WAIT: Duration = Duration::from_secs(1);
+/// How long after a failed maintenance it is tried again.
+const MAINTENANCE_RETRY: Duration = Duration::from_secs(60);
 /// Every partition is named this followed by its day, `YYYYMMDD`.
 const PARTITION_PREFIX: &str = "message_ids_";
 
@@ -74,7 +80,8 @@ fn partition_day(name: &str) -> Option<i32> {
 pub async fn claim(tx: &Transaction<'_>, batch: &[Incoming]) -> Result<(Digests, Digests)> {
     let days = |incoming: &Incoming| claim_days(incoming.event.received_at.as_millisecond());
     // The days before a claim's first are written by no claim racing it: read them first, and
-    // insert only the digests they do not hold, so that a duplicate leaves nothing behind.
+    // insert only the digests they do not hold, so that a duplicate of an earlier day's
+    // event does not renew it.
     let earliest = batch.iter().map(|incoming| *days(incoming).start()).min().unwrap_or_default();
     let latest = batch.iter().map(|incoming| *days(incoming).start()).max().unwrap_or_default();
     let unique: Vec<&[u8]> =
@@ -147,37 +154,67 @@ pub async fn taken(c: &impl GenericClient, digest: &[u8; 16], now: i64) -> Resul
 #[derive(Default)]
 pub struct Partitions {
     ready: Mutex<Option<RangeInclusive<i32>>>,
+    /// Until when a failed maintenance is not tried again (while no append needs it).
+    quiet_until: Mutex<Option<Instant>>,
 }
 
 impl Partitions {
-    /// Makes sure the partitions the batch inserts into exist. Once a day per node, at its
-    /// first append of the day: creates tomorrow's and drops those older than the window.
+    /// Makes sure the partitions the batch inserts into exist, and tomorrow's. Once a day per
+    /// node, at its first append of the day: creates the partitions up to the day after
+    /// tomorrow and drops those older than the window. Creating and dropping a partition
+    /// locks the whole table briefly; it waits at most [`MAINTENANCE_LOCK_WAIT`] for that,
+    /// and if it cannot, the appends go on (their partitions exist) and it is tried again
+    /// later.
     pub async fn prepare(&self, c: &mut Client, batch: &[Incoming]) -> Result<()> {
-        let newest = batch.iter().map(|incoming| day_of(incoming.event.received_at.as_millisecond())).max();
-        let Some(newest) = newest else { return Ok(()) };
-        let covered = |ready: &Option<RangeInclusive<i32>>| {
-            ready.as_ref().is_some_and(|ready| {
-                batch.iter().all(|incoming| {
-                    let days = claim_days(incoming.event.received_at.as_millisecond());
-                    ready.contains(days.start()) && ready.contains(days.end())
-                })
-            })
+        let received = |incoming: &Incoming| incoming.event.received_at.as_millisecond();
+        let (Some(oldest), Some(newest)) = (
+            batch.iter().map(|incoming| day_of(received(incoming))).min(),
+            batch.iter().map(|incoming| day_of(received(incoming))).max(),
+        ) else {
+            return Ok(());
         };
-        if covered(&self.ready.lock().unwrap_or_else(|poisoned| poisoned.into_inner())) {
+        let ready = self.ready.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let holds =
+            |first: i32, last: i32| ready.as_ref().is_some_and(|ready| ready.contains(&first) && ready.contains(&last));
+        let claims_covered = batch.iter().all(|incoming| {
+            let days = claim_days(received(incoming));
+            holds(*days.start(), *days.end())
+        });
+        if claims_covered && holds(newest + 1, newest + 1) {
             return Ok(());
         }
-        let oldest = batch.iter().map(|incoming| day_of(incoming.event.received_at.as_millisecond())).min();
-        let ready = maintain(c, oldest.unwrap_or(newest) - 1..=newest + 1).await?;
-        *self.ready.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(ready);
-        Ok(())
+        let quiet = self
+            .quiet_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|until| Instant::now() < until);
+        if claims_covered && quiet {
+            return Ok(());
+        }
+        match maintain(c, oldest - 1..=newest + 2, newest - KEEP_DAYS).await {
+            Ok(made) => {
+                *self.ready.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(made);
+                Ok(())
+            }
+            Err(error) if claims_covered => {
+                tracing::warn!(%error, "the messageId partitions of the coming days could not be made yet; trying again later");
+                *self.quiet_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Some(Instant::now() + MAINTENANCE_RETRY);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     }
 }
 
-/// Creates the partitions of `days` that are missing and drops those more than
-/// [`KEEP_DAYS`] before the last of them, one node at a time. Returns `days`.
-async fn maintain(c: &mut Client, days: RangeInclusive<i32>) -> Result<RangeInclusive<i32>> {
+/// Creates the partitions of `days` that are missing and drops those of days before
+/// `drop_before`, one node at a time. Returns `days`.
+async fn maintain(c: &mut Client, days: RangeInclusive<i32>, drop_before: i32) -> Result<RangeInclusive<i32>> {
     let tx = c.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITIONS_LOCK]).await?;
+    // Creating or dropping a partition waits for every transaction using the table, and
+    // every append waits behind it meanwhile: not for long.
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", MAINTENANCE_LOCK_WAIT.as_millis())).await?;
     let existing: Vec<String> = tx
         .query(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -197,7 +234,6 @@ async fn maintain(c: &mut Client, days: RangeInclusive<i32>) -> Result<RangeIncl
         ))
         .await?;
     }
-    let drop_before = days.end() - 1 - KEEP_DAYS;
     for name in existing.iter().filter(|name| partition_day(name).is_some_and(|day| day < drop_before)) {
         tx.batch_execute(&format!("DROP TABLE \"{name}\"")).await?;
     }

@@ -68,7 +68,7 @@ pub async fn apply_events(
     // inside the same numbers, is left for the next batch).
     tx.execute(
         "DELETE FROM event_log e USING unnest($1::int[], $2::bigint[], $3::bigint[]) AS u (lane, first, last)
-         WHERE e.lane = u.lane AND e.seq >= u.first AND e.seq <= u.last",
+         WHERE e.seq >= u.first AND e.seq <= u.last AND e.lane = u.lane",
         &[&lane_ids, &firsts, &lasts],
     )
     .await?;
