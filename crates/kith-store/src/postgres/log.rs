@@ -16,10 +16,10 @@
 //!
 //! No lock is shared by every append. An append takes the lock of one of [`LANES`] lanes (the
 //! first free one from a random start) from its insert to its commit, so that within a lane
-//! sequence numbers become visible in order: an entry the projection has not seen is always after its lane's
-//! watermark (`lane_watermarks`), and appends on different lanes run in parallel. Reads
-//! that must see acknowledged events wait until every lane's watermark passes the head the
-//! lane had when they start (`PostgresStore::wait_applied`).
+//! sequence numbers become visible in order: an entry the projection has not seen is always
+//! after its lane's watermark (`lane_watermarks`), and appends on different lanes run in
+//! parallel. Reads that must see acknowledged events wait until every lane's watermark
+//! passes the head the lane had when they start (`PostgresStore::wait_applied`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -155,7 +155,7 @@ impl Log {
 pub async fn marks(c: &Client) -> Result<(i64, i64)> {
     let row = c
         .query_one(
-            "SELECT (SELECT sum(entries)::bigint FROM log_lanes), (SELECT entries FROM projection_state WHERE shard = 0)",
+            "SELECT (SELECT COALESCE(sum(entries), 0)::bigint FROM log_lanes), (SELECT entries FROM projection_state WHERE shard = 0)",
             &[],
         )
         .await?;
